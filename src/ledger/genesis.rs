@@ -1,0 +1,282 @@
+//! Genesis: the accounts, opening balances, difficulty and initial transfers
+//! every node derives its first blocks from. The same file gives byte-identical
+//! blocks on every node: no clock and no randomness go into them.
+
+use super::block::{MAX_BLOCK_TXS, MAX_DIFFICULTY};
+use super::rules::{self, RejectReason};
+use super::{AccountId, Amount, Block, Hash32, Transaction, TxId};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// Most accounts a genesis file may open.
+pub const MAX_GENESIS_ACCOUNTS: usize = 10_000_000;
+/// Most initial transfers a genesis file may hold.
+pub const MAX_GENESIS_TRANSFERS: usize = 100_000;
+/// Initial transfers per genesis block.
+const GENESIS_TRANSFERS_PER_BLOCK: usize = 4096;
+
+/// `first_blockchain.json`, as written by people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisFile {
+    /// Proof-of-work difficulty (leading zero bits) of every block; 0 disables it.
+    pub difficulty: u8,
+    /// Accounts and their opening balances.
+    pub accounts: Vec<GenesisAccount>,
+    /// Transfers applied right after the opening balances, as block 1 onwards.
+    #[serde(default)]
+    pub transfers: Vec<GenesisTransfer>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisAccount {
+    pub id: AccountId,
+    pub balance: Amount,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisTransfer {
+    pub from: AccountId,
+    pub to: AccountId,
+    pub amount: Amount,
+}
+
+/// Why a genesis file cannot start a chain.
+#[derive(Debug, thiserror::Error)]
+pub enum GenesisError {
+    /// The file could not be read.
+    #[error("cannot read genesis file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    /// The file is not valid genesis JSON.
+    #[error("invalid genesis JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// No accounts.
+    #[error("genesis opens no accounts")]
+    NoAccounts,
+    /// Too many accounts or transfers.
+    #[error("genesis holds {count} {what}; at most {max} allowed")]
+    TooMany {
+        what: &'static str,
+        count: usize,
+        max: usize,
+    },
+    /// An account id appears twice.
+    #[error("genesis opens account {0} twice")]
+    DuplicateAccount(AccountId),
+    /// The difficulty is too high to mine.
+    #[error("genesis difficulty {0} exceeds the maximum of {MAX_DIFFICULTY}")]
+    Difficulty(u8),
+    /// The sum of opening balances does not fit in u64.
+    #[error("genesis balances sum to more than {}", u64::MAX)]
+    TotalOverflow,
+    /// An initial transfer breaks a rule.
+    #[error("genesis transfer #{index} is invalid: {reason}")]
+    BadTransfer { index: usize, reason: RejectReason },
+}
+
+/// A validated genesis and the blocks it produces.
+#[derive(Debug, Clone)]
+pub struct Genesis {
+    pub file: GenesisFile,
+    /// Block 0 (opening balances) and the blocks of initial transfers.
+    pub blocks: Vec<Block>,
+    /// Balances after all genesis blocks.
+    pub balances: BTreeMap<AccountId, Amount>,
+    /// Sum of all balances: what conservation of money is checked against.
+    pub total: Amount,
+}
+
+impl Genesis {
+    pub fn load(path: &Path) -> Result<Genesis, GenesisError> {
+        let text = std::fs::read_to_string(path).map_err(|source| GenesisError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Genesis::from_json(&text)
+    }
+
+    pub fn from_json(text: &str) -> Result<Genesis, GenesisError> {
+        Genesis::build(serde_json::from_str(text)?)
+    }
+
+    pub fn build(file: GenesisFile) -> Result<Genesis, GenesisError> {
+        if file.accounts.is_empty() {
+            return Err(GenesisError::NoAccounts);
+        }
+        if file.accounts.len() > MAX_GENESIS_ACCOUNTS {
+            return Err(GenesisError::TooMany {
+                what: "accounts",
+                count: file.accounts.len(),
+                max: MAX_GENESIS_ACCOUNTS,
+            });
+        }
+        if file.transfers.len() > MAX_GENESIS_TRANSFERS {
+            return Err(GenesisError::TooMany {
+                what: "transfers",
+                count: file.transfers.len(),
+                max: MAX_GENESIS_TRANSFERS,
+            });
+        }
+        if file.difficulty > MAX_DIFFICULTY {
+            return Err(GenesisError::Difficulty(file.difficulty));
+        }
+        let mut seen = BTreeSet::new();
+        let mut total: Amount = 0;
+        for a in &file.accounts {
+            if !seen.insert(a.id) {
+                return Err(GenesisError::DuplicateAccount(a.id));
+            }
+            total = total
+                .checked_add(a.balance)
+                .ok_or(GenesisError::TotalOverflow)?;
+        }
+
+        let mut balances = BTreeMap::new();
+        let allocations: Vec<Transaction> = file
+            .accounts
+            .iter()
+            .map(|a| Transaction::Allocation {
+                account: a.id,
+                amount: a.balance,
+            })
+            .collect();
+        for tx in &allocations {
+            // Cannot fail: ids are unique and the total fits in u64.
+            rules::apply(&mut balances, tx, true).map_err(|_| GenesisError::TotalOverflow)?;
+        }
+        let block0 = Block::new(
+            Hash32::ZERO,
+            0,
+            Hash32::ZERO,
+            0,
+            file.difficulty,
+            allocations,
+        )
+        .mined();
+        let chain_id = block0.hash();
+
+        let mut blocks = vec![block0];
+        let mut index = 0usize;
+        for chunk in file
+            .transfers
+            .chunks(GENESIS_TRANSFERS_PER_BLOCK.min(MAX_BLOCK_TXS))
+        {
+            let mut txs = Vec::with_capacity(chunk.len());
+            for t in chunk {
+                index += 1;
+                let tx = Transaction::Transfer {
+                    id: genesis_tx_id(index),
+                    from: t.from,
+                    to: t.to,
+                    amount: t.amount,
+                };
+                rules::apply(&mut balances, &tx, false)
+                    .map_err(|reason| GenesisError::BadTransfer { index, reason })?;
+                txs.push(tx);
+            }
+            let prev = &blocks[blocks.len() - 1];
+            let block = Block::new(
+                chain_id,
+                prev.height() + 1,
+                prev.hash(),
+                0,
+                file.difficulty,
+                txs,
+            )
+            .mined();
+            blocks.push(block);
+        }
+        Ok(Genesis {
+            file,
+            blocks,
+            balances,
+            total,
+        })
+    }
+
+    /// Hash of block 0: the chain's identity.
+    pub fn chain_id(&self) -> Hash32 {
+        self.blocks[0].hash()
+    }
+
+    pub fn difficulty(&self) -> u8 {
+        self.file.difficulty
+    }
+}
+
+/// Initial transfers are numbered from 1 in file order: `genesis-1`, `genesis-2`, ...
+fn genesis_tx_id(index: usize) -> TxId {
+    TxId::new(format!("genesis-{index}")).unwrap_or_else(|_| unreachable!("genesis ids are short"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEMO: &str = r#"{
+        "difficulty": 8,
+        "accounts": [{"id":0,"balance":100},{"id":1,"balance":100},{"id":2,"balance":100}],
+        "transfers": [{"from":0,"to":1,"amount":5},{"from":1,"to":2,"amount":10},{"from":2,"to":0,"amount":20}]
+    }"#;
+
+    #[test]
+    fn demo_genesis_matches_the_original() {
+        let g = Genesis::from_json(DEMO).unwrap();
+        assert_eq!(g.blocks.len(), 2);
+        assert_eq!(g.balances, BTreeMap::from([(0, 115), (1, 95), (2, 90)]));
+        assert_eq!(g.total, 300);
+        let b1 = &g.blocks[1];
+        b1.verify_extends(g.chain_id(), 8, 0, g.blocks[0].hash())
+            .unwrap();
+    }
+
+    #[test]
+    fn same_file_same_blocks_other_file_other_chain() {
+        let a = Genesis::from_json(DEMO).unwrap();
+        let b = Genesis::from_json(DEMO).unwrap();
+        assert_eq!(a.blocks, b.blocks);
+        let other =
+            Genesis::from_json(&DEMO.replace("\"balance\":100}]", "\"balance\":101}]")).unwrap();
+        assert_ne!(a.chain_id(), other.chain_id());
+    }
+
+    #[test]
+    fn empty_transfer_list_gives_only_the_genesis_block() {
+        let g = Genesis::from_json(
+            r#"{"difficulty":0,"accounts":[{"id":5,"balance":1}],"transfers":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(g.blocks.len(), 1);
+    }
+
+    #[test]
+    fn invalid_files_are_refused_with_a_reason() {
+        let bad = |s: &str| Genesis::from_json(s).unwrap_err().to_string();
+        assert!(bad(r#"{"difficulty":0,"accounts":[]}"#).contains("no accounts"));
+        assert!(
+            bad(r#"{"difficulty":0,"accounts":[{"id":1,"balance":1},{"id":1,"balance":2}]}"#)
+                .contains("account 1 twice")
+        );
+        assert!(
+            bad(r#"{"difficulty":99,"accounts":[{"id":1,"balance":1}]}"#).contains("difficulty")
+        );
+        assert!(bad(
+            r#"{"difficulty":0,"accounts":[{"id":1,"balance":18446744073709551615},{"id":2,"balance":1}]}"#
+        )
+        .contains("sum"));
+        assert!(bad(
+            r#"{"difficulty":0,"accounts":[{"id":1,"balance":1},{"id":2,"balance":0}],"transfers":[{"from":1,"to":2,"amount":2}]}"#
+        )
+        .contains("genesis transfer #1 is invalid: insufficient funds"));
+        assert!(
+            bad(r#"{"difficulty":0,"accounts":[{"id":1,"balance":1}],"extra":1}"#)
+                .contains("unknown field")
+        );
+    }
+}

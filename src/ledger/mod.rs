@@ -1,0 +1,22 @@
+//! The ledger's pure domain: transactions, blocks, merkle trees, proof of work,
+//! the rules that move money, and genesis. No I/O lives here: nothing in this
+//! module knows about sled, tonic or openraft.
+
+pub mod block;
+pub mod genesis;
+pub mod hash;
+pub mod merkle;
+pub mod rules;
+pub mod transaction;
+
+pub use block::{Block, BlockError, BlockHeader};
+pub use genesis::{Genesis, GenesisError};
+pub use hash::Hash32;
+pub use rules::{Balances, RejectReason};
+pub use transaction::{Transaction, TxId, TxIdError};
+
+/// Accounts are identified by plain integers.
+pub type AccountId = u64;
+
+/// Amounts are unsigned integers in minor units (cents): no floats, ever.
+pub type Amount = u64;

@@ -1,0 +1,259 @@
+//! The rules that move money. Pure and deterministic: the same balances and
+//! the same transaction give the same result on every node.
+
+use super::{AccountId, Amount, Transaction, TxId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Read and write access to account balances; `None` means no such account.
+pub trait Balances {
+    fn balance(&self, account: AccountId) -> Option<Amount>;
+    fn set_balance(&mut self, account: AccountId, amount: Amount);
+}
+
+impl Balances for BTreeMap<AccountId, Amount> {
+    fn balance(&self, account: AccountId) -> Option<Amount> {
+        self.get(&account).copied()
+    }
+    fn set_balance(&mut self, account: AccountId, amount: Amount) {
+        self.insert(account, amount);
+    }
+}
+
+/// Balances seen through pending, not yet applied changes: lets the leader
+/// pre-check a whole block without touching the committed state.
+pub struct Overlay<'a, B: Balances + ?Sized> {
+    base: &'a B,
+    changes: BTreeMap<AccountId, Amount>,
+}
+
+impl<'a, B: Balances + ?Sized> Overlay<'a, B> {
+    pub fn new(base: &'a B) -> Self {
+        Overlay {
+            base,
+            changes: BTreeMap::new(),
+        }
+    }
+
+    /// The accounts changed so far and their new balances.
+    pub fn into_changes(self) -> BTreeMap<AccountId, Amount> {
+        self.changes
+    }
+}
+
+impl<B: Balances + ?Sized> Balances for Overlay<'_, B> {
+    fn balance(&self, account: AccountId) -> Option<Amount> {
+        match self.changes.get(&account) {
+            Some(v) => Some(*v),
+            None => self.base.balance(account),
+        }
+    }
+    fn set_balance(&mut self, account: AccountId, amount: Amount) {
+        self.changes.insert(account, amount);
+    }
+}
+
+/// Why a transaction was not applied. Each is a sentence a user can act on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum RejectReason {
+    /// Transfers must move a positive amount.
+    #[error("amount must be greater than zero")]
+    ZeroAmount,
+    /// Source and destination are the same account.
+    #[error("cannot transfer from account {account} to itself")]
+    SameAccount { account: AccountId },
+    /// The account does not exist.
+    #[error("unknown account {account}")]
+    UnknownAccount { account: AccountId },
+    /// The source account holds less than the amount.
+    #[error("insufficient funds: account {account} has {balance}, needs {amount}")]
+    InsufficientFunds {
+        account: AccountId,
+        balance: Amount,
+        amount: Amount,
+    },
+    /// The destination balance would exceed u64.
+    #[error("amount overflows the balance of account {account}")]
+    Overflow { account: AccountId },
+    /// The id was used before by a transaction with other content.
+    #[error("transaction id {id} was already used for a different transaction")]
+    IdConflict { id: TxId },
+    /// Allocations only exist in genesis.
+    #[error("allocations are only valid in the genesis block")]
+    AllocationOutsideGenesis,
+}
+
+/// What applying a transaction produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    /// For balance checks, the audited balance; otherwise `None`.
+    pub balance: Option<Amount>,
+}
+
+/// Applies `tx` to `balances`, or says why not and changes nothing.
+/// `genesis` is true only while building the genesis block.
+pub fn apply(
+    balances: &mut (impl Balances + ?Sized),
+    tx: &Transaction,
+    genesis: bool,
+) -> Result<Applied, RejectReason> {
+    match *tx {
+        Transaction::Transfer {
+            from, to, amount, ..
+        } => {
+            if amount == 0 {
+                return Err(RejectReason::ZeroAmount);
+            }
+            if from == to {
+                return Err(RejectReason::SameAccount { account: from });
+            }
+            let from_balance = balances
+                .balance(from)
+                .ok_or(RejectReason::UnknownAccount { account: from })?;
+            let to_balance = balances
+                .balance(to)
+                .ok_or(RejectReason::UnknownAccount { account: to })?;
+            let new_from =
+                from_balance
+                    .checked_sub(amount)
+                    .ok_or(RejectReason::InsufficientFunds {
+                        account: from,
+                        balance: from_balance,
+                        amount,
+                    })?;
+            let new_to = to_balance
+                .checked_add(amount)
+                .ok_or(RejectReason::Overflow { account: to })?;
+            balances.set_balance(from, new_from);
+            balances.set_balance(to, new_to);
+            Ok(Applied { balance: None })
+        }
+        Transaction::BalanceCheck { account, .. } => {
+            let balance = balances
+                .balance(account)
+                .ok_or(RejectReason::UnknownAccount { account })?;
+            Ok(Applied {
+                balance: Some(balance),
+            })
+        }
+        Transaction::Allocation { account, amount } => {
+            if !genesis {
+                return Err(RejectReason::AllocationOutsideGenesis);
+            }
+            let current = balances.balance(account).unwrap_or(0);
+            let new = current
+                .checked_add(amount)
+                .ok_or(RejectReason::Overflow { account })?;
+            balances.set_balance(account, new);
+            Ok(Applied { balance: None })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn t(from: u64, to: u64, amount: u64) -> Transaction {
+        Transaction::Transfer {
+            id: TxId::new("x").unwrap(),
+            from,
+            to,
+            amount,
+        }
+    }
+
+    fn accounts() -> BTreeMap<u64, u64> {
+        BTreeMap::from([(0, 100), (1, 100), (2, u64::MAX - 1)])
+    }
+
+    #[test]
+    fn each_rule_has_its_reason() {
+        let mut b = accounts();
+        assert_eq!(
+            apply(&mut b, &t(0, 1, 0), false),
+            Err(RejectReason::ZeroAmount)
+        );
+        assert_eq!(
+            apply(&mut b, &t(1, 1, 5), false),
+            Err(RejectReason::SameAccount { account: 1 })
+        );
+        assert_eq!(
+            apply(&mut b, &t(0, 9, 5), false),
+            Err(RejectReason::UnknownAccount { account: 9 })
+        );
+        assert_eq!(
+            apply(&mut b, &t(9, 0, 5), false),
+            Err(RejectReason::UnknownAccount { account: 9 })
+        );
+        assert_eq!(
+            apply(&mut b, &t(0, 1, 101), false),
+            Err(RejectReason::InsufficientFunds {
+                account: 0,
+                balance: 100,
+                amount: 101
+            })
+        );
+        assert_eq!(
+            apply(&mut b, &t(0, 2, 2), false),
+            Err(RejectReason::Overflow { account: 2 })
+        );
+        assert_eq!(b, accounts(), "rejected transactions change nothing");
+        assert_eq!(
+            apply(
+                &mut b,
+                &Transaction::Allocation {
+                    account: 0,
+                    amount: 1
+                },
+                false
+            ),
+            Err(RejectReason::AllocationOutsideGenesis)
+        );
+    }
+
+    #[test]
+    fn balance_check_reports_without_changing() {
+        let mut b = accounts();
+        let check = Transaction::BalanceCheck {
+            id: TxId::new("c").unwrap(),
+            account: 1,
+        };
+        assert_eq!(apply(&mut b, &check, false).unwrap().balance, Some(100));
+        assert_eq!(b, accounts());
+    }
+
+    #[test]
+    fn overlay_leaves_base_untouched() {
+        let base = accounts();
+        let mut o = Overlay::new(&base);
+        apply(&mut o, &t(0, 1, 60), false).unwrap();
+        assert_eq!(
+            apply(&mut o, &t(0, 1, 60), false),
+            Err(RejectReason::InsufficientFunds {
+                account: 0,
+                balance: 40,
+                amount: 60
+            })
+        );
+        assert_eq!(o.into_changes(), BTreeMap::from([(0, 40), (1, 160)]));
+        assert_eq!(base, accounts());
+    }
+
+    proptest! {
+        #[test]
+        fn money_is_conserved_and_never_negative(
+            ops in proptest::collection::vec((0u64..4, 0u64..4, 0u64..150), 0..200)
+        ) {
+            let mut b: BTreeMap<u64, u64> = BTreeMap::from([(0, 100), (1, 100), (2, 100)]);
+            for (from, to, amount) in ops {
+                let before = b.clone();
+                if apply(&mut b, &t(from, to, amount), false).is_err() {
+                    prop_assert_eq!(&b, &before);
+                }
+                prop_assert_eq!(b.values().sum::<u64>(), 300);
+            }
+        }
+    }
+}
