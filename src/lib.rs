@@ -4,4 +4,7 @@
 //! [`raft`] (openraft wiring and transport), [`api`] (client gRPC service,
 //! forwarding, block production), [`node`] (one server put together).
 
+pub mod codec;
 pub mod ledger;
+pub mod raft;
+pub mod storage;

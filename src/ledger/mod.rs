@@ -12,7 +12,7 @@ pub mod transaction;
 pub use block::{Block, BlockError, BlockHeader};
 pub use genesis::{Genesis, GenesisError};
 pub use hash::Hash32;
-pub use rules::{Balances, RejectReason};
+pub use rules::{Applied, Balances, RejectReason};
 pub use transaction::{Transaction, TxId, TxIdError};
 
 /// Accounts are identified by plain integers.

@@ -1,0 +1,45 @@
+//! Persistence in sled: the Raft log store, the ledger state machine, and the
+//! JSON views derived from it. One sled database per node holds both the log
+//! (trees `raft_log`, `raft_meta`) and the ledger (tree `ledger`).
+
+pub mod ledger_store;
+pub mod log_store;
+pub mod views;
+
+pub use ledger_store::{Ledger, LedgerError, LedgerStateMachine};
+pub use log_store::LogStore;
+
+use std::path::{Path, PathBuf};
+
+/// Where a node keeps its files, all under one data dir.
+#[derive(Debug, Clone)]
+pub struct NodePaths {
+    /// sled database.
+    pub db: PathBuf,
+    /// JSON views for people: `server_<id>_states/`.
+    pub states: PathBuf,
+    /// The last snapshot built or installed.
+    pub snapshot: PathBuf,
+    /// The node's log file.
+    pub log: PathBuf,
+}
+
+impl NodePaths {
+    pub fn new(data_dir: &Path, id: u64) -> NodePaths {
+        NodePaths {
+            db: data_dir.join(format!("server_{id}_db")),
+            states: data_dir.join(format!("server_{id}_states")),
+            snapshot: data_dir.join(format!("server_{id}_snapshot.bin")),
+            log: data_dir.join(format!("server_{id}.log")),
+        }
+    }
+}
+
+/// Opens the sled database. The periodic background flush stays on, but
+/// durability never depends on it: the log store flushes explicitly.
+pub fn open_db(path: &Path) -> Result<sled::Db, sled::Error> {
+    sled::Config::new()
+        .path(path)
+        .cache_capacity(64 * 1024 * 1024)
+        .open()
+}
