@@ -4,7 +4,23 @@
 //! [`raft`] (openraft wiring and transport), [`api`] (client gRPC service,
 //! forwarding, block production), [`node`] (one server put together).
 
+pub mod api;
+pub mod client;
 pub mod codec;
+pub mod config;
 pub mod ledger;
+pub mod node;
 pub mod raft;
 pub mod storage;
+
+/// Code generated from `proto/`.
+pub mod proto {
+    /// Node-to-node Raft transport.
+    pub mod raft {
+        tonic::include_proto!("bank.raft");
+    }
+    /// The client API.
+    pub mod bank {
+        tonic::include_proto!("bank.v1");
+    }
+}

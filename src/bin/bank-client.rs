@@ -1,1 +1,343 @@
-fn main() {}
+//! `bank-client`: transfers, balances, status and the chain, from the command line.
+
+use anyhow::{anyhow, Context};
+use bank_ledger::client::{call_any, connect, parse_servers, request, Server};
+use bank_ledger::config::DEFAULT_SERVERS;
+use bank_ledger::ledger::TxId;
+use bank_ledger::proto::bank::{
+    BalanceRequest, GetBlocksRequest, StatusReply, StatusRequest, TransferRequest,
+};
+use clap::{Parser, Subcommand};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "bank-client",
+    version,
+    about = "Client of the Raft-replicated bank ledger"
+)]
+struct Cli {
+    /// Servers to try, in order: HOST:PORT,... (or ID=HOST:PORT,...).
+    #[arg(long, env = "BANK_SERVERS", default_value = DEFAULT_SERVERS, global = true)]
+    servers: String,
+    /// Print machine-readable JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Give up after this long.
+    #[arg(long, default_value_t = 10_000, global = true)]
+    timeout_ms: u64,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Move AMOUNT from account FROM to account TO; answers once committed.
+    Transfer {
+        from: u64,
+        to: u64,
+        amount: u64,
+        /// Transaction id, unique forever; resubmitting it returns the first outcome.
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Linearizable balance of ACCOUNT.
+    Balance {
+        account: u64,
+        /// Record an audited balance check in a block.
+        #[arg(long)]
+        record: bool,
+        /// Id of the recorded check.
+        #[arg(long, requires = "record")]
+        id: Option<String>,
+    },
+    /// Every server's role, term, leader, height and tip.
+    Status,
+    /// One block by height.
+    Block { height: u64 },
+    /// Blocks from a height on.
+    Chain {
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = tokio::runtime::Runtime::new()
+        .context("cannot start the async runtime")
+        .and_then(|rt| rt.block_on(run(cli)));
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// One line a person can act on, from a gRPC status.
+fn explain(status: tonic::Status) -> anyhow::Error {
+    let msg = status.message().replace('\n', " ");
+    match status.code() {
+        tonic::Code::Unavailable => anyhow!("no server reachable: {msg}"),
+        tonic::Code::DeadlineExceeded if !msg.is_empty() => anyhow!("{msg}"),
+        tonic::Code::DeadlineExceeded => anyhow!("timed out (no quorum?)"),
+        _ => anyhow!("{msg}"),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let servers = parse_servers(&cli.servers).map_err(|e| anyhow!(e))?;
+    let timeout = Duration::from_millis(cli.timeout_ms.max(1));
+    match cli.command {
+        Cmd::Transfer {
+            from,
+            to,
+            amount,
+            id,
+        } => {
+            // The id is chosen here, once: retries on other servers are then idempotent.
+            let tx_id = match id {
+                Some(id) => TxId::new(id)?,
+                None => TxId::random(),
+            };
+            let msg = TransferRequest {
+                tx_id: tx_id.to_string(),
+                from,
+                to,
+                amount,
+            };
+            let r = call_any(&servers, timeout, |mut c, t| {
+                let msg = msg.clone();
+                async move { Ok(c.transfer(request(msg, t)).await?.into_inner()) }
+            })
+            .await
+            .map_err(explain)?;
+            if cli.json {
+                println!(
+                    "{}",
+                    json!({"tx_id": r.tx_id, "height": r.height, "block_hash": r.block_hash, "status": "committed"})
+                );
+            } else {
+                println!(
+                    "committed tx {} ({from} -> {to}, {amount}) in block {} {}",
+                    r.tx_id, r.height, r.block_hash
+                );
+            }
+        }
+        Cmd::Balance {
+            account,
+            record,
+            id,
+        } => {
+            let tx_id = match id {
+                Some(id) => TxId::new(id)?.to_string(),
+                None if record => TxId::random().to_string(),
+                None => String::new(),
+            };
+            let msg = BalanceRequest {
+                account,
+                record,
+                tx_id,
+            };
+            let r = call_any(&servers, timeout, |mut c, t| {
+                let msg = msg.clone();
+                async move { Ok(c.balance(request(msg, t)).await?.into_inner()) }
+            })
+            .await
+            .map_err(explain)?;
+            match (cli.json, &r.record) {
+                (true, None) => println!("{}", json!({"account": r.account, "balance": r.balance})),
+                (true, Some(rec)) => println!(
+                    "{}",
+                    json!({"account": r.account, "balance": r.balance, "tx_id": rec.tx_id,
+                           "height": rec.height, "block_hash": rec.block_hash})
+                ),
+                (false, None) => println!("account {}: {}", r.account, r.balance),
+                (false, Some(rec)) => println!(
+                    "account {}: {} (audited as tx {} in block {} {})",
+                    r.account, r.balance, rec.tx_id, rec.height, rec.block_hash
+                ),
+            }
+        }
+        Cmd::Status => status(&servers, timeout, cli.json).await?,
+        Cmd::Block { height } => {
+            let blocks = fetch_blocks(&servers, timeout, height, 1).await?;
+            let block = blocks
+                .into_iter()
+                .next()
+                .ok_or_else(|| anyhow!("no block at height {height}"))?;
+            if cli.json {
+                println!("{block}");
+            } else {
+                print_block(&block);
+            }
+        }
+        Cmd::Chain { from, limit } => {
+            let blocks = fetch_blocks(&servers, timeout, from, limit).await?;
+            if cli.json {
+                println!("{}", Value::Array(blocks));
+            } else {
+                for b in &blocks {
+                    println!(
+                        "{:>6}  {}  txs={}",
+                        b["header"]["height"],
+                        b["hash"].as_str().unwrap_or("?"),
+                        b["txs"].as_array().map_or(0, Vec::len)
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Fetches up to `limit` blocks from `from` on, page by page.
+async fn fetch_blocks(
+    servers: &[Server],
+    timeout: Duration,
+    from: u64,
+    limit: u64,
+) -> anyhow::Result<Vec<Value>> {
+    let mut out = Vec::new();
+    let mut next = from;
+    while (out.len() as u64) < limit {
+        let want = (limit - out.len() as u64).min(256) as u32;
+        let msg = GetBlocksRequest {
+            from_height: next,
+            limit: want,
+        };
+        let r = call_any(servers, timeout, |mut c, t| {
+            let msg = msg.clone();
+            async move { Ok(c.get_blocks(request(msg, t)).await?.into_inner()) }
+        })
+        .await
+        .map_err(explain)?;
+        if r.blocks_json.is_empty() {
+            break;
+        }
+        for b in r.blocks_json {
+            out.push(serde_json::from_str(&b).context("server sent a malformed block")?);
+            next += 1;
+        }
+    }
+    Ok(out)
+}
+
+fn print_block(b: &Value) {
+    let h = &b["header"];
+    println!(
+        "block {}  {}",
+        h["height"],
+        b["hash"].as_str().unwrap_or("?")
+    );
+    println!("  prev_hash    {}", h["prev_hash"].as_str().unwrap_or("?"));
+    println!(
+        "  merkle_root  {}",
+        h["merkle_root"].as_str().unwrap_or("?")
+    );
+    println!(
+        "  timestamp_ms {}  difficulty {}  nonce {}",
+        h["timestamp_ms"], h["difficulty"], h["nonce"]
+    );
+    let results = b["results"].as_array().cloned().unwrap_or_default();
+    for (i, tx) in b["txs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let r = results.get(i).cloned().unwrap_or(Value::Null);
+        let status = r["status"].as_str().unwrap_or("?");
+        let what = match tx["type"].as_str() {
+            Some("transfer") => format!(
+                "transfer {} -> {} amount {}",
+                tx["from"], tx["to"], tx["amount"]
+            ),
+            Some("balance_check") => {
+                format!("balance check of {} = {}", tx["account"], r["balance"])
+            }
+            Some("allocation") => {
+                format!("allocation to {} amount {}", tx["account"], tx["amount"])
+            }
+            _ => tx.to_string(),
+        };
+        let id = tx["id"].as_str().unwrap_or("-");
+        let reason = r["reason"]
+            .as_str()
+            .map(|s| format!(": {s}"))
+            .unwrap_or_default();
+        println!("  {i:>4}  {id:<24} {what}  [{status}{reason}]");
+    }
+}
+
+async fn status(servers: &[Server], timeout: Duration, as_json: bool) -> anyhow::Result<()> {
+    let mut rows: Vec<(Server, Result<StatusReply, String>)> = Vec::new();
+    let per_server = timeout.min(Duration::from_secs(2));
+    let calls = servers.iter().map(|s| async move {
+        let res = async {
+            let mut c = connect(&s.addr)?;
+            c.status(request(StatusRequest {}, per_server))
+                .await
+                .map(|r| r.into_inner())
+                .map_err(|e| e.message().to_string())
+        }
+        .await;
+        (s.clone(), res)
+    });
+    rows.extend(futures::future::join_all(calls).await);
+    if as_json {
+        let arr: Vec<Value> = rows
+            .iter()
+            .map(|(s, r)| match r {
+                Ok(st) => json!({
+                    "id": st.id, "addr": s.addr, "role": st.role, "term": st.term,
+                    "leader_id": st.leader_id, "height": st.height, "tip_hash": st.tip_hash,
+                    "last_log_index": st.last_log_index, "last_applied_index": st.last_applied_index,
+                    "committed_index": st.committed_index, "voters": st.voters, "learners": st.learners,
+                    "genesis_hash": st.genesis_hash,
+                }),
+                Err(e) => json!({
+                    "id": s.id, "addr": s.addr, "role": "unreachable", "term": null,
+                    "leader_id": null, "height": null, "tip_hash": null, "error": e,
+                }),
+            })
+            .collect();
+        println!("{}", Value::Array(arr));
+        return Ok(());
+    }
+    println!(
+        "{:<4} {:<22} {:<12} {:>6} {:>7} {:>8}  TIP",
+        "ID", "ADDR", "ROLE", "TERM", "LEADER", "HEIGHT"
+    );
+    let mut tips = std::collections::BTreeSet::new();
+    for (s, r) in &rows {
+        match r {
+            Ok(st) => {
+                tips.insert((st.height, st.tip_hash.clone()));
+                println!(
+                    "{:<4} {:<22} {:<12} {:>6} {:>7} {:>8}  {}",
+                    st.id,
+                    s.addr,
+                    st.role,
+                    st.term,
+                    st.leader_id.map_or("-".to_string(), |l| l.to_string()),
+                    st.height,
+                    &st.tip_hash[..16.min(st.tip_hash.len())]
+                );
+            }
+            Err(e) => println!(
+                "{:<4} {:<22} {:<12}  ({e})",
+                s.id.map_or("?".to_string(), |i| i.to_string()),
+                s.addr,
+                "unreachable"
+            ),
+        }
+    }
+    if tips.len() == 1 {
+        println!("all reachable servers agree on the tip");
+    }
+    Ok(())
+}

@@ -1,1 +1,275 @@
-fn main() {}
+//! `bank-server`: runs one ledger node, or supervises a local 3-node cluster.
+
+use anyhow::{bail, Context};
+use bank_ledger::config::{parse_peers, NodeConfig, DEFAULT_PEERS};
+use bank_ledger::node;
+use bank_ledger::storage::NodePaths;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+#[derive(Parser)]
+#[command(
+    name = "bank-server",
+    version,
+    about = "A node of the Raft-replicated bank ledger"
+)]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command_>,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command_ {
+    /// Start a local cluster of nodes on 127.0.0.1 in the foreground; Ctrl+C stops all.
+    LocalCluster(LocalClusterArgs),
+}
+
+#[derive(Args)]
+struct NodeArgs {
+    /// This node's id: its entry in --peers.
+    #[arg(long)]
+    id: Option<u64>,
+    /// Every member of the initial cluster, as ID=HOST:PORT,...
+    #[arg(long, default_value = DEFAULT_PEERS)]
+    peers: String,
+    /// Address to bind (default: this node's address in --peers).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Directory for server_<id>_db, server_<id>_states/ and server_<id>.log.
+    #[arg(long, default_value = ".")]
+    data_dir: PathBuf,
+    /// Genesis file: accounts, difficulty and initial transfers.
+    #[arg(long, default_value = "./first_blockchain.json")]
+    genesis: PathBuf,
+    /// Longest a client request may take before it gets a timeout.
+    #[arg(long, default_value_t = 10_000)]
+    request_timeout_ms: u64,
+    /// Most transactions in one block.
+    #[arg(long, default_value_t = 4096)]
+    batch_max_txs: usize,
+    /// Most bytes of transactions in one block.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    batch_max_bytes: usize,
+    /// Most transactions waiting for a block before requests are refused.
+    #[arg(long, default_value_t = 16_384)]
+    queue_max_txs: usize,
+    /// Raft heartbeat interval.
+    #[arg(long, default_value_t = 100)]
+    heartbeat_ms: u64,
+    /// Raft election timeout: a random value between min and max.
+    #[arg(long, default_value_t = 500)]
+    election_timeout_min_ms: u64,
+    #[arg(long, default_value_t = 1000)]
+    election_timeout_max_ms: u64,
+}
+
+#[derive(Args)]
+struct LocalClusterArgs {
+    /// Number of nodes.
+    #[arg(long, default_value_t = 3)]
+    nodes: u64,
+    /// Port of node 0; node N listens on base-port + N.
+    #[arg(long, default_value_t = 50051)]
+    base_port: u16,
+    /// Directory holding every node's files.
+    #[arg(long, default_value = "./cluster")]
+    data_dir: PathBuf,
+    /// Genesis file for all nodes.
+    #[arg(long, default_value = "./first_blockchain.json")]
+    genesis: PathBuf,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    match cli.command {
+        Some(Command_::LocalCluster(args)) => runtime.block_on(local_cluster(args)),
+        None => runtime.block_on(run_node(cli.node)),
+    }
+}
+
+/// Logs to stderr and to `<data-dir>/server_<id>.log`; `RUST_LOG` overrides the filter.
+fn init_logging(
+    log_path: &std::path::Path,
+) -> anyhow::Result<tracing_appender::non_blocking::WorkerGuard> {
+    // openraft logs every unreachable peer at ERROR, many times a second while
+    // a node is down; our own events (elections, blocks) say what matters.
+    // `RUST_LOG=info,openraft=warn` brings openraft's view back.
+    let default = "info,openraft=off,sled=warn,h2=warn,tower=warn,hyper=warn";
+    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let dir = log_path.parent().unwrap_or(std::path::Path::new("."));
+    let name = log_path
+        .file_name()
+        .context("log path has no file name")?
+        .to_owned();
+    let (file_writer, guard) =
+        tracing_appender::non_blocking(tracing_appender::rolling::never(dir, name));
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_writer(std::io::stderr)
+                .with_filter(filter()),
+        )
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(file_writer)
+                .with_filter(filter()),
+        )
+        .init();
+    Ok(guard)
+}
+
+async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
+    let Some(id) = args.id else {
+        bail!("--id is required (or use `bank-server local-cluster`)");
+    };
+    let peers = parse_peers(&args.peers)?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
+    let paths = NodePaths::new(&args.data_dir, id);
+    let _guard = init_logging(&paths.log)?;
+
+    let mut config = NodeConfig::new(id, peers, args.data_dir, args.genesis);
+    config.listen = args.listen;
+    config.request_timeout = Duration::from_millis(args.request_timeout_ms.max(1));
+    config.producer.batch_max_txs = args.batch_max_txs;
+    config.producer.batch_max_bytes = args.batch_max_bytes;
+    config.producer.queue_max_txs = args.queue_max_txs;
+    config.heartbeat_ms = args.heartbeat_ms;
+    config.election_timeout_min_ms = args.election_timeout_min_ms;
+    config.election_timeout_max_ms = args.election_timeout_max_ms;
+    node::run(config, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Resolves on Ctrl+C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn local_cluster(args: LocalClusterArgs) -> anyhow::Result<()> {
+    if args.nodes == 0 {
+        bail!("--nodes must be at least 1");
+    }
+    let exe = std::env::current_exe().context("cannot find the bank-server executable")?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    if !args.genesis.exists() {
+        bail!(
+            "genesis file {} not found (pass --genesis FILE)",
+            args.genesis.display()
+        );
+    }
+    let peers = (0..args.nodes)
+        .map(|i| {
+            let port = u64::from(args.base_port) + i;
+            format!("{i}=127.0.0.1:{port}")
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    let servers = (0..args.nodes)
+        .map(|i| format!("127.0.0.1:{}", u64::from(args.base_port) + i))
+        .collect::<Vec<_>>()
+        .join(",");
+    let data_dir = args.data_dir.display().to_string();
+    let genesis = args.genesis.display().to_string();
+    println!("starting {} nodes; data in {data_dir}/", args.nodes);
+    let mut children = Vec::new();
+    for i in 0..args.nodes {
+        let paths = NodePaths::new(&args.data_dir, i);
+        println!(
+            "  node {i}: 127.0.0.1:{}  state {}  log {}",
+            u64::from(args.base_port) + i,
+            paths.states.display(),
+            paths.log.display()
+        );
+        let mut child = Command::new(&exe)
+            .args([
+                "--id",
+                &i.to_string(),
+                "--peers",
+                &peers,
+                "--data-dir",
+                &data_dir,
+                "--genesis",
+                &genesis,
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start node {i}"))?;
+        if let Some(stderr) = child.stderr.take() {
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    eprintln!("[node {i}] {line}");
+                }
+            });
+        }
+        children.push((i, child));
+    }
+    if servers != bank_ledger::config::DEFAULT_SERVERS {
+        println!("clients: export BANK_SERVERS={servers}");
+    }
+    println!("try: bank-client status; bank-client transfer 1 2 50; bank-client balance 2");
+    println!("Ctrl+C stops all nodes.");
+
+    let mut exited = vec![false; children.len()];
+    loop {
+        tokio::select! {
+            _ = shutdown_signal() => break,
+            _ = tokio::time::sleep(Duration::from_millis(300)) => {
+                for (slot, (i, child)) in children.iter_mut().enumerate() {
+                    if exited[slot] {
+                        continue;
+                    }
+                    if let Ok(Some(status)) = child.try_wait() {
+                        exited[slot] = true;
+                        println!(
+                            "node {i} exited ({status}); restart it in another terminal with:\n  {} --id {i} --peers {peers} --data-dir {data_dir} --genesis {genesis}",
+                            exe.display()
+                        );
+                    }
+                }
+            }
+        }
+    }
+    println!("stopping all nodes");
+    for (_, child) in children.iter_mut() {
+        let _ = child.start_kill();
+    }
+    for (_, child) in children.iter_mut() {
+        let _ = child.wait().await;
+    }
+    Ok(())
+}

@@ -1,1 +1,172 @@
+//! The client side of node-to-node Raft traffic, over tonic.
+//!
+//! Every request carries this node's chain id (genesis hash) and id in its
+//! metadata: a node of another chain is refused at the door, so two clusters
+//! with different genesis files can never mix logs.
 
+use super::{BasicNode, NodeId, TypeConfig};
+use crate::codec;
+use crate::ledger::Hash32;
+use crate::proto::raft::{raft_service_client::RaftServiceClient, RaftPayload, RaftReply};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::{de::DeserializeOwned, Serialize};
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+
+/// Metadata key carrying the sender's chain id.
+pub const CHAIN_HEADER: &str = "x-bank-chain";
+/// Metadata key carrying the sender's node id.
+pub const FROM_HEADER: &str = "x-bank-from";
+
+/// Largest Raft message accepted or sent: bounds one append batch.
+pub const MAX_RAFT_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Builds one [`PeerClient`] per target node.
+#[derive(Clone)]
+pub struct Network {
+    pub self_id: NodeId,
+    pub chain_id: Hash32,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
+        let client = Endpoint::from_shared(format!("http://{}", node.addr))
+            .map(|e| {
+                let channel = e
+                    .connect_timeout(Duration::from_millis(500))
+                    .tcp_nodelay(true)
+                    .connect_lazy();
+                RaftServiceClient::new(channel)
+                    .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+            })
+            .map_err(|e| format!("bad address {:?} for node {target}: {e}", node.addr));
+        PeerClient {
+            target,
+            self_id: self.self_id,
+            chain_id: self.chain_id.to_hex(),
+            client,
+        }
+    }
+}
+
+/// A connection to one peer's Raft service.
+pub struct PeerClient {
+    target: NodeId,
+    self_id: NodeId,
+    chain_id: String,
+    client: Result<RaftServiceClient<Channel>, String>,
+}
+
+#[derive(Clone, Copy)]
+enum Rpc {
+    Append,
+    Vote,
+    Snapshot,
+}
+
+/// A transport failure, as openraft's error types want it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct TransportError(String);
+
+impl PeerClient {
+    async fn call<Req, Resp, E>(
+        &mut self,
+        rpc: Rpc,
+        req: &Req,
+        ttl: Duration,
+    ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let client = match &mut self.client {
+            Ok(c) => c,
+            Err(e) => {
+                return Err(RPCError::Unreachable(Unreachable::new(&TransportError(
+                    e.clone(),
+                ))))
+            }
+        };
+        let data = codec::encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let mut request = tonic::Request::new(RaftPayload { data });
+        request.set_timeout(ttl);
+        let md = request.metadata_mut();
+        if let Ok(v) = self.chain_id.parse() {
+            md.insert(CHAIN_HEADER, v);
+        }
+        if let Ok(v) = self.self_id.to_string().parse() {
+            md.insert(FROM_HEADER, v);
+        }
+        let result = match rpc {
+            Rpc::Append => client.append_entries(request).await,
+            Rpc::Vote => client.vote(request).await,
+            Rpc::Snapshot => client.install_snapshot(request).await,
+        };
+        let reply: RaftReply = match result {
+            Ok(r) => r.into_inner(),
+            Err(status) => {
+                if status.code() == tonic::Code::FailedPrecondition {
+                    tracing::error!(
+                        target_node = self.target,
+                        "peer refused us: {}",
+                        status.message()
+                    );
+                }
+                let err = TransportError(format!("node {}: {}", self.target, status.message()));
+                return Err(match status.code() {
+                    tonic::Code::Unavailable
+                    | tonic::Code::FailedPrecondition
+                    | tonic::Code::Unknown => RPCError::Unreachable(Unreachable::new(&err)),
+                    _ => RPCError::Network(NetworkError::new(&err)),
+                });
+            }
+        };
+        if !reply.error.is_empty() {
+            let remote: RaftError<NodeId, E> = serde_json::from_str(&reply.error)
+                .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            return Err(RPCError::RemoteError(RemoteError::new(self.target, remote)));
+        }
+        codec::decode(&reply.data).map_err(|e| RPCError::Network(NetworkError::new(&e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.call(Rpc::Append, &rpc, option.hard_ttl()).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        self.call(Rpc::Snapshot, &rpc, option.hard_ttl()).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.call(Rpc::Vote, &rpc, option.hard_ttl()).await
+    }
+}

@@ -241,7 +241,12 @@ impl Ledger {
         {
             Some(view) => view,
             None => {
-                tracing::info!(dir = %self.states_dir.display(), "rebuilding chain view from the ledger");
+                if expected != u64::MAX {
+                    tracing::info!(
+                        "rebuilding {} from the ledger",
+                        self.states_dir.join(views::CHAIN_FILE).display()
+                    );
+                }
                 let mut view = ChainView::create(&self.states_dir).map_err(io(&self.states_dir))?;
                 for kv in self.tree.scan_prefix(PREFIX_BLOCK) {
                     let (k, v) = kv?;
@@ -361,7 +366,7 @@ impl Ledger {
             Ok(hash) => hash,
             Err(e) => {
                 // Deterministic on every node: same tip, same block, same verdict.
-                tracing::warn!(log_index = log_id.index, "refused block: {e}");
+                tracing::warn!("refused block at log index {}: {e}", log_id.index);
                 self.tree.apply_batch(batch)?;
                 self.state
                     .write()
@@ -409,11 +414,7 @@ impl Ledger {
             .filter(|r| r.height == block.height() && r.outcome.is_ok())
             .count();
         tracing::info!(
-            height = block.height(),
-            hash = %hash,
-            txs = block.txs.len(),
-            committed,
-            "committed block height={} txs={}",
+            "committed block height={} txs={} ok={committed} hash={hash}",
             block.height(),
             block.txs.len()
         );
@@ -583,7 +584,11 @@ impl RaftSnapshotBuilder<TypeConfig> for LedgerSnapshotBuilder {
             .clone()
             .map_err(|e| snap_err(ErrorVerb::Read, std::io::Error::other(e)))?;
         write_snapshot_file(&self.snapshot_path, &self.meta, &data)?;
-        tracing::info!(last_log_id = ?self.meta.last_log_id, bytes = data.len(), "built snapshot");
+        tracing::info!(
+            "built snapshot up to log index {:?} ({} bytes)",
+            self.meta.last_log_id.map(|l| l.index),
+            data.len()
+        );
         Ok(Snapshot {
             meta: self.meta.clone(),
             snapshot: Box::new(Cursor::new(data)),
@@ -665,7 +670,10 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
             .map_err(|e| sm_err(ErrorVerb::Write, e))?;
         write_snapshot_file(&self.snapshot_path, meta, &data)?;
         let (height, hash) = self.ledger.tip();
-        tracing::info!(last_log_id = ?meta.last_log_id, height, %hash, "installed snapshot");
+        tracing::info!(
+            "installed snapshot up to log index {:?}: height={height} tip={hash}",
+            meta.last_log_id.map(|l| l.index)
+        );
         Ok(())
     }
 

@@ -1,0 +1,422 @@
+//! The client gRPC service. Every node accepts every call: writes and
+//! linearizable reads run on the leader, and a follower forwards them there,
+//! retrying across elections until the request's deadline.
+
+use super::producer::{BlockProducer, SubmitError};
+use crate::ledger::{RejectReason, Transaction, TxId};
+use crate::proto::bank::bank_client::BankClient;
+use crate::proto::bank::bank_server::Bank;
+use crate::proto::bank::{
+    BalanceReply, BalanceRequest, GetBlocksReply, GetBlocksRequest, StatusReply, StatusRequest,
+    TransferRequest, TxReply,
+};
+use crate::raft::{NodeId, Raft, TxRecord};
+use crate::storage::{Ledger, LogStore};
+use openraft::error::{CheckIsLeaderError, RaftError};
+use openraft::ServerState;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status};
+
+/// Set on a request one node forwards to another, so it is never forwarded twice.
+const FORWARDED_HEADER: &str = "x-bank-forwarded";
+
+/// Most blocks one `GetBlocks` call returns.
+pub const MAX_BLOCKS_PER_REQUEST: u32 = 256;
+
+/// Pause between attempts while a leader is being elected.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+/// The client API of one node.
+pub struct BankApi {
+    id: NodeId,
+    addr: String,
+    raft: Raft,
+    ledger: Arc<Ledger>,
+    log_store: LogStore,
+    producer: BlockProducer,
+    /// Upper bound on how long one request may take, whatever the client asks.
+    request_timeout: Duration,
+    /// Connections to other nodes' APIs, for forwarding.
+    peers: Mutex<HashMap<NodeId, (String, BankClient<Channel>)>>,
+}
+
+/// Why one attempt on the leader did not finish the request.
+enum Attempt {
+    /// Leadership moved; try again wherever the leader now is.
+    NotLeader(String),
+    /// Worth retrying on the same or a new leader.
+    Retry(String),
+    /// Final answer.
+    Done(Status),
+}
+
+impl From<SubmitError> for Attempt {
+    fn from(e: SubmitError) -> Attempt {
+        match e {
+            SubmitError::NotLeader(_) => Attempt::NotLeader("leadership changed".into()),
+            SubmitError::Retry(m) => Attempt::Retry(m),
+            SubmitError::Rejected(reason) => Attempt::Done(reject_status(&reason)),
+            SubmitError::Overloaded(_) => Attempt::Done(Status::resource_exhausted(e.to_string())),
+            SubmitError::Fatal(m) => {
+                Attempt::Done(Status::unavailable(format!("node is shutting down: {m}")))
+            }
+        }
+    }
+}
+
+/// The gRPC status for a rule a transaction broke.
+pub fn reject_status(reason: &RejectReason) -> Status {
+    let msg = reason.to_string();
+    match reason {
+        RejectReason::ZeroAmount
+        | RejectReason::SameAccount { .. }
+        | RejectReason::AllocationOutsideGenesis => Status::invalid_argument(msg),
+        RejectReason::UnknownAccount { .. } => Status::not_found(msg),
+        RejectReason::InsufficientFunds { .. } | RejectReason::Overflow { .. } => {
+            Status::failed_precondition(msg)
+        }
+        RejectReason::IdConflict { .. } => Status::already_exists(msg),
+    }
+}
+
+/// Reads the client's deadline from the `grpc-timeout` header (e.g. `1500m`).
+fn client_timeout<T>(req: &Request<T>) -> Option<Duration> {
+    let v = req.metadata().get("grpc-timeout")?.to_str().ok()?;
+    let (num, unit) = v.split_at(v.len().checked_sub(1)?);
+    let n: u64 = num.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+fn tx_reply(record: &TxRecord, id: &TxId) -> TxReply {
+    TxReply {
+        tx_id: id.to_string(),
+        height: record.height,
+        block_hash: record.block_hash.to_hex(),
+        balance: record
+            .outcome
+            .as_ref()
+            .ok()
+            .and_then(|a| a.balance)
+            .unwrap_or(0),
+    }
+}
+
+fn role_name(state: ServerState) -> &'static str {
+    match state {
+        ServerState::Leader => "leader",
+        ServerState::Follower => "follower",
+        ServerState::Candidate => "candidate",
+        ServerState::Learner => "learner",
+        ServerState::Shutdown => "shutdown",
+    }
+}
+
+impl BankApi {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: NodeId,
+        addr: String,
+        raft: Raft,
+        ledger: Arc<Ledger>,
+        log_store: LogStore,
+        producer: BlockProducer,
+        request_timeout: Duration,
+    ) -> BankApi {
+        BankApi {
+            id,
+            addr,
+            raft,
+            ledger,
+            log_store,
+            producer,
+            request_timeout,
+            peers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn deadline<T>(&self, req: &Request<T>) -> Instant {
+        let t = client_timeout(req).map_or(self.request_timeout, |c| c.min(self.request_timeout));
+        Instant::now() + t
+    }
+
+    fn forwarded<T>(req: &Request<T>) -> bool {
+        req.metadata().contains_key(FORWARDED_HEADER)
+    }
+
+    /// A client for the API of node `leader` at `addr`, reused across calls.
+    fn peer(&self, leader: NodeId, addr: &str) -> Result<BankClient<Channel>, Status> {
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((a, c)) = peers.get(&leader) {
+            if a == addr {
+                return Ok(c.clone());
+            }
+        }
+        let channel = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| Status::internal(format!("bad address {addr:?} for node {leader}: {e}")))?
+            .connect_timeout(Duration::from_millis(500))
+            .tcp_nodelay(true)
+            .connect_lazy();
+        let client = BankClient::new(channel);
+        peers.insert(leader, (addr.to_string(), client.clone()));
+        Ok(client)
+    }
+
+    /// Runs `local` if this node leads, else forwards with `remote`; retries
+    /// across leader changes until `deadline`.
+    async fn on_leader<T, L, LF, F, FF>(
+        &self,
+        forwarded: bool,
+        deadline: Instant,
+        local: L,
+        remote: F,
+    ) -> Result<T, Status>
+    where
+        L: Fn() -> LF,
+        LF: Future<Output = Result<T, Attempt>>,
+        F: Fn(BankClient<Channel>, Duration) -> FF,
+        FF: Future<Output = Result<T, Status>>,
+    {
+        let started = Instant::now();
+        let mut last = String::from("no leader elected");
+        let mut metrics = self.raft.metrics();
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Status::deadline_exceeded(format!(
+                    "no quorum: timed out after {} ms ({last})",
+                    (now - started).as_millis()
+                )));
+            }
+            let m = metrics.borrow_and_update().clone();
+            let leader_addr = m.current_leader.and_then(|l| {
+                m.membership_config
+                    .membership()
+                    .get_node(&l)
+                    .map(|n| (l, n.addr.clone()))
+            });
+            match leader_addr {
+                Some((leader, _)) if leader == self.id && m.state == ServerState::Leader => {
+                    match tokio::time::timeout_at(deadline, local()).await {
+                        Err(_) => {
+                            return Err(Status::deadline_exceeded(format!(
+                                "no quorum: not committed within {} ms; the outcome is unknown, resubmit the same id to learn it",
+                                (Instant::now() - started).as_millis()
+                            )))
+                        }
+                        Ok(Ok(v)) => return Ok(v),
+                        Ok(Err(Attempt::Done(status))) => return Err(status),
+                        Ok(Err(Attempt::NotLeader(m) | Attempt::Retry(m))) => last = m,
+                    }
+                }
+                Some((leader, addr)) if leader != self.id => {
+                    if forwarded {
+                        return Err(Status::unavailable(format!("node {} is not the leader", self.id)));
+                    }
+                    let client = self.peer(leader, &addr)?;
+                    match remote(client, deadline - now).await {
+                        Ok(v) => return Ok(v),
+                        Err(s) if s.code() == tonic::Code::Unavailable => {
+                            last = format!("leader {leader} at {addr}: {}", s.message());
+                        }
+                        Err(s) => return Err(s),
+                    }
+                }
+                _ => {
+                    // No leader known: wait for the election to produce one.
+                    let _ = tokio::time::timeout(Duration::from_millis(200).min(deadline - now), metrics.changed()).await;
+                    continue;
+                }
+            }
+            tokio::time::sleep(RETRY_PAUSE.min(deadline.saturating_duration_since(Instant::now())))
+                .await;
+        }
+    }
+
+    async fn commit(&self, tx: Transaction) -> Result<TxRecord, Attempt> {
+        self.producer.submit(tx).await.map_err(Attempt::from)
+    }
+
+    async fn linearizable_balance(&self, account: u64) -> Result<BalanceReply, Attempt> {
+        match self.raft.ensure_linearizable().await {
+            Ok(_) => {}
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => {
+                return Err(Attempt::NotLeader("leadership changed".into()))
+            }
+            Err(RaftError::APIError(e)) => return Err(Attempt::Retry(e.to_string())),
+            Err(RaftError::Fatal(e)) => {
+                return Err(Attempt::Done(Status::unavailable(e.to_string())))
+            }
+        }
+        match self.ledger.balance(account) {
+            Some((balance, height)) => Ok(BalanceReply {
+                account,
+                balance,
+                height,
+                record: None,
+            }),
+            None => Err(Attempt::Done(reject_status(
+                &RejectReason::UnknownAccount { account },
+            ))),
+        }
+    }
+}
+
+fn forward_request<T>(msg: T, timeout: Duration) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.set_timeout(timeout);
+    r.metadata_mut().insert(
+        FORWARDED_HEADER,
+        tonic::metadata::MetadataValue::from_static("1"),
+    );
+    r
+}
+
+#[tonic::async_trait]
+impl Bank for BankApi {
+    async fn transfer(&self, req: Request<TransferRequest>) -> Result<Response<TxReply>, Status> {
+        let deadline = self.deadline(&req);
+        let forwarded = Self::forwarded(&req);
+        let msg = req.into_inner();
+        let id =
+            TxId::new(msg.tx_id.clone()).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let tx = Transaction::Transfer {
+            id: id.clone(),
+            from: msg.from,
+            to: msg.to,
+            amount: msg.amount,
+        };
+        let reply = self
+            .on_leader(
+                forwarded,
+                deadline,
+                || async { Ok(tx_reply(&self.commit(tx.clone()).await?, &id)) },
+                |mut c, t| {
+                    let msg = msg.clone();
+                    async move { Ok(c.transfer(forward_request(msg, t)).await?.into_inner()) }
+                },
+            )
+            .await?;
+        Ok(Response::new(reply))
+    }
+
+    async fn balance(
+        &self,
+        req: Request<BalanceRequest>,
+    ) -> Result<Response<BalanceReply>, Status> {
+        let deadline = self.deadline(&req);
+        let forwarded = Self::forwarded(&req);
+        let msg = req.into_inner();
+        let account = msg.account;
+        if !msg.record {
+            let reply = self
+                .on_leader(
+                    forwarded,
+                    deadline,
+                    || self.linearizable_balance(account),
+                    |mut c, t| {
+                        let msg = msg.clone();
+                        async move { Ok(c.balance(forward_request(msg, t)).await?.into_inner()) }
+                    },
+                )
+                .await?;
+            return Ok(Response::new(reply));
+        }
+        let id = if msg.tx_id.is_empty() {
+            TxId::random()
+        } else {
+            TxId::new(msg.tx_id.clone()).map_err(|e| Status::invalid_argument(e.to_string()))?
+        };
+        let tx = Transaction::BalanceCheck {
+            id: id.clone(),
+            account,
+        };
+        let fwd = BalanceRequest {
+            tx_id: id.to_string(),
+            ..msg
+        };
+        let reply = self
+            .on_leader(
+                forwarded,
+                deadline,
+                || async {
+                    let record = self.commit(tx.clone()).await?;
+                    let r = tx_reply(&record, &id);
+                    Ok(BalanceReply {
+                        account,
+                        balance: r.balance,
+                        height: r.height,
+                        record: Some(r),
+                    })
+                },
+                |mut c, t| {
+                    let fwd = fwd.clone();
+                    async move { Ok(c.balance(forward_request(fwd, t)).await?.into_inner()) }
+                },
+            )
+            .await?;
+        Ok(Response::new(reply))
+    }
+
+    async fn get_blocks(
+        &self,
+        req: Request<GetBlocksRequest>,
+    ) -> Result<Response<GetBlocksReply>, Status> {
+        let msg = req.into_inner();
+        let limit = if msg.limit == 0 {
+            MAX_BLOCKS_PER_REQUEST
+        } else {
+            msg.limit.min(MAX_BLOCKS_PER_REQUEST)
+        };
+        let (tip_height, _) = self.ledger.tip();
+        let mut blocks = Vec::new();
+        let mut h = msg.from_height;
+        while h <= tip_height && blocks.len() < limit as usize {
+            match self.ledger.block_json(h) {
+                Ok(Some(json)) => blocks.push(json),
+                Ok(None) => break,
+                Err(e) => return Err(Status::data_loss(e.to_string())),
+            }
+            h += 1;
+        }
+        Ok(Response::new(GetBlocksReply {
+            blocks_json: blocks,
+            tip_height,
+        }))
+    }
+
+    async fn status(&self, _req: Request<StatusRequest>) -> Result<Response<StatusReply>, Status> {
+        let m = self.raft.metrics().borrow().clone();
+        let (height, tip_hash) = self.ledger.tip();
+        let membership = m.membership_config.membership();
+        let voters: Vec<u64> = membership.voter_ids().collect();
+        let learners: Vec<u64> = membership.learner_ids().collect();
+        Ok(Response::new(StatusReply {
+            id: self.id,
+            addr: self.addr.clone(),
+            role: role_name(m.state).to_string(),
+            term: m.current_term,
+            leader_id: m.current_leader,
+            height,
+            tip_hash: tip_hash.to_hex(),
+            last_log_index: m.last_log_index,
+            last_applied_index: m.last_applied.map(|l| l.index),
+            committed_index: self.log_store.committed_index(),
+            voters,
+            learners,
+            genesis_hash: self.ledger.chain_id().to_hex(),
+        }))
+    }
+}

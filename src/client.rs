@@ -1,0 +1,101 @@
+//! A client of the bank API that knows several servers and moves on to the
+//! next when one is down. Used by `bank-client` and the tests.
+
+use crate::proto::bank::bank_client::BankClient;
+use std::future::Future;
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+/// One configured server: its address and, when known, its node id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    pub id: Option<u64>,
+    pub addr: String,
+}
+
+/// Parses `HOST:PORT,...` or `ID=HOST:PORT,...`; ids default to the position.
+pub fn parse_servers(s: &str) -> Result<Vec<Server>, String> {
+    let mut out = Vec::new();
+    for (i, entry) in s
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .enumerate()
+    {
+        let (id, addr) = match entry.split_once('=') {
+            Some((id, addr)) => (
+                Some(
+                    id.parse::<u64>()
+                        .map_err(|_| format!("bad server {entry:?}: expected [ID=]HOST:PORT"))?,
+                ),
+                addr,
+            ),
+            None => (Some(i as u64), entry),
+        };
+        match addr.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
+            _ => return Err(format!("bad server {entry:?}: expected [ID=]HOST:PORT")),
+        }
+        out.push(Server {
+            id,
+            addr: addr.to_string(),
+        });
+    }
+    if out.is_empty() {
+        return Err("no servers given".into());
+    }
+    Ok(out)
+}
+
+/// Connects lazily to `addr`: nothing is dialled until the first call.
+pub fn connect(addr: &str) -> Result<BankClient<Channel>, String> {
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| format!("bad server address {addr:?}: {e}"))?
+        .connect_timeout(Duration::from_millis(1000))
+        .tcp_nodelay(true)
+        .connect_lazy();
+    Ok(BankClient::new(channel))
+}
+
+/// True for errors that say "this server cannot answer now", not "no".
+pub fn is_unreachable(status: &Status) -> bool {
+    status.code() == Code::Unavailable
+}
+
+/// Calls `f` on each server in turn until one answers (with a result or a
+/// definite error); unreachable servers are skipped.
+pub async fn call_any<T, F, Fut>(
+    servers: &[Server],
+    timeout: Duration,
+    mut f: F,
+) -> Result<T, Status>
+where
+    F: FnMut(BankClient<Channel>, Duration) -> Fut,
+    Fut: Future<Output = Result<T, Status>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last = Status::unavailable("no server reachable");
+    for server in servers {
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if remaining.is_zero() {
+            break;
+        }
+        let client = connect(&server.addr).map_err(Status::invalid_argument)?;
+        match f(client, remaining).await {
+            Ok(v) => return Ok(v),
+            Err(s) if is_unreachable(&s) => {
+                last = Status::unavailable(format!("{}: {}", server.addr, s.message()));
+            }
+            Err(s) => return Err(s),
+        }
+    }
+    Err(last)
+}
+
+/// A request with a deadline the server honours (`grpc-timeout`).
+pub fn request<T>(msg: T, timeout: Duration) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.set_timeout(timeout);
+    r
+}

@@ -1,0 +1,133 @@
+//! A node's settings and the cluster topology.
+
+use crate::api::ProducerConfig;
+use crate::raft::NodeId;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The built-in 3-node topology on loopback.
+pub const DEFAULT_PEERS: &str = "0=127.0.0.1:50051,1=127.0.0.1:50052,2=127.0.0.1:50053";
+
+/// The client API addresses of [`DEFAULT_PEERS`], in id order.
+pub const DEFAULT_SERVERS: &str = "127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053";
+
+/// A malformed setting.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// `--peers` could not be parsed.
+    #[error("bad --peers entry {entry:?}: expected ID=HOST:PORT")]
+    BadPeer { entry: String },
+    /// An id appears twice in `--peers`.
+    #[error("node {0} appears twice in --peers")]
+    DuplicatePeer(NodeId),
+    /// `--id` is not among `--peers`.
+    #[error("node {id} is not in --peers ({known})")]
+    NotAPeer { id: NodeId, known: String },
+}
+
+/// Parses `0=host:port,1=host:port,...`.
+pub fn parse_peers(s: &str) -> Result<BTreeMap<NodeId, String>, ConfigError> {
+    let mut peers = BTreeMap::new();
+    for entry in s.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let bad = || ConfigError::BadPeer {
+            entry: entry.to_string(),
+        };
+        let (id, addr) = entry.split_once('=').ok_or_else(bad)?;
+        let id: NodeId = id.trim().parse().map_err(|_| bad())?;
+        let addr = addr.trim();
+        let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            return Err(bad());
+        }
+        if peers.insert(id, addr.to_string()).is_some() {
+            return Err(ConfigError::DuplicatePeer(id));
+        }
+    }
+    if peers.is_empty() {
+        return Err(ConfigError::BadPeer {
+            entry: s.to_string(),
+        });
+    }
+    Ok(peers)
+}
+
+/// Everything one node needs to run.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub id: NodeId,
+    /// Every voter of the initial cluster, this node included.
+    pub peers: BTreeMap<NodeId, String>,
+    /// Address to bind; defaults to this node's entry in `peers`.
+    pub listen: Option<String>,
+    pub data_dir: PathBuf,
+    pub genesis: PathBuf,
+    /// Longest a client request may take before it is answered with a timeout.
+    pub request_timeout: Duration,
+    pub producer: ProducerConfig,
+    pub heartbeat_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot (and purge the log before it) every this many entries.
+    pub snapshot_every_entries: u64,
+}
+
+impl NodeConfig {
+    pub fn new(
+        id: NodeId,
+        peers: BTreeMap<NodeId, String>,
+        data_dir: PathBuf,
+        genesis: PathBuf,
+    ) -> NodeConfig {
+        NodeConfig {
+            id,
+            peers,
+            listen: None,
+            data_dir,
+            genesis,
+            request_timeout: Duration::from_secs(10),
+            producer: ProducerConfig::default(),
+            heartbeat_ms: 100,
+            election_timeout_min_ms: 500,
+            election_timeout_max_ms: 1000,
+            snapshot_every_entries: 5000,
+        }
+    }
+
+    /// This node's advertised address.
+    pub fn addr(&self) -> Result<&str, ConfigError> {
+        self.peers
+            .get(&self.id)
+            .map(String::as_str)
+            .ok_or_else(|| ConfigError::NotAPeer {
+                id: self.id,
+                known: self
+                    .peers
+                    .keys()
+                    .map(|k| k.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_parse_and_errors_name_the_entry() {
+        let p = parse_peers(DEFAULT_PEERS).unwrap();
+        assert_eq!(p.len(), 3);
+        assert_eq!(p[&1], "127.0.0.1:50052");
+        assert!(parse_peers("0=a:1,x=b:2")
+            .unwrap_err()
+            .to_string()
+            .contains("\"x=b:2\""));
+        assert!(parse_peers("0=a").is_err());
+        assert!(parse_peers("0=a:1,0=b:2")
+            .unwrap_err()
+            .to_string()
+            .contains("twice"));
+    }
+}

@@ -1,0 +1,348 @@
+//! One server put together: storage, Raft, the gRPC services, the block
+//! producer and the JSON views, from a [`NodeConfig`].
+
+use crate::api::{BankApi, BlockProducer};
+use crate::config::{ConfigError, NodeConfig};
+use crate::ledger::{Genesis, GenesisError};
+use crate::proto::bank::bank_client::BankClient;
+use crate::proto::bank::bank_server::BankServer;
+use crate::proto::bank::StatusRequest;
+use crate::proto::raft::raft_service_server::RaftServiceServer;
+use crate::raft::network::{Network, MAX_RAFT_MESSAGE_BYTES};
+use crate::raft::service::RaftRpc;
+use crate::raft::{BasicNode, NodeId, Raft};
+use crate::storage::views::{self, BALANCES_FILE, RAFT_STATE_FILE};
+use crate::storage::{open_db, Ledger, LedgerError, LedgerStateMachine, LogStore, NodePaths};
+use openraft::{ServerState, SnapshotPolicy};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Why a node could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Genesis(#[from] GenesisError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("cannot open the database at {path}: {source}")]
+    Db { path: String, source: sled::Error },
+    #[error("cannot create data dir {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid Raft settings: {0}")]
+    RaftConfig(String),
+    #[error("raft failed: {0}")]
+    Raft(String),
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: String, reason: String },
+    /// A peer runs another chain: this node must not join it.
+    #[error("genesis mismatch: node {peer} at {addr} is on chain {theirs}, but this node's genesis file gives chain {ours}; refusing to join")]
+    PeerGenesisMismatch {
+        peer: NodeId,
+        addr: String,
+        theirs: String,
+        ours: String,
+    },
+}
+
+/// Runs a node until `shutdown` resolves or a fatal error occurs.
+pub async fn run(
+    config: NodeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), NodeError> {
+    let id = config.id;
+    let addr = config.addr()?.to_string();
+    let listen = config.listen.clone().unwrap_or_else(|| addr.clone());
+    let paths = NodePaths::new(&config.data_dir, id);
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| NodeError::DataDir {
+        path: config.data_dir.display().to_string(),
+        source,
+    })?;
+
+    let genesis = Arc::new(Genesis::load(&config.genesis)?);
+    let chain_id = genesis.chain_id();
+    let db = open_db(&paths.db).map_err(|source| NodeError::Db {
+        path: paths.db.display().to_string(),
+        source,
+    })?;
+    let ledger = Ledger::open(&db, genesis, &paths.states)?;
+    let log_store = LogStore::open(&db).map_err(|source| NodeError::Db {
+        path: paths.db.display().to_string(),
+        source,
+    })?;
+    let pristine = log_store.is_pristine().map_err(|source| NodeError::Db {
+        path: paths.db.display().to_string(),
+        source,
+    })?;
+    let (height, tip) = ledger.tip();
+    if pristine {
+        tracing::info!("node {id}: starting fresh from genesis, chain={chain_id} height={height}");
+    } else {
+        let applied = ledger.with_state(|s| s.last_applied);
+        tracing::info!(
+            "node {id}: recovered from disk: height={height} tip={tip} last_applied={:?}",
+            applied.map(|l| l.index)
+        );
+    }
+
+    let raft_config = openraft::Config {
+        cluster_name: "bank".into(),
+        heartbeat_interval: config.heartbeat_ms,
+        election_timeout_min: config.election_timeout_min_ms,
+        election_timeout_max: config.election_timeout_max_ms,
+        // Each entry is a whole block: keep one append message bounded.
+        max_payload_entries: 64,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every_entries),
+        install_snapshot_timeout: 2000,
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| NodeError::RaftConfig(e.to_string()))?;
+
+    let network = Network {
+        self_id: id,
+        chain_id,
+    };
+    let sm = LedgerStateMachine::new(Arc::clone(&ledger), paths.snapshot.clone());
+    let raft = Raft::new(id, Arc::new(raft_config), network, log_store.clone(), sm)
+        .await
+        .map_err(|e| NodeError::Raft(e.to_string()))?;
+
+    if pristine {
+        // Every pristine node proposes the same initial membership; openraft
+        // makes that safe, so the cluster forms with no separate init step.
+        let members: BTreeMap<NodeId, BasicNode> = config
+            .peers
+            .iter()
+            .map(|(id, a)| (*id, BasicNode { addr: a.clone() }))
+            .collect();
+        if let Err(e) = raft.initialize(members).await {
+            tracing::debug!("initialize: {e}");
+        }
+    }
+
+    let producer = BlockProducer::start(
+        raft.clone(),
+        Arc::clone(&ledger),
+        id,
+        config.producer.clone(),
+    );
+    let api = BankApi::new(
+        id,
+        addr.clone(),
+        raft.clone(),
+        Arc::clone(&ledger),
+        log_store.clone(),
+        producer,
+        config.request_timeout,
+    );
+
+    let socket: SocketAddr = tokio::net::lookup_host(&listen)
+        .await
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| NodeError::Listen {
+            addr: listen.clone(),
+            reason: "cannot resolve the address".into(),
+        })?;
+    let listener = tokio::net::TcpListener::bind(socket)
+        .await
+        .map_err(|e| NodeError::Listen {
+            addr: listen.clone(),
+            reason: e.to_string(),
+        })?;
+    tracing::info!(
+        "node {id}: listening on {listen} (client API and Raft), data dir {}",
+        config.data_dir.display()
+    );
+
+    let (fatal_tx, mut fatal_rx) = mpsc::channel::<NodeError>(1);
+    tokio::spawn(check_peer_genesis(
+        id,
+        config.peers.clone(),
+        chain_id.to_hex(),
+        fatal_tx,
+    ));
+    tokio::spawn(log_role_changes(raft.clone()));
+    tokio::spawn(write_state_views(
+        raft.clone(),
+        Arc::clone(&ledger),
+        log_store.clone(),
+        paths.clone(),
+    ));
+
+    let server = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .concurrency_limit_per_connection(1024)
+        .add_service(
+            RaftServiceServer::new(RaftRpc::new(raft.clone(), chain_id))
+                .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES),
+        )
+        .add_service(BankServer::new(api));
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let serve = tokio::spawn(async move {
+        server
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+
+    let result = tokio::select! {
+        _ = shutdown => {
+            tracing::info!("node {id}: shutting down");
+            Ok(())
+        }
+        Some(e) = fatal_rx.recv() => Err(e),
+    };
+    let _ = stop_tx.send(());
+    let _ = raft.shutdown().await;
+    let _ = serve.await;
+    if let Err(e) = db.flush_async().await {
+        tracing::warn!("final flush failed: {e}");
+    }
+    result
+}
+
+/// Asks each peer which chain it runs, until every peer has answered once;
+/// a peer on another chain means this node was started with the wrong
+/// genesis file, which is fatal.
+async fn check_peer_genesis(
+    self_id: NodeId,
+    peers: BTreeMap<NodeId, String>,
+    ours: String,
+    fatal: mpsc::Sender<NodeError>,
+) {
+    let mut pending: Vec<(NodeId, String)> =
+        peers.into_iter().filter(|(id, _)| *id != self_id).collect();
+    // Bounded: a peer that never comes up is Raft's business, not ours.
+    for _ in 0..600 {
+        let mut still = Vec::new();
+        for (peer, addr) in pending {
+            let answer = async {
+                let mut c = BankClient::connect(format!("http://{addr}")).await.ok()?;
+                c.status(StatusRequest {})
+                    .await
+                    .ok()
+                    .map(|r| r.into_inner().genesis_hash)
+            };
+            match tokio::time::timeout(Duration::from_secs(1), answer).await {
+                Ok(Some(theirs)) if theirs != ours => {
+                    let err = NodeError::PeerGenesisMismatch {
+                        peer,
+                        addr,
+                        theirs,
+                        ours: ours.clone(),
+                    };
+                    tracing::error!("{err}");
+                    let _ = fatal.send(err).await;
+                    return;
+                }
+                Ok(Some(_)) => {}
+                _ => still.push((peer, addr)),
+            }
+        }
+        if still.is_empty() {
+            return;
+        }
+        pending = still;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Logs elections as events a person can follow.
+async fn log_role_changes(raft: Raft) {
+    let mut metrics = raft.metrics();
+    let mut last = (ServerState::Learner, None, 0);
+    loop {
+        let m = metrics.borrow_and_update().clone();
+        let now = (m.state, m.current_leader, m.current_term);
+        if now != last {
+            let term = m.current_term;
+            match (m.state, m.current_leader) {
+                (ServerState::Leader, _) => tracing::info!("became leader term={term}"),
+                (ServerState::Candidate, _) => tracing::info!("started election term={term}"),
+                (_, Some(l)) => tracing::info!("following leader={l} term={term}"),
+                (_, None) => tracing::info!("no leader term={term}"),
+            }
+            last = now;
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Keeps `raft_state.json` and `balances.json` current, at most twice a
+/// second: each write is O(accounts), so it is decoupled from block rate.
+async fn write_state_views(raft: Raft, ledger: Arc<Ledger>, log_store: LogStore, paths: NodePaths) {
+    let mut last_raft = serde_json::Value::Null;
+    let mut last_height = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tick.tick().await;
+        let m = raft.metrics().borrow().clone();
+        if m.state == ServerState::Shutdown {
+            return;
+        }
+        let (height, tip) = ledger.tip();
+        let membership = m.membership_config.membership();
+        let nodes: BTreeMap<String, String> = membership
+            .nodes()
+            .map(|(id, n)| (id.to_string(), n.addr.clone()))
+            .collect();
+        let state = json!({
+            "id": m.id,
+            "role": format!("{:?}", m.state).to_lowercase(),
+            "term": m.current_term,
+            "vote": { "term": m.vote.leader_id().term, "node_id": m.vote.leader_id().voted_for(), "committed": m.vote.is_committed() },
+            "leader_id": m.current_leader,
+            "last_log_index": m.last_log_index,
+            "committed_index": log_store.committed_index(),
+            "last_applied_index": m.last_applied.map(|l| l.index),
+            "snapshot_index": m.snapshot.map(|l| l.index),
+            "membership": {
+                "voters": membership.voter_ids().collect::<Vec<_>>(),
+                "learners": membership.learner_ids().collect::<Vec<_>>(),
+                "nodes": nodes,
+            },
+            "height": height,
+            "tip_hash": tip.to_hex(),
+        });
+        if state != last_raft {
+            if let Err(e) = views::write_json_atomic(&paths.states, RAFT_STATE_FILE, &state) {
+                tracing::warn!("cannot write {RAFT_STATE_FILE}: {e}");
+            }
+            last_raft = state;
+        }
+        if last_height != Some(height) {
+            // One read lock: balances and the height they belong to agree.
+            let (height, tip, balances, total) = ledger.with_state(|s| {
+                let b: BTreeMap<String, u64> = s
+                    .balances
+                    .iter()
+                    .map(|(a, v)| (a.to_string(), *v))
+                    .collect();
+                let total: u128 = s.balances.values().map(|v| u128::from(*v)).sum();
+                (s.tip_height, s.tip_hash, b, total)
+            });
+            let view = json!({ "height": height, "tip_hash": tip.to_hex(), "total": total, "balances": balances });
+            if let Err(e) = views::write_json_atomic(&paths.states, BALANCES_FILE, &view) {
+                tracing::warn!("cannot write {BALANCES_FILE}: {e}");
+            }
+            last_height = Some(height);
+        }
+    }
+}
