@@ -27,6 +27,8 @@ impl StoreBuilder<TypeConfig, LogStore, LedgerStateMachine, TempDir> for SledBui
 }
 
 #[test]
-fn sled_store_passes_openraft_suite() -> Result<(), StorageError> {
-    Suite::test_all(SledBuilder)
+fn sled_store_passes_openraft_suite() {
+    if let Err(e) = Suite::test_all(SledBuilder) {
+        panic!("openraft storage suite failed: {e}");
+    }
 }

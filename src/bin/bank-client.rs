@@ -208,9 +208,8 @@ async fn fetch_blocks(
             from_height: next,
             limit: want,
         };
-        let r = call_any(servers, timeout, |mut c, t| {
-            let msg = msg.clone();
-            async move { Ok(c.get_blocks(request(msg, t)).await?.into_inner()) }
+        let r = call_any(servers, timeout, |mut c, t| async move {
+            Ok(c.get_blocks(request(msg, t)).await?.into_inner())
         })
         .await
         .map_err(explain)?;

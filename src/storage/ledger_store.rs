@@ -35,6 +35,9 @@ const PREFIX_BLOCK: &[u8] = b"b:";
 const PREFIX_ACCOUNT: &[u8] = b"a:";
 const PREFIX_TX: &[u8] = b"t:";
 
+/// Raw keys and values of the ledger tree: a snapshot's contents.
+type KvPairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 fn block_key(height: u64) -> Vec<u8> {
     [PREFIX_BLOCK, &height.to_be_bytes()].concat()
 }
@@ -496,7 +499,7 @@ impl Ledger {
     // ---- snapshots ----
 
     /// Every replicated key and value: the whole ledger, for a snapshot.
-    fn export(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, LedgerError> {
+    fn export(&self) -> Result<KvPairs, LedgerError> {
         let mut out = Vec::new();
         for kv in self.tree.iter() {
             let (k, v) = kv?;
@@ -509,7 +512,7 @@ impl Ledger {
 
     /// Replaces the whole ledger with a snapshot's contents, atomically.
     fn import(&self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), LedgerError> {
-        let kvs: Vec<(Vec<u8>, Vec<u8>)> = decode(data, || "snapshot".into())?;
+        let kvs: KvPairs = decode(data, || "snapshot".into())?;
         let their_genesis = kvs
             .iter()
             .find(|(k, _)| k == KEY_GENESIS)

@@ -1,0 +1,250 @@
+//! Cluster harness: real `bank-server` processes on loopback, free ports, a
+//! temp dir each, killed with SIGKILL. Tests drive them through the real
+//! `bank-client` binary, so the CLI contract is exercised too.
+
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::collections::HashSet;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+pub const SERVER: &str = env!("CARGO_BIN_EXE_bank-server");
+pub const CLIENT: &str = env!("CARGO_BIN_EXE_bank-client");
+
+/// Genesis for tests: low difficulty keeps debug builds quick, and the
+/// original demo's accounts and initial transfers.
+pub const TEST_GENESIS: &str = r#"{
+  "difficulty": 8,
+  "accounts": [{"id":0,"balance":100},{"id":1,"balance":100},{"id":2,"balance":100},{"id":3,"balance":1000}],
+  "transfers": [{"from":0,"to":1,"amount":5},{"from":1,"to":2,"amount":10},{"from":2,"to":0,"amount":20}]
+}"#;
+
+/// Ports handed out in this test process, so parallel tests never share one.
+static USED_PORTS: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+
+pub fn free_port() -> u16 {
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("bind an ephemeral port");
+        let mut used = USED_PORTS.lock().unwrap();
+        if used.get_or_insert_with(HashSet::new).insert(port) {
+            return port;
+        }
+    }
+}
+
+pub struct Node {
+    pub id: u64,
+    pub addr: String,
+    pub child: Option<Child>,
+    pub genesis: PathBuf,
+}
+
+pub struct Cluster {
+    pub dir: TempDir,
+    pub nodes: Vec<Node>,
+    pub peers: String,
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, or panics after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+impl Cluster {
+    /// Starts `n` nodes with `genesis` and waits for a leader.
+    pub fn start(n: u64, genesis: &str) -> Cluster {
+        let dir = TempDir::new().expect("temp dir");
+        let genesis_path = dir.path().join("genesis.json");
+        std::fs::write(&genesis_path, genesis).expect("write genesis");
+        let nodes: Vec<Node> = (0..n)
+            .map(|id| Node {
+                id,
+                addr: format!("127.0.0.1:{}", free_port()),
+                child: None,
+                genesis: genesis_path.clone(),
+            })
+            .collect();
+        let peers = nodes
+            .iter()
+            .map(|n| format!("{}={}", n.id, n.addr))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut c = Cluster { dir, nodes, peers };
+        for id in 0..n {
+            c.spawn(id);
+        }
+        c.wait_leader();
+        c
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Starts (or restarts) node `id` with the same data dir.
+    pub fn spawn(&mut self, id: u64) {
+        let node = &self.nodes[id as usize];
+        assert!(node.child.is_none(), "node {id} is already running");
+        let stderr = std::fs::File::create(self.dir.path().join(format!("node{id}.stderr")))
+            .expect("stderr file");
+        let child = Command::new(SERVER)
+            .args(["--id", &id.to_string(), "--peers", &self.peers])
+            .arg("--data-dir")
+            .arg(self.dir.path())
+            .arg("--genesis")
+            .arg(&node.genesis)
+            .args(["--request-timeout-ms", "8000"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn bank-server");
+        self.nodes[id as usize].child = Some(child);
+    }
+
+    /// SIGKILL: no shutdown path runs.
+    pub fn kill(&mut self, id: u64) {
+        if let Some(mut child) = self.nodes[id as usize].child.take() {
+            child.kill().expect("SIGKILL");
+            child.wait().expect("reap");
+        }
+    }
+
+    pub fn stderr_of(&self, id: u64) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("node{id}.stderr")))
+            .unwrap_or_default()
+    }
+
+    pub fn addr(&self, id: u64) -> &str {
+        &self.nodes[id as usize].addr
+    }
+
+    pub fn all_servers(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| n.addr.clone())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Runs `bank-client --servers SERVERS ARGS...`.
+    pub fn client_at(&self, servers: &str, args: &[&str]) -> Output {
+        Command::new(CLIENT)
+            .args(["--servers", servers, "--timeout-ms", "10000"])
+            .args(args)
+            .output()
+            .expect("run bank-client")
+    }
+
+    /// Runs the client against every node and parses its `--json` output; panics on failure.
+    pub fn json(&self, args: &[&str]) -> Value {
+        self.json_at(&self.all_servers(), args)
+    }
+
+    pub fn json_at(&self, servers: &str, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        let out = self.client_at(servers, &a);
+        assert!(
+            out.status.success(),
+            "bank-client {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("client printed JSON")
+    }
+
+    pub fn status(&self) -> Vec<Value> {
+        let v = self.json(&["status"]);
+        v.as_array().expect("status is an array").clone()
+    }
+
+    /// The id of the leader every reachable node agrees on.
+    pub fn wait_leader(&self) -> u64 {
+        wait_for("a leader", Duration::from_secs(20), || {
+            let st = self.status();
+            let leaders: Vec<u64> = st
+                .iter()
+                .filter(|s| s["role"] == "leader")
+                .filter_map(|s| s["id"].as_u64())
+                .collect();
+            let up: Vec<&Value> = st.iter().filter(|s| s["role"] != "unreachable").collect();
+            match leaders.as_slice() {
+                [l] if up.iter().all(|s| s["leader_id"].as_u64() == Some(*l)) => Some(*l),
+                _ => None,
+            }
+        })
+    }
+
+    /// Waits until every running node reports the same height and tip hash.
+    pub fn wait_converged(&self) -> (u64, String) {
+        wait_for(
+            "all nodes to agree on the tip",
+            Duration::from_secs(20),
+            || {
+                let st = self.status();
+                if st.iter().any(|s| s["role"] == "unreachable") {
+                    return None;
+                }
+                let first = (
+                    st[0]["height"].as_u64()?,
+                    st[0]["tip_hash"].as_str()?.to_string(),
+                );
+                st.iter()
+                    .all(|s| {
+                        s["height"].as_u64() == Some(first.0)
+                            && s["tip_hash"].as_str() == Some(&first.1)
+                    })
+                    .then_some(first)
+            },
+        )
+    }
+
+    pub fn balance(&self, account: u64) -> u64 {
+        self.json(&["balance", &account.to_string()])["balance"]
+            .as_u64()
+            .expect("balance is a number")
+    }
+
+    pub fn transfer(&self, from: u64, to: u64, amount: u64, id: &str) -> Value {
+        self.json(&[
+            "transfer",
+            &from.to_string(),
+            &to.to_string(),
+            &amount.to_string(),
+            "--id",
+            id,
+        ])
+    }
+
+    pub fn chain_file(&self, id: u64) -> PathBuf {
+        self.dir
+            .path()
+            .join(format!("server_{id}_states"))
+            .join("chain.jsonl")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for id in 0..self.nodes.len() as u64 {
+            self.kill(id);
+        }
+    }
+}
