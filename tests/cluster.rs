@@ -314,4 +314,19 @@ fn a_node_with_another_genesis_refuses_to_join() {
     // The others go on committing.
     c.nodes[2].child = None;
     c.transfer(3, 0, 1, "still-working");
+
+    // A data dir created from one genesis refuses to start with another.
+    c.kill(0);
+    c.nodes[0].genesis = c.data_dir().join("other.json");
+    c.spawn(0);
+    let status = wait_for("node 0 to exit", Duration::from_secs(20), || {
+        c.nodes[0].child.as_mut().unwrap().try_wait().unwrap()
+    });
+    assert!(!status.success());
+    let err = c.stderr_of(0);
+    assert!(
+        err.contains("genesis mismatch: the data dir holds chain"),
+        "stderr: {err}"
+    );
+    c.nodes[0].child = None;
 }

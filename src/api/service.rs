@@ -28,6 +28,10 @@ const FORWARDED_HEADER: &str = "x-bank-forwarded";
 /// Most blocks one `GetBlocks` call returns.
 pub const MAX_BLOCKS_PER_REQUEST: u32 = 256;
 
+/// Most bytes of block JSON in one `GetBlocks` reply (at least one block is
+/// always sent): keeps replies under gRPC's default 4 MiB message limit.
+pub const MAX_BLOCKS_REPLY_BYTES: usize = 2 * 1024 * 1024;
+
 /// Pause between attempts while a leader is being elected.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
 
@@ -382,10 +386,14 @@ impl Bank for BankApi {
         };
         let (tip_height, _) = self.ledger.tip();
         let mut blocks = Vec::new();
+        let mut bytes = 0usize;
         let mut h = msg.from_height;
-        while h <= tip_height && blocks.len() < limit as usize {
+        while h <= tip_height && blocks.len() < limit as usize && bytes < MAX_BLOCKS_REPLY_BYTES {
             match self.ledger.block_json(h) {
-                Ok(Some(json)) => blocks.push(json),
+                Ok(Some(json)) => {
+                    bytes += json.len();
+                    blocks.push(json);
+                }
                 Ok(None) => break,
                 Err(e) => return Err(Status::data_loss(e.to_string())),
             }
