@@ -81,6 +81,15 @@ pub enum GenesisError {
 }
 
 /// A validated genesis and the blocks it produces.
+///
+/// ```
+/// use bank_ledger::ledger::Genesis;
+/// let g = Genesis::from_json(r#"{"difficulty":4,"accounts":[{"id":1,"balance":50},{"id":2,"balance":0}],
+///                               "transfers":[{"from":1,"to":2,"amount":20}]}"#).unwrap();
+/// assert_eq!(g.blocks.len(), 2); // block 0: opening balances; block 1: the transfer
+/// assert_eq!(g.balances[&2], 20);
+/// assert!(g.chain_id().leading_zero_bits() >= 4);
+/// ```
 #[derive(Debug, Clone)]
 pub struct Genesis {
     pub file: GenesisFile,

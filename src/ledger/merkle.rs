@@ -40,6 +40,13 @@ fn split_point(n: usize) -> usize {
 }
 
 /// The audit path proving leaf `index` is in the tree over `leaves`.
+///
+/// ```
+/// use bank_ledger::ledger::merkle::{audit_path, leaf_hash, root, verify_path};
+/// let leaves: Vec<_> = [b"a", b"b", b"c"].iter().map(|d| leaf_hash(*d)).collect();
+/// let path = audit_path(&leaves, 2);
+/// assert!(verify_path(leaves[2], 2, 3, &path, root(&leaves)));
+/// ```
 pub fn audit_path(leaves: &[Hash32], index: usize) -> Vec<Hash32> {
     let mut path = Vec::new();
     collect_path(leaves, index, &mut path);
