@@ -17,12 +17,7 @@ pub struct Server {
 /// Parses `HOST:PORT,...` or `ID=HOST:PORT,...`; ids default to the position.
 pub fn parse_servers(s: &str) -> Result<Vec<Server>, String> {
     let mut out = Vec::new();
-    for (i, entry) in s
-        .split(',')
-        .map(str::trim)
-        .filter(|e| !e.is_empty())
-        .enumerate()
-    {
+    for (i, entry) in s.split(',').map(str::trim).filter(|e| !e.is_empty()).enumerate() {
         let (id, addr) = match entry.split_once('=') {
             Some((id, addr)) => (
                 Some(
@@ -65,11 +60,7 @@ pub fn is_unreachable(status: &Status) -> bool {
 
 /// Calls `f` on each server in turn until one answers (with a result or a
 /// definite error); unreachable servers are skipped.
-pub async fn call_any<T, F, Fut>(
-    servers: &[Server],
-    timeout: Duration,
-    mut f: F,
-) -> Result<T, Status>
+pub async fn call_any<T, F, Fut>(servers: &[Server], timeout: Duration, mut f: F) -> Result<T, Status>
 where
     F: FnMut(BankClient<Channel>, Duration) -> Fut,
     Fut: Future<Output = Result<T, Status>>,
@@ -93,9 +84,43 @@ where
     Err(last)
 }
 
-/// A request with a deadline the server honours (`grpc-timeout`).
+/// A request with a deadline the server honours: it answers with its own
+/// reason (e.g. "no quorum") shortly before the deadline.
 pub fn request<T>(msg: T, timeout: Duration) -> tonic::Request<T> {
     let mut r = tonic::Request::new(msg);
     r.set_timeout(timeout);
+    if let Ok(v) = timeout.as_millis().to_string().parse() {
+        r.metadata_mut().insert(crate::api::service::TIMEOUT_HEADER, v);
+    }
     r
+}
+
+/// Sends a fault setting to every server (control-plane calls are never
+/// forwarded: each server applies its own). Returns each server's answer.
+pub async fn set_faults_everywhere(
+    servers: &[Server],
+    req: crate::proto::bank::SetFaultsRequest,
+    timeout: Duration,
+) -> Vec<(Server, Result<crate::proto::bank::Faults, Status>)> {
+    let calls = servers.iter().map(|s| {
+        let req = req.clone();
+        async move {
+            let res = match connect(&s.addr) {
+                Ok(mut c) => c.set_faults(request(req, timeout)).await.map(|r| r.into_inner()),
+                Err(e) => Err(Status::invalid_argument(e)),
+            };
+            (s.clone(), res)
+        }
+    });
+    futures::future::join_all(calls).await
+}
+
+/// Converts the wire form of fault settings to the node's own.
+pub fn fault_settings(f: &crate::proto::bank::Faults) -> crate::raft::faults::FaultSettings {
+    crate::raft::faults::FaultSettings {
+        partition: f.partition.iter().map(|g| g.members.clone()).collect(),
+        delay_min_ms: f.delay_min_ms,
+        delay_max_ms: f.delay_max_ms,
+        loss: f.loss,
+    }
 }

@@ -45,9 +45,7 @@ pub fn parse_peers(s: &str) -> Result<BTreeMap<NodeId, String>, ConfigError> {
         }
     }
     if peers.is_empty() {
-        return Err(ConfigError::BadPeer {
-            entry: s.to_string(),
-        });
+        return Err(ConfigError::BadPeer { entry: s.to_string() });
     }
     Ok(peers)
 }
@@ -73,12 +71,7 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
-    pub fn new(
-        id: NodeId,
-        peers: BTreeMap<NodeId, String>,
-        data_dir: PathBuf,
-        genesis: PathBuf,
-    ) -> NodeConfig {
+    pub fn new(id: NodeId, peers: BTreeMap<NodeId, String>, data_dir: PathBuf, genesis: PathBuf) -> NodeConfig {
         NodeConfig {
             id,
             peers,
@@ -101,12 +94,7 @@ impl NodeConfig {
             .map(String::as_str)
             .ok_or_else(|| ConfigError::NotAPeer {
                 id: self.id,
-                known: self
-                    .peers
-                    .keys()
-                    .map(|k| k.to_string())
-                    .collect::<Vec<_>>()
-                    .join(","),
+                known: self.peers.keys().map(|k| k.to_string()).collect::<Vec<_>>().join(","),
             })
     }
 }
@@ -125,9 +113,6 @@ mod tests {
             .to_string()
             .contains("\"x=b:2\""));
         assert!(parse_peers("0=a").is_err());
-        assert!(parse_peers("0=a:1,0=b:2")
-            .unwrap_err()
-            .to_string()
-            .contains("twice"));
+        assert!(parse_peers("0=a:1,0=b:2").unwrap_err().to_string().contains("twice"));
     }
 }

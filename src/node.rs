@@ -8,6 +8,7 @@ use crate::proto::bank::bank_client::BankClient;
 use crate::proto::bank::bank_server::BankServer;
 use crate::proto::bank::StatusRequest;
 use crate::proto::raft::raft_service_server::RaftServiceServer;
+use crate::raft::faults::Faults;
 use crate::raft::network::{Network, MAX_RAFT_MESSAGE_BYTES};
 use crate::raft::service::RaftRpc;
 use crate::raft::{BasicNode, NodeId, Raft};
@@ -34,10 +35,7 @@ pub enum NodeError {
     #[error("cannot open the database at {path}: {source}")]
     Db { path: String, source: sled::Error },
     #[error("cannot create data dir {path}: {source}")]
-    DataDir {
-        path: String,
-        source: std::io::Error,
-    },
+    DataDir { path: String, source: std::io::Error },
     #[error("invalid Raft settings: {0}")]
     RaftConfig(String),
     #[error("raft failed: {0}")]
@@ -55,10 +53,7 @@ pub enum NodeError {
 }
 
 /// Runs a node until `shutdown` resolves or a fatal error occurs.
-pub async fn run(
-    config: NodeConfig,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), NodeError> {
+pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), NodeError> {
     let id = config.id;
     let addr = config.addr()?.to_string();
     let listen = config.listen.clone().unwrap_or_else(|| addr.clone());
@@ -108,9 +103,11 @@ pub async fn run(
     .validate()
     .map_err(|e| NodeError::RaftConfig(e.to_string()))?;
 
+    let faults = Arc::new(Faults::new(id));
     let network = Network {
         self_id: id,
         chain_id,
+        faults: Arc::clone(&faults),
     };
     let sm = LedgerStateMachine::new(Arc::clone(&ledger), paths.snapshot.clone());
     let raft = Raft::new(id, Arc::new(raft_config), network, log_store.clone(), sm)
@@ -130,12 +127,7 @@ pub async fn run(
         }
     }
 
-    let producer = BlockProducer::start(
-        raft.clone(),
-        Arc::clone(&ledger),
-        id,
-        config.producer.clone(),
-    );
+    let producer = BlockProducer::start(raft.clone(), Arc::clone(&ledger), id, config.producer.clone());
     let api = BankApi::new(
         id,
         addr.clone(),
@@ -144,6 +136,7 @@ pub async fn run(
         log_store.clone(),
         producer,
         config.request_timeout,
+        Arc::clone(&faults),
     );
 
     let socket: SocketAddr = tokio::net::lookup_host(&listen)
@@ -184,7 +177,7 @@ pub async fn run(
         .tcp_nodelay(true)
         .concurrency_limit_per_connection(1024)
         .add_service(
-            RaftServiceServer::new(RaftRpc::new(raft.clone(), chain_id))
+            RaftServiceServer::new(RaftRpc::new(raft.clone(), chain_id, Arc::clone(&faults)))
                 .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES),
         )
@@ -225,8 +218,7 @@ async fn check_peer_genesis(
     ours: String,
     fatal: mpsc::Sender<NodeError>,
 ) {
-    let mut pending: Vec<(NodeId, String)> =
-        peers.into_iter().filter(|(id, _)| *id != self_id).collect();
+    let mut pending: Vec<(NodeId, String)> = peers.into_iter().filter(|(id, _)| *id != self_id).collect();
     // Bounded: a peer that never comes up is Raft's business, not ours.
     for _ in 0..600 {
         let mut still = Vec::new();
@@ -330,11 +322,7 @@ async fn write_state_views(raft: Raft, ledger: Arc<Ledger>, log_store: LogStore,
         if last_height != Some(height) {
             // One read lock: balances and the height they belong to agree.
             let (height, tip, balances, total) = ledger.with_state(|s| {
-                let b: BTreeMap<String, u64> = s
-                    .balances
-                    .iter()
-                    .map(|(a, v)| (a.to_string(), *v))
-                    .collect();
+                let b: BTreeMap<String, u64> = s.balances.iter().map(|(a, v)| (a.to_string(), *v)).collect();
                 let total: u128 = s.balances.values().map(|v| u128::from(*v)).sum();
                 (s.tip_height, s.tip_hash, b, total)
             });

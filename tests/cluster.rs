@@ -21,10 +21,7 @@ fn transfer_through_a_follower_is_read_back_through_another_node() {
     let f1 = follower_of(leader);
     let f2 = (0..3).find(|i| *i != leader && *i != f1).unwrap();
 
-    let r = c.json_at(
-        c.addr(f1),
-        &["transfer", "1", "2", "50", "--id", "via-follower"],
-    );
+    let r = c.json_at(c.addr(f1), &["transfer", "1", "2", "50", "--id", "via-follower"]);
     assert_eq!(r["tx_id"], "via-follower");
     let height = r["height"].as_u64().expect("height");
     assert!(height >= 2, "genesis holds blocks 0 and 1");
@@ -32,10 +29,7 @@ fn transfer_through_a_follower_is_read_back_through_another_node() {
 
     // Linearizable: a read through another follower right after the ack sees it.
     let b1 = c.json_at(c.addr(f2), &["balance", "1"]);
-    assert_eq!(
-        b1,
-        serde_json::json!({"account": 1, "balance": START[1] - 50})
-    );
+    assert_eq!(b1, serde_json::json!({"account": 1, "balance": START[1] - 50}));
     let b2 = c.json_at(c.addr(leader), &["balance", "2"]);
     assert_eq!(b2["balance"], START[2] + 50);
 
@@ -61,14 +55,8 @@ fn rule_violations_are_refused_with_one_clear_line_and_change_nothing() {
             "insufficient funds: account 1 has 95, needs 1000",
         ),
         (&["transfer", "1", "9", "5"], "unknown account 9"),
-        (
-            &["transfer", "1", "1", "5"],
-            "cannot transfer from account 1 to itself",
-        ),
-        (
-            &["transfer", "1", "2", "0"],
-            "amount must be greater than zero",
-        ),
+        (&["transfer", "1", "1", "5"], "cannot transfer from account 1 to itself"),
+        (&["transfer", "1", "2", "0"], "amount must be greater than zero"),
         (&["balance", "42"], "unknown account 42"),
     ];
     for (args, reason) in cases {
@@ -76,10 +64,7 @@ fn rule_violations_are_refused_with_one_clear_line_and_change_nothing() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} must fail");
         assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
-        assert!(
-            stderr.contains(reason),
-            "{args:?}: expected {reason:?} in {stderr:?}"
-        );
+        assert!(stderr.contains(reason), "{args:?}: expected {reason:?} in {stderr:?}");
     }
     let bad_amount = c.client_at(&servers, &["transfer", "1", "2", "-5"]);
     assert!(!bad_amount.status.success());
@@ -97,14 +82,9 @@ fn a_resubmitted_id_is_applied_once_and_other_content_is_refused() {
     assert_eq!(c.balance(3), START[3] - 10);
     assert_eq!(c.balance(0), START[0] + 10);
 
-    let out = c.client_at(
-        &c.all_servers(),
-        &["transfer", "3", "0", "11", "--id", "pay-rent-42"],
-    );
+    let out = c.client_at(&c.all_servers(), &["transfer", "3", "0", "11", "--id", "pay-rent-42"]);
     assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("already used for a different transaction")
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already used for a different transaction"));
     assert_eq!(c.balance(3), START[3] - 10);
 }
 
@@ -137,10 +117,7 @@ fn acknowledged_transfer_survives_leader_kill_and_the_old_leader_catches_up() {
     // The client tries the servers in turn; the dead one is skipped.
     let r = c.transfer(3, 1, 1, "after-kill");
     let took = started.elapsed();
-    assert!(
-        took < Duration::from_secs(8),
-        "commit resumed after {took:?}"
-    );
+    assert!(took < Duration::from_secs(8), "commit resumed after {took:?}");
     assert!(r["height"].as_u64().is_some());
     let new_leader = c.wait_leader();
     assert_ne!(new_leader, leader);
@@ -193,11 +170,7 @@ fn every_acknowledged_transfer_survives_sigkill_of_the_whole_cluster() {
         }
     }
     for id in &ids {
-        assert_eq!(
-            seen.iter().filter(|s| *s == id).count(),
-            1,
-            "{id} committed once"
-        );
+        assert_eq!(seen.iter().filter(|s| *s == id).count(), 1, "{id} committed once");
     }
     // Resubmitting after the restart still returns the first outcome.
     let again = c.transfer(3, 0, 1, "durable-0");
@@ -209,27 +182,18 @@ fn every_acknowledged_transfer_survives_sigkill_of_the_whole_cluster() {
 fn verify_chain_view(text: &str, genesis: &Genesis) -> Vec<Block> {
     let mut blocks: Vec<Block> = Vec::new();
     for (i, line) in text.lines().enumerate() {
-        let v: Value =
-            serde_json::from_str(line).unwrap_or_else(|e| panic!("line {i} is not JSON: {e}"));
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("line {i} is not JSON: {e}"));
         let block: Block = serde_json::from_value(v.clone()).expect("line holds a block");
         let hash = Hash32::from_hex(v["hash"].as_str().unwrap()).unwrap();
         assert_eq!(block.hash(), hash, "recorded hash of block {i}");
         assert_eq!(block.height(), i as u64);
         if i == 0 {
-            assert_eq!(
-                block, genesis.blocks[0],
-                "genesis block is derived identically"
-            );
+            assert_eq!(block, genesis.blocks[0], "genesis block is derived identically");
             block.verify_contents().unwrap();
         } else {
             let prev = &blocks[i - 1];
             block
-                .verify_extends(
-                    genesis.chain_id(),
-                    genesis.difficulty(),
-                    prev.height(),
-                    prev.hash(),
-                )
+                .verify_extends(genesis.chain_id(), genesis.difficulty(), prev.height(), prev.hash())
                 .unwrap_or_else(|e| panic!("block {i}: {e}"));
         }
         blocks.push(block);
@@ -255,25 +219,18 @@ fn json_views_hold_a_verifiable_chain_identical_on_every_node() {
         })
         .collect();
     let blocks = verify_chain_view(&files[0], &genesis);
-    assert!(
-        blocks.len() >= 7,
-        "genesis, initial transfers, and five blocks"
-    );
+    assert!(blocks.len() >= 7, "genesis, initial transfers, and five blocks");
     assert_eq!(files[0], files[1]);
     assert_eq!(files[0], files[2]);
 
     let states = c.data_dir().join("server_0_states");
     let balances: Value = wait_for("balances view", Duration::from_secs(5), || {
-        let v: Value =
-            serde_json::from_str(&std::fs::read_to_string(states.join("balances.json")).ok()?)
-                .ok()?;
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(states.join("balances.json")).ok()?).ok()?;
         (v["height"].as_u64()? == blocks.len() as u64 - 1).then_some(v)
     });
     assert_eq!(balances["total"], START.iter().sum::<u64>());
     assert_eq!(balances["balances"]["3"], START[3] - 15);
-    let raft: Value =
-        serde_json::from_str(&std::fs::read_to_string(states.join("raft_state.json")).unwrap())
-            .unwrap();
+    let raft: Value = serde_json::from_str(&std::fs::read_to_string(states.join("raft_state.json")).unwrap()).unwrap();
     for field in [
         "term",
         "vote",
@@ -283,10 +240,7 @@ fn json_views_hold_a_verifiable_chain_identical_on_every_node() {
         "role",
         "leader_id",
     ] {
-        assert!(
-            raft.get(field).is_some(),
-            "raft_state.json lacks {field}: {raft}"
-        );
+        assert!(raft.get(field).is_some(), "raft_state.json lacks {field}: {raft}");
     }
     assert_eq!(raft["membership"]["voters"], serde_json::json!([0, 1, 2]));
 }
@@ -298,11 +252,7 @@ fn a_node_with_another_genesis_refuses_to_join() {
     // Wipe node 2 and give it a different genesis file.
     std::fs::remove_dir_all(c.data_dir().join("server_2_db")).unwrap();
     let other = c.data_dir().join("other.json");
-    std::fs::write(
-        &other,
-        TEST_GENESIS.replace("\"balance\":1000", "\"balance\":999"),
-    )
-    .unwrap();
+    std::fs::write(&other, TEST_GENESIS.replace("\"balance\":1000", "\"balance\":999")).unwrap();
     c.nodes[2].genesis = other;
     c.spawn(2);
     let status = wait_for("node 2 to exit", Duration::from_secs(20), || {

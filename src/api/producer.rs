@@ -77,12 +77,7 @@ pub struct BlockProducer {
 
 impl BlockProducer {
     /// Starts the producer task for this node.
-    pub fn start(
-        raft: Raft,
-        ledger: Arc<Ledger>,
-        self_id: NodeId,
-        config: ProducerConfig,
-    ) -> BlockProducer {
+    pub fn start(raft: Raft, ledger: Arc<Ledger>, self_id: NodeId, config: ProducerConfig) -> BlockProducer {
         let queue_max = config.queue_max_txs.max(1);
         let (queue, rx) = mpsc::channel(queue_max);
         let worker = Worker {
@@ -99,19 +94,12 @@ impl BlockProducer {
     /// (a client deadline) does not withdraw the transaction.
     pub async fn submit(&self, tx: Transaction) -> Result<TxRecord, SubmitError> {
         let (reply, rx) = oneshot::channel();
-        self.queue
-            .try_send(Pending { tx, reply })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => SubmitError::Overloaded(self.queue_max),
-                mpsc::error::TrySendError::Closed(_) => {
-                    SubmitError::Fatal("block producer stopped".into())
-                }
-            })?;
-        rx.await.unwrap_or_else(|_| {
-            Err(SubmitError::Fatal(
-                "block producer dropped the request".into(),
-            ))
-        })
+        self.queue.try_send(Pending { tx, reply }).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => SubmitError::Overloaded(self.queue_max),
+            mpsc::error::TrySendError::Closed(_) => SubmitError::Fatal("block producer stopped".into()),
+        })?;
+        rx.await
+            .unwrap_or_else(|_| Err(SubmitError::Fatal("block producer dropped the request".into())))
     }
 }
 
@@ -181,10 +169,7 @@ impl Worker {
         let block = match tokio::task::spawn_blocking(move || block.mined()).await {
             Ok(b) => b,
             Err(e) => {
-                fail_all(
-                    slots,
-                    SubmitError::Fatal(format!("mining task failed: {e}")),
-                );
+                fail_all(slots, SubmitError::Fatal(format!("mining task failed: {e}")));
                 return;
             }
         };
@@ -202,9 +187,7 @@ impl Worker {
                     }
                 }
                 BlockOutcome::Refused { reason } => fail_all(slots, SubmitError::Retry(reason)),
-                BlockOutcome::NoBlock => {
-                    fail_all(slots, SubmitError::Retry("entry held no block".into()))
-                }
+                BlockOutcome::NoBlock => fail_all(slots, SubmitError::Retry("entry held no block".into())),
             },
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 fail_all(slots, SubmitError::NotLeader(f.leader_id))
@@ -224,9 +207,9 @@ impl Worker {
             let mut overlay = Overlay::new(&state.balances);
             for p in batch {
                 let Some(id) = p.tx.id().cloned() else {
-                    let _ = p.reply.send(Err(SubmitError::Rejected(
-                        RejectReason::AllocationOutsideGenesis,
-                    )));
+                    let _ = p
+                        .reply
+                        .send(Err(SubmitError::Rejected(RejectReason::AllocationOutsideGenesis)));
                     continue;
                 };
                 if let Some(&i) = by_id.get(id.as_str()) {

@@ -7,9 +7,11 @@ use crate::ledger::{RejectReason, Transaction, TxId};
 use crate::proto::bank::bank_client::BankClient;
 use crate::proto::bank::bank_server::Bank;
 use crate::proto::bank::{
-    BalanceReply, BalanceRequest, GetBlocksReply, GetBlocksRequest, StatusReply, StatusRequest,
-    TransferRequest, TxReply,
+    AccountBalance, BalanceReply, BalanceRequest, BalancesReply, BalancesRequest, Faults as FaultsMsg, GetBlocksReply,
+    GetBlocksRequest, PartitionGroup, SetFaultsRequest, StatusReply, StatusRequest, TransferRequest, TxReply,
 };
+use crate::raft::faults::{FaultSettings, Faults};
+use crate::raft::network::FROM_HEADER;
 use crate::raft::{NodeId, Raft, TxRecord};
 use crate::storage::{Ledger, LogStore};
 use openraft::error::{CheckIsLeaderError, RaftError};
@@ -32,6 +34,9 @@ pub const MAX_BLOCKS_PER_REQUEST: u32 = 256;
 /// always sent): keeps replies under gRPC's default 4 MiB message limit.
 pub const MAX_BLOCKS_REPLY_BYTES: usize = 2 * 1024 * 1024;
 
+/// Most accounts one atomic `Balances` read returns: bounds the reply.
+pub const MAX_ACCOUNTS_PER_READ: usize = 1_000_000;
+
 /// Pause between attempts while a leader is being elected.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
 
@@ -47,6 +52,8 @@ pub struct BankApi {
     request_timeout: Duration,
     /// Connections to other nodes' APIs, for forwarding.
     peers: Mutex<HashMap<NodeId, (String, BankClient<Channel>)>>,
+    /// Injected network faults; forwarding is server-to-server traffic too.
+    faults: Arc<Faults>,
 }
 
 /// Why one attempt on the leader did not finish the request.
@@ -66,9 +73,7 @@ impl From<SubmitError> for Attempt {
             SubmitError::Retry(m) => Attempt::Retry(m),
             SubmitError::Rejected(reason) => Attempt::Done(reject_status(&reason)),
             SubmitError::Overloaded(_) => Attempt::Done(Status::resource_exhausted(e.to_string())),
-            SubmitError::Fatal(m) => {
-                Attempt::Done(Status::unavailable(format!("node is shutting down: {m}")))
-            }
+            SubmitError::Fatal(m) => Attempt::Done(Status::unavailable(format!("node is shutting down: {m}"))),
         }
     }
 }
@@ -77,31 +82,23 @@ impl From<SubmitError> for Attempt {
 pub fn reject_status(reason: &RejectReason) -> Status {
     let msg = reason.to_string();
     match reason {
-        RejectReason::ZeroAmount
-        | RejectReason::SameAccount { .. }
-        | RejectReason::AllocationOutsideGenesis => Status::invalid_argument(msg),
-        RejectReason::UnknownAccount { .. } => Status::not_found(msg),
-        RejectReason::InsufficientFunds { .. } | RejectReason::Overflow { .. } => {
-            Status::failed_precondition(msg)
+        RejectReason::ZeroAmount | RejectReason::SameAccount { .. } | RejectReason::AllocationOutsideGenesis => {
+            Status::invalid_argument(msg)
         }
+        RejectReason::UnknownAccount { .. } => Status::not_found(msg),
+        RejectReason::InsufficientFunds { .. } | RejectReason::Overflow { .. } => Status::failed_precondition(msg),
         RejectReason::IdConflict { .. } => Status::already_exists(msg),
     }
 }
 
-/// Reads the client's deadline from the `grpc-timeout` header (e.g. `1500m`).
+/// Carries the caller's time budget in milliseconds. tonic keeps the standard
+/// `grpc-timeout` header from handlers, so callers state it again here.
+pub const TIMEOUT_HEADER: &str = "x-bank-timeout-ms";
+
+/// The caller's time budget, if it stated one.
 fn client_timeout<T>(req: &Request<T>) -> Option<Duration> {
-    let v = req.metadata().get("grpc-timeout")?.to_str().ok()?;
-    let (num, unit) = v.split_at(v.len().checked_sub(1)?);
-    let n: u64 = num.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(n.saturating_mul(3600)),
-        "M" => Duration::from_secs(n.saturating_mul(60)),
-        "S" => Duration::from_secs(n),
-        "m" => Duration::from_millis(n),
-        "u" => Duration::from_micros(n),
-        "n" => Duration::from_nanos(n),
-        _ => return None,
-    })
+    let ms: u64 = req.metadata().get(TIMEOUT_HEADER)?.to_str().ok()?.parse().ok()?;
+    Some(Duration::from_millis(ms))
 }
 
 fn tx_reply(record: &TxRecord, id: &TxId) -> TxReply {
@@ -109,12 +106,7 @@ fn tx_reply(record: &TxRecord, id: &TxId) -> TxReply {
         tx_id: id.to_string(),
         height: record.height,
         block_hash: record.block_hash.to_hex(),
-        balance: record
-            .outcome
-            .as_ref()
-            .ok()
-            .and_then(|a| a.balance)
-            .unwrap_or(0),
+        balance: record.outcome.as_ref().ok().and_then(|a| a.balance).unwrap_or(0),
     }
 }
 
@@ -138,6 +130,7 @@ impl BankApi {
         log_store: LogStore,
         producer: BlockProducer,
         request_timeout: Duration,
+        faults: Arc<Faults>,
     ) -> BankApi {
         BankApi {
             id,
@@ -148,16 +141,28 @@ impl BankApi {
             producer,
             request_timeout,
             peers: Mutex::new(HashMap::new()),
+            faults,
         }
     }
 
+    /// When to give up on a request: a little before the client does, so the
+    /// client gets our reason rather than its own bare timeout.
     fn deadline<T>(&self, req: &Request<T>) -> Instant {
-        let t = client_timeout(req).map_or(self.request_timeout, |c| c.min(self.request_timeout));
+        let t = client_timeout(req).map_or(self.request_timeout, |c| (c * 9 / 10).min(self.request_timeout));
         Instant::now() + t
     }
 
-    fn forwarded<T>(req: &Request<T>) -> bool {
-        req.metadata().contains_key(FORWARDED_HEADER)
+    /// Whether another node forwarded this request, and which one.
+    fn forwarded<T>(req: &Request<T>) -> Option<Option<NodeId>> {
+        if !req.metadata().contains_key(FORWARDED_HEADER) {
+            return None;
+        }
+        Some(
+            req.metadata()
+                .get(FROM_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok()),
+        )
     }
 
     /// A client for the API of node `leader` at `addr`, reused across calls.
@@ -182,7 +187,7 @@ impl BankApi {
     /// across leader changes until `deadline`.
     async fn on_leader<T, L, LF, F, FF>(
         &self,
-        forwarded: bool,
+        forwarded: Option<Option<NodeId>>,
         deadline: Instant,
         local: L,
         remote: F,
@@ -193,6 +198,12 @@ impl BankApi {
         F: Fn(BankClient<Channel>, Duration) -> FF,
         FF: Future<Output = Result<T, Status>>,
     {
+        if let Some(Some(from)) = forwarded {
+            if !self.faults.can_reach(from) {
+                return Err(Status::unavailable(format!("partitioned from node {from}")));
+            }
+        }
+        let forwarded = forwarded.is_some();
         let started = Instant::now();
         let mut last = String::from("no leader elected");
         let mut metrics = self.raft.metrics();
@@ -229,6 +240,11 @@ impl BankApi {
                     if forwarded {
                         return Err(Status::unavailable(format!("node {} is not the leader", self.id)));
                     }
+                    if !self.faults.can_reach(leader) {
+                        last = format!("partitioned from leader {leader}");
+                        tokio::time::sleep(RETRY_PAUSE.min(deadline - now)).await;
+                        continue;
+                    }
                     let client = self.peer(leader, &addr)?;
                     match remote(client, deadline - now).await {
                         Ok(v) => return Ok(v),
@@ -244,8 +260,7 @@ impl BankApi {
                     continue;
                 }
             }
-            tokio::time::sleep(RETRY_PAUSE.min(deadline.saturating_duration_since(Instant::now())))
-                .await;
+            tokio::time::sleep(RETRY_PAUSE.min(deadline.saturating_duration_since(Instant::now()))).await;
         }
     }
 
@@ -253,17 +268,21 @@ impl BankApi {
         self.producer.submit(tx).await.map_err(Attempt::from)
     }
 
-    async fn linearizable_balance(&self, account: u64) -> Result<BalanceReply, Attempt> {
+    /// Confirms with a quorum that this node still leads, and waits until the
+    /// state machine has applied everything committed before now.
+    async fn confirm_leadership(&self) -> Result<(), Attempt> {
         match self.raft.ensure_linearizable().await {
-            Ok(_) => {}
+            Ok(_) => Ok(()),
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => {
-                return Err(Attempt::NotLeader("leadership changed".into()))
+                Err(Attempt::NotLeader("leadership changed".into()))
             }
-            Err(RaftError::APIError(e)) => return Err(Attempt::Retry(e.to_string())),
-            Err(RaftError::Fatal(e)) => {
-                return Err(Attempt::Done(Status::unavailable(e.to_string())))
-            }
+            Err(RaftError::APIError(e)) => Err(Attempt::Retry(e.to_string())),
+            Err(RaftError::Fatal(e)) => Err(Attempt::Done(Status::unavailable(e.to_string()))),
         }
+    }
+
+    async fn linearizable_balance(&self, account: u64) -> Result<BalanceReply, Attempt> {
+        self.confirm_leadership().await?;
         match self.ledger.balance(account) {
             Some((balance, height)) => Ok(BalanceReply {
                 account,
@@ -271,21 +290,58 @@ impl BankApi {
                 height,
                 record: None,
             }),
-            None => Err(Attempt::Done(reject_status(
-                &RejectReason::UnknownAccount { account },
-            ))),
+            None => Err(Attempt::Done(reject_status(&RejectReason::UnknownAccount { account }))),
         }
+    }
+
+    /// Marks a request as forwarded by this node.
+    fn forward_request<T>(&self, msg: T, timeout: Duration) -> Request<T> {
+        let mut r = crate::client::request(msg, timeout);
+        let md = r.metadata_mut();
+        md.insert(FORWARDED_HEADER, tonic::metadata::MetadataValue::from_static("1"));
+        if let Ok(v) = self.id.to_string().parse() {
+            md.insert(FROM_HEADER, v);
+        }
+        r
+    }
+
+    async fn linearizable_balances(&self) -> Result<BalancesReply, Attempt> {
+        self.confirm_leadership().await?;
+        self.ledger.with_state(|s| {
+            if s.balances.len() > MAX_ACCOUNTS_PER_READ {
+                return Err(Attempt::Done(Status::resource_exhausted(format!(
+                    "{} accounts exceed the {MAX_ACCOUNTS_PER_READ} one atomic read may return",
+                    s.balances.len()
+                ))));
+            }
+            Ok(BalancesReply {
+                height: s.tip_height,
+                tip_hash: s.tip_hash.to_hex(),
+                applied_index: s.last_applied.map_or(0, |l| l.index),
+                balances: s
+                    .balances
+                    .iter()
+                    .map(|(a, b)| AccountBalance {
+                        account: *a,
+                        balance: *b,
+                    })
+                    .collect(),
+            })
+        })
     }
 }
 
-fn forward_request<T>(msg: T, timeout: Duration) -> Request<T> {
-    let mut r = Request::new(msg);
-    r.set_timeout(timeout);
-    r.metadata_mut().insert(
-        FORWARDED_HEADER,
-        tonic::metadata::MetadataValue::from_static("1"),
-    );
-    r
+fn faults_msg(f: &FaultSettings) -> FaultsMsg {
+    FaultsMsg {
+        partition: f
+            .partition
+            .iter()
+            .map(|g| PartitionGroup { members: g.clone() })
+            .collect(),
+        delay_min_ms: f.delay_min_ms,
+        delay_max_ms: f.delay_max_ms,
+        loss: f.loss,
+    }
 }
 
 #[tonic::async_trait]
@@ -294,8 +350,7 @@ impl Bank for BankApi {
         let deadline = self.deadline(&req);
         let forwarded = Self::forwarded(&req);
         let msg = req.into_inner();
-        let id =
-            TxId::new(msg.tx_id.clone()).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let id = TxId::new(msg.tx_id.clone()).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let tx = Transaction::Transfer {
             id: id.clone(),
             from: msg.from,
@@ -309,17 +364,14 @@ impl Bank for BankApi {
                 || async { Ok(tx_reply(&self.commit(tx.clone()).await?, &id)) },
                 |mut c, t| {
                     let msg = msg.clone();
-                    async move { Ok(c.transfer(forward_request(msg, t)).await?.into_inner()) }
+                    async move { Ok(c.transfer(self.forward_request(msg, t)).await?.into_inner()) }
                 },
             )
             .await?;
         Ok(Response::new(reply))
     }
 
-    async fn balance(
-        &self,
-        req: Request<BalanceRequest>,
-    ) -> Result<Response<BalanceReply>, Status> {
+    async fn balance(&self, req: Request<BalanceRequest>) -> Result<Response<BalanceReply>, Status> {
         let deadline = self.deadline(&req);
         let forwarded = Self::forwarded(&req);
         let msg = req.into_inner();
@@ -332,7 +384,7 @@ impl Bank for BankApi {
                     || self.linearizable_balance(account),
                     |mut c, t| {
                         let msg = msg.clone();
-                        async move { Ok(c.balance(forward_request(msg, t)).await?.into_inner()) }
+                        async move { Ok(c.balance(self.forward_request(msg, t)).await?.into_inner()) }
                     },
                 )
                 .await?;
@@ -367,17 +419,14 @@ impl Bank for BankApi {
                 },
                 |mut c, t| {
                     let fwd = fwd.clone();
-                    async move { Ok(c.balance(forward_request(fwd, t)).await?.into_inner()) }
+                    async move { Ok(c.balance(self.forward_request(fwd, t)).await?.into_inner()) }
                 },
             )
             .await?;
         Ok(Response::new(reply))
     }
 
-    async fn get_blocks(
-        &self,
-        req: Request<GetBlocksRequest>,
-    ) -> Result<Response<GetBlocksReply>, Status> {
+    async fn get_blocks(&self, req: Request<GetBlocksRequest>) -> Result<Response<GetBlocksReply>, Status> {
         let msg = req.into_inner();
         let limit = if msg.limit == 0 {
             MAX_BLOCKS_PER_REQUEST
@@ -425,6 +474,48 @@ impl Bank for BankApi {
             voters,
             learners,
             genesis_hash: self.ledger.chain_id().to_hex(),
+            faults: Some(faults_msg(&self.faults.get())),
+            millis_since_quorum_ack: m.millis_since_quorum_ack,
         }))
+    }
+
+    async fn balances(&self, req: Request<BalancesRequest>) -> Result<Response<BalancesReply>, Status> {
+        let deadline = self.deadline(&req);
+        let forwarded = Self::forwarded(&req);
+        let reply = self
+            .on_leader(
+                forwarded,
+                deadline,
+                || self.linearizable_balances(),
+                |mut c, t| async move {
+                    Ok(c.balances(self.forward_request(BalancesRequest {}, t))
+                        .await?
+                        .into_inner())
+                },
+            )
+            .await?;
+        Ok(Response::new(reply))
+    }
+
+    async fn set_faults(&self, req: Request<SetFaultsRequest>) -> Result<Response<FaultsMsg>, Status> {
+        let msg = req.into_inner();
+        let mut f = self.faults.get();
+        if msg.set_partition {
+            f.partition = msg
+                .partition
+                .into_iter()
+                .map(|g| g.members)
+                .filter(|g| !g.is_empty())
+                .collect();
+        }
+        if msg.set_delay {
+            f.delay_min_ms = msg.delay_min_ms;
+            f.delay_max_ms = msg.delay_max_ms;
+            f.loss = msg.loss;
+        }
+        self.faults
+            .set(f)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        Ok(Response::new(faults_msg(&self.faults.get())))
     }
 }

@@ -1,22 +1,19 @@
 //! `bank-client`: transfers, balances, status and the chain, from the command line.
 
 use anyhow::{anyhow, Context};
-use bank_ledger::client::{call_any, connect, parse_servers, request, Server};
+use bank_ledger::client::{call_any, connect, fault_settings, parse_servers, request, set_faults_everywhere, Server};
 use bank_ledger::config::DEFAULT_SERVERS;
 use bank_ledger::ledger::TxId;
 use bank_ledger::proto::bank::{
-    BalanceRequest, GetBlocksRequest, StatusReply, StatusRequest, TransferRequest,
+    BalanceRequest, BalancesRequest, GetBlocksRequest, PartitionGroup, SetFaultsRequest, StatusReply, StatusRequest,
+    TransferRequest,
 };
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(
-    name = "bank-client",
-    version,
-    about = "Client of the Raft-replicated bank ledger"
-)]
+#[command(name = "bank-client", version, about = "Client of the Raft-replicated bank ledger")]
 struct Cli {
     /// Servers to try, in order: HOST:PORT,... (or ID=HOST:PORT,...).
     #[arg(long, env = "BANK_SERVERS", default_value = DEFAULT_SERVERS, global = true)]
@@ -63,6 +60,28 @@ enum Cmd {
         #[arg(long, default_value_t = 100)]
         limit: u64,
     },
+    /// Every balance, read atomically at one applied index, and their total.
+    Balances,
+    /// Cut server-to-server traffic into groups, e.g. `partition 0,1 2`; unlisted servers stand alone.
+    Partition {
+        /// Groups of node ids, members separated by commas.
+        #[arg(required = true)]
+        groups: Vec<String>,
+    },
+    /// Remove the partition.
+    Heal,
+    /// Delay (and optionally drop) server-to-server messages; `--off` removes both.
+    Delay {
+        #[arg(long, required_unless_present_any = ["off", "loss"])]
+        min_ms: Option<u64>,
+        #[arg(long, required_unless_present_any = ["off", "loss"])]
+        max_ms: Option<u64>,
+        /// Fraction of messages to drop, 0 to 1.
+        #[arg(long)]
+        loss: Option<f64>,
+        #[arg(long, conflicts_with_all = ["min_ms", "max_ms", "loss"])]
+        off: bool,
+    },
 }
 
 fn main() {
@@ -82,8 +101,20 @@ fn explain(status: tonic::Status) -> anyhow::Error {
     match status.code() {
         tonic::Code::Unavailable => anyhow!("no server reachable: {msg}"),
         tonic::Code::DeadlineExceeded if !msg.is_empty() => anyhow!("{msg}"),
-        tonic::Code::DeadlineExceeded => anyhow!("timed out (no quorum?)"),
+        // The client's own deadline fired before any server answered.
+        tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => anyhow!("timed out with no answer (no quorum?)"),
         _ => anyhow!("{msg}"),
+    }
+}
+
+/// Like [`explain`], but a timed-out transfer names the id to resubmit: its
+/// outcome is unknown, and only the same id can tell it without risk.
+fn explain_transfer(status: tonic::Status, tx_id: &TxId) -> anyhow::Error {
+    match status.code() {
+        tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => anyhow!(
+            "no quorum: not committed before the deadline; the outcome is unknown: resubmit with --id {tx_id} to learn it"
+        ),
+        _ => explain(status),
     }
 }
 
@@ -91,12 +122,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let servers = parse_servers(&cli.servers).map_err(|e| anyhow!(e))?;
     let timeout = Duration::from_millis(cli.timeout_ms.max(1));
     match cli.command {
-        Cmd::Transfer {
-            from,
-            to,
-            amount,
-            id,
-        } => {
+        Cmd::Transfer { from, to, amount, id } => {
             // The id is chosen here, once: retries on other servers are then idempotent.
             let tx_id = match id {
                 Some(id) => TxId::new(id)?,
@@ -113,7 +139,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 async move { Ok(c.transfer(request(msg, t)).await?.into_inner()) }
             })
             .await
-            .map_err(explain)?;
+            .map_err(|s| explain_transfer(s, &tx_id))?;
             if cli.json {
                 println!(
                     "{}",
@@ -126,21 +152,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
         }
-        Cmd::Balance {
-            account,
-            record,
-            id,
-        } => {
+        Cmd::Balance { account, record, id } => {
             let tx_id = match id {
                 Some(id) => TxId::new(id)?.to_string(),
                 None if record => TxId::random().to_string(),
                 None => String::new(),
             };
-            let msg = BalanceRequest {
-                account,
-                record,
-                tx_id,
-            };
+            let msg = BalanceRequest { account, record, tx_id };
             let r = call_any(&servers, timeout, |mut c, t| {
                 let msg = msg.clone();
                 async move { Ok(c.balance(request(msg, t)).await?.into_inner()) }
@@ -162,6 +180,78 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Cmd::Status => status(&servers, timeout, cli.json).await?,
+        Cmd::Balances => {
+            let r = call_any(&servers, timeout, |mut c, t| async move {
+                Ok(c.balances(request(BalancesRequest {}, t)).await?.into_inner())
+            })
+            .await
+            .map_err(explain)?;
+            let total: u128 = r.balances.iter().map(|b| u128::from(b.balance)).sum();
+            if cli.json {
+                let balances: serde_json::Map<String, Value> = r
+                    .balances
+                    .iter()
+                    .map(|b| (b.account.to_string(), json!(b.balance)))
+                    .collect();
+                println!(
+                    "{}",
+                    json!({"height": r.height, "tip_hash": r.tip_hash, "applied_index": r.applied_index,
+                           "total": total, "balances": balances})
+                );
+            } else {
+                for b in &r.balances {
+                    println!("account {:>8}: {}", b.account, b.balance);
+                }
+                println!("total {total} at height {} (log index {})", r.height, r.applied_index);
+            }
+        }
+        Cmd::Partition { groups } => {
+            let mut partition = Vec::new();
+            for g in &groups {
+                let members = g
+                    .split(',')
+                    .filter(|m| !m.is_empty())
+                    .map(|m| m.trim().parse::<u64>())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|_| anyhow!("bad group {g:?}: expected node ids separated by commas, e.g. 0,1"))?;
+                partition.push(PartitionGroup { members });
+            }
+            let req = SetFaultsRequest {
+                set_partition: true,
+                partition,
+                ..Default::default()
+            };
+            apply_faults(&servers, req, timeout, cli.json).await?;
+        }
+        Cmd::Heal => {
+            let req = SetFaultsRequest {
+                set_partition: true,
+                ..Default::default()
+            };
+            apply_faults(&servers, req, timeout, cli.json).await?;
+        }
+        Cmd::Delay {
+            min_ms,
+            max_ms,
+            loss,
+            off,
+        } => {
+            let req = if off {
+                SetFaultsRequest {
+                    set_delay: true,
+                    ..Default::default()
+                }
+            } else {
+                SetFaultsRequest {
+                    set_delay: true,
+                    delay_min_ms: min_ms.unwrap_or(0),
+                    delay_max_ms: max_ms.unwrap_or(0),
+                    loss: loss.unwrap_or(0.0),
+                    ..Default::default()
+                }
+            };
+            apply_faults(&servers, req, timeout, cli.json).await?;
+        }
         Cmd::Block { height } => {
             let blocks = fetch_blocks(&servers, timeout, height, 1).await?;
             let block = blocks
@@ -194,12 +284,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// Fetches up to `limit` blocks from `from` on, page by page.
-async fn fetch_blocks(
-    servers: &[Server],
-    timeout: Duration,
-    from: u64,
-    limit: u64,
-) -> anyhow::Result<Vec<Value>> {
+async fn fetch_blocks(servers: &[Server], timeout: Duration, from: u64, limit: u64) -> anyhow::Result<Vec<Value>> {
     let mut out = Vec::new();
     let mut next = from;
     while (out.len() as u64) < limit {
@@ -226,35 +311,19 @@ async fn fetch_blocks(
 
 fn print_block(b: &Value) {
     let h = &b["header"];
-    println!(
-        "block {}  {}",
-        h["height"],
-        b["hash"].as_str().unwrap_or("?")
-    );
+    println!("block {}  {}", h["height"], b["hash"].as_str().unwrap_or("?"));
     println!("  prev_hash    {}", h["prev_hash"].as_str().unwrap_or("?"));
-    println!(
-        "  merkle_root  {}",
-        h["merkle_root"].as_str().unwrap_or("?")
-    );
+    println!("  merkle_root  {}", h["merkle_root"].as_str().unwrap_or("?"));
     println!(
         "  timestamp_ms {}  difficulty {}  nonce {}",
         h["timestamp_ms"], h["difficulty"], h["nonce"]
     );
     let results = b["results"].as_array().cloned().unwrap_or_default();
-    for (i, tx) in b["txs"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
+    for (i, tx) in b["txs"].as_array().cloned().unwrap_or_default().iter().enumerate() {
         let r = results.get(i).cloned().unwrap_or(Value::Null);
         let status = r["status"].as_str().unwrap_or("?");
         let what = match tx["type"].as_str() {
-            Some("transfer") => format!(
-                "transfer {} -> {} amount {}",
-                tx["from"], tx["to"], tx["amount"]
-            ),
+            Some("transfer") => format!("transfer {} -> {} amount {}", tx["from"], tx["to"], tx["amount"]),
             Some("balance_check") => {
                 format!("balance check of {} = {}", tx["account"], r["balance"])
             }
@@ -264,12 +333,52 @@ fn print_block(b: &Value) {
             _ => tx.to_string(),
         };
         let id = tx["id"].as_str().unwrap_or("-");
-        let reason = r["reason"]
-            .as_str()
-            .map(|s| format!(": {s}"))
-            .unwrap_or_default();
+        let reason = r["reason"].as_str().map(|s| format!(": {s}")).unwrap_or_default();
         println!("  {i:>4}  {id:<24} {what}  [{status}{reason}]");
     }
+}
+
+/// Sends a fault setting to every server and reports what each applies.
+/// Fails if a server refused it or none could be reached.
+async fn apply_faults(
+    servers: &[Server],
+    req: SetFaultsRequest,
+    timeout: Duration,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let results = set_faults_everywhere(servers, req, timeout.min(Duration::from_secs(3))).await;
+    let mut applied = 0;
+    let mut rows = Vec::new();
+    for (s, r) in &results {
+        match r {
+            Ok(f) => {
+                applied += 1;
+                let f = fault_settings(f);
+                if !as_json {
+                    println!("{:<22} now applies: {}", s.addr, f.describe());
+                }
+                rows.push(json!({"id": s.id, "addr": s.addr, "faults": f}));
+            }
+            Err(e) if e.code() == tonic::Code::InvalidArgument => return Err(anyhow!("{}", e.message())),
+            Err(e) => {
+                if !as_json {
+                    println!(
+                        "{:<22} unreachable ({}): it applies no faults until told again",
+                        s.addr,
+                        e.message()
+                    );
+                }
+                rows.push(json!({"id": s.id, "addr": s.addr, "error": e.message()}));
+            }
+        }
+    }
+    if as_json {
+        println!("{}", Value::Array(rows));
+    }
+    if applied == 0 {
+        return Err(anyhow!("no server reachable"));
+    }
+    Ok(())
 }
 
 async fn status(servers: &[Server], timeout: Duration, as_json: bool) -> anyhow::Result<()> {
@@ -297,6 +406,8 @@ async fn status(servers: &[Server], timeout: Duration, as_json: bool) -> anyhow:
                     "last_log_index": st.last_log_index, "last_applied_index": st.last_applied_index,
                     "committed_index": st.committed_index, "voters": st.voters, "learners": st.learners,
                     "genesis_hash": st.genesis_hash,
+                    "millis_since_quorum_ack": st.millis_since_quorum_ack,
+                    "faults": st.faults.as_ref().map(fault_settings).unwrap_or_default(),
                 }),
                 Err(e) => json!({
                     "id": s.id, "addr": s.addr, "role": "unreachable", "term": null,
@@ -308,8 +419,8 @@ async fn status(servers: &[Server], timeout: Duration, as_json: bool) -> anyhow:
         return Ok(());
     }
     println!(
-        "{:<4} {:<22} {:<12} {:>6} {:>7} {:>8}  TIP",
-        "ID", "ADDR", "ROLE", "TERM", "LEADER", "HEIGHT"
+        "{:<4} {:<22} {:<12} {:>6} {:>7} {:>8}  {:<16}  FAULTS",
+        "ID", "ADDR", "ROLE", "TERM", "LEADER", "HEIGHT", "TIP"
     );
     let mut tips = std::collections::BTreeSet::new();
     for (s, r) in &rows {
@@ -317,14 +428,15 @@ async fn status(servers: &[Server], timeout: Duration, as_json: bool) -> anyhow:
             Ok(st) => {
                 tips.insert((st.height, st.tip_hash.clone()));
                 println!(
-                    "{:<4} {:<22} {:<12} {:>6} {:>7} {:>8}  {}",
+                    "{:<4} {:<22} {:<12} {:>6} {:>7} {:>8}  {:<16}  {}",
                     st.id,
                     s.addr,
                     st.role,
                     st.term,
                     st.leader_id.map_or("-".to_string(), |l| l.to_string()),
                     st.height,
-                    &st.tip_hash[..16.min(st.tip_hash.len())]
+                    &st.tip_hash[..16.min(st.tip_hash.len())],
+                    st.faults.as_ref().map(fault_settings).unwrap_or_default().describe()
                 );
             }
             Err(e) => println!(

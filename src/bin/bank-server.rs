@@ -14,11 +14,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 #[derive(Parser)]
-#[command(
-    name = "bank-server",
-    version,
-    about = "A node of the Raft-replicated bank ledger"
-)]
+#[command(name = "bank-server", version, about = "A node of the Raft-replicated bank ledger")]
 #[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
@@ -98,21 +94,15 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// Logs to stderr and to `<data-dir>/server_<id>.log`; `RUST_LOG` overrides the filter.
-fn init_logging(
-    log_path: &std::path::Path,
-) -> anyhow::Result<tracing_appender::non_blocking::WorkerGuard> {
+fn init_logging(log_path: &std::path::Path) -> anyhow::Result<tracing_appender::non_blocking::WorkerGuard> {
     // openraft logs every unreachable peer at ERROR, many times a second while
     // a node is down; our own events (elections, blocks) say what matters.
     // `RUST_LOG=info,openraft=warn` brings openraft's view back.
     let default = "info,openraft=off,sled=warn,h2=warn,tower=warn,hyper=warn";
     let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let dir = log_path.parent().unwrap_or(std::path::Path::new("."));
-    let name = log_path
-        .file_name()
-        .context("log path has no file name")?
-        .to_owned();
-    let (file_writer, guard) =
-        tracing_appender::non_blocking(tracing_appender::rolling::never(dir, name));
+    let name = log_path.file_name().context("log path has no file name")?.to_owned();
+    let (file_writer, guard) = tracing_appender::non_blocking(tracing_appender::rolling::never(dir, name));
     tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
@@ -158,14 +148,13 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -180,8 +169,7 @@ async fn local_cluster(args: LocalClusterArgs) -> anyhow::Result<()> {
         bail!("--nodes must be at least 1");
     }
     let exe = std::env::current_exe().context("cannot find the bank-server executable")?;
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     if !args.genesis.exists() {
         bail!(
             "genesis file {} not found (pass --genesis FILE)",

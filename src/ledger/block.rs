@@ -89,31 +89,19 @@ pub struct Block {
 pub enum BlockError {
     /// The block belongs to another chain (different genesis).
     #[error("block {height}: chain id {got} is not this chain's {expected}")]
-    WrongChain {
-        height: u64,
-        expected: Hash32,
-        got: Hash32,
-    },
+    WrongChain { height: u64, expected: Hash32, got: Hash32 },
     /// The block does not extend the tip: another block took its place.
     #[error("block {got}: expected height {expected}")]
     WrongHeight { expected: u64, got: u64 },
     /// `prev_hash` is not the tip's hash.
     #[error("block {height}: prev_hash {got} does not link to tip {expected}")]
-    BrokenLink {
-        height: u64,
-        expected: Hash32,
-        got: Hash32,
-    },
+    BrokenLink { height: u64, expected: Hash32, got: Hash32 },
     /// The merkle root does not match the transactions.
     #[error("block {height}: merkle root does not match its transactions")]
     MerkleMismatch { height: u64 },
     /// `tx_count` does not match the transactions, or exceeds the cap.
     #[error("block {height}: header says {header} transactions, body holds {body}")]
-    TxCountMismatch {
-        height: u64,
-        header: u32,
-        body: usize,
-    },
+    TxCountMismatch { height: u64, header: u32, body: usize },
     /// Too many transactions in one block.
     #[error("block {height}: {count} transactions exceed the cap of {MAX_BLOCK_TXS}")]
     TooManyTxs { height: u64, count: usize },
@@ -278,23 +266,13 @@ mod tests {
     }
 
     fn block(prev: Hash32, height: u64, n: u64) -> Block {
-        Block::new(
-            Hash32([7; 32]),
-            height,
-            prev,
-            1,
-            8,
-            (0..n).map(transfer).collect(),
-        )
-        .mined()
+        Block::new(Hash32([7; 32]), height, prev, 1, 8, (0..n).map(transfer).collect()).mined()
     }
 
     #[test]
     fn mined_block_verifies_and_meets_difficulty() {
         let b = block(Hash32([1; 32]), 5, 3);
-        let hash = b
-            .verify_extends(Hash32([7; 32]), 8, 4, Hash32([1; 32]))
-            .unwrap();
+        let hash = b.verify_extends(Hash32([7; 32]), 8, 4, Hash32([1; 32])).unwrap();
         assert!(hash.leading_zero_bits() >= 8);
     }
 
@@ -303,10 +281,7 @@ mod tests {
         let b = block(Hash32::ZERO, 1, 3);
         let mut t = b.clone();
         t.txs[1] = transfer(99);
-        assert_eq!(
-            t.verify_contents(),
-            Err(BlockError::MerkleMismatch { height: 1 })
-        );
+        assert_eq!(t.verify_contents(), Err(BlockError::MerkleMismatch { height: 1 }));
 
         let mut t = b.clone();
         // A changed nonce almost never still meets the work; step until it does not.
@@ -320,10 +295,7 @@ mod tests {
 
         let mut t = b.clone();
         t.txs.pop();
-        assert!(matches!(
-            t.verify_contents(),
-            Err(BlockError::TxCountMismatch { .. })
-        ));
+        assert!(matches!(t.verify_contents(), Err(BlockError::TxCountMismatch { .. })));
     }
 
     #[test]
@@ -336,10 +308,7 @@ mod tests {
         ));
         assert!(matches!(
             b.verify_extends(chain, 8, 5, Hash32([1; 32])),
-            Err(BlockError::WrongHeight {
-                expected: 6,
-                got: 5
-            })
+            Err(BlockError::WrongHeight { expected: 6, got: 5 })
         ));
         assert!(matches!(
             b.verify_extends(Hash32([9; 32]), 8, 4, Hash32([1; 32])),

@@ -49,10 +49,7 @@ pub struct GenesisTransfer {
 pub enum GenesisError {
     /// The file could not be read.
     #[error("cannot read genesis file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     /// The file is not valid genesis JSON.
     #[error("invalid genesis JSON: {0}")]
     Json(#[from] serde_json::Error),
@@ -141,9 +138,7 @@ impl Genesis {
             if !seen.insert(a.id) {
                 return Err(GenesisError::DuplicateAccount(a.id));
             }
-            total = total
-                .checked_add(a.balance)
-                .ok_or(GenesisError::TotalOverflow)?;
+            total = total.checked_add(a.balance).ok_or(GenesisError::TotalOverflow)?;
         }
 
         let mut balances = BTreeMap::new();
@@ -159,23 +154,12 @@ impl Genesis {
             // Cannot fail: ids are unique and the total fits in u64.
             rules::apply(&mut balances, tx, true).map_err(|_| GenesisError::TotalOverflow)?;
         }
-        let block0 = Block::new(
-            Hash32::ZERO,
-            0,
-            Hash32::ZERO,
-            0,
-            file.difficulty,
-            allocations,
-        )
-        .mined();
+        let block0 = Block::new(Hash32::ZERO, 0, Hash32::ZERO, 0, file.difficulty, allocations).mined();
         let chain_id = block0.hash();
 
         let mut blocks = vec![block0];
         let mut index = 0usize;
-        for chunk in file
-            .transfers
-            .chunks(GENESIS_TRANSFERS_PER_BLOCK.min(MAX_BLOCK_TXS))
-        {
+        for chunk in file.transfers.chunks(GENESIS_TRANSFERS_PER_BLOCK.min(MAX_BLOCK_TXS)) {
             let mut txs = Vec::with_capacity(chunk.len());
             for t in chunk {
                 index += 1;
@@ -190,15 +174,7 @@ impl Genesis {
                 txs.push(tx);
             }
             let prev = &blocks[blocks.len() - 1];
-            let block = Block::new(
-                chain_id,
-                prev.height() + 1,
-                prev.hash(),
-                0,
-                file.difficulty,
-                txs,
-            )
-            .mined();
+            let block = Block::new(chain_id, prev.height() + 1, prev.hash(), 0, file.difficulty, txs).mined();
             blocks.push(block);
         }
         Ok(Genesis {
@@ -241,8 +217,7 @@ mod tests {
         assert_eq!(g.balances, BTreeMap::from([(0, 115), (1, 95), (2, 90)]));
         assert_eq!(g.total, 300);
         let b1 = &g.blocks[1];
-        b1.verify_extends(g.chain_id(), 8, 0, g.blocks[0].hash())
-            .unwrap();
+        b1.verify_extends(g.chain_id(), 8, 0, g.blocks[0].hash()).unwrap();
     }
 
     #[test]
@@ -250,17 +225,13 @@ mod tests {
         let a = Genesis::from_json(DEMO).unwrap();
         let b = Genesis::from_json(DEMO).unwrap();
         assert_eq!(a.blocks, b.blocks);
-        let other =
-            Genesis::from_json(&DEMO.replace("\"balance\":100}]", "\"balance\":101}]")).unwrap();
+        let other = Genesis::from_json(&DEMO.replace("\"balance\":100}]", "\"balance\":101}]")).unwrap();
         assert_ne!(a.chain_id(), other.chain_id());
     }
 
     #[test]
     fn empty_transfer_list_gives_only_the_genesis_block() {
-        let g = Genesis::from_json(
-            r#"{"difficulty":0,"accounts":[{"id":5,"balance":1}],"transfers":[]}"#,
-        )
-        .unwrap();
+        let g = Genesis::from_json(r#"{"difficulty":0,"accounts":[{"id":5,"balance":1}],"transfers":[]}"#).unwrap();
         assert_eq!(g.blocks.len(), 1);
     }
 
@@ -272,20 +243,15 @@ mod tests {
             bad(r#"{"difficulty":0,"accounts":[{"id":1,"balance":1},{"id":1,"balance":2}]}"#)
                 .contains("account 1 twice")
         );
+        assert!(bad(r#"{"difficulty":99,"accounts":[{"id":1,"balance":1}]}"#).contains("difficulty"));
         assert!(
-            bad(r#"{"difficulty":99,"accounts":[{"id":1,"balance":1}]}"#).contains("difficulty")
+            bad(r#"{"difficulty":0,"accounts":[{"id":1,"balance":18446744073709551615},{"id":2,"balance":1}]}"#)
+                .contains("sum")
         );
-        assert!(bad(
-            r#"{"difficulty":0,"accounts":[{"id":1,"balance":18446744073709551615},{"id":2,"balance":1}]}"#
-        )
-        .contains("sum"));
         assert!(bad(
             r#"{"difficulty":0,"accounts":[{"id":1,"balance":1},{"id":2,"balance":0}],"transfers":[{"from":1,"to":2,"amount":2}]}"#
         )
         .contains("genesis transfer #1 is invalid: insufficient funds"));
-        assert!(
-            bad(r#"{"difficulty":0,"accounts":[{"id":1,"balance":1}],"extra":1}"#)
-                .contains("unknown field")
-        );
+        assert!(bad(r#"{"difficulty":0,"accounts":[{"id":1,"balance":1}],"extra":1}"#).contains("unknown field"));
     }
 }

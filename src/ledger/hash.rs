@@ -42,9 +42,7 @@ impl Hash32 {
     /// Parses 64 hex digits.
     pub fn from_hex(s: &str) -> Result<Hash32, String> {
         let v = hex::decode(s).map_err(|e| format!("bad hash {s:?}: {e}"))?;
-        let arr: [u8; 32] = v
-            .try_into()
-            .map_err(|_| format!("bad hash {s:?}: expected 32 bytes"))?;
+        let arr: [u8; 32] = v.try_into().map_err(|_| format!("bad hash {s:?}: expected 32 bytes"))?;
         Ok(Hash32(arr))
     }
 }

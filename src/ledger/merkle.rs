@@ -94,9 +94,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn leaves(n: usize) -> Vec<Hash32> {
-        (0..n)
-            .map(|i| leaf_hash(&(i as u64).to_be_bytes()))
-            .collect()
+        (0..n).map(|i| leaf_hash(&(i as u64).to_be_bytes())).collect()
     }
 
     #[test]

@@ -98,9 +98,7 @@ pub fn apply(
     genesis: bool,
 ) -> Result<Applied, RejectReason> {
     match *tx {
-        Transaction::Transfer {
-            from, to, amount, ..
-        } => {
+        Transaction::Transfer { from, to, amount, .. } => {
             if amount == 0 {
                 return Err(RejectReason::ZeroAmount);
             }
@@ -113,14 +111,13 @@ pub fn apply(
             let to_balance = balances
                 .balance(to)
                 .ok_or(RejectReason::UnknownAccount { account: to })?;
-            let new_from =
-                from_balance
-                    .checked_sub(amount)
-                    .ok_or(RejectReason::InsufficientFunds {
-                        account: from,
-                        balance: from_balance,
-                        amount,
-                    })?;
+            let new_from = from_balance
+                .checked_sub(amount)
+                .ok_or(RejectReason::InsufficientFunds {
+                    account: from,
+                    balance: from_balance,
+                    amount,
+                })?;
             let new_to = to_balance
                 .checked_add(amount)
                 .ok_or(RejectReason::Overflow { account: to })?;
@@ -132,18 +129,14 @@ pub fn apply(
             let balance = balances
                 .balance(account)
                 .ok_or(RejectReason::UnknownAccount { account })?;
-            Ok(Applied {
-                balance: Some(balance),
-            })
+            Ok(Applied { balance: Some(balance) })
         }
         Transaction::Allocation { account, amount } => {
             if !genesis {
                 return Err(RejectReason::AllocationOutsideGenesis);
             }
             let current = balances.balance(account).unwrap_or(0);
-            let new = current
-                .checked_add(amount)
-                .ok_or(RejectReason::Overflow { account })?;
+            let new = current.checked_add(amount).ok_or(RejectReason::Overflow { account })?;
             balances.set_balance(account, new);
             Ok(Applied { balance: None })
         }
@@ -171,10 +164,7 @@ mod tests {
     #[test]
     fn each_rule_has_its_reason() {
         let mut b = accounts();
-        assert_eq!(
-            apply(&mut b, &t(0, 1, 0), false),
-            Err(RejectReason::ZeroAmount)
-        );
+        assert_eq!(apply(&mut b, &t(0, 1, 0), false), Err(RejectReason::ZeroAmount));
         assert_eq!(
             apply(&mut b, &t(1, 1, 5), false),
             Err(RejectReason::SameAccount { account: 1 })
@@ -201,14 +191,7 @@ mod tests {
         );
         assert_eq!(b, accounts(), "rejected transactions change nothing");
         assert_eq!(
-            apply(
-                &mut b,
-                &Transaction::Allocation {
-                    account: 0,
-                    amount: 1
-                },
-                false
-            ),
+            apply(&mut b, &Transaction::Allocation { account: 0, amount: 1 }, false),
             Err(RejectReason::AllocationOutsideGenesis)
         );
     }

@@ -183,12 +183,7 @@ impl Transaction {
             out.extend_from_slice(b);
         }
         match self {
-            Transaction::Transfer {
-                id,
-                from,
-                to,
-                amount,
-            } => {
+            Transaction::Transfer { id, from, to, amount } => {
                 out.push(KIND_TRANSFER);
                 id_bytes(out, id);
                 out.extend_from_slice(&from.to_be_bytes());

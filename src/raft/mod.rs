@@ -1,6 +1,7 @@
 //! openraft wiring: the type configuration, the tonic transport between
 //! nodes, and the Raft gRPC service.
 
+pub mod faults;
 pub mod network;
 pub mod service;
 

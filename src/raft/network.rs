@@ -4,19 +4,19 @@
 //! metadata: a node of another chain is refused at the door, so two clusters
 //! with different genesis files can never mix logs.
 
+use super::faults::Faults;
 use super::{BasicNode, NodeId, TypeConfig};
 use crate::codec;
 use crate::ledger::Hash32;
 use crate::proto::raft::{raft_service_client::RaftServiceClient, RaftPayload, RaftReply};
-use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
-};
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
 };
 use serde::{de::DeserializeOwned, Serialize};
+use std::sync::Arc;
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
 
@@ -33,6 +33,8 @@ pub const MAX_RAFT_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 pub struct Network {
     pub self_id: NodeId,
     pub chain_id: Hash32,
+    /// Injected partitions, delays and loss, applied before each send.
+    pub faults: Arc<Faults>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -55,6 +57,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             self_id: self.self_id,
             chain_id: self.chain_id.to_hex(),
             client,
+            faults: Arc::clone(&self.faults),
         }
     }
 }
@@ -65,6 +68,7 @@ pub struct PeerClient {
     self_id: NodeId,
     chain_id: String,
     client: Result<RaftServiceClient<Channel>, String>,
+    faults: Arc<Faults>,
 }
 
 #[derive(Clone, Copy)]
@@ -91,13 +95,20 @@ impl PeerClient {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
+        if !self.faults.can_reach(self.target) {
+            let err = TransportError(format!("partitioned from node {}", self.target));
+            return Err(RPCError::Unreachable(Unreachable::new(&err)));
+        }
+        if let Some(d) = self.faults.delay() {
+            tokio::time::sleep(d.min(ttl)).await;
+        }
+        if self.faults.drop_message() {
+            let err = TransportError(format!("message to node {} dropped (injected loss)", self.target));
+            return Err(RPCError::Network(NetworkError::new(&err)));
+        }
         let client = match &mut self.client {
             Ok(c) => c,
-            Err(e) => {
-                return Err(RPCError::Unreachable(Unreachable::new(&TransportError(
-                    e.clone(),
-                ))))
-            }
+            Err(e) => return Err(RPCError::Unreachable(Unreachable::new(&TransportError(e.clone())))),
         };
         let data = codec::encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut request = tonic::Request::new(RaftPayload { data });
@@ -118,24 +129,20 @@ impl PeerClient {
             Ok(r) => r.into_inner(),
             Err(status) => {
                 if status.code() == tonic::Code::FailedPrecondition {
-                    tracing::error!(
-                        target_node = self.target,
-                        "peer refused us: {}",
-                        status.message()
-                    );
+                    tracing::error!(target_node = self.target, "peer refused us: {}", status.message());
                 }
                 let err = TransportError(format!("node {}: {}", self.target, status.message()));
                 return Err(match status.code() {
-                    tonic::Code::Unavailable
-                    | tonic::Code::FailedPrecondition
-                    | tonic::Code::Unknown => RPCError::Unreachable(Unreachable::new(&err)),
+                    tonic::Code::Unavailable | tonic::Code::FailedPrecondition | tonic::Code::Unknown => {
+                        RPCError::Unreachable(Unreachable::new(&err))
+                    }
                     _ => RPCError::Network(NetworkError::new(&err)),
                 });
             }
         };
         if !reply.error.is_empty() {
-            let remote: RaftError<NodeId, E> = serde_json::from_str(&reply.error)
-                .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            let remote: RaftError<NodeId, E> =
+                serde_json::from_str(&reply.error).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
             return Err(RPCError::RemoteError(RemoteError::new(self.target, remote)));
         }
         codec::decode(&reply.data).map_err(|e| RPCError::Network(NetworkError::new(&e)))
@@ -155,10 +162,8 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<
-        InstallSnapshotResponse<NodeId>,
-        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
-    > {
+    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>>
+    {
         self.call(Rpc::Snapshot, &rpc, option.hard_ttl()).await
     }
 

@@ -1,6 +1,7 @@
 //! The server side of node-to-node Raft traffic: decodes openraft requests,
 //! hands them to the local Raft, encodes the answer.
 
+use super::faults::Faults;
 use super::network::{CHAIN_HEADER, FROM_HEADER};
 use super::{NodeId, Raft};
 use crate::codec;
@@ -8,19 +9,22 @@ use crate::ledger::Hash32;
 use crate::proto::raft::{raft_service_server::RaftService, RaftPayload, RaftReply};
 use openraft::error::RaftError;
 use serde::{de::DeserializeOwned, Serialize};
+use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 /// Serves `RaftService` for one node.
 pub struct RaftRpc {
     raft: Raft,
     chain_id: String,
+    faults: Arc<Faults>,
 }
 
 impl RaftRpc {
-    pub fn new(raft: Raft, chain_id: Hash32) -> RaftRpc {
+    pub fn new(raft: Raft, chain_id: Hash32, faults: Arc<Faults>) -> RaftRpc {
         RaftRpc {
             raft,
             chain_id: chain_id.to_hex(),
+            faults,
         }
     }
 
@@ -32,26 +36,30 @@ impl RaftRpc {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("?")
             .to_string();
-        let theirs = md
-            .get(CHAIN_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
+        // The receiving end enforces a partition too: a sender that has not
+        // heard of it (e.g. it just restarted) is still cut off.
+        if let Ok(peer) = from.parse::<NodeId>() {
+            if !self.faults.can_reach(peer) {
+                return Err(Status::unavailable(format!("partitioned from node {peer}")));
+            }
+        }
+        let theirs = md.get(CHAIN_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
         if theirs != self.chain_id {
-            tracing::error!(from = %from, "refused Raft traffic from another chain: theirs={theirs:?} ours={}", self.chain_id);
+            tracing::error!(
+                "refused Raft traffic from node {from} of another chain: theirs={theirs:?} ours={}",
+                self.chain_id
+            );
             return Err(Status::failed_precondition(format!(
                 "genesis mismatch: node {from} is on chain {theirs:?}, this node is on chain {}",
                 self.chain_id
             )));
         }
-        codec::decode(&req.into_inner().data).map_err(|e| {
-            Status::invalid_argument(format!("malformed Raft message from node {from}: {e}"))
-        })
+        codec::decode(&req.into_inner().data)
+            .map_err(|e| Status::invalid_argument(format!("malformed Raft message from node {from}: {e}")))
     }
 }
 
-fn reply<T: Serialize, E: Serialize>(
-    result: Result<T, RaftError<NodeId, E>>,
-) -> Result<Response<RaftReply>, Status> {
+fn reply<T: Serialize, E: Serialize>(result: Result<T, RaftError<NodeId, E>>) -> Result<Response<RaftReply>, Status> {
     let reply = match result {
         Ok(v) => RaftReply {
             data: codec::encode(&v).map_err(|e| Status::internal(e.to_string()))?,
@@ -67,10 +75,7 @@ fn reply<T: Serialize, E: Serialize>(
 
 #[tonic::async_trait]
 impl RaftService for RaftRpc {
-    async fn append_entries(
-        &self,
-        req: Request<RaftPayload>,
-    ) -> Result<Response<RaftReply>, Status> {
+    async fn append_entries(&self, req: Request<RaftPayload>) -> Result<Response<RaftReply>, Status> {
         let rpc = self.admit(req)?;
         reply(self.raft.append_entries(rpc).await)
     }
@@ -80,10 +85,7 @@ impl RaftService for RaftRpc {
         reply(self.raft.vote(rpc).await)
     }
 
-    async fn install_snapshot(
-        &self,
-        req: Request<RaftPayload>,
-    ) -> Result<Response<RaftReply>, Status> {
+    async fn install_snapshot(&self, req: Request<RaftPayload>) -> Result<Response<RaftReply>, Status> {
         let rpc = self.admit(req)?;
         reply(self.raft.install_snapshot(rpc).await)
     }

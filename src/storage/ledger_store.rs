@@ -12,14 +12,9 @@ use super::views::{self, ChainView};
 use crate::codec;
 use crate::ledger::rules::{self, Overlay};
 use crate::ledger::{AccountId, Amount, Block, Genesis, Hash32, RejectReason, TxId};
-use crate::raft::{
-    BlockOutcome, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TxRecord, TypeConfig,
-};
+use crate::raft::{BlockOutcome, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TxRecord, TypeConfig};
 use openraft::storage::{RaftStateMachine, Snapshot};
-use openraft::{
-    AnyError, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder,
-    StorageIOError,
-};
+use openraft::{AnyError, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder, StorageIOError};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -59,10 +54,7 @@ pub enum LedgerError {
     Decode { at: String, source: bincode::Error },
     /// A value could not be encoded (exceeds the size limit).
     #[error("cannot encode {what}: {source}")]
-    Encode {
-        what: &'static str,
-        source: bincode::Error,
-    },
+    Encode { what: &'static str, source: bincode::Error },
     /// The data dir holds another chain than the genesis file describes.
     #[error("genesis mismatch: the data dir holds chain {stored}, but the genesis file gives chain {file}; use the genesis file this node was created with, or a fresh data dir")]
     GenesisMismatch { stored: Hash32, file: Hash32 },
@@ -71,16 +63,10 @@ pub enum LedgerError {
     Corruption { height: u64, reason: String },
     /// A view or snapshot file could not be written.
     #[error("file {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
 }
 
-fn decode<T: serde::de::DeserializeOwned>(
-    bytes: &[u8],
-    at: impl FnOnce() -> String,
-) -> Result<T, LedgerError> {
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], at: impl FnOnce() -> String) -> Result<T, LedgerError> {
     codec::decode(bytes).map_err(|source| LedgerError::Decode { at: at(), source })
 }
 
@@ -119,11 +105,7 @@ struct Execution {
 impl Ledger {
     /// Opens (or creates from genesis) the ledger in `db`, and reconciles the
     /// JSON views in `states_dir` with it.
-    pub fn open(
-        db: &sled::Db,
-        genesis: Arc<Genesis>,
-        states_dir: &Path,
-    ) -> Result<Arc<Ledger>, LedgerError> {
+    pub fn open(db: &sled::Db, genesis: Arc<Genesis>, states_dir: &Path) -> Result<Arc<Ledger>, LedgerError> {
         let tree = db.open_tree("ledger")?;
         let fresh = match tree.get(KEY_GENESIS)? {
             None => true,
@@ -192,15 +174,11 @@ impl Ledger {
         let mut balances = BTreeMap::new();
         for kv in self.tree.scan_prefix(PREFIX_ACCOUNT) {
             let (k, v) = kv?;
-            let account =
-                u64::from_be_bytes(k[2..].try_into().map_err(|_| LedgerError::Corruption {
-                    height: 0,
-                    reason: "malformed account key".into(),
-                })?);
-            balances.insert(
-                account,
-                decode::<Amount>(&v, || format!("balance of {account}"))?,
-            );
+            let account = u64::from_be_bytes(k[2..].try_into().map_err(|_| LedgerError::Corruption {
+                height: 0,
+                reason: "malformed account key".into(),
+            })?);
+            balances.insert(account, decode::<Amount>(&v, || format!("balance of {account}"))?);
         }
         let tip: Option<(u64, Hash32)> = match self.tree.get(KEY_TIP)? {
             Some(v) => decode(&v, || "m:tip".into())?,
@@ -239,9 +217,7 @@ impl Ledger {
             Some(v) => decode(&v, || "m:view_len".into())?,
             None => u64::MAX,
         };
-        let view = match ChainView::open(&self.states_dir, expected)
-            .map_err(io(&self.states_dir))?
-        {
+        let view = match ChainView::open(&self.states_dir, expected).map_err(io(&self.states_dir))? {
             Some(view) => view,
             None => {
                 if expected != u64::MAX {
@@ -258,8 +234,7 @@ impl Ledger {
                     let line = views::block_line(&block, block.hash(), &records);
                     view.append(&line).map_err(io(view.path()))?;
                 }
-                self.tree
-                    .insert(KEY_VIEW_LEN, encode(&view.len(), "view length")?)?;
+                self.tree.insert(KEY_VIEW_LEN, encode(&view.len(), "view length")?)?;
                 view
             }
         };
@@ -336,12 +311,7 @@ impl Ledger {
         })
     }
 
-    fn stage_block(
-        batch: &mut sled::Batch,
-        block: &Block,
-        _hash: Hash32,
-        exec: &Execution,
-    ) -> Result<(), LedgerError> {
+    fn stage_block(batch: &mut sled::Batch, block: &Block, _hash: Hash32, exec: &Execution) -> Result<(), LedgerError> {
         batch.insert(block_key(block.height()), encode(block, "block")?);
         for (account, balance) in &exec.changes {
             batch.insert(account_key(*account), encode(balance, "balance")?);
@@ -360,24 +330,15 @@ impl Ledger {
         };
         let mut batch = sled::Batch::default();
         batch.insert(KEY_APPLIED, encode(&Some(log_id), "applied")?);
-        let hash = match block.verify_extends(
-            self.genesis.chain_id(),
-            self.genesis.difficulty(),
-            tip_height,
-            tip_hash,
-        ) {
+        let hash = match block.verify_extends(self.genesis.chain_id(), self.genesis.difficulty(), tip_height, tip_hash)
+        {
             Ok(hash) => hash,
             Err(e) => {
                 // Deterministic on every node: same tip, same block, same verdict.
                 tracing::warn!("refused block at log index {}: {e}", log_id.index);
                 self.tree.apply_batch(batch)?;
-                self.state
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .last_applied = Some(log_id);
-                return Ok(BlockOutcome::Refused {
-                    reason: e.to_string(),
-                });
+                self.state.write().unwrap_or_else(|p| p.into_inner()).last_applied = Some(log_id);
+                return Ok(BlockOutcome::Refused { reason: e.to_string() });
             }
         };
         let exec = {
@@ -390,16 +351,12 @@ impl Ledger {
         let line = views::block_line(block, hash, &exec.records);
         let mut view_guard = self.chain_view.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(view) = view_guard.as_ref() {
-            batch.insert(
-                KEY_VIEW_LEN,
-                encode(&(view.len() + line.len() as u64), "view length")?,
-            );
+            batch.insert(KEY_VIEW_LEN, encode(&(view.len() + line.len() as u64), "view length")?);
         }
         self.tree.apply_batch(batch)?;
         {
             let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
-            s.balances
-                .extend(exec.changes.iter().map(|(a, b)| (*a, *b)));
+            s.balances.extend(exec.changes.iter().map(|(a, b)| (*a, *b)));
             s.tip_height = block.height();
             s.tip_hash = hash;
             s.last_applied = Some(log_id);
@@ -428,11 +385,7 @@ impl Ledger {
         })
     }
 
-    fn apply_marker(
-        &self,
-        log_id: LogId,
-        membership: Option<StoredMembership>,
-    ) -> Result<(), LedgerError> {
+    fn apply_marker(&self, log_id: LogId, membership: Option<StoredMembership>) -> Result<(), LedgerError> {
         let mut batch = sled::Batch::default();
         batch.insert(KEY_APPLIED, encode(&Some(log_id), "applied")?);
         if let Some(m) = &membership {
@@ -566,10 +519,7 @@ pub struct LedgerStateMachine {
 
 impl LedgerStateMachine {
     pub fn new(ledger: Arc<Ledger>, snapshot_path: PathBuf) -> LedgerStateMachine {
-        LedgerStateMachine {
-            ledger,
-            snapshot_path,
-        }
+        LedgerStateMachine { ledger, snapshot_path }
     }
 }
 
@@ -603,9 +553,7 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
     type SnapshotBuilder = LedgerSnapshotBuilder;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
-        Ok(self
-            .ledger
-            .with_state(|s| (s.last_applied, s.membership.clone())))
+        Ok(self.ledger.with_state(|s| (s.last_applied, s.membership.clone())))
     }
 
     async fn apply<I>(&mut self, entries: I) -> Result<Vec<BlockOutcome>, StorageError>
@@ -617,10 +565,7 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
         for entry in entries {
             let log_id = entry.log_id;
             let outcome = match &entry.payload {
-                EntryPayload::Blank => self
-                    .ledger
-                    .apply_marker(log_id, None)
-                    .map(|_| BlockOutcome::NoBlock),
+                EntryPayload::Blank => self.ledger.apply_marker(log_id, None).map(|_| BlockOutcome::NoBlock),
                 EntryPayload::Membership(m) => self
                     .ledger
                     .apply_marker(log_id, Some(StoredMembership::new(Some(log_id), m.clone())))
@@ -634,9 +579,7 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         // Called between applies: the export is a consistent cut.
-        let (last_log_id, last_membership) = self
-            .ledger
-            .with_state(|s| (s.last_applied, s.membership.clone()));
+        let (last_log_id, last_membership) = self.ledger.with_state(|s| (s.last_applied, s.membership.clone()));
         let snapshot_id = format!(
             "{}-{}",
             last_log_id.map(|l| l.leader_id.term).unwrap_or(0),
@@ -686,8 +629,7 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(snap_err(ErrorVerb::Read, e)),
         };
-        let (meta, data): (SnapshotMeta, Vec<u8>) =
-            codec::decode(&bytes).map_err(|e| snap_err(ErrorVerb::Read, e))?;
+        let (meta, data): (SnapshotMeta, Vec<u8>) = codec::decode(&bytes).map_err(|e| snap_err(ErrorVerb::Read, e))?;
         Ok(Some(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -701,17 +643,11 @@ mod tests {
     use crate::ledger::{Transaction, TxId};
     use openraft::{CommittedLeaderId, EntryPayload};
 
-    const GENESIS: &str =
-        r#"{"difficulty":4,"accounts":[{"id":0,"balance":100},{"id":1,"balance":100}]}"#;
+    const GENESIS: &str = r#"{"difficulty":4,"accounts":[{"id":0,"balance":100},{"id":1,"balance":100}]}"#;
 
     fn open(dir: &Path) -> (Arc<Ledger>, LedgerStateMachine) {
         let db = crate::storage::open_db(&dir.join("db")).unwrap();
-        let ledger = Ledger::open(
-            &db,
-            Arc::new(Genesis::from_json(GENESIS).unwrap()),
-            &dir.join("states"),
-        )
-        .unwrap();
+        let ledger = Ledger::open(&db, Arc::new(Genesis::from_json(GENESIS).unwrap()), &dir.join("states")).unwrap();
         let sm = LedgerStateMachine::new(Arc::clone(&ledger), dir.join("snap.bin"));
         (ledger, sm)
     }
@@ -746,15 +682,10 @@ mod tests {
         let b = next_block(&ledger, vec![transfer("b", 0, 1, 20)]);
         let out = sm.apply(vec![entry(1, a), entry(2, b)]).await.unwrap();
         assert!(matches!(out[0], BlockOutcome::Committed { height: 1, .. }));
-        assert!(
-            matches!(&out[1], BlockOutcome::Refused { reason } if reason.contains("expected height 2"))
-        );
+        assert!(matches!(&out[1], BlockOutcome::Refused { reason } if reason.contains("expected height 2")));
         assert_eq!(ledger.balance(0), Some((90, 1)));
         assert_eq!(ledger.tx_record(&TxId::new("b").unwrap()).unwrap(), None);
-        assert_eq!(
-            ledger.with_state(|s| s.last_applied.map(|l| l.index)),
-            Some(2)
-        );
+        assert_eq!(ledger.with_state(|s| s.last_applied.map(|l| l.index)), Some(2));
     }
 
     #[tokio::test]
@@ -763,22 +694,13 @@ mod tests {
         let (ledger, mut sm) = open(dir.path());
         let b1 = next_block(&ledger, vec![transfer("t1", 0, 1, 10)]);
         sm.apply(vec![entry(1, b1)]).await.unwrap();
-        let b2 = next_block(
-            &ledger,
-            vec![transfer("t1", 0, 1, 10), transfer("t1", 0, 1, 99)],
-        );
+        let b2 = next_block(&ledger, vec![transfer("t1", 0, 1, 10), transfer("t1", 0, 1, 99)]);
         let out = sm.apply(vec![entry(2, b2)]).await.unwrap();
         let BlockOutcome::Committed { records, .. } = &out[0] else {
             panic!("block 2 must commit: {out:?}");
         };
-        assert_eq!(
-            records[0].height, 1,
-            "the duplicate reports its first block"
-        );
-        assert!(matches!(
-            records[1].outcome,
-            Err(RejectReason::IdConflict { .. })
-        ));
+        assert_eq!(records[0].height, 1, "the duplicate reports its first block");
+        assert!(matches!(records[1].outcome, Err(RejectReason::IdConflict { .. })));
         assert_eq!(ledger.balance(0), Some((90, 2)));
     }
 

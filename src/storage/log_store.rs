@@ -31,11 +31,7 @@ pub struct LogStore {
     committed: Arc<AtomicU64>,
 }
 
-fn io_err(
-    subject: ErrorSubject<NodeId>,
-    verb: ErrorVerb,
-    e: impl std::error::Error + 'static,
-) -> StorageError {
+fn io_err(subject: ErrorSubject<NodeId>, verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError {
     StorageIOError::new(subject, verb, AnyError::new(&e)).into()
 }
 
@@ -76,10 +72,7 @@ impl LogStore {
         Ok(self.meta.get(KEY_VOTE)?.is_none() && self.log.is_empty())
     }
 
-    fn read_meta<T: serde::de::DeserializeOwned>(
-        &self,
-        key: &[u8],
-    ) -> Result<Option<T>, StorageError> {
+    fn read_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
         match self.meta.get(key).map_err(read_logs_err)? {
             None => Ok(None),
             Some(v) => codec::decode(&v).map(Some).map_err(read_logs_err),
@@ -136,8 +129,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
-        let bytes =
-            codec::encode(vote).map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, e))?;
+        let bytes = codec::encode(vote).map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, e))?;
         self.meta
             .insert(KEY_VOTE, bytes)
             .map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, e))?;
@@ -158,9 +150,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         match &committed {
             Some(c) => {
                 let bytes = codec::encode(c).map_err(write_logs_err)?;
-                self.meta
-                    .insert(KEY_COMMITTED, bytes)
-                    .map_err(write_logs_err)?;
+                self.meta.insert(KEY_COMMITTED, bytes).map_err(write_logs_err)?;
             }
             None => {
                 self.meta.remove(KEY_COMMITTED).map_err(write_logs_err)?;
@@ -175,11 +165,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.read_meta(KEY_COMMITTED)
     }
 
-    async fn append<I>(
-        &mut self,
-        entries: I,
-        callback: LogFlushed<TypeConfig>,
-    ) -> Result<(), StorageError>
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -217,9 +203,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Record the purge point first: after a crash mid-purge the log state
         // still reports a consistent `last_purged_log_id`.
         let bytes = codec::encode(&log_id).map_err(write_logs_err)?;
-        self.meta
-            .insert(KEY_LAST_PURGED, bytes)
-            .map_err(write_logs_err)?;
+        self.meta.insert(KEY_LAST_PURGED, bytes).map_err(write_logs_err)?;
         let mut batch = sled::Batch::default();
         for kv in self.log.range(..=log_id.index.to_be_bytes()) {
             let (k, _) = kv.map_err(write_logs_err)?;

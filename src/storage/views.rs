@@ -65,13 +65,10 @@ pub fn block_line(block: &Block, hash: Hash32, records: &[TxRecord]) -> Vec<u8> 
     let line = BlockLine {
         hash,
         block,
-        results: records
-            .iter()
-            .map(|r| TxResultView::of(r, block.height()))
-            .collect(),
+        results: records.iter().map(|r| TxResultView::of(r, block.height())).collect(),
     };
-    let mut bytes = serde_json::to_vec(&line)
-        .unwrap_or_else(|e| format!("{{\"error\":{:?}}}", e.to_string()).into_bytes());
+    let mut bytes =
+        serde_json::to_vec(&line).unwrap_or_else(|e| format!("{{\"error\":{:?}}}", e.to_string()).into_bytes());
     bytes.push(b'\n');
     bytes
 }
@@ -109,11 +106,7 @@ impl ChainView {
     pub fn create(dir: &Path) -> io::Result<ChainView> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(CHAIN_FILE);
-        let file = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .open(&path)?;
+        let file = OpenOptions::new().create(true).write(true).truncate(true).open(&path)?;
         drop(file);
         let file = OpenOptions::new().append(true).open(&path)?;
         Ok(ChainView { path, file, len: 0 })

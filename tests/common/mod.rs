@@ -102,8 +102,7 @@ impl Cluster {
     pub fn spawn(&mut self, id: u64) {
         let node = &self.nodes[id as usize];
         assert!(node.child.is_none(), "node {id} is already running");
-        let stderr = std::fs::File::create(self.dir.path().join(format!("node{id}.stderr")))
-            .expect("stderr file");
+        let stderr = std::fs::File::create(self.dir.path().join(format!("node{id}.stderr"))).expect("stderr file");
         let child = Command::new(SERVER)
             .args(["--id", &id.to_string(), "--peers", &self.peers])
             .arg("--data-dir")
@@ -128,8 +127,7 @@ impl Cluster {
     }
 
     pub fn stderr_of(&self, id: u64) -> String {
-        std::fs::read_to_string(self.dir.path().join(format!("node{id}.stderr")))
-            .unwrap_or_default()
+        std::fs::read_to_string(self.dir.path().join(format!("node{id}.stderr"))).unwrap_or_default()
     }
 
     pub fn addr(&self, id: u64) -> &str {
@@ -137,11 +135,7 @@ impl Cluster {
     }
 
     pub fn all_servers(&self) -> String {
-        self.nodes
-            .iter()
-            .map(|n| n.addr.clone())
-            .collect::<Vec<_>>()
-            .join(",")
+        self.nodes.iter().map(|n| n.addr.clone()).collect::<Vec<_>>().join(",")
     }
 
     /// Runs `bank-client --servers SERVERS ARGS...`.
@@ -194,26 +188,16 @@ impl Cluster {
 
     /// Waits until every running node reports the same height and tip hash.
     pub fn wait_converged(&self) -> (u64, String) {
-        wait_for(
-            "all nodes to agree on the tip",
-            Duration::from_secs(20),
-            || {
-                let st = self.status();
-                if st.iter().any(|s| s["role"] == "unreachable") {
-                    return None;
-                }
-                let first = (
-                    st[0]["height"].as_u64()?,
-                    st[0]["tip_hash"].as_str()?.to_string(),
-                );
-                st.iter()
-                    .all(|s| {
-                        s["height"].as_u64() == Some(first.0)
-                            && s["tip_hash"].as_str() == Some(&first.1)
-                    })
-                    .then_some(first)
-            },
-        )
+        wait_for("all nodes to agree on the tip", Duration::from_secs(20), || {
+            let st = self.status();
+            if st.iter().any(|s| s["role"] == "unreachable") {
+                return None;
+            }
+            let first = (st[0]["height"].as_u64()?, st[0]["tip_hash"].as_str()?.to_string());
+            st.iter()
+                .all(|s| s["height"].as_u64() == Some(first.0) && s["tip_hash"].as_str() == Some(&first.1))
+                .then_some(first)
+        })
     }
 
     pub fn balance(&self, account: u64) -> u64 {
@@ -234,10 +218,7 @@ impl Cluster {
     }
 
     pub fn chain_file(&self, id: u64) -> PathBuf {
-        self.dir
-            .path()
-            .join(format!("server_{id}_states"))
-            .join("chain.jsonl")
+        self.dir.path().join(format!("server_{id}_states")).join("chain.jsonl")
     }
 }
 
