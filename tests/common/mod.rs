@@ -140,11 +140,34 @@ impl Cluster {
 
     /// Runs `bank-client --servers SERVERS ARGS...`.
     pub fn client_at(&self, servers: &str, args: &[&str]) -> Output {
+        self.client_timed(servers, 10_000, args)
+    }
+
+    /// Runs `bank-client` with its own deadline.
+    pub fn client_timed(&self, servers: &str, timeout_ms: u64, args: &[&str]) -> Output {
         Command::new(CLIENT)
-            .args(["--servers", servers, "--timeout-ms", "10000"])
+            .args(["--servers", servers, "--timeout-ms", &timeout_ms.to_string()])
             .args(args)
             .output()
             .expect("run bank-client")
+    }
+
+    /// Runs a client command against every node; panics unless it succeeds.
+    pub fn ok(&self, args: &[&str]) {
+        let out = self.client_at(&self.all_servers(), args);
+        assert!(
+            out.status.success(),
+            "bank-client {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Comma-separated addresses of the given nodes.
+    pub fn servers_of(&self, ids: &[u64]) -> String {
+        ids.iter()
+            .map(|i| self.addr(*i).to_string())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// Runs the client against every node and parses its `--json` output; panics on failure.
