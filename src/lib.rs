@@ -10,6 +10,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod api;
+pub mod chaos;
 pub mod client;
 pub mod codec;
 pub mod config;

@@ -1,0 +1,179 @@
+//! The checker: what must hold after a chaos run.
+
+use super::cluster::ProcessCluster;
+use super::{Outcome, TransferOp};
+use crate::client::{connect, request};
+use crate::ledger::{Block, Genesis, Hash32, Transaction};
+use crate::proto::bank::GetBlocksRequest;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Waits until every node answers, agrees on the tip, and has applied its
+/// whole log: only then is a resubmission's answer final.
+pub async fn wait_quiescent(cluster: &ProcessCluster, timeout: Duration) -> Result<(), String> {
+    let until = Instant::now() + timeout;
+    let mut last = String::new();
+    while Instant::now() < until {
+        let st = cluster.statuses().await;
+        let all: Option<Vec<_>> = st.into_iter().collect();
+        match all {
+            None => last = "a node does not answer".into(),
+            Some(st) => {
+                let same_tip = st
+                    .windows(2)
+                    .all(|w| w[0].tip_hash == w[1].tip_hash && w[0].height == w[1].height);
+                let applied = st.iter().all(|s| s.last_applied_index == s.last_log_index);
+                let leader = st.iter().filter(|s| s.role == "leader").count() == 1;
+                if same_tip && applied && leader {
+                    return Ok(());
+                }
+                last = format!(
+                    "tips {:?}",
+                    st.iter().map(|s| (s.id, s.height, s.role.clone())).collect::<Vec<_>>()
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(format!("cluster did not converge within {timeout:?}: {last}"))
+}
+
+/// Final balances must equal genesis plus exactly the transfers that succeeded.
+pub fn final_balances(genesis: &Genesis, transfers: &[TransferOp], read: &BTreeMap<u64, u64>) -> Vec<String> {
+    let mut expected: BTreeMap<u64, i128> = genesis.balances.iter().map(|(a, b)| (*a, i128::from(*b))).collect();
+    for t in transfers.iter().filter(|t| t.outcome == Outcome::Committed) {
+        *expected.entry(t.from).or_insert(0) -= i128::from(t.amount);
+        *expected.entry(t.to).or_insert(0) += i128::from(t.amount);
+    }
+    let mut v = Vec::new();
+    for (account, want) in &expected {
+        if *want < 0 {
+            v.push(format!(
+                "acknowledged transfers drive account {account} negative ({want})"
+            ));
+        }
+        let got = read.get(account).map(|b| i128::from(*b));
+        if got != Some(*want) {
+            v.push(format!(
+                "account {account}: balance {got:?}, acknowledged history implies {want}"
+            ));
+        }
+    }
+    v
+}
+
+/// Fetches a node's whole chain as `(block, per-tx status)`.
+async fn fetch_chain(addr: &str) -> Result<Vec<(Block, Vec<String>)>, String> {
+    let mut client = connect(addr)?;
+    let mut out = Vec::new();
+    loop {
+        let r = client
+            .get_blocks(request(
+                GetBlocksRequest {
+                    from_height: out.len() as u64,
+                    limit: 256,
+                },
+                Duration::from_secs(10),
+            ))
+            .await
+            .map_err(|e| format!("{addr}: {}", e.message()))?
+            .into_inner();
+        if r.blocks_json.is_empty() {
+            return Ok(out);
+        }
+        for json in r.blocks_json {
+            let v: Value = serde_json::from_str(&json).map_err(|e| format!("{addr}: bad block JSON: {e}"))?;
+            let statuses = v["results"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|r| r["status"].as_str().unwrap_or("?").to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let block: Block = serde_json::from_value(v).map_err(|e| format!("{addr}: bad block: {e}"))?;
+            out.push((block, statuses));
+        }
+    }
+}
+
+/// Every node holds the same valid chain; every acknowledged transfer is in
+/// it exactly once, with the content submitted; nothing else is.
+/// Returns the chain's height.
+pub async fn chains(cluster: &ProcessCluster, genesis: &Genesis, transfers: &[TransferOp]) -> Result<u64, Vec<String>> {
+    let mut v = Vec::new();
+    let mut chains = Vec::new();
+    for s in cluster.servers() {
+        match fetch_chain(&s.addr).await {
+            Ok(c) => chains.push(c),
+            Err(e) => v.push(format!("cannot read chain: {e}")),
+        }
+    }
+    let Some(chain) = chains.first() else {
+        return Err(v);
+    };
+    let hashes = |c: &Vec<(Block, Vec<String>)>| c.iter().map(|(b, _)| b.hash()).collect::<Vec<Hash32>>();
+    let reference = hashes(chain);
+    for (i, c) in chains.iter().enumerate().skip(1) {
+        if hashes(c) != reference {
+            v.push(format!("node {i}'s chain differs from node 0's"));
+        }
+    }
+    // Validity: genesis, links, merkle roots, proof of work.
+    for (i, (block, _)) in chain.iter().enumerate() {
+        let ok = if i == 0 {
+            (block == &genesis.blocks[0])
+                .then_some(())
+                .ok_or("block 0 is not the genesis block".to_string())
+        } else {
+            let prev = &chain[i - 1].0;
+            block
+                .verify_extends(genesis.chain_id(), genesis.difficulty(), prev.height(), prev.hash())
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        if let Err(e) = ok {
+            v.push(format!("invalid chain: {e}"));
+        }
+    }
+    // Committed transfers, by id.
+    let submitted: HashMap<&str, &TransferOp> = transfers.iter().map(|t| (t.id.as_str(), t)).collect();
+    let mut committed: HashMap<String, u32> = HashMap::new();
+    for (block, statuses) in chain {
+        for (tx, status) in block.txs.iter().zip(statuses) {
+            let Transaction::Transfer { id, from, to, amount } = tx else {
+                continue;
+            };
+            if status != "committed" {
+                continue;
+            }
+            *committed.entry(id.to_string()).or_insert(0) += 1;
+            match submitted.get(id.as_str()) {
+                None if !id.as_str().starts_with("genesis-") => {
+                    v.push(format!("transfer {id} is in the chain but was never submitted"))
+                }
+                Some(op) if (op.from, op.to, op.amount) != (*from, *to, *amount) => {
+                    v.push(format!("transfer {id} committed with other content than submitted"))
+                }
+                Some(op) if op.outcome != Outcome::Committed => {
+                    v.push(format!("transfer {id} committed but was reported {:?}", op.outcome))
+                }
+                _ => {}
+            }
+        }
+    }
+    for t in transfers.iter().filter(|t| t.outcome == Outcome::Committed) {
+        match committed.get(&t.id) {
+            Some(1) => {}
+            Some(n) => v.push(format!("transfer {} committed {n} times", t.id)),
+            None => v.push(format!("acknowledged transfer {} is not in the chain", t.id)),
+        }
+    }
+    if v.is_empty() {
+        Ok(chain.last().map_or(0, |(b, _)| b.height()))
+    } else {
+        Err(v)
+    }
+}

@@ -1,0 +1,156 @@
+//! A cluster of real `bank-server` processes on loopback, for the chaos tool:
+//! free ports, one data dir, SIGKILL and restart on command.
+
+use crate::client::{connect, request, Server};
+use crate::proto::bank::{StatusReply, StatusRequest};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// One node process.
+struct Proc {
+    id: u64,
+    addr: String,
+    child: Option<Child>,
+}
+
+/// Node processes sharing a data dir and genesis file.
+pub struct ProcessCluster {
+    server_bin: PathBuf,
+    dir: PathBuf,
+    genesis: PathBuf,
+    peers: String,
+    procs: Vec<Proc>,
+}
+
+/// A free loopback port, as the OS hands it out.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl ProcessCluster {
+    /// Starts `n` nodes.
+    pub fn start(n: u64, server_bin: &Path, dir: &Path, genesis: &Path) -> std::io::Result<ProcessCluster> {
+        let mut procs = Vec::new();
+        let mut ports = std::collections::BTreeSet::new();
+        for id in 0..n {
+            let mut port = free_port()?;
+            while !ports.insert(port) {
+                port = free_port()?;
+            }
+            procs.push(Proc {
+                id,
+                addr: format!("127.0.0.1:{port}"),
+                child: None,
+            });
+        }
+        let peers = procs
+            .iter()
+            .map(|p| format!("{}={}", p.id, p.addr))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut c = ProcessCluster {
+            server_bin: server_bin.to_path_buf(),
+            dir: dir.to_path_buf(),
+            genesis: genesis.to_path_buf(),
+            peers,
+            procs,
+        };
+        for id in 0..n {
+            c.spawn(id)?;
+        }
+        Ok(c)
+    }
+
+    pub fn len(&self) -> u64 {
+        self.procs.len() as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.procs.is_empty()
+    }
+
+    /// Starts node `id` (again) on its data dir; its output is appended to `node<id>.stderr`.
+    pub fn spawn(&mut self, id: u64) -> std::io::Result<()> {
+        let p = &mut self.procs[id as usize];
+        if p.child.is_some() {
+            return Ok(());
+        }
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("node{id}.stderr")))?;
+        let child = Command::new(&self.server_bin)
+            .args(["--id", &id.to_string(), "--peers", &self.peers])
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .arg("--genesis")
+            .arg(&self.genesis)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()?;
+        p.child = Some(child);
+        Ok(())
+    }
+
+    /// SIGKILL: the node gets no chance to flush or say goodbye.
+    pub fn kill(&mut self, id: u64) {
+        if let Some(mut child) = self.procs[id as usize].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn is_running(&self, id: u64) -> bool {
+        self.procs[id as usize].child.is_some()
+    }
+
+    /// Every node as a client sees it.
+    pub fn servers(&self) -> Vec<Server> {
+        self.procs
+            .iter()
+            .map(|p| Server {
+                id: Some(p.id),
+                addr: p.addr.clone(),
+            })
+            .collect()
+    }
+
+    /// Each node's status, `None` where it does not answer.
+    pub async fn statuses(&self) -> Vec<Option<StatusReply>> {
+        let calls = self.procs.iter().map(|p| async move {
+            let mut c = connect(&p.addr).ok()?;
+            c.status(request(StatusRequest {}, Duration::from_secs(1)))
+                .await
+                .ok()
+                .map(|r| r.into_inner())
+        });
+        futures::future::join_all(calls).await
+    }
+
+    /// The node most nodes currently name as leader.
+    pub async fn leader(&self) -> Option<u64> {
+        let mut votes = std::collections::BTreeMap::new();
+        for s in self.statuses().await.into_iter().flatten() {
+            if let Some(l) = s.leader_id {
+                *votes.entry(l).or_insert(0) += 1;
+            }
+        }
+        votes.into_iter().max_by_key(|(_, n)| *n).map(|(l, _)| l)
+    }
+
+    /// Kills every node.
+    pub fn stop_all(&mut self) {
+        for id in 0..self.len() {
+            self.kill(id);
+        }
+    }
+}
+
+impl Drop for ProcessCluster {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}

@@ -1,0 +1,374 @@
+//! A bank workload under a nemesis, in the spirit of Jepsen's bank test.
+//!
+//! Concurrent clients transfer random amounts between a few accounts, with
+//! ids they choose, and read all balances atomically, while the nemesis kills,
+//! restarts, partitions and delays nodes. Afterwards every transfer whose
+//! outcome was unknown is settled by resubmitting its id, and the history is
+//! checked against the chains the nodes hold (see [`check`]).
+
+pub mod check;
+pub mod cluster;
+pub mod nemesis;
+
+use crate::client::{call_any, request, Server};
+use crate::ledger::genesis::{GenesisAccount, GenesisFile};
+use crate::ledger::Genesis;
+use crate::proto::bank::{BalancesRequest, TransferRequest};
+use cluster::ProcessCluster;
+use nemesis::{FaultKind, Nemesis};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+use tonic::Code;
+
+/// How a run is shaped.
+#[derive(Debug, Clone)]
+pub struct ChaosConfig {
+    /// How long clients and the nemesis run.
+    pub duration: Duration,
+    /// Seeds the fault schedule and the clients' choices.
+    pub seed: u64,
+    pub clients: usize,
+    pub accounts: u64,
+    pub opening_balance: u64,
+    pub nodes: u64,
+    /// Average time a fault is held before it is reverted.
+    pub fault_hold: Duration,
+    /// Deadline of one client operation.
+    pub op_timeout: Duration,
+    pub server_bin: PathBuf,
+    /// Where nodes keep their data; a temp dir when `None`.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// What a run did and found.
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub seed: u64,
+    pub duration_s: f64,
+    pub ops: u64,
+    pub transfers: u64,
+    pub acknowledged: u64,
+    pub failed: u64,
+    pub unknown: u64,
+    pub unknown_settled_committed: u64,
+    pub unknown_settled_failed: u64,
+    pub unsettled: u64,
+    pub reads: u64,
+    pub reads_failed: u64,
+    pub faults: BTreeMap<String, u64>,
+    pub final_height: u64,
+    pub violations: Vec<String>,
+}
+
+/// Why a run could not be carried out (as opposed to a violation it found).
+#[derive(Debug, thiserror::Error)]
+pub enum ChaosError {
+    #[error("setup: {0}")]
+    Setup(String),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The fate of one submitted transfer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Committed,
+    /// A definite refusal: nothing was applied.
+    Failed(String),
+    /// Timed out or the server vanished: it may or may not have committed.
+    Unknown(String),
+}
+
+/// One transfer a client submitted.
+#[derive(Debug, Clone)]
+pub struct TransferOp {
+    pub id: String,
+    pub from: u64,
+    pub to: u64,
+    pub amount: u64,
+    pub outcome: Outcome,
+}
+
+/// Everything the clients saw.
+#[derive(Default)]
+struct History {
+    transfers: Vec<TransferOp>,
+    reads: u64,
+    reads_failed: u64,
+    violations: Vec<String>,
+}
+
+/// Classifies a transfer's answer: only refusals that prove nothing was
+/// applied count as failures; anything else leaves the outcome unknown.
+fn classify(result: &Result<crate::proto::bank::TxReply, tonic::Status>) -> Outcome {
+    match result {
+        Ok(_) => Outcome::Committed,
+        Err(s) => match s.code() {
+            Code::FailedPrecondition | Code::InvalidArgument | Code::NotFound | Code::AlreadyExists => {
+                Outcome::Failed(s.message().to_string())
+            }
+            _ => Outcome::Unknown(format!("{:?}: {}", s.code(), s.message())),
+        },
+    }
+}
+
+async fn submit(servers: &[Server], op: &TransferOp, timeout: Duration) -> Outcome {
+    let msg = TransferRequest {
+        tx_id: op.id.clone(),
+        from: op.from,
+        to: op.to,
+        amount: op.amount,
+    };
+    let result = call_any(servers, timeout, |mut c, t| {
+        let msg = msg.clone();
+        async move { Ok(c.transfer(request(msg, t)).await?.into_inner()) }
+    })
+    .await;
+    classify(&result)
+}
+
+/// Reads all balances atomically; checks each read on the spot.
+async fn read_all(servers: &[Server], timeout: Duration) -> Result<BTreeMap<u64, u64>, tonic::Status> {
+    let r = call_any(servers, timeout, |mut c, t| async move {
+        Ok(c.balances(request(BalancesRequest {}, t)).await?.into_inner())
+    })
+    .await?;
+    Ok(r.balances.into_iter().map(|b| (b.account, b.balance)).collect())
+}
+
+/// Checks one atomic read: every account present, and money conserved.
+fn check_read(read: &BTreeMap<u64, u64>, genesis: &Genesis) -> Option<String> {
+    let total: u128 = read.values().map(|v| u128::from(*v)).sum();
+    if read.len() != genesis.balances.len() {
+        return Some(format!(
+            "read shows {} accounts, genesis has {}",
+            read.len(),
+            genesis.balances.len()
+        ));
+    }
+    if total != u128::from(genesis.total) {
+        return Some(format!("read sums to {total}, genesis total is {}", genesis.total));
+    }
+    None
+}
+
+/// One simulated bank client.
+struct Client {
+    index: usize,
+    rng: StdRng,
+    servers: Vec<Server>,
+    genesis: Arc<Genesis>,
+    accounts: u64,
+    timeout: Duration,
+    history: Arc<Mutex<History>>,
+}
+
+impl Client {
+    /// Transfers (80%) and atomic reads (20%) until `until`.
+    async fn run(mut self, until: Instant) {
+        let mut seq = 0u64;
+        while Instant::now() < until {
+            if self.rng.gen_bool(0.8) {
+                seq += 1;
+                let from = self.rng.gen_range(0..self.accounts);
+                let to = (from + self.rng.gen_range(1..self.accounts)) % self.accounts;
+                let mut op = TransferOp {
+                    id: format!("c{}-{seq}", self.index),
+                    from,
+                    to,
+                    amount: self.rng.gen_range(1..=30),
+                    outcome: Outcome::Unknown(String::new()),
+                };
+                op.outcome = submit(&self.servers, &op, self.timeout).await;
+                if let Ok(mut h) = self.history.lock() {
+                    h.transfers.push(op);
+                }
+            } else {
+                let read = read_all(&self.servers, self.timeout).await;
+                if let Ok(mut h) = self.history.lock() {
+                    match read {
+                        Ok(read) => {
+                            h.reads += 1;
+                            if let Some(v) = check_read(&read, &self.genesis) {
+                                h.violations.push(v);
+                            }
+                        }
+                        Err(_) => h.reads_failed += 1,
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Runs the workload and the nemesis, settles, checks, and reports.
+pub async fn run(config: ChaosConfig) -> Result<Report, ChaosError> {
+    if config.accounts < 2 || config.nodes < 1 || config.clients < 1 {
+        return Err(ChaosError::Setup(
+            "need at least 2 accounts, 1 node and 1 client".into(),
+        ));
+    }
+    let temp;
+    let dir = match &config.data_dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            d.clone()
+        }
+        None => {
+            temp = tempfile::TempDir::new()?;
+            temp.path().to_path_buf()
+        }
+    };
+    let genesis_file = GenesisFile {
+        difficulty: 4,
+        accounts: (0..config.accounts)
+            .map(|id| GenesisAccount {
+                id,
+                balance: config.opening_balance,
+            })
+            .collect(),
+        transfers: Vec::new(),
+    };
+    let genesis_path = dir.join("genesis.json");
+    std::fs::write(
+        &genesis_path,
+        serde_json::to_vec_pretty(&genesis_file).map_err(|e| ChaosError::Setup(e.to_string()))?,
+    )?;
+    let genesis = Arc::new(Genesis::build(genesis_file).map_err(|e| ChaosError::Setup(e.to_string()))?);
+
+    let mut cluster = ProcessCluster::start(config.nodes, &config.server_bin, &dir, &genesis_path)?;
+    let servers = cluster.servers();
+    let ready = Instant::now() + Duration::from_secs(30);
+    while cluster.leader().await.is_none() {
+        if Instant::now() > ready {
+            return Err(ChaosError::Setup("no leader elected within 30 s".into()));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let started = Instant::now();
+    let until = started + config.duration;
+    let history = Arc::new(Mutex::new(History::default()));
+    let mut tasks = Vec::new();
+    for i in 0..config.clients {
+        let client = Client {
+            index: i,
+            rng: StdRng::seed_from_u64(config.seed.wrapping_add(1 + i as u64)),
+            servers: servers.clone(),
+            genesis: Arc::clone(&genesis),
+            accounts: config.accounts,
+            timeout: config.op_timeout,
+            history: Arc::clone(&history),
+        };
+        tasks.push(tokio::spawn(client.run(until)));
+    }
+    let mut nemesis = Nemesis::new(StdRng::seed_from_u64(config.seed), config.fault_hold);
+    nemesis.run(&mut cluster, until).await?;
+    for t in tasks {
+        let _ = t.await;
+    }
+    let duration_s = started.elapsed().as_secs_f64();
+
+    // Heal everything and let the cluster settle.
+    nemesis::heal(&cluster).await;
+    for id in 0..cluster.len() {
+        if !cluster.is_running(id) {
+            cluster.spawn(id)?;
+        }
+    }
+    let mut history = match Arc::try_unwrap(history) {
+        Ok(m) => m.into_inner().unwrap_or_else(|p| p.into_inner()),
+        Err(_) => return Err(ChaosError::Setup("client tasks still hold the history".into())),
+    };
+    let mut report = Report {
+        seed: config.seed,
+        duration_s,
+        faults: nemesis
+            .injected
+            .iter()
+            .map(|(k, v)| (k.name().to_string(), *v))
+            .collect(),
+        ..Default::default()
+    };
+    for k in FaultKind::ALL {
+        report.faults.entry(k.name().to_string()).or_insert(0);
+    }
+    if let Err(v) = check::wait_quiescent(&cluster, Duration::from_secs(60)).await {
+        report.violations.push(v);
+    }
+
+    // Settle every unknown outcome by resubmitting the same id and content.
+    report.unknown = history
+        .transfers
+        .iter()
+        .filter(|t| matches!(t.outcome, Outcome::Unknown(_)))
+        .count() as u64;
+    for op in history.transfers.iter_mut() {
+        if !matches!(op.outcome, Outcome::Unknown(_)) {
+            continue;
+        }
+        for _ in 0..10 {
+            let outcome = submit(&servers, op, Duration::from_secs(5)).await;
+            let definite = !matches!(outcome, Outcome::Unknown(_));
+            op.outcome = outcome;
+            if definite {
+                break;
+            }
+        }
+        match op.outcome {
+            Outcome::Committed => report.unknown_settled_committed += 1,
+            Outcome::Failed(_) => report.unknown_settled_failed += 1,
+            Outcome::Unknown(_) => report.unsettled += 1,
+        }
+    }
+    report.acknowledged = history
+        .transfers
+        .iter()
+        .filter(|t| t.outcome == Outcome::Committed)
+        .count() as u64
+        - report.unknown_settled_committed;
+    report.failed = history
+        .transfers
+        .iter()
+        .filter(|t| matches!(t.outcome, Outcome::Failed(_)))
+        .count() as u64
+        - report.unknown_settled_failed;
+    report.transfers = history.transfers.len() as u64;
+    report.reads = history.reads;
+    report.reads_failed = history.reads_failed;
+    report.ops = report.transfers + history.reads + history.reads_failed;
+    report.violations.append(&mut history.violations);
+    if report.unsettled > 0 {
+        report.violations.push(format!(
+            "{} transfers could not be settled after healing",
+            report.unsettled
+        ));
+    }
+
+    // Final state against the history and the chains.
+    match read_all(&servers, Duration::from_secs(10)).await {
+        Ok(final_read) => {
+            if let Some(v) = check_read(&final_read, &genesis) {
+                report.violations.push(format!("final read: {v}"));
+            }
+            report
+                .violations
+                .extend(check::final_balances(&genesis, &history.transfers, &final_read));
+        }
+        Err(e) => report
+            .violations
+            .push(format!("final balances unreadable: {}", e.message())),
+    }
+    match check::chains(&cluster, &genesis, &history.transfers).await {
+        Ok(height) => report.final_height = height,
+        Err(mut v) => report.violations.append(&mut v),
+    }
+    cluster.stop_all();
+    Ok(report)
+}
