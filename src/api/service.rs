@@ -376,31 +376,15 @@ impl Bank for BankApi {
         let forwarded = Self::forwarded(&req);
         let msg = req.into_inner();
         let account = msg.account;
-        if !msg.record {
-            let reply = self
-                .on_leader(
-                    forwarded,
-                    deadline,
-                    || self.linearizable_balance(account),
-                    |mut c, t| {
-                        let msg = msg.clone();
-                        async move { Ok(c.balance(self.forward_request(msg, t)).await?.into_inner()) }
-                    },
-                )
-                .await?;
-            return Ok(Response::new(reply));
-        }
-        let id = if msg.tx_id.is_empty() {
-            TxId::random()
-        } else {
-            TxId::new(msg.tx_id.clone()).map_err(|e| Status::invalid_argument(e.to_string()))?
-        };
-        let tx = Transaction::BalanceCheck {
-            id: id.clone(),
-            account,
+        // A recorded check is a transaction: its id is fixed here, before any
+        // forwarding or retry, so it is recorded at most once.
+        let check = match (msg.record, msg.tx_id.is_empty()) {
+            (false, _) => None,
+            (true, true) => Some(TxId::random()),
+            (true, false) => Some(TxId::new(msg.tx_id.clone()).map_err(|e| Status::invalid_argument(e.to_string()))?),
         };
         let fwd = BalanceRequest {
-            tx_id: id.to_string(),
+            tx_id: check.as_ref().map(TxId::to_string).unwrap_or_default(),
             ..msg
         };
         let reply = self
@@ -408,8 +392,14 @@ impl Bank for BankApi {
                 forwarded,
                 deadline,
                 || async {
-                    let record = self.commit(tx.clone()).await?;
-                    let r = tx_reply(&record, &id);
+                    let Some(id) = &check else {
+                        return self.linearizable_balance(account).await;
+                    };
+                    let tx = Transaction::BalanceCheck {
+                        id: id.clone(),
+                        account,
+                    };
+                    let r = tx_reply(&self.commit(tx).await?, id);
                     Ok(BalanceReply {
                         account,
                         balance: r.balance,
