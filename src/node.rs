@@ -69,7 +69,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         path: paths.db.display().to_string(),
         source,
     })?;
-    let ledger = Ledger::open(&db, genesis, &paths.states)?;
+    let ledger = Ledger::open(&db, genesis, &paths.states, &paths.snapshot)?;
     let log_store = LogStore::open(&db).map_err(|source| NodeError::Db {
         path: paths.db.display().to_string(),
         source,

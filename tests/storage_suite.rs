@@ -20,7 +20,7 @@ impl StoreBuilder<TypeConfig, LogStore, LedgerStateMachine, TempDir> for SledBui
                 "transfers":[{"from":0,"to":1,"amount":5}]}"#,
         )
         .expect("genesis");
-        let ledger = Ledger::open(&db, Arc::new(genesis), &paths.states).expect("open ledger");
+        let ledger = Ledger::open(&db, Arc::new(genesis), &paths.states, &paths.snapshot).expect("open ledger");
         let log = LogStore::open(&db).expect("open log store");
         Ok((dir, log, LedgerStateMachine::new(ledger, paths.snapshot)))
     }

@@ -7,7 +7,6 @@ pub mod service;
 
 use crate::ledger::{Applied, Block, Hash32, RejectReason};
 use serde::{Deserialize, Serialize};
-use std::io::Cursor;
 
 pub use openraft::BasicNode;
 
@@ -22,7 +21,7 @@ openraft::declare_raft_types!(
         NodeId = NodeId,
         Node = BasicNode,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = tokio::fs::File,
 );
 
 pub type Raft = openraft::Raft<TypeConfig>;

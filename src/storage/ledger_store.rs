@@ -8,15 +8,13 @@
 //! the log is durable, and after a crash openraft re-applies from
 //! `last_applied`.
 
+use super::snapshot::{SnapshotError, SnapshotReader, SnapshotWriter};
 use super::views::{self, ChainView};
 use crate::codec;
 use crate::ledger::rules::{self, Overlay};
 use crate::ledger::{AccountId, Amount, Block, Genesis, Hash32, RejectReason, TxId};
-use crate::raft::{BlockOutcome, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TxRecord, TypeConfig};
-use openraft::storage::{RaftStateMachine, Snapshot};
-use openraft::{AnyError, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder, StorageIOError};
+use crate::raft::{BlockOutcome, LogId, SnapshotMeta, StoredMembership, TxRecord};
 use std::collections::{BTreeMap, HashMap};
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -29,9 +27,8 @@ const KEY_VIEW_LEN: &[u8] = b"m:view_len";
 const PREFIX_BLOCK: &[u8] = b"b:";
 const PREFIX_ACCOUNT: &[u8] = b"a:";
 const PREFIX_TX: &[u8] = b"t:";
-
-/// Raw keys and values of the ledger tree: a snapshot's contents.
-type KvPairs = Vec<(Vec<u8>, Vec<u8>)>;
+/// In tree `ledger_install`: set while a snapshot install is under way.
+const KEY_PENDING_INSTALL: &[u8] = b"pending";
 
 fn block_key(height: u64) -> Vec<u8> {
     [PREFIX_BLOCK, &height.to_be_bytes()].concat()
@@ -61,9 +58,12 @@ pub enum LedgerError {
     /// A stored block is missing or does not verify.
     #[error("corrupt chain at height {height}: {reason}")]
     Corruption { height: u64, reason: String },
-    /// A view or snapshot file could not be written.
+    /// A view file could not be written.
     #[error("file {path}: {source}")]
     Io { path: String, source: std::io::Error },
+    /// A snapshot file is unreadable or corrupt.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
 }
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], at: impl FnOnce() -> String) -> Result<T, LedgerError> {
@@ -89,6 +89,8 @@ pub struct LedgerState {
 pub struct Ledger {
     db: sled::Db,
     tree: sled::Tree,
+    /// Holds the pending-install mark, outside the tree an install replaces.
+    install_meta: sled::Tree,
     genesis: Arc<Genesis>,
     state: RwLock<LedgerState>,
     chain_view: Mutex<Option<ChainView>>,
@@ -105,8 +107,15 @@ struct Execution {
 impl Ledger {
     /// Opens (or creates from genesis) the ledger in `db`, and reconciles the
     /// JSON views in `states_dir` with it.
-    pub fn open(db: &sled::Db, genesis: Arc<Genesis>, states_dir: &Path) -> Result<Arc<Ledger>, LedgerError> {
+    /// A snapshot install interrupted by a crash is finished from `snapshot_path`.
+    pub fn open(
+        db: &sled::Db,
+        genesis: Arc<Genesis>,
+        states_dir: &Path,
+        snapshot_path: &Path,
+    ) -> Result<Arc<Ledger>, LedgerError> {
         let tree = db.open_tree("ledger")?;
+        let install_meta = db.open_tree("ledger_install")?;
         let fresh = match tree.get(KEY_GENESIS)? {
             None => true,
             Some(v) => {
@@ -127,15 +136,20 @@ impl Ledger {
             last_applied: None,
             membership: StoredMembership::default(),
         };
+        let pending_install = install_meta.get(KEY_PENDING_INSTALL)?.is_some();
         let ledger = Ledger {
             db: db.clone(),
             tree,
+            install_meta,
             genesis,
             state: RwLock::new(empty_state),
             chain_view: Mutex::new(None),
             states_dir: states_dir.to_path_buf(),
         };
-        if fresh {
+        if pending_install {
+            tracing::warn!("finishing a snapshot install a crash interrupted");
+            ledger.install_snapshot(snapshot_path)?;
+        } else if fresh {
             ledger.write_genesis()?;
         }
         ledger.reload()?;
@@ -323,7 +337,7 @@ impl Ledger {
     }
 
     /// Applies one committed block at `log_id`.
-    fn apply_block(&self, block: &Block, log_id: LogId) -> Result<BlockOutcome, LedgerError> {
+    pub(crate) fn apply_block(&self, block: &Block, log_id: LogId) -> Result<BlockOutcome, LedgerError> {
         let (tip_height, tip_hash) = {
             let s = self.state.read().unwrap_or_else(|p| p.into_inner());
             (s.tip_height, s.tip_hash)
@@ -385,7 +399,7 @@ impl Ledger {
         })
     }
 
-    fn apply_marker(&self, log_id: LogId, membership: Option<StoredMembership>) -> Result<(), LedgerError> {
+    pub(crate) fn apply_marker(&self, log_id: LogId, membership: Option<StoredMembership>) -> Result<(), LedgerError> {
         let mut batch = sled::Batch::default();
         batch.insert(KEY_APPLIED, encode(&Some(log_id), "applied")?);
         if let Some(m) = &membership {
@@ -451,279 +465,122 @@ impl Ledger {
 
     // ---- snapshots ----
 
-    /// Every replicated key and value: the whole ledger, for a snapshot.
-    fn export(&self) -> Result<KvPairs, LedgerError> {
-        let mut out = Vec::new();
-        for kv in self.tree.iter() {
-            let (k, v) = kv?;
-            if &*k != KEY_VIEW_LEN {
-                out.push((k.to_vec(), v.to_vec()));
-            }
-        }
-        Ok(out)
+    /// Captures what a snapshot at the current applied state needs; called
+    /// between two applies, so it is a consistent cut. Costs O(accounts).
+    pub fn cut(&self) -> SnapshotCut {
+        self.with_state(|s| SnapshotCut {
+            last_applied: s.last_applied,
+            membership: s.membership.clone(),
+            height: s.tip_height,
+            tip_hash: s.tip_hash,
+            balances: s.balances.iter().map(|(a, b)| (*a, *b)).collect(),
+        })
     }
 
-    /// Replaces the whole ledger with a snapshot's contents, atomically.
-    fn import(&self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), LedgerError> {
-        let kvs: KvPairs = decode(data, || "snapshot".into())?;
-        let their_genesis = kvs
-            .iter()
-            .find(|(k, _)| k == KEY_GENESIS)
-            .map(|(_, v)| decode::<Hash32>(v, || "snapshot genesis".into()))
-            .transpose()?;
+    /// Streams the snapshot described by `cut` into a file at `path`.
+    pub fn write_snapshot(&self, cut: &SnapshotCut, meta: &SnapshotMeta, path: &Path) -> Result<u64, LedgerError> {
+        let mut w = SnapshotWriter::create(path, meta)?;
+        let mut records = 0u64;
+        w.record(KEY_GENESIS, &encode(&self.chain_id(), "genesis")?)?;
+        w.record(KEY_TIP, &encode(&Some((cut.height, cut.tip_hash)), "tip")?)?;
+        w.record(KEY_APPLIED, &encode(&cut.last_applied, "applied")?)?;
+        w.record(KEY_MEMBERSHIP, &encode(&cut.membership, "membership")?)?;
+        for (account, balance) in &cut.balances {
+            w.record(&account_key(*account), &encode(balance, "balance")?)?;
+            records += 1;
+        }
+        // Blocks up to the cut never change: read them while applies go on.
+        for kv in self.tree.range(block_key(0)..=block_key(cut.height)) {
+            let (k, v) = kv?;
+            w.record(&k, &v)?;
+            records += 1;
+        }
+        let last: Option<Block> = self.block(cut.height)?;
+        if last.map(|b| b.hash()) != Some(cut.tip_hash) {
+            return Err(LedgerError::Corruption {
+                height: cut.height,
+                reason: "the chain changed under a snapshot being built".into(),
+            });
+        }
+        // Records of later blocks are left out: they belong after the cut.
+        for kv in self.tree.scan_prefix(PREFIX_TX) {
+            let (k, v) = kv?;
+            let rec: TxRecord = decode(&v, || format!("tx record {:?}", String::from_utf8_lossy(&k[2..])))?;
+            if rec.height <= cut.height {
+                w.record(&k, &v)?;
+                records += 1;
+            }
+        }
+        w.finish()?;
+        Ok(records)
+    }
+
+    /// Replaces the whole ledger with the snapshot file at `path`.
+    ///
+    /// Crash-safe: the file is verified first, then a pending mark is set
+    /// before the ledger is touched and cleared after; a node that crashes in
+    /// between redoes the install from the same file when it starts.
+    pub fn install_snapshot(&self, path: &Path) -> Result<(), LedgerError> {
+        let mut probe = SnapshotReader::open(path)?;
+        let mut their_genesis = None;
+        while let Some((k, v)) = probe.next_record()? {
+            if k == KEY_GENESIS {
+                their_genesis = Some(decode::<Hash32>(&v, || "snapshot genesis".into())?);
+            }
+        }
         if their_genesis != Some(self.chain_id()) {
             return Err(LedgerError::GenesisMismatch {
                 stored: their_genesis.unwrap_or(Hash32::ZERO),
                 file: self.chain_id(),
             });
         }
+        self.install_meta
+            .insert(KEY_PENDING_INSTALL, path.to_string_lossy().as_bytes())?;
+        self.db.flush()?;
+        self.load_snapshot(path)?;
+        self.install_meta.remove(KEY_PENDING_INSTALL)?;
+        self.db.flush()?;
+        self.reload()?;
+        self.reconcile_chain_view()
+    }
+
+    /// Clears the ledger and loads a verified snapshot file, in bounded batches.
+    fn load_snapshot(&self, path: &Path) -> Result<(), LedgerError> {
+        const BATCH: usize = 10_000;
         let mut batch = sled::Batch::default();
-        for kv in self.tree.iter() {
-            let (k, _) = kv?;
-            batch.remove(k);
+        let mut n = 0;
+        for kv in self.tree.iter().keys() {
+            batch.remove(kv?);
+            n += 1;
+            if n % BATCH == 0 {
+                self.tree.apply_batch(std::mem::take(&mut batch))?;
+            }
         }
-        for (k, v) in kvs {
+        self.tree.apply_batch(std::mem::take(&mut batch))?;
+        let mut r = SnapshotReader::open(path)?;
+        let meta = r.meta.clone();
+        n = 0;
+        while let Some((k, v)) = r.next_record()? {
             batch.insert(k, v);
+            n += 1;
+            if n % BATCH == 0 {
+                self.tree.apply_batch(std::mem::take(&mut batch))?;
+            }
         }
         batch.insert(KEY_APPLIED, encode(&meta.last_log_id, "applied")?);
         batch.insert(KEY_MEMBERSHIP, encode(&meta.last_membership, "membership")?);
         batch.insert(KEY_VIEW_LEN, encode(&u64::MAX, "view length")?);
         self.tree.apply_batch(batch)?;
-        self.db.flush()?;
-        self.reload()?;
-        self.reconcile_chain_view()
-    }
-}
-
-fn sm_err(verb: ErrorVerb, e: LedgerError) -> StorageError {
-    StorageIOError::new(ErrorSubject::StateMachine, verb, AnyError::new(&e)).into()
-}
-
-fn snap_err(verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError {
-    StorageIOError::new(ErrorSubject::Snapshot(None), verb, AnyError::new(&e)).into()
-}
-
-/// Writes a snapshot file atomically: its metadata and the exported ledger.
-fn write_snapshot_file(path: &Path, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
-    let bytes = codec::encode(&(meta, data)).map_err(|e| snap_err(ErrorVerb::Write, e))?;
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| snap_err(ErrorVerb::Write, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| snap_err(ErrorVerb::Write, e))
-}
-
-/// The openraft face of [`Ledger`].
-pub struct LedgerStateMachine {
-    ledger: Arc<Ledger>,
-    snapshot_path: PathBuf,
-}
-
-impl LedgerStateMachine {
-    pub fn new(ledger: Arc<Ledger>, snapshot_path: PathBuf) -> LedgerStateMachine {
-        LedgerStateMachine { ledger, snapshot_path }
-    }
-}
-
-/// Holds a consistent copy of the ledger, taken between two applies.
-pub struct LedgerSnapshotBuilder {
-    meta: SnapshotMeta,
-    data: Result<Vec<u8>, String>,
-    snapshot_path: PathBuf,
-}
-
-impl RaftSnapshotBuilder<TypeConfig> for LedgerSnapshotBuilder {
-    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let data = self
-            .data
-            .clone()
-            .map_err(|e| snap_err(ErrorVerb::Read, std::io::Error::other(e)))?;
-        write_snapshot_file(&self.snapshot_path, &self.meta, &data)?;
-        tracing::info!(
-            "built snapshot up to log index {:?} ({} bytes)",
-            self.meta.last_log_id.map(|l| l.index),
-            data.len()
-        );
-        Ok(Snapshot {
-            meta: self.meta.clone(),
-            snapshot: Box::new(Cursor::new(data)),
-        })
-    }
-}
-
-impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
-    type SnapshotBuilder = LedgerSnapshotBuilder;
-
-    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
-        Ok(self.ledger.with_state(|s| (s.last_applied, s.membership.clone())))
-    }
-
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<BlockOutcome>, StorageError>
-    where
-        I: IntoIterator<Item = Entry> + OptionalSend,
-        I::IntoIter: OptionalSend,
-    {
-        let mut out = Vec::new();
-        for entry in entries {
-            let log_id = entry.log_id;
-            let outcome = match &entry.payload {
-                EntryPayload::Blank => self.ledger.apply_marker(log_id, None).map(|_| BlockOutcome::NoBlock),
-                EntryPayload::Membership(m) => self
-                    .ledger
-                    .apply_marker(log_id, Some(StoredMembership::new(Some(log_id), m.clone())))
-                    .map(|_| BlockOutcome::NoBlock),
-                EntryPayload::Normal(block) => self.ledger.apply_block(block, log_id),
-            };
-            out.push(outcome.map_err(|e| sm_err(ErrorVerb::Write, e))?);
-        }
-        Ok(out)
-    }
-
-    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        // Called between applies: the export is a consistent cut.
-        let (last_log_id, last_membership) = self.ledger.with_state(|s| (s.last_applied, s.membership.clone()));
-        let snapshot_id = format!(
-            "{}-{}",
-            last_log_id.map(|l| l.leader_id.term).unwrap_or(0),
-            last_log_id.map(|l| l.index).unwrap_or(0)
-        );
-        let data = self
-            .ledger
-            .export()
-            .and_then(|kvs| encode(&kvs, "snapshot"))
-            .map_err(|e| e.to_string());
-        LedgerSnapshotBuilder {
-            meta: SnapshotMeta {
-                last_log_id,
-                last_membership,
-                snapshot_id,
-            },
-            data,
-            snapshot_path: self.snapshot_path.clone(),
-        }
-    }
-
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
-    }
-
-    async fn install_snapshot(
-        &mut self,
-        meta: &SnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
-    ) -> Result<(), StorageError> {
-        let data = snapshot.into_inner();
-        self.ledger
-            .import(meta, &data)
-            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
-        write_snapshot_file(&self.snapshot_path, meta, &data)?;
-        let (height, hash) = self.ledger.tip();
-        tracing::info!(
-            "installed snapshot up to log index {:?}: height={height} tip={hash}",
-            meta.last_log_id.map(|l| l.index)
-        );
         Ok(())
     }
-
-    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        let bytes = match std::fs::read(&self.snapshot_path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(snap_err(ErrorVerb::Read, e)),
-        };
-        let (meta, data): (SnapshotMeta, Vec<u8>) = codec::decode(&bytes).map_err(|e| snap_err(ErrorVerb::Read, e))?;
-        Ok(Some(Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(data)),
-        }))
-    }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::ledger::{Transaction, TxId};
-    use openraft::{CommittedLeaderId, EntryPayload};
-
-    const GENESIS: &str = r#"{"difficulty":4,"accounts":[{"id":0,"balance":100},{"id":1,"balance":100}]}"#;
-
-    fn open(dir: &Path) -> (Arc<Ledger>, LedgerStateMachine) {
-        let db = crate::storage::open_db(&dir.join("db")).unwrap();
-        let ledger = Ledger::open(&db, Arc::new(Genesis::from_json(GENESIS).unwrap()), &dir.join("states")).unwrap();
-        let sm = LedgerStateMachine::new(Arc::clone(&ledger), dir.join("snap.bin"));
-        (ledger, sm)
-    }
-
-    fn transfer(id: &str, from: u64, to: u64, amount: u64) -> Transaction {
-        Transaction::Transfer {
-            id: TxId::new(id).unwrap(),
-            from,
-            to,
-            amount,
-        }
-    }
-
-    fn entry(index: u64, block: Block) -> Entry {
-        Entry {
-            log_id: LogId::new(CommittedLeaderId::new(1, 0), index),
-            payload: EntryPayload::Normal(block),
-        }
-    }
-
-    fn next_block(ledger: &Ledger, txs: Vec<Transaction>) -> Block {
-        let (h, tip) = ledger.tip();
-        Block::new(ledger.chain_id(), h + 1, tip, 1, 4, txs).mined()
-    }
-
-    #[tokio::test]
-    async fn a_block_that_no_longer_links_is_refused_and_changes_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let (ledger, mut sm) = open(dir.path());
-        // Two leaders built on the same tip: the second to commit is stale.
-        let a = next_block(&ledger, vec![transfer("a", 0, 1, 10)]);
-        let b = next_block(&ledger, vec![transfer("b", 0, 1, 20)]);
-        let out = sm.apply(vec![entry(1, a), entry(2, b)]).await.unwrap();
-        assert!(matches!(out[0], BlockOutcome::Committed { height: 1, .. }));
-        assert!(matches!(&out[1], BlockOutcome::Refused { reason } if reason.contains("expected height 2")));
-        assert_eq!(ledger.balance(0), Some((90, 1)));
-        assert_eq!(ledger.tx_record(&TxId::new("b").unwrap()).unwrap(), None);
-        assert_eq!(ledger.with_state(|s| s.last_applied.map(|l| l.index)), Some(2));
-    }
-
-    #[tokio::test]
-    async fn a_transaction_in_two_blocks_is_applied_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let (ledger, mut sm) = open(dir.path());
-        let b1 = next_block(&ledger, vec![transfer("t1", 0, 1, 10)]);
-        sm.apply(vec![entry(1, b1)]).await.unwrap();
-        let b2 = next_block(&ledger, vec![transfer("t1", 0, 1, 10), transfer("t1", 0, 1, 99)]);
-        let out = sm.apply(vec![entry(2, b2)]).await.unwrap();
-        let BlockOutcome::Committed { records, .. } = &out[0] else {
-            panic!("block 2 must commit: {out:?}");
-        };
-        assert_eq!(records[0].height, 1, "the duplicate reports its first block");
-        assert!(matches!(records[1].outcome, Err(RejectReason::IdConflict { .. })));
-        assert_eq!(ledger.balance(0), Some((90, 2)));
-    }
-
-    #[tokio::test]
-    async fn state_and_views_survive_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let (ledger, mut sm) = open(dir.path());
-            let b1 = next_block(&ledger, vec![transfer("t1", 1, 0, 30)]);
-            sm.apply(vec![entry(1, b1)]).await.unwrap();
-        }
-        // Simulate a crash that left a line sled never committed.
-        let chain = dir.path().join("states").join(views::CHAIN_FILE);
-        let good = std::fs::read_to_string(&chain).unwrap();
-        std::fs::write(&chain, format!("{good}{{\"torn\":")).unwrap();
-        let (ledger, _) = open(dir.path());
-        assert_eq!(ledger.balance(1), Some((70, 1)));
-        assert_eq!(std::fs::read_to_string(&chain).unwrap(), good);
-        // Lines lost instead: the view is rebuilt from sled.
-        drop(ledger);
-        std::fs::write(&chain, "").unwrap();
-        let (ledger, _) = open(dir.path());
-        assert_eq!(std::fs::read_to_string(&chain).unwrap(), good);
-        assert_eq!(ledger.tip().0, 1);
-    }
+/// What a snapshot at one applied state holds besides immutable blocks and records.
+#[derive(Debug, Clone)]
+pub struct SnapshotCut {
+    pub last_applied: Option<LogId>,
+    pub membership: StoredMembership,
+    pub height: u64,
+    pub tip_hash: Hash32,
+    pub balances: Vec<(AccountId, Amount)>,
 }

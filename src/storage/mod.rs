@@ -4,10 +4,13 @@
 
 pub mod ledger_store;
 pub mod log_store;
+pub mod snapshot;
+pub mod state_machine;
 pub mod views;
 
-pub use ledger_store::{Ledger, LedgerError, LedgerStateMachine};
+pub use ledger_store::{Ledger, LedgerError};
 pub use log_store::LogStore;
+pub use state_machine::LedgerStateMachine;
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,434 @@
+//! The openraft face of the [`Ledger`]: applying entries, and snapshots as
+//! files streamed to and from disk.
+
+use super::ledger_store::{Ledger, LedgerError, SnapshotCut};
+use crate::raft::{BlockOutcome, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{AnyError, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder, StorageIOError};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::io::AsyncSeekExt;
+
+fn sm_err(verb: ErrorVerb, e: LedgerError) -> StorageError {
+    StorageIOError::new(ErrorSubject::StateMachine, verb, AnyError::new(&e)).into()
+}
+
+fn snap_err(verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::new(ErrorSubject::Snapshot(None), verb, AnyError::new(&e)).into()
+}
+
+/// Where the current snapshot lives, and where one being received lands.
+#[derive(Debug, Clone)]
+struct SnapshotFiles {
+    current: PathBuf,
+}
+
+impl SnapshotFiles {
+    fn building(&self) -> PathBuf {
+        self.current.with_extension("building")
+    }
+    fn receiving(&self) -> PathBuf {
+        self.current.with_extension("receiving")
+    }
+    fn installing(&self) -> PathBuf {
+        self.current.with_extension("installing")
+    }
+}
+
+/// Replaces `to` with `from` and makes the rename durable.
+fn durable_rename(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::rename(from, to)?;
+    if let Some(dir) = to.parent() {
+        // A directory fsync makes the rename itself survive a crash.
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+/// Applies committed entries to the ledger; builds and installs snapshots.
+pub struct LedgerStateMachine {
+    ledger: Arc<Ledger>,
+    files: SnapshotFiles,
+}
+
+impl LedgerStateMachine {
+    /// `snapshot_path` is where the current snapshot file is kept.
+    pub fn new(ledger: Arc<Ledger>, snapshot_path: PathBuf) -> LedgerStateMachine {
+        LedgerStateMachine {
+            ledger,
+            files: SnapshotFiles { current: snapshot_path },
+        }
+    }
+}
+
+/// Builds one snapshot from a cut taken between two applies.
+pub struct LedgerSnapshotBuilder {
+    ledger: Arc<Ledger>,
+    cut: SnapshotCut,
+    files: SnapshotFiles,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for LedgerSnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let last = self.cut.last_applied;
+        let meta = SnapshotMeta {
+            last_log_id: last,
+            last_membership: self.cut.membership.clone(),
+            snapshot_id: format!(
+                "{}-{}-h{}",
+                last.map_or(0, |l| l.leader_id.term),
+                last.map_or(0, |l| l.index),
+                self.cut.height
+            ),
+        };
+        let (ledger, cut, files, m) = (
+            Arc::clone(&self.ledger),
+            self.cut.clone(),
+            self.files.clone(),
+            meta.clone(),
+        );
+        // Streaming the chain from sled is blocking I/O: keep it off the async workers.
+        let records = tokio::task::spawn_blocking(move || {
+            let records = ledger.write_snapshot(&cut, &m, &files.building())?;
+            durable_rename(&files.building(), &files.current).map_err(|source| LedgerError::Io {
+                path: files.current.display().to_string(),
+                source,
+            })?;
+            Ok::<_, LedgerError>(records)
+        })
+        .await
+        .map_err(|e| snap_err(ErrorVerb::Write, std::io::Error::other(e.to_string())))?
+        .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        tracing::info!(
+            "built snapshot {} at height {} ({records} records)",
+            meta.snapshot_id,
+            self.cut.height
+        );
+        let file = tokio::fs::File::open(&self.files.current)
+            .await
+            .map_err(|e| snap_err(ErrorVerb::Read, e))?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(file),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
+    type SnapshotBuilder = LedgerSnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        Ok(self.ledger.with_state(|s| (s.last_applied, s.membership.clone())))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<BlockOutcome>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut out = Vec::new();
+        for entry in entries {
+            let log_id = entry.log_id;
+            let outcome = match &entry.payload {
+                EntryPayload::Blank => self.ledger.apply_marker(log_id, None).map(|_| BlockOutcome::NoBlock),
+                EntryPayload::Membership(m) => self
+                    .ledger
+                    .apply_marker(log_id, Some(StoredMembership::new(Some(log_id), m.clone())))
+                    .map(|_| BlockOutcome::NoBlock),
+                EntryPayload::Normal(block) => self.ledger.apply_block(block, log_id),
+            };
+            out.push(outcome.map_err(|e| sm_err(ErrorVerb::Write, e))?);
+        }
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        LedgerSnapshotBuilder {
+            ledger: Arc::clone(&self.ledger),
+            cut: self.ledger.cut(),
+            files: self.files.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+        let file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .read(true)
+            .truncate(true)
+            .open(self.files.receiving())
+            .await
+            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        Ok(Box::new(file))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        mut snapshot: Box<tokio::fs::File>,
+    ) -> Result<(), StorageError> {
+        // The data may sit in any file openraft hands us: copy it to a file of
+        // our own, synced, before it becomes the current snapshot.
+        let installing = self.files.installing();
+        let mut out = tokio::fs::File::create(&installing)
+            .await
+            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        snapshot
+            .seek(std::io::SeekFrom::Start(0))
+            .await
+            .map_err(|e| snap_err(ErrorVerb::Read, e))?;
+        tokio::io::copy(&mut *snapshot, &mut out)
+            .await
+            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        out.sync_all().await.map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        drop((snapshot, out));
+        let _ = tokio::fs::remove_file(self.files.receiving()).await;
+        let (ledger, files) = (Arc::clone(&self.ledger), self.files.clone());
+        tokio::task::spawn_blocking(move || {
+            durable_rename(&files.installing(), &files.current).map_err(|source| LedgerError::Io {
+                path: files.current.display().to_string(),
+                source,
+            })?;
+            ledger.install_snapshot(&files.current)
+        })
+        .await
+        .map_err(|e| snap_err(ErrorVerb::Write, std::io::Error::other(e.to_string())))?
+        .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        let (height, hash) = self.ledger.tip();
+        tracing::info!(
+            "installed snapshot {} up to log index {:?}: height={height} tip={hash}",
+            meta.snapshot_id,
+            meta.last_log_id.map(|l| l.index)
+        );
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let path = self.files.current.clone();
+        let meta = tokio::task::spawn_blocking(move || match super::snapshot::SnapshotReader::open(&path) {
+            Ok(r) => Ok(Some(r.meta)),
+            Err(super::snapshot::SnapshotError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        })
+        .await
+        .map_err(|e| snap_err(ErrorVerb::Read, std::io::Error::other(e.to_string())))?
+        .map_err(|e| snap_err(ErrorVerb::Read, e))?;
+        let Some(meta) = meta else {
+            return Ok(None);
+        };
+        let file = tokio::fs::File::open(&self.files.current)
+            .await
+            .map_err(|e| snap_err(ErrorVerb::Read, e))?;
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(file),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::{Block, Genesis, RejectReason, Transaction, TxId};
+    use crate::storage::views;
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    const GENESIS: &str = r#"{"difficulty":4,"accounts":[{"id":0,"balance":100},{"id":1,"balance":100}]}"#;
+
+    fn open(dir: &Path) -> (Arc<Ledger>, LedgerStateMachine) {
+        let db = crate::storage::open_db(&dir.join("db")).unwrap();
+        let genesis = Arc::new(Genesis::from_json(GENESIS).unwrap());
+        let ledger = Ledger::open(&db, genesis, &dir.join("states"), &dir.join("snap.bin")).unwrap();
+        let sm = LedgerStateMachine::new(Arc::clone(&ledger), dir.join("snap.bin"));
+        (ledger, sm)
+    }
+
+    fn transfer(id: &str, from: u64, to: u64, amount: u64) -> Transaction {
+        Transaction::Transfer {
+            id: TxId::new(id).unwrap(),
+            from,
+            to,
+            amount,
+        }
+    }
+
+    fn entry(index: u64, block: Block) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 0), index),
+            payload: EntryPayload::Normal(block),
+        }
+    }
+
+    fn next_block(ledger: &Ledger, txs: Vec<Transaction>) -> Block {
+        let (h, tip) = ledger.tip();
+        Block::new(ledger.chain_id(), h + 1, tip, 1, 4, txs).mined()
+    }
+
+    #[tokio::test]
+    async fn a_block_that_no_longer_links_is_refused_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, mut sm) = open(dir.path());
+        // Two leaders built on the same tip: the second to commit is stale.
+        let a = next_block(&ledger, vec![transfer("a", 0, 1, 10)]);
+        let b = next_block(&ledger, vec![transfer("b", 0, 1, 20)]);
+        let out = sm.apply(vec![entry(1, a), entry(2, b)]).await.unwrap();
+        assert!(matches!(out[0], BlockOutcome::Committed { height: 1, .. }));
+        assert!(matches!(&out[1], BlockOutcome::Refused { reason } if reason.contains("expected height 2")));
+        assert_eq!(ledger.balance(0), Some((90, 1)));
+        assert_eq!(ledger.tx_record(&TxId::new("b").unwrap()).unwrap(), None);
+        assert_eq!(ledger.with_state(|s| s.last_applied.map(|l| l.index)), Some(2));
+    }
+
+    #[tokio::test]
+    async fn a_transaction_in_two_blocks_is_applied_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, mut sm) = open(dir.path());
+        let b1 = next_block(&ledger, vec![transfer("t1", 0, 1, 10)]);
+        sm.apply(vec![entry(1, b1)]).await.unwrap();
+        let b2 = next_block(&ledger, vec![transfer("t1", 0, 1, 10), transfer("t1", 0, 1, 99)]);
+        let out = sm.apply(vec![entry(2, b2)]).await.unwrap();
+        let BlockOutcome::Committed { records, .. } = &out[0] else {
+            panic!("block 2 must commit: {out:?}");
+        };
+        assert_eq!(records[0].height, 1, "the duplicate reports its first block");
+        assert!(matches!(records[1].outcome, Err(RejectReason::IdConflict { .. })));
+        assert_eq!(ledger.balance(0), Some((90, 2)));
+    }
+
+    #[tokio::test]
+    async fn state_and_views_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (ledger, mut sm) = open(dir.path());
+            let b1 = next_block(&ledger, vec![transfer("t1", 1, 0, 30)]);
+            sm.apply(vec![entry(1, b1)]).await.unwrap();
+        }
+        // Simulate a crash that left a line sled never committed.
+        let chain = dir.path().join("states").join(views::CHAIN_FILE);
+        let good = std::fs::read_to_string(&chain).unwrap();
+        std::fs::write(&chain, format!("{good}{{\"torn\":")).unwrap();
+        let (ledger, _) = open(dir.path());
+        assert_eq!(ledger.balance(1), Some((70, 1)));
+        assert_eq!(std::fs::read_to_string(&chain).unwrap(), good);
+        // Lines lost instead: the view is rebuilt from sled.
+        drop(ledger);
+        std::fs::write(&chain, "").unwrap();
+        let (ledger, _) = open(dir.path());
+        assert_eq!(std::fs::read_to_string(&chain).unwrap(), good);
+        assert_eq!(ledger.tip().0, 1);
+    }
+}
+
+#[cfg(test)]
+mod snapshot_tests {
+    use super::*;
+    use crate::ledger::{Block, Genesis, Transaction, TxId};
+    use openraft::{CommittedLeaderId, EntryPayload};
+    use std::path::Path;
+
+    const GENESIS: &str = r#"{"difficulty":2,"accounts":[{"id":0,"balance":1000},{"id":1,"balance":0}]}"#;
+
+    fn open(dir: &Path) -> (Arc<Ledger>, LedgerStateMachine) {
+        let db = crate::storage::open_db(&dir.join("db")).unwrap();
+        let genesis = Arc::new(Genesis::from_json(GENESIS).unwrap());
+        let ledger = Ledger::open(&db, genesis, &dir.join("states"), &dir.join("snap.bin")).unwrap();
+        (
+            Arc::clone(&ledger),
+            LedgerStateMachine::new(ledger, dir.join("snap.bin")),
+        )
+    }
+
+    async fn grow(ledger: &Ledger, sm: &mut LedgerStateMachine, blocks: std::ops::RangeInclusive<u64>) {
+        for i in blocks {
+            let (h, tip) = ledger.tip();
+            let tx = Transaction::Transfer {
+                id: TxId::new(format!("t{i}")).unwrap(),
+                from: 0,
+                to: 1,
+                amount: 1,
+            };
+            let block = Block::new(ledger.chain_id(), h + 1, tip, 1, 2, vec![tx]).mined();
+            let entry = Entry {
+                log_id: LogId::new(CommittedLeaderId::new(1, 0), i),
+                payload: EntryPayload::Normal(block),
+            };
+            sm.apply(vec![entry]).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_carries_the_whole_chain_to_a_fresh_node() {
+        let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (a, mut sm_a) = open(a_dir.path());
+        grow(&a, &mut sm_a, 1..=30).await;
+        let mut builder = sm_a.get_snapshot_builder().await;
+        let cut_tip = a.tip();
+        let cut_applied = a.with_state(|s| s.last_applied);
+        // Blocks applied after the cut must not leak into the snapshot.
+        grow(&a, &mut sm_a, 31..=40).await;
+        let snap = builder.build_snapshot().await.unwrap();
+
+        let (b, mut sm_b) = open(b_dir.path());
+        let rx = sm_b.begin_receiving_snapshot().await.unwrap();
+        drop(rx);
+        sm_b.install_snapshot(&snap.meta, snap.snapshot).await.unwrap();
+        assert_eq!(b.tip(), cut_tip);
+        assert_eq!(b.balance(1), Some((30, 30)));
+        assert_eq!(b.tx_record(&TxId::new("t35").unwrap()).unwrap(), None);
+        assert_eq!(b.block(0).unwrap(), a.block(0).unwrap(), "history is kept, not purged");
+        let id = TxId::new("t7").unwrap();
+        assert_eq!(b.tx_record(&id).unwrap(), a.tx_record(&id).unwrap());
+        assert_eq!(
+            b.with_state(|s| s.last_applied),
+            cut_applied,
+            "applied index comes with the snapshot"
+        );
+        let view = std::fs::read_to_string(b_dir.path().join("states").join("chain.jsonl")).unwrap();
+        assert_eq!(view.lines().count(), 31, "the chain view is rebuilt");
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_snapshot_is_refused_and_changes_nothing() {
+        let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (a, mut sm_a) = open(a_dir.path());
+        grow(&a, &mut sm_a, 1..=5).await;
+        let snap = sm_a.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        drop(snap);
+        let path = a_dir.path().join("snap.bin");
+        let mut bytes = std::fs::read(&path).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xff;
+        let bad = b_dir.path().join("bad.bin");
+        std::fs::write(&bad, &bytes).unwrap();
+
+        let (b, mut sm_b) = open(b_dir.path());
+        let before = b.tip();
+        let meta = crate::storage::snapshot::SnapshotReader::open(&path).unwrap().meta;
+        let file = tokio::fs::File::open(&bad).await.unwrap();
+        let err = sm_b.install_snapshot(&meta, Box::new(file)).await.unwrap_err();
+        assert!(err.to_string().contains("corrupt"), "{err}");
+        assert_eq!(b.tip(), before);
+    }
+
+    #[tokio::test]
+    async fn an_interrupted_install_is_finished_at_start() {
+        let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (a, mut sm_a) = open(a_dir.path());
+        grow(&a, &mut sm_a, 1..=8).await;
+        sm_a.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        std::fs::copy(a_dir.path().join("snap.bin"), b_dir.path().join("snap.bin")).unwrap();
+        {
+            // A crash after the pending mark was set, before the load finished.
+            let db = crate::storage::open_db(&b_dir.path().join("db")).unwrap();
+            db.open_tree("ledger_install").unwrap().insert("pending", "x").unwrap();
+            db.flush().unwrap();
+        }
+        let (b, _) = open(b_dir.path());
+        assert_eq!(b.tip(), a.tip());
+        assert_eq!(b.balance(1), Some((8, 8)));
+    }
+}
