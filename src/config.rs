@@ -68,6 +68,12 @@ pub struct NodeConfig {
     pub election_timeout_max_ms: u64,
     /// Build a snapshot (and purge the log before it) every this many entries.
     pub snapshot_every_entries: u64,
+    /// Log entries kept behind the last snapshot, so a briefly lagging
+    /// follower catches up from the log rather than by snapshot.
+    pub keep_log_entries: u64,
+    /// Address of a current member: this node joins an existing cluster
+    /// (and waits to be added) instead of forming one from `peers`.
+    pub join: Option<String>,
 }
 
 impl NodeConfig {
@@ -84,11 +90,19 @@ impl NodeConfig {
             election_timeout_min_ms: 500,
             election_timeout_max_ms: 1000,
             snapshot_every_entries: 5000,
+            keep_log_entries: 1000,
+            join: None,
         }
     }
 
-    /// This node's advertised address.
+    /// This node's advertised address: its `peers` entry, or, when joining,
+    /// the address it listens on.
     pub fn addr(&self) -> Result<&str, ConfigError> {
+        if self.join.is_some() {
+            if let Some(listen) = &self.listen {
+                return Ok(listen);
+            }
+        }
         self.peers
             .get(&self.id)
             .map(String::as_str)

@@ -10,6 +10,7 @@ use crate::proto::bank::StatusRequest;
 use crate::proto::raft::raft_service_server::RaftServiceServer;
 use crate::raft::faults::Faults;
 use crate::raft::network::{Network, MAX_RAFT_MESSAGE_BYTES};
+use crate::raft::peers::Peers;
 use crate::raft::service::RaftRpc;
 use crate::raft::{BasicNode, NodeId, Raft};
 use crate::storage::views::{self, BALANCES_FILE, RAFT_STATE_FILE};
@@ -42,10 +43,13 @@ pub enum NodeError {
     Raft(String),
     #[error("cannot listen on {addr}: {reason}")]
     Listen { addr: String, reason: String },
+    /// A peer refuses this node for good.
+    #[error("{0}; stopping")]
+    Refused(String),
     /// A peer runs another chain: this node must not join it.
-    #[error("genesis mismatch: node {peer} at {addr} is on chain {theirs}, but this node's genesis file gives chain {ours}; refusing to join")]
+    #[error("genesis mismatch: {peer} at {addr} is on chain {theirs}, but this node's genesis file gives chain {ours}; refusing to join")]
     PeerGenesisMismatch {
-        peer: NodeId,
+        peer: String,
         addr: String,
         theirs: String,
         ours: String,
@@ -97,6 +101,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         // Each entry is a whole block: keep one append message bounded.
         max_payload_entries: 64,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every_entries),
+        max_in_snapshot_log_to_keep: config.keep_log_entries,
         install_snapshot_timeout: 2000,
         ..Default::default()
     }
@@ -104,17 +109,26 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
     .map_err(|e| NodeError::RaftConfig(e.to_string()))?;
 
     let faults = Arc::new(Faults::new(id));
+    let peers = Arc::new(Peers::open(&db).map_err(|source| NodeError::Db {
+        path: paths.db.display().to_string(),
+        source,
+    })?);
+    let (refused_tx, mut refused_rx) = mpsc::channel::<String>(1);
     let network = Network {
         self_id: id,
         chain_id,
         faults: Arc::clone(&faults),
+        peers: Arc::clone(&peers),
+        refused: refused_tx,
     };
     let sm = LedgerStateMachine::new(Arc::clone(&ledger), paths.snapshot.clone());
     let raft = Raft::new(id, Arc::new(raft_config), network, log_store.clone(), sm)
         .await
         .map_err(|e| NodeError::Raft(e.to_string()))?;
 
-    if pristine {
+    if pristine && config.join.is_some() {
+        tracing::info!("node {id}: waiting to be added: run `bank-client cluster add {id} {addr}`");
+    } else if pristine {
         // Every pristine node proposes the same initial membership; openraft
         // makes that safe, so the cluster forms with no separate init step.
         let members: BTreeMap<NodeId, BasicNode> = config
@@ -137,6 +151,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         producer,
         config.request_timeout,
         Arc::clone(&faults),
+        Arc::clone(&peers),
     );
 
     let socket: SocketAddr = tokio::net::lookup_host(&listen)
@@ -159,13 +174,17 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
     );
 
     let (fatal_tx, mut fatal_rx) = mpsc::channel::<NodeError>(1);
-    tokio::spawn(check_peer_genesis(
-        id,
-        config.peers.clone(),
-        chain_id.to_hex(),
-        fatal_tx,
-    ));
-    tokio::spawn(log_role_changes(raft.clone()));
+    let mut to_check: Vec<(String, String)> = config
+        .peers
+        .iter()
+        .filter(|(p, _)| **p != id)
+        .map(|(p, a)| (format!("node {p}"), a.clone()))
+        .collect();
+    if let Some(join) = &config.join {
+        to_check.push((format!("the member at {join}"), join.clone()));
+    }
+    tokio::spawn(check_peer_genesis(to_check, chain_id.to_hex(), fatal_tx));
+    tokio::spawn(watch_cluster(raft.clone(), Arc::clone(&peers)));
     tokio::spawn(write_state_views(
         raft.clone(),
         Arc::clone(&ledger),
@@ -177,9 +196,14 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         .tcp_nodelay(true)
         .concurrency_limit_per_connection(1024)
         .add_service(
-            RaftServiceServer::new(RaftRpc::new(raft.clone(), chain_id, Arc::clone(&faults)))
-                .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES),
+            RaftServiceServer::new(RaftRpc::new(
+                raft.clone(),
+                chain_id,
+                Arc::clone(&faults),
+                Arc::clone(&peers),
+            ))
+            .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES),
         )
         .add_service(BankServer::new(api));
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
@@ -199,6 +223,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
             Ok(())
         }
         Some(e) = fatal_rx.recv() => Err(e),
+        Some(reason) = refused_rx.recv() => Err(NodeError::Refused(reason)),
     };
     let _ = stop_tx.send(());
     let _ = raft.shutdown().await;
@@ -212,13 +237,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
 /// Asks each peer which chain it runs, until every peer has answered once;
 /// a peer on another chain means this node was started with the wrong
 /// genesis file, which is fatal.
-async fn check_peer_genesis(
-    self_id: NodeId,
-    peers: BTreeMap<NodeId, String>,
-    ours: String,
-    fatal: mpsc::Sender<NodeError>,
-) {
-    let mut pending: Vec<(NodeId, String)> = peers.into_iter().filter(|(id, _)| *id != self_id).collect();
+async fn check_peer_genesis(mut pending: Vec<(String, String)>, ours: String, fatal: mpsc::Sender<NodeError>) {
     // Bounded: a peer that never comes up is Raft's business, not ours.
     for _ in 0..600 {
         let mut still = Vec::new();
@@ -254,10 +273,12 @@ async fn check_peer_genesis(
     }
 }
 
-/// Logs elections as events a person can follow.
-async fn log_role_changes(raft: Raft) {
+/// Logs elections and membership changes as events a person can follow,
+/// and forgets the identity of peers that left (so their ids may be reused).
+async fn watch_cluster(raft: Raft, peers: Arc<Peers>) {
     let mut metrics = raft.metrics();
     let mut last = (ServerState::Learner, None, 0);
+    let mut last_members: Option<(Vec<NodeId>, Vec<NodeId>)> = None;
     loop {
         let m = metrics.borrow_and_update().clone();
         let now = (m.state, m.current_leader, m.current_term);
@@ -270,6 +291,23 @@ async fn log_role_changes(raft: Raft) {
                 (_, None) => tracing::info!("no leader term={term}"),
             }
             last = now;
+        }
+        let membership = m.membership_config.membership();
+        let members = (
+            membership.voter_ids().collect::<Vec<_>>(),
+            membership.learner_ids().collect::<Vec<_>>(),
+        );
+        if last_members.as_ref() != Some(&members) && !members.0.is_empty() {
+            tracing::info!("membership: voters={:?} learners={:?}", members.0, members.1);
+            for peer in peers.remembered() {
+                if membership.get_node(&peer).is_none() {
+                    peers.forget(peer);
+                }
+            }
+            if last_members.is_some() && membership.get_node(&m.id).is_none() {
+                tracing::warn!("this node was removed from the cluster; it can be stopped");
+            }
+            last_members = Some(members);
         }
         if metrics.changed().await.is_err() {
             return;

@@ -10,12 +10,18 @@ use crate::proto::bank::{
     AccountBalance, BalanceReply, BalanceRequest, BalancesReply, BalancesRequest, Faults as FaultsMsg, GetBlocksReply,
     GetBlocksRequest, PartitionGroup, SetFaultsRequest, StatusReply, StatusRequest, TransferRequest, TxReply,
 };
+use crate::proto::bank::{AddNodeRequest, Membership as MembershipMsg, PeerState, RemoveNodeRequest};
 use crate::raft::faults::{FaultSettings, Faults};
 use crate::raft::network::FROM_HEADER;
+use crate::raft::peers::Peers;
+use crate::raft::BasicNode;
 use crate::raft::{NodeId, Raft, TxRecord};
 use crate::storage::{Ledger, LogStore};
+use openraft::error::ClientWriteError;
 use openraft::error::{CheckIsLeaderError, RaftError};
+use openraft::ChangeMembers;
 use openraft::ServerState;
+use std::collections::BTreeSet;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -54,6 +60,8 @@ pub struct BankApi {
     peers: Mutex<HashMap<NodeId, (String, BankClient<Channel>)>>,
     /// Injected network faults; forwarding is server-to-server traffic too.
     faults: Arc<Faults>,
+    /// When each peer was last heard from.
+    peers_seen: Arc<Peers>,
 }
 
 /// Why one attempt on the leader did not finish the request.
@@ -131,6 +139,7 @@ impl BankApi {
         producer: BlockProducer,
         request_timeout: Duration,
         faults: Arc<Faults>,
+        peers_seen: Arc<Peers>,
     ) -> BankApi {
         BankApi {
             id,
@@ -142,7 +151,16 @@ impl BankApi {
             request_timeout,
             peers: Mutex::new(HashMap::new()),
             faults,
+            peers_seen,
         }
+    }
+
+    /// Membership changes may wait for a new node to catch up: they get the
+    /// client's whole budget, up to this.
+    fn control_deadline<T>(&self, req: &Request<T>) -> Instant {
+        const MAX_CONTROL: Duration = Duration::from_secs(600);
+        let t = client_timeout(req).map_or(self.request_timeout, |c| (c * 9 / 10).min(MAX_CONTROL));
+        Instant::now() + t
     }
 
     /// When to give up on a request: a little before the client does, so the
@@ -305,6 +323,68 @@ impl BankApi {
         r
     }
 
+    fn membership_msg(&self) -> MembershipMsg {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        MembershipMsg {
+            voters: membership.voter_ids().collect(),
+            learners: membership.learner_ids().collect(),
+        }
+    }
+
+    /// Adds `id` as a learner, waits until it has caught up, then makes it a voter.
+    async fn add_node_here(&self, id: NodeId, addr: &str) -> Result<MembershipMsg, Attempt> {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        if let Some(node) = membership.get_node(&id) {
+            if node.addr != addr {
+                return Err(Attempt::Done(Status::already_exists(format!(
+                    "node {id} is already a member at {}",
+                    node.addr
+                ))));
+            }
+            if membership.voter_ids().any(|v| v == id) {
+                return Ok(self.membership_msg());
+            }
+        }
+        tracing::info!("adding node {id} at {addr} as a learner");
+        let node = BasicNode { addr: addr.to_string() };
+        self.raft
+            .add_learner(id, node, true)
+            .await
+            .map_err(membership_attempt)?;
+        tracing::info!("node {id} caught up; promoting it to voter");
+        self.raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+            .await
+            .map_err(membership_attempt)?;
+        Ok(self.membership_msg())
+    }
+
+    async fn remove_node_here(&self, id: NodeId) -> Result<MembershipMsg, Attempt> {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let change = if voters.contains(&id) {
+            if voters.len() == 1 {
+                return Err(Attempt::Done(Status::failed_precondition(format!(
+                    "node {id} is the last voter; a cluster cannot remove its last voter"
+                ))));
+            }
+            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+        } else if membership.get_node(&id).is_some() {
+            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+        } else {
+            return Err(Attempt::Done(Status::not_found(format!("node {id} is not a member"))));
+        };
+        tracing::info!("removing node {id}");
+        self.raft
+            .change_membership(change, false)
+            .await
+            .map_err(membership_attempt)?;
+        Ok(self.membership_msg())
+    }
+
     async fn linearizable_balances(&self) -> Result<BalancesReply, Attempt> {
         self.confirm_leadership().await?;
         self.ledger.with_state(|s| {
@@ -328,6 +408,16 @@ impl BankApi {
                     .collect(),
             })
         })
+    }
+}
+
+fn membership_attempt(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> Attempt {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => Attempt::NotLeader("leadership changed".into()),
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+            Attempt::Done(Status::failed_precondition(e.to_string()))
+        }
+        RaftError::Fatal(e) => Attempt::Done(Status::unavailable(e.to_string())),
     }
 }
 
@@ -466,7 +556,66 @@ impl Bank for BankApi {
             genesis_hash: self.ledger.chain_id().to_hex(),
             faults: Some(faults_msg(&self.faults.get())),
             millis_since_quorum_ack: m.millis_since_quorum_ack,
+            peers: membership
+                .nodes()
+                .map(|(id, node)| {
+                    let matched = m
+                        .replication
+                        .as_ref()
+                        .and_then(|r| r.get(id))
+                        .map(|l| l.map_or(0, |l| l.index));
+                    PeerState {
+                        id: *id,
+                        addr: node.addr.clone(),
+                        voter: membership.voter_ids().any(|v| v == *id),
+                        last_heard_ms: if *id == self.id {
+                            Some(0)
+                        } else {
+                            self.peers_seen.last_heard(*id).map(|d| d.as_millis() as u64)
+                        },
+                        matched_index: matched,
+                        lag_entries: matched.map(|i| m.last_log_index.unwrap_or(0).saturating_sub(i)),
+                    }
+                })
+                .collect(),
+            snapshot_index: m.snapshot.map(|l| l.index),
+            purged_index: m.purged.map(|l| l.index),
         }))
+    }
+
+    async fn add_node(&self, req: Request<AddNodeRequest>) -> Result<Response<MembershipMsg>, Status> {
+        let deadline = self.control_deadline(&req);
+        let forwarded = Self::forwarded(&req);
+        let msg = req.into_inner();
+        crate::config::parse_peers(&format!("{}={}", msg.id, msg.addr))
+            .map_err(|_| Status::invalid_argument(format!("bad node address {:?}: expected HOST:PORT", msg.addr)))?;
+        let reply = self
+            .on_leader(
+                forwarded,
+                deadline,
+                || self.add_node_here(msg.id, &msg.addr),
+                |mut c, t| {
+                    let msg = msg.clone();
+                    async move { Ok(c.add_node(self.forward_request(msg, t)).await?.into_inner()) }
+                },
+            )
+            .await?;
+        Ok(Response::new(reply))
+    }
+
+    async fn remove_node(&self, req: Request<RemoveNodeRequest>) -> Result<Response<MembershipMsg>, Status> {
+        let deadline = self.control_deadline(&req);
+        let forwarded = Self::forwarded(&req);
+        let msg = req.into_inner();
+        let reply = self
+            .on_leader(
+                forwarded,
+                deadline,
+                || self.remove_node_here(msg.id),
+                |mut c, t| async move { Ok(c.remove_node(self.forward_request(msg, t)).await?.into_inner()) },
+            )
+            .await?;
+        Ok(Response::new(reply))
     }
 
     async fn balances(&self, req: Request<BalancesRequest>) -> Result<Response<BalancesReply>, Status> {

@@ -4,6 +4,7 @@ use anyhow::{anyhow, Context};
 use bank_ledger::client::{call_any, connect, fault_settings, parse_servers, request, set_faults_everywhere, Server};
 use bank_ledger::config::DEFAULT_SERVERS;
 use bank_ledger::ledger::TxId;
+use bank_ledger::proto::bank::{AddNodeRequest, PeerState, RemoveNodeRequest};
 use bank_ledger::proto::bank::{
     BalanceRequest, BalancesRequest, GetBlocksRequest, PartitionGroup, SetFaultsRequest, StatusReply, StatusRequest,
     TransferRequest,
@@ -21,9 +22,10 @@ struct Cli {
     /// Print machine-readable JSON.
     #[arg(long, global = true)]
     json: bool,
-    /// Give up after this long.
-    #[arg(long, default_value_t = 10_000, global = true)]
-    timeout_ms: u64,
+    /// Give up after this long (default 10 s; 300 s for `cluster`, where a
+    /// new node may need to catch up first).
+    #[arg(long, global = true)]
+    timeout_ms: Option<u64>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -70,6 +72,11 @@ enum Cmd {
     },
     /// Remove the partition.
     Heal,
+    /// Change membership: add or remove nodes.
+    Cluster {
+        #[command(subcommand)]
+        op: ClusterCmd,
+    },
     /// Delay (and optionally drop) server-to-server messages; `--off` removes both.
     Delay {
         #[arg(long, required_unless_present_any = ["off", "loss"])]
@@ -82,6 +89,16 @@ enum Cmd {
         #[arg(long, conflicts_with_all = ["min_ms", "max_ms", "loss"])]
         off: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Add node ID serving at HOST:PORT: it joins as a learner and becomes a
+    /// voter once it has caught up. Start it first with `bank-server --id ID
+    /// --listen HOST:PORT --join ANY-MEMBER`.
+    Add { id: u64, addr: String },
+    /// Remove node ID (voter or learner).
+    Remove { id: u64 },
 }
 
 fn main() {
@@ -120,7 +137,12 @@ fn explain_transfer(status: tonic::Status, tx_id: &TxId) -> anyhow::Error {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let servers = parse_servers(&cli.servers).map_err(|e| anyhow!(e))?;
-    let timeout = Duration::from_millis(cli.timeout_ms.max(1));
+    let default_ms = if matches!(cli.command, Cmd::Cluster { .. }) {
+        300_000
+    } else {
+        10_000
+    };
+    let timeout = Duration::from_millis(cli.timeout_ms.unwrap_or(default_ms).max(1));
     match cli.command {
         Cmd::Transfer { from, to, amount, id } => {
             // The id is chosen here, once: retries on other servers are then idempotent.
@@ -222,6 +244,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ..Default::default()
             };
             apply_faults(&servers, req, timeout, cli.json).await?;
+        }
+        Cmd::Cluster { op } => {
+            let (verb, m) = match op {
+                ClusterCmd::Add { id, addr } => {
+                    let msg = AddNodeRequest { id, addr };
+                    let m = call_any(&servers, timeout, |mut c, t| {
+                        let msg = msg.clone();
+                        async move { Ok(c.add_node(request(msg, t)).await?.into_inner()) }
+                    })
+                    .await
+                    .map_err(explain)?;
+                    (format!("added node {id}"), m)
+                }
+                ClusterCmd::Remove { id } => {
+                    let msg = RemoveNodeRequest { id };
+                    let m = call_any(&servers, timeout, |mut c, t| async move {
+                        Ok(c.remove_node(request(msg, t)).await?.into_inner())
+                    })
+                    .await
+                    .map_err(explain)?;
+                    (format!("removed node {id}"), m)
+                }
+            };
+            if cli.json {
+                println!("{}", json!({"voters": m.voters, "learners": m.learners}));
+            } else {
+                println!("{verb}; voters {:?} learners {:?}", m.voters, m.learners);
+            }
         }
         Cmd::Heal => {
             let req = SetFaultsRequest {
@@ -408,6 +458,8 @@ async fn status(servers: &[Server], timeout: Duration, as_json: bool) -> anyhow:
                     "genesis_hash": st.genesis_hash,
                     "millis_since_quorum_ack": st.millis_since_quorum_ack,
                     "faults": st.faults.as_ref().map(fault_settings).unwrap_or_default(),
+                    "snapshot_index": st.snapshot_index, "purged_index": st.purged_index,
+                    "peers": st.peers.iter().map(peer_json).collect::<Vec<_>>(),
                 }),
                 Err(e) => json!({
                     "id": s.id, "addr": s.addr, "role": "unreachable", "term": null,
@@ -450,5 +502,39 @@ async fn status(servers: &[Server], timeout: Duration, as_json: bool) -> anyhow:
     if tips.len() == 1 {
         println!("all reachable servers agree on the tip");
     }
+    // Membership and peer health, as the leader sees them (or any node).
+    let view = rows
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok())
+        .max_by_key(|st| (st.role == "leader", st.term));
+    if let Some(st) = view {
+        println!();
+        println!("members as seen by node {} ({}):", st.id, st.role);
+        println!(
+            "{:<4} {:<22} {:<8} {:>12} {:>10}",
+            "ID", "ADDR", "KIND", "LAST HEARD", "LAG"
+        );
+        for p in &st.peers {
+            println!(
+                "{:<4} {:<22} {:<8} {:>12} {:>10}",
+                p.id,
+                p.addr,
+                if p.voter { "voter" } else { "learner" },
+                match p.last_heard_ms {
+                    Some(0) if p.id == st.id => "self".to_string(),
+                    Some(ms) => format!("{:.1}s ago", ms as f64 / 1000.0),
+                    None => "never".to_string(),
+                },
+                p.lag_entries.map_or("-".to_string(), |l| format!("{l} entries")),
+            );
+        }
+    }
     Ok(())
+}
+
+fn peer_json(p: &PeerState) -> Value {
+    json!({
+        "id": p.id, "addr": p.addr, "voter": p.voter, "last_heard_ms": p.last_heard_ms,
+        "matched_index": p.matched_index, "lag_entries": p.lag_entries,
+    })
 }

@@ -37,9 +37,20 @@ struct NodeArgs {
     /// Every member of the initial cluster, as ID=HOST:PORT,...
     #[arg(long, default_value = DEFAULT_PEERS)]
     peers: String,
-    /// Address to bind (default: this node's address in --peers).
+    /// Address to bind (default: this node's address in --peers). With
+    /// --join it is also the address other nodes and clients use.
     #[arg(long)]
     listen: Option<String>,
+    /// Join an existing cluster through any current member (HOST:PORT)
+    /// instead of forming one from --peers; then run `bank-client cluster add`.
+    #[arg(long, requires = "listen")]
+    join: Option<String>,
+    /// Build a snapshot and purge the Raft log before it every N entries.
+    #[arg(long, default_value_t = 5000)]
+    snapshot_every: u64,
+    /// Log entries kept behind the last snapshot.
+    #[arg(long, default_value_t = 1000)]
+    keep_log_entries: u64,
     /// Directory for server_<id>_db, server_<id>_states/ and server_<id>.log.
     #[arg(long, default_value = ".")]
     data_dir: PathBuf,
@@ -124,7 +135,11 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     let Some(id) = args.id else {
         bail!("--id is required (or use `bank-server local-cluster`)");
     };
-    let peers = parse_peers(&args.peers)?;
+    let peers = match (&args.join, &args.listen) {
+        // A joining node's topology comes from the cluster it joins.
+        (Some(_), Some(listen)) => parse_peers(&format!("{id}={listen}"))?,
+        _ => parse_peers(&args.peers)?,
+    };
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
     let paths = NodePaths::new(&args.data_dir, id);
@@ -132,6 +147,9 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
 
     let mut config = NodeConfig::new(id, peers, args.data_dir, args.genesis);
     config.listen = args.listen;
+    config.join = args.join;
+    config.snapshot_every_entries = args.snapshot_every.max(1);
+    config.keep_log_entries = args.keep_log_entries;
     config.request_timeout = Duration::from_millis(args.request_timeout_ms.max(1));
     config.producer.batch_max_txs = args.batch_max_txs;
     config.producer.batch_max_bytes = args.batch_max_bytes;

@@ -3,6 +3,7 @@
 
 pub mod faults;
 pub mod network;
+pub mod peers;
 pub mod service;
 
 use crate::ledger::{Applied, Block, Hash32, RejectReason};

@@ -5,6 +5,7 @@
 //! with different genesis files can never mix logs.
 
 use super::faults::Faults;
+use super::peers::Peers;
 use super::{BasicNode, NodeId, TypeConfig};
 use crate::codec;
 use crate::ledger::Hash32;
@@ -24,6 +25,8 @@ use tonic::transport::{Channel, Endpoint};
 pub const CHAIN_HEADER: &str = "x-bank-chain";
 /// Metadata key carrying the sender's node id.
 pub const FROM_HEADER: &str = "x-bank-from";
+/// Metadata key carrying the sender's incarnation (see [`Peers`]).
+pub const INCARNATION_HEADER: &str = "x-bank-incarnation";
 
 /// Largest Raft message accepted or sent: bounds one append batch.
 pub const MAX_RAFT_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
@@ -35,6 +38,11 @@ pub struct Network {
     pub chain_id: Hash32,
     /// Injected partitions, delays and loss, applied before each send.
     pub faults: Arc<Faults>,
+    /// Liveness and identity of peers.
+    pub peers: Arc<Peers>,
+    /// Told when a peer refuses this node for good (another chain, or this
+    /// node lost its state): the node must stop rather than retry forever.
+    pub refused: tokio::sync::mpsc::Sender<String>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -58,6 +66,8 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             chain_id: self.chain_id.to_hex(),
             client,
             faults: Arc::clone(&self.faults),
+            peers: Arc::clone(&self.peers),
+            refused: self.refused.clone(),
         }
     }
 }
@@ -69,6 +79,8 @@ pub struct PeerClient {
     chain_id: String,
     client: Result<RaftServiceClient<Channel>, String>,
     faults: Arc<Faults>,
+    peers: Arc<Peers>,
+    refused: tokio::sync::mpsc::Sender<String>,
 }
 
 #[derive(Clone, Copy)]
@@ -120,16 +132,24 @@ impl PeerClient {
         if let Ok(v) = self.self_id.to_string().parse() {
             md.insert(FROM_HEADER, v);
         }
+        if let Ok(v) = self.peers.incarnation().parse() {
+            md.insert(INCARNATION_HEADER, v);
+        }
         let result = match rpc {
             Rpc::Append => client.append_entries(request).await,
             Rpc::Vote => client.vote(request).await,
             Rpc::Snapshot => client.install_snapshot(request).await,
         };
         let reply: RaftReply = match result {
-            Ok(r) => r.into_inner(),
+            Ok(r) => {
+                self.peers.heard_from(self.target);
+                r.into_inner()
+            }
             Err(status) => {
                 if status.code() == tonic::Code::FailedPrecondition {
-                    tracing::error!(target_node = self.target, "peer refused us: {}", status.message());
+                    let reason = format!("node {} refused this node: {}", self.target, status.message());
+                    tracing::error!("{reason}");
+                    let _ = self.refused.try_send(reason);
                 }
                 let err = TransportError(format!("node {}: {}", self.target, status.message()));
                 return Err(match status.code() {

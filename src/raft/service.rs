@@ -2,7 +2,8 @@
 //! hands them to the local Raft, encodes the answer.
 
 use super::faults::Faults;
-use super::network::{CHAIN_HEADER, FROM_HEADER};
+use super::network::{CHAIN_HEADER, FROM_HEADER, INCARNATION_HEADER};
+use super::peers::Peers;
 use super::{NodeId, Raft};
 use crate::codec;
 use crate::ledger::Hash32;
@@ -17,14 +18,16 @@ pub struct RaftRpc {
     raft: Raft,
     chain_id: String,
     faults: Arc<Faults>,
+    peers: Arc<Peers>,
 }
 
 impl RaftRpc {
-    pub fn new(raft: Raft, chain_id: Hash32, faults: Arc<Faults>) -> RaftRpc {
+    pub fn new(raft: Raft, chain_id: Hash32, faults: Arc<Faults>, peers: Arc<Peers>) -> RaftRpc {
         RaftRpc {
             raft,
             chain_id: chain_id.to_hex(),
             faults,
+            peers,
         }
     }
 
@@ -53,6 +56,14 @@ impl RaftRpc {
                 "genesis mismatch: node {from} is on chain {theirs:?}, this node is on chain {}",
                 self.chain_id
             )));
+        }
+        if let Ok(peer) = from.parse::<NodeId>() {
+            let incarnation = md.get(INCARNATION_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+            if let Err(reason) = self.peers.check_incarnation(peer, incarnation) {
+                tracing::error!("refused Raft traffic: {reason}");
+                return Err(Status::failed_precondition(reason));
+            }
+            self.peers.heard_from(peer);
         }
         codec::decode(&req.into_inner().data)
             .map_err(|e| Status::invalid_argument(format!("malformed Raft message from node {from}: {e}")))

@@ -1,0 +1,130 @@
+//! What a node knows about its peers: when it last heard from each (for
+//! `status`), and each peer's incarnation.
+//!
+//! An incarnation is a random id a node draws the first time it starts on an
+//! empty data dir. Every Raft message carries it, and every receiver
+//! remembers the first one it sees per peer. A node that lost its disk and
+//! comes back under its old id has a new incarnation and is refused: its
+//! empty log would otherwise contradict what it acknowledged before, which
+//! can lose committed entries. It must rejoin as a new member.
+
+use super::NodeId;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const KEY_INCARNATION: &[u8] = b"incarnation";
+
+/// Refusal reasons start with this, so the refused node can recognise them.
+pub const LOST_STATE: &str = "lost its state";
+
+pub struct Peers {
+    incarnation: String,
+    heard: Mutex<HashMap<NodeId, Instant>>,
+    /// Peer id (big-endian) -> the incarnation first seen for it.
+    known: sled::Tree,
+}
+
+impl Peers {
+    /// Loads this node's incarnation from `db`, drawing one on first start.
+    pub fn open(db: &sled::Db) -> Result<Peers, sled::Error> {
+        let identity = db.open_tree("node_identity")?;
+        let incarnation = match identity.get(KEY_INCARNATION)? {
+            Some(v) => String::from_utf8_lossy(&v).into_owned(),
+            None => {
+                let fresh = format!("{:032x}", rand::random::<u128>());
+                identity.insert(KEY_INCARNATION, fresh.as_bytes())?;
+                db.flush()?;
+                fresh
+            }
+        };
+        Ok(Peers {
+            incarnation,
+            heard: Mutex::new(HashMap::new()),
+            known: db.open_tree("peer_incarnations")?,
+        })
+    }
+
+    pub fn incarnation(&self) -> &str {
+        &self.incarnation
+    }
+
+    /// Records that a message from (or a reply by) `peer` arrived now.
+    pub fn heard_from(&self, peer: NodeId) {
+        self.heard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(peer, Instant::now());
+    }
+
+    /// How long ago `peer` was last heard from, if ever since this node started.
+    pub fn last_heard(&self, peer: NodeId) -> Option<Duration> {
+        self.heard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&peer)
+            .map(|t| t.elapsed())
+    }
+
+    /// Accepts `peer`'s incarnation if it is the first seen or the same as
+    /// before; refuses a changed one with a reason for the operator.
+    pub fn check_incarnation(&self, peer: NodeId, incarnation: &str) -> Result<(), String> {
+        let key = peer.to_be_bytes();
+        let known = self.known.get(key).map_err(|e| e.to_string())?;
+        match known {
+            Some(v) if v.as_ref() == incarnation.as_bytes() => Ok(()),
+            Some(_) => Err(format!(
+                "node {peer} {LOST_STATE}: its data dir is not the one it ran with before. \
+                 A node that lost its disk must rejoin as a new member: \
+                 `bank-client cluster remove {peer}`, then start it with a new --id and --join, \
+                 then `bank-client cluster add`"
+            )),
+            None => {
+                self.known
+                    .insert(key, incarnation.as_bytes())
+                    .map_err(|e| e.to_string())?;
+                self.known.flush().map_err(|e| e.to_string())?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Forgets a peer that left the cluster, so its id may be reused.
+    pub fn forget(&self, peer: NodeId) {
+        let _ = self.known.remove(peer.to_be_bytes());
+        self.heard.lock().unwrap_or_else(|p| p.into_inner()).remove(&peer);
+    }
+
+    /// Ids whose incarnation this node remembers.
+    pub fn remembered(&self) -> Vec<NodeId> {
+        self.known
+            .iter()
+            .keys()
+            .filter_map(|k| k.ok())
+            .filter_map(|k| <[u8; 8]>::try_from(k.as_ref()).ok())
+            .map(u64::from_be_bytes)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_changed_incarnation_is_refused_until_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let p = Peers::open(&db).unwrap();
+        assert!(p.check_incarnation(2, "aaa").is_ok());
+        assert!(p.check_incarnation(2, "aaa").is_ok());
+        let err = p.check_incarnation(2, "bbb").unwrap_err();
+        assert!(err.contains("node 2 lost its state"), "{err}");
+        p.forget(2);
+        assert!(p.check_incarnation(2, "bbb").is_ok());
+        // A node keeps its own incarnation across restarts.
+        let mine = p.incarnation().to_string();
+        drop(p);
+        assert_eq!(Peers::open(&db).unwrap().incarnation(), mine);
+    }
+}
