@@ -53,9 +53,20 @@ pub fn connect(addr: &str) -> Result<BankClient<Channel>, String> {
     Ok(BankClient::new(channel))
 }
 
-/// True for errors that say "this server cannot answer now", not "no".
+/// True for errors that say "this server cannot answer now", not "no":
+/// it is down, or the connection broke mid-call. Every call this client
+/// makes is idempotent (transfers carry their id), so trying the next server
+/// is safe.
 pub fn is_unreachable(status: &Status) -> bool {
-    status.code() == Code::Unavailable
+    match status.code() {
+        Code::Unavailable => true,
+        // tonic reports a connection that broke mid-call as Unknown.
+        Code::Unknown => {
+            let m = status.message();
+            m.contains("transport") || m.contains("connection") || m.contains("h2 protocol")
+        }
+        _ => false,
+    }
 }
 
 /// Calls `f` on each server in turn until one answers (with a result or a

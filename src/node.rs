@@ -119,7 +119,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         chain_id,
         faults: Arc::clone(&faults),
         peers: Arc::clone(&peers),
-        refused: refused_tx,
+        refused: refused_tx.clone(),
     };
     let sm = LedgerStateMachine::new(Arc::clone(&ledger), paths.snapshot.clone());
     let raft = Raft::new(id, Arc::new(raft_config), network, log_store.clone(), sm)
@@ -201,6 +201,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
                 chain_id,
                 Arc::clone(&faults),
                 Arc::clone(&peers),
+                refused_tx,
             ))
             .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES),

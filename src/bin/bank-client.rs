@@ -131,6 +131,10 @@ fn explain_transfer(status: tonic::Status, tx_id: &TxId) -> anyhow::Error {
         tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => anyhow!(
             "no quorum: not committed before the deadline; the outcome is unknown: resubmit with --id {tx_id} to learn it"
         ),
+        tonic::Code::Unavailable => anyhow!(
+            "no server reachable ({}); if one received the transfer, resubmit with --id {tx_id} to learn its outcome",
+            status.message()
+        ),
         _ => explain(status),
     }
 }

@@ -25,8 +25,11 @@ use tonic::transport::{Channel, Endpoint};
 pub const CHAIN_HEADER: &str = "x-bank-chain";
 /// Metadata key carrying the sender's node id.
 pub const FROM_HEADER: &str = "x-bank-from";
-/// Metadata key carrying the sender's incarnation (see [`Peers`]).
+/// Metadata key carrying the sender's incarnation (see [`Peers`]); replies
+/// carry the receiver's.
 pub const INCARNATION_HEADER: &str = "x-bank-incarnation";
+/// Metadata key carrying the incarnation the sender remembers for the receiver.
+pub const EXPECT_HEADER: &str = "x-bank-expect";
 
 /// Largest Raft message accepted or sent: bounds one append batch.
 pub const MAX_RAFT_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
@@ -135,6 +138,9 @@ impl PeerClient {
         if let Ok(v) = self.peers.incarnation().parse() {
             md.insert(INCARNATION_HEADER, v);
         }
+        if let Some(v) = self.peers.known(self.target).and_then(|k| k.parse().ok()) {
+            md.insert(EXPECT_HEADER, v);
+        }
         let result = match rpc {
             Rpc::Append => client.append_entries(request).await,
             Rpc::Vote => client.vote(request).await,
@@ -142,6 +148,18 @@ impl PeerClient {
         };
         let reply: RaftReply = match result {
             Ok(r) => {
+                let theirs = r
+                    .metadata()
+                    .get(INCARNATION_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                // A reply from a peer whose data dir was replaced must not
+                // count: it would acknowledge entries it no longer holds.
+                if let Err(reason) = self.peers.check_incarnation(self.target, &theirs) {
+                    tracing::error!("ignoring reply: {reason}");
+                    return Err(RPCError::Unreachable(Unreachable::new(&TransportError(reason))));
+                }
                 self.peers.heard_from(self.target);
                 r.into_inner()
             }

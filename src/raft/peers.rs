@@ -69,6 +69,10 @@ impl Peers {
     /// Accepts `peer`'s incarnation if it is the first seen or the same as
     /// before; refuses a changed one with a reason for the operator.
     pub fn check_incarnation(&self, peer: NodeId, incarnation: &str) -> Result<(), String> {
+        if incarnation.is_empty() {
+            // Nothing to compare or remember.
+            return Ok(());
+        }
         let key = peer.to_be_bytes();
         let known = self.known.get(key).map_err(|e| e.to_string())?;
         match known {
@@ -87,6 +91,24 @@ impl Peers {
                 Ok(())
             }
         }
+    }
+
+    /// The incarnation remembered for `peer`, if any.
+    pub fn known(&self, peer: NodeId) -> Option<String> {
+        let v = self.known.get(peer.to_be_bytes()).ok()??;
+        Some(String::from_utf8_lossy(&v).into_owned())
+    }
+
+    /// Checks what a peer believes this node's incarnation to be: a
+    /// different one means this node's data dir was replaced under it.
+    pub fn check_expected(&self, peer: NodeId, expected: &str) -> Result<(), String> {
+        if expected.is_empty() || expected == self.incarnation {
+            return Ok(());
+        }
+        Err(format!(
+            "this node {LOST_STATE}: node {peer} knew it under another data dir (incarnation {expected},              now {}). A node that lost its disk must rejoin as a new member:              `bank-client cluster remove ID`, then start it with a new --id and --join, then `bank-client cluster add`",
+            self.incarnation
+        ))
     }
 
     /// Forgets a peer that left the cluster, so its id may be reused.

@@ -2,7 +2,7 @@
 //! hands them to the local Raft, encodes the answer.
 
 use super::faults::Faults;
-use super::network::{CHAIN_HEADER, FROM_HEADER, INCARNATION_HEADER};
+use super::network::{CHAIN_HEADER, EXPECT_HEADER, FROM_HEADER, INCARNATION_HEADER};
 use super::peers::Peers;
 use super::{NodeId, Raft};
 use crate::codec;
@@ -19,15 +19,24 @@ pub struct RaftRpc {
     chain_id: String,
     faults: Arc<Faults>,
     peers: Arc<Peers>,
+    /// Told when a peer shows this node lost its state: it must stop.
+    lost_state: tokio::sync::mpsc::Sender<String>,
 }
 
 impl RaftRpc {
-    pub fn new(raft: Raft, chain_id: Hash32, faults: Arc<Faults>, peers: Arc<Peers>) -> RaftRpc {
+    pub fn new(
+        raft: Raft,
+        chain_id: Hash32,
+        faults: Arc<Faults>,
+        peers: Arc<Peers>,
+        lost_state: tokio::sync::mpsc::Sender<String>,
+    ) -> RaftRpc {
         RaftRpc {
             raft,
             chain_id: chain_id.to_hex(),
             faults,
             peers,
+            lost_state,
         }
     }
 
@@ -63,10 +72,30 @@ impl RaftRpc {
                 tracing::error!("refused Raft traffic: {reason}");
                 return Err(Status::failed_precondition(reason));
             }
+            let expected = md.get(EXPECT_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+            if let Err(reason) = self.peers.check_expected(peer, expected) {
+                tracing::error!("{reason}");
+                let _ = self.lost_state.try_send(reason.clone());
+                return Err(Status::failed_precondition(reason));
+            }
             self.peers.heard_from(peer);
         }
         codec::decode(&req.into_inner().data)
             .map_err(|e| Status::invalid_argument(format!("malformed Raft message from node {from}: {e}")))
+    }
+}
+
+impl RaftRpc {
+    /// Encodes the answer, stamped with this node's incarnation.
+    fn reply<T: Serialize, E: Serialize>(
+        &self,
+        result: Result<T, RaftError<NodeId, E>>,
+    ) -> Result<Response<RaftReply>, Status> {
+        let mut r = reply(result)?;
+        if let Ok(v) = self.peers.incarnation().parse() {
+            r.metadata_mut().insert(INCARNATION_HEADER, v);
+        }
+        Ok(r)
     }
 }
 
@@ -88,16 +117,16 @@ fn reply<T: Serialize, E: Serialize>(result: Result<T, RaftError<NodeId, E>>) ->
 impl RaftService for RaftRpc {
     async fn append_entries(&self, req: Request<RaftPayload>) -> Result<Response<RaftReply>, Status> {
         let rpc = self.admit(req)?;
-        reply(self.raft.append_entries(rpc).await)
+        self.reply(self.raft.append_entries(rpc).await)
     }
 
     async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftReply>, Status> {
         let rpc = self.admit(req)?;
-        reply(self.raft.vote(rpc).await)
+        self.reply(self.raft.vote(rpc).await)
     }
 
     async fn install_snapshot(&self, req: Request<RaftPayload>) -> Result<Response<RaftReply>, Status> {
         let rpc = self.admit(req)?;
-        reply(self.raft.install_snapshot(rpc).await)
+        self.reply(self.raft.install_snapshot(rpc).await)
     }
 }

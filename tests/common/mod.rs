@@ -45,12 +45,16 @@ pub struct Node {
     pub addr: String,
     pub child: Option<Child>,
     pub genesis: PathBuf,
+    /// For nodes added later: the member they join through.
+    pub join: Option<String>,
 }
 
 pub struct Cluster {
     pub dir: TempDir,
     pub nodes: Vec<Node>,
     pub peers: String,
+    /// Extra `bank-server` flags for every node.
+    pub server_args: Vec<String>,
 }
 
 /// Polls `f` every 100 ms until it returns `Some`, or panics after `timeout`.
@@ -70,6 +74,11 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
 impl Cluster {
     /// Starts `n` nodes with `genesis` and waits for a leader.
     pub fn start(n: u64, genesis: &str) -> Cluster {
+        Cluster::start_with(n, genesis, &[])
+    }
+
+    /// Like [`Cluster::start`], with extra flags for every `bank-server`.
+    pub fn start_with(n: u64, genesis: &str, server_args: &[&str]) -> Cluster {
         let dir = TempDir::new().expect("temp dir");
         let genesis_path = dir.path().join("genesis.json");
         std::fs::write(&genesis_path, genesis).expect("write genesis");
@@ -79,6 +88,7 @@ impl Cluster {
                 addr: format!("127.0.0.1:{}", free_port()),
                 child: None,
                 genesis: genesis_path.clone(),
+                join: None,
             })
             .collect();
         let peers = nodes
@@ -86,7 +96,12 @@ impl Cluster {
             .map(|n| format!("{}={}", n.id, n.addr))
             .collect::<Vec<_>>()
             .join(",");
-        let mut c = Cluster { dir, nodes, peers };
+        let mut c = Cluster {
+            dir,
+            nodes,
+            peers,
+            server_args: server_args.iter().map(|a| a.to_string()).collect(),
+        };
         for id in 0..n {
             c.spawn(id);
         }
@@ -103,8 +118,14 @@ impl Cluster {
         let node = &self.nodes[id as usize];
         assert!(node.child.is_none(), "node {id} is already running");
         let stderr = std::fs::File::create(self.dir.path().join(format!("node{id}.stderr"))).expect("stderr file");
-        let child = Command::new(SERVER)
-            .args(["--id", &id.to_string(), "--peers", &self.peers])
+        let mut cmd = Command::new(SERVER);
+        cmd.args(["--id", &id.to_string()]);
+        match &node.join {
+            Some(join) => cmd.args(["--listen", &node.addr, "--join", join]),
+            None => cmd.args(["--peers", &self.peers]),
+        };
+        let child = cmd
+            .args(&self.server_args)
             .arg("--data-dir")
             .arg(self.dir.path())
             .arg("--genesis")
@@ -116,6 +137,43 @@ impl Cluster {
             .spawn()
             .expect("spawn bank-server");
         self.nodes[id as usize].child = Some(child);
+    }
+
+    /// Starts a new node that joins through node `via`; returns its id. It
+    /// is not a member until `cluster add` is run.
+    pub fn add_joiner(&mut self, via: u64) -> u64 {
+        let id = self.nodes.len() as u64;
+        let join = self.addr(via).to_string();
+        let genesis = self.nodes[0].genesis.clone();
+        self.nodes.push(Node {
+            id,
+            addr: format!("127.0.0.1:{}", free_port()),
+            child: None,
+            genesis,
+            join: Some(join),
+        });
+        self.spawn(id);
+        id
+    }
+
+    /// Waits until the given nodes answer and agree on height and tip.
+    pub fn wait_converged_among(&self, ids: &[u64]) -> (u64, String) {
+        let servers = self.servers_of(ids);
+        wait_for("the nodes to agree on the tip", Duration::from_secs(30), || {
+            let st = self.json_at(&servers, &["status"]);
+            let st = st.as_array()?;
+            if st.iter().any(|s| s["role"] == "unreachable") {
+                return None;
+            }
+            let first = (st[0]["height"].as_u64()?, st[0]["tip_hash"].as_str()?.to_string());
+            st.iter()
+                .all(|s| s["height"].as_u64() == Some(first.0) && s["tip_hash"].as_str() == Some(&first.1))
+                .then_some(first)
+        })
+    }
+
+    pub fn log_of(&self, id: u64) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("server_{id}.log"))).unwrap_or_default()
     }
 
     /// SIGKILL: no shutdown path runs.
