@@ -10,6 +10,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod api;
+pub mod bench;
 pub mod chaos;
 pub mod client;
 pub mod codec;
@@ -17,6 +18,7 @@ pub mod config;
 pub mod ledger;
 pub mod node;
 pub mod raft;
+pub mod stats;
 pub mod storage;
 
 /// Code generated from `proto/`.
@@ -29,4 +31,20 @@ pub mod proto {
     pub mod bank {
         tonic::include_proto!("bank.v1");
     }
+}
+
+/// An error and its causes on one line, leaving out a cause whose text the
+/// message before it already contains.
+pub fn error_line(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = c.source();
+    }
+    line.replace('\n', " ")
 }

@@ -1,22 +1,32 @@
 //! The leader's block producer: packs transactions from many requests into
 //! one block, mines it once, and proposes it to Raft.
 //!
-//! Cut rule: when the producer is free it takes every transaction already
-//! queued, up to `batch_max_txs` transactions and `batch_max_bytes` bytes, and
-//! cuts a block at once: a lone request never waits for company. While a block
-//! replicates, new requests queue up and form the next block, so batches grow
-//! with load by themselves. Each block is one Raft entry: one fsync per node
-//! for the whole batch.
+//! Cut rule: whenever fewer than `pipeline_depth` blocks are in flight, the
+//! producer takes every transaction already queued, up to `batch_max_txs`
+//! transactions and `batch_max_bytes` bytes, and cuts a block at once: a lone
+//! request never waits for company. While blocks replicate, new requests
+//! queue up and form the next block, so batches grow with load by themselves.
+//! Each block is one Raft entry: one fsync per node for the whole batch.
+//!
+//! Pipelining: block k+1 is checked, mined and proposed while block k
+//! replicates. It is checked against the applied state plus the effects of
+//! the blocks in flight, and linked to the last proposed block. If a block
+//! in flight is refused (a leader change overtook it), every later one is
+//! refused too, deterministically on every node; their transactions are
+//! answered "retry" and the projection restarts from the applied state.
 
 use crate::ledger::block::MAX_BLOCK_TXS;
-use crate::ledger::rules::{self, Overlay};
-use crate::ledger::{Block, RejectReason, Transaction};
-use crate::raft::{BlockOutcome, NodeId, Raft, TxRecord};
+use crate::ledger::rules::{self, Balances};
+use crate::ledger::{AccountId, Amount, Block, Hash32, RejectReason, Transaction, TxId};
+use crate::raft::{BlockOutcome, NodeId, Raft, TxRecord, TypeConfig};
+use crate::stats::{self, Stage};
 use crate::storage::Ledger;
-use openraft::error::{ClientWriteError, RaftError};
-use std::collections::HashMap;
+use futures::stream::{FuturesOrdered, StreamExt};
+use openraft::error::ClientWriteError;
+use openraft::raft::ClientWriteResponse;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 
 /// Limits of the producer.
@@ -28,6 +38,8 @@ pub struct ProducerConfig {
     pub batch_max_bytes: usize,
     /// Most transactions waiting for a block; beyond it requests are refused.
     pub queue_max_txs: usize,
+    /// Most blocks proposed and not yet committed at once.
+    pub pipeline_depth: usize,
 }
 
 impl Default for ProducerConfig {
@@ -35,7 +47,8 @@ impl Default for ProducerConfig {
         ProducerConfig {
             batch_max_txs: 4096,
             batch_max_bytes: 1024 * 1024,
-            queue_max_txs: 16_384,
+            queue_max_txs: 65_536,
+            pipeline_depth: 8,
         }
     }
 }
@@ -66,6 +79,7 @@ type Reply = oneshot::Sender<Result<TxRecord, SubmitError>>;
 struct Pending {
     tx: Transaction,
     reply: Reply,
+    queued_at: Instant,
 }
 
 /// Handle to submit transactions to the producer task.
@@ -85,6 +99,11 @@ impl BlockProducer {
             ledger,
             self_id,
             config,
+            inflight: VecDeque::new(),
+            projected: BTreeMap::new(),
+            pending_ids: HashMap::new(),
+            proposed_tip: None,
+            next_seq: 0,
         };
         tokio::spawn(worker.run(rx));
         BlockProducer { queue, queue_max }
@@ -94,10 +113,16 @@ impl BlockProducer {
     /// (a client deadline) does not withdraw the transaction.
     pub async fn submit(&self, tx: Transaction) -> Result<TxRecord, SubmitError> {
         let (reply, rx) = oneshot::channel();
-        self.queue.try_send(Pending { tx, reply }).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => SubmitError::Overloaded(self.queue_max),
-            mpsc::error::TrySendError::Closed(_) => SubmitError::Fatal("block producer stopped".into()),
-        })?;
+        self.queue
+            .try_send(Pending {
+                tx,
+                reply,
+                queued_at: Instant::now(),
+            })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => SubmitError::Overloaded(self.queue_max),
+                mpsc::error::TrySendError::Closed(_) => SubmitError::Fatal("block producer stopped".into()),
+            })?;
         rx.await
             .unwrap_or_else(|_| Err(SubmitError::Fatal("block producer dropped the request".into())))
     }
@@ -108,103 +133,264 @@ struct Worker {
     ledger: Arc<Ledger>,
     self_id: NodeId,
     config: ProducerConfig,
+    /// Blocks proposed and not yet answered, oldest first.
+    inflight: VecDeque<Inflight>,
+    /// Projected balances after the blocks in flight: (height that set it, balance).
+    projected: BTreeMap<AccountId, (u64, Amount)>,
+    /// Ids in flight: which block (by sequence number) and slot carries each.
+    pending_ids: HashMap<TxId, (u64, usize)>,
+    /// Height and hash of the last block proposed, if ahead of the applied tip.
+    proposed_tip: Option<(u64, Hash32)>,
+    next_seq: u64,
 }
 
-/// One slot of a block being built: a transaction and everyone waiting for it.
+/// One slot of a block: a transaction and everyone waiting for it.
 struct Slot {
     tx: Transaction,
     replies: Vec<Reply>,
 }
 
+/// A block proposed to Raft and not yet answered.
+struct Inflight {
+    seq: u64,
+    slots: Vec<Slot>,
+    proposed_at: Instant,
+}
+
+type WriteResult = Result<ClientWriteResponse<TypeConfig>, SubmitError>;
+
+/// Balances as the next block will find them: applied state, then the
+/// effects of blocks in flight.
+struct Projected<'a> {
+    applied: &'a BTreeMap<AccountId, Amount>,
+    applied_height: u64,
+    projected: &'a BTreeMap<AccountId, (u64, Amount)>,
+    block: BTreeMap<AccountId, Amount>,
+}
+
+impl Balances for Projected<'_> {
+    fn balance(&self, account: AccountId) -> Option<Amount> {
+        if let Some(v) = self.block.get(&account) {
+            return Some(*v);
+        }
+        match self.projected.get(&account) {
+            Some((h, v)) if *h > self.applied_height => Some(*v),
+            _ => self.applied.get(&account).copied(),
+        }
+    }
+    fn set_balance(&mut self, account: AccountId, amount: Amount) {
+        self.block.insert(account, amount);
+    }
+}
+
 impl Worker {
-    async fn run(self, mut rx: mpsc::Receiver<Pending>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<Pending>) {
         let max_txs = self.config.batch_max_txs.clamp(1, MAX_BLOCK_TXS);
-        while let Some(first) = rx.recv().await {
-            let mut bytes = first.tx.encoded_len();
-            let mut batch = vec![first];
-            while batch.len() < max_txs && bytes < self.config.batch_max_bytes {
-                match rx.try_recv() {
-                    Ok(p) => {
-                        bytes += p.tx.encoded_len();
-                        batch.push(p);
+        let depth = self.config.pipeline_depth.max(1);
+        let mut answers: FuturesOrdered<tokio::task::JoinHandle<(u64, WriteResult)>> = FuturesOrdered::new();
+        loop {
+            tokio::select! {
+                // Answers come back in proposal order, which is log order.
+                Some(done) = answers.next(), if !answers.is_empty() => {
+                    match done {
+                        Ok((seq, result)) => self.finish(seq, result),
+                        Err(e) => self.fail_inflight(SubmitError::Fatal(format!("proposal task failed: {e}"))),
                     }
-                    Err(_) => break,
+                }
+                first = rx.recv(), if self.inflight.len() < depth => {
+                    let Some(first) = first else { break };
+                    let mut bytes = first.tx.encoded_len();
+                    let mut batch = vec![first];
+                    while batch.len() < max_txs && bytes < self.config.batch_max_bytes {
+                        match rx.try_recv() {
+                            Ok(p) => {
+                                bytes += p.tx.encoded_len();
+                                batch.push(p);
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    if let Some(answer) = self.propose(batch).await {
+                        answers.push_back(answer);
+                    }
                 }
             }
-            self.produce(batch).await;
         }
     }
 
     fn leader(&self) -> (bool, Option<NodeId>) {
-        let m = self.raft.metrics().borrow().clone();
+        let m = self.raft.metrics();
+        let m = m.borrow();
         (
             m.current_leader == Some(self.self_id) && m.state.is_leader(),
             m.current_leader,
         )
     }
 
-    async fn produce(&self, batch: Vec<Pending>) {
+    /// Checks, mines and proposes one block; returns the task that awaits its answer.
+    async fn propose(&mut self, batch: Vec<Pending>) -> Option<tokio::task::JoinHandle<(u64, WriteResult)>> {
+        let cut_at = Instant::now();
+        for p in &batch {
+            stats::record(Stage::QueueWait, cut_at.duration_since(p.queued_at));
+        }
         let (is_leader, leader) = self.leader();
         if !is_leader {
             for p in batch {
                 let _ = p.reply.send(Err(SubmitError::NotLeader(leader)));
             }
-            return;
+            return None;
         }
-        let slots = self.pre_check(batch);
+        let (applied_height, applied_hash) = self.ledger.tip();
+        // Drop projections the applied state has caught up with.
+        if self.proposed_tip.is_some_and(|(h, _)| h <= applied_height) {
+            self.proposed_tip = None;
+        }
+        self.projected.retain(|_, (h, _)| *h > applied_height);
+        let (height, prev_hash) = match self.proposed_tip {
+            Some((h, hash)) => (h + 1, hash),
+            None => (applied_height + 1, applied_hash),
+        };
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let (slots, changes) = self.pre_check(batch, seq, applied_height);
+        stats::record(Stage::PreCheck, cut_at.elapsed());
         if slots.is_empty() {
-            return;
+            return None;
         }
-        let (tip_height, tip_hash) = self.ledger.tip();
         let txs: Vec<Transaction> = slots.iter().map(|s| s.tx.clone()).collect();
         let block = Block::new(
             self.ledger.chain_id(),
-            tip_height + 1,
-            tip_hash,
+            height,
+            prev_hash,
             now_ms(),
             self.ledger.genesis().difficulty(),
             txs,
         );
         // Mining is CPU work: keep it off the async workers.
+        let mine_start = Instant::now();
         let block = match tokio::task::spawn_blocking(move || block.mined()).await {
             Ok(b) => b,
             Err(e) => {
-                fail_all(slots, SubmitError::Fatal(format!("mining task failed: {e}")));
-                return;
+                self.forget_ids(seq, &slots);
+                fail_slots(slots, SubmitError::Fatal(format!("mining task failed: {e}")));
+                return None;
             }
         };
-        match self.raft.client_write(block).await {
-            Ok(resp) => match resp.data {
-                BlockOutcome::Committed { records, .. } => {
-                    for (slot, record) in slots.into_iter().zip(records) {
-                        let result = match &record.outcome {
-                            Ok(_) => Ok(record.clone()),
-                            Err(reason) => Err(SubmitError::Rejected(reason.clone())),
-                        };
-                        for r in slot.replies {
-                            let _ = r.send(result.clone());
-                        }
+        stats::record(Stage::Mine, mine_start.elapsed());
+        let hash = block.hash();
+        let receiver = match self.raft.client_write_ff(block).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.forget_ids(seq, &slots);
+                fail_slots(slots, SubmitError::Fatal(e.to_string()));
+                return None;
+            }
+        };
+        for (account, balance) in changes {
+            self.projected.insert(account, (height, balance));
+        }
+        self.proposed_tip = Some((height, hash));
+        self.inflight.push_back(Inflight {
+            seq,
+            slots,
+            proposed_at: Instant::now(),
+        });
+        Some(tokio::spawn(async move {
+            let result = match receiver.await {
+                Ok(Ok(resp)) => Ok(resp),
+                Ok(Err(ClientWriteError::ForwardToLeader(f))) => Err(SubmitError::NotLeader(f.leader_id)),
+                Ok(Err(e)) => Err(SubmitError::Retry(e.to_string())),
+                Err(_) => Err(SubmitError::NotLeader(None)),
+            };
+            (seq, result)
+        }))
+    }
+
+    /// Delivers the answer for the oldest block in flight.
+    fn finish(&mut self, seq: u64, result: WriteResult) {
+        let Some(block) = self.inflight.pop_front() else {
+            return;
+        };
+        debug_assert_eq!(block.seq, seq, "answers arrive in proposal order");
+        stats::record(Stage::Commit, block.proposed_at.elapsed());
+        self.forget_ids(block.seq, &block.slots);
+        match result.map(|r| r.data) {
+            Ok(BlockOutcome::Committed { records, .. }) => {
+                for (slot, record) in block.slots.into_iter().zip(records) {
+                    let answer = match &record.outcome {
+                        Ok(_) => Ok(record.clone()),
+                        Err(reason) => Err(SubmitError::Rejected(reason.clone())),
+                    };
+                    for r in slot.replies {
+                        let _ = r.send(answer.clone());
                     }
                 }
-                BlockOutcome::Refused { reason } => fail_all(slots, SubmitError::Retry(reason)),
-                BlockOutcome::NoBlock => fail_all(slots, SubmitError::Retry("entry held no block".into())),
-            },
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                fail_all(slots, SubmitError::NotLeader(f.leader_id))
             }
-            Err(RaftError::APIError(e)) => fail_all(slots, SubmitError::Retry(e.to_string())),
-            Err(RaftError::Fatal(e)) => fail_all(slots, SubmitError::Fatal(e.to_string())),
+            Ok(BlockOutcome::Refused { reason }) => {
+                fail_slots(block.slots, SubmitError::Retry(reason.clone()));
+                self.fail_inflight(SubmitError::Retry(format!("an earlier block was refused: {reason}")));
+            }
+            Ok(BlockOutcome::NoBlock) => {
+                fail_slots(block.slots, SubmitError::Retry("entry held no block".into()));
+                self.fail_inflight(SubmitError::Retry("an earlier entry held no block".into()));
+            }
+            Err(e) => {
+                fail_slots(block.slots, e.clone());
+                self.fail_inflight(e);
+            }
+        }
+        if self.inflight.is_empty() {
+            self.proposed_tip = None;
+            self.projected.clear();
         }
     }
 
-    /// Checks each transaction against the leader's applied state plus the
-    /// block so far, so doomed transactions fail fast and never take space in
-    /// a block. Answers duplicates of committed ids with their first outcome.
-    fn pre_check(&self, batch: Vec<Pending>) -> Vec<Slot> {
+    /// After a refusal or error, the blocks still in flight cannot link: they
+    /// will be refused in turn. Their callers are answered now, and the next
+    /// block starts again from the applied state.
+    fn fail_inflight(&mut self, err: SubmitError) {
+        for block in self.inflight.iter_mut() {
+            for slot in block.slots.iter_mut() {
+                for r in slot.replies.drain(..) {
+                    let _ = r.send(Err(err.clone()));
+                }
+            }
+        }
+        self.pending_ids.clear();
+        self.projected.clear();
+        self.proposed_tip = None;
+    }
+
+    fn forget_ids(&mut self, seq: u64, slots: &[Slot]) {
+        for slot in slots {
+            if let Some(id) = slot.tx.id() {
+                if self.pending_ids.get(id).is_some_and(|(s, _)| *s == seq) {
+                    self.pending_ids.remove(id);
+                }
+            }
+        }
+    }
+
+    /// Checks each transaction against the projected state plus the block so
+    /// far, so doomed transactions fail fast and never take space in a
+    /// block. Answers duplicates of committed ids with their first outcome,
+    /// and joins duplicates of ids in flight to their slot.
+    fn pre_check(
+        &mut self,
+        batch: Vec<Pending>,
+        seq: u64,
+        applied_height: u64,
+    ) -> (Vec<Slot>, BTreeMap<AccountId, Amount>) {
         let mut slots: Vec<Slot> = Vec::with_capacity(batch.len());
-        let mut by_id: HashMap<String, usize> = HashMap::new();
-        self.ledger.with_state(|state| {
-            let mut overlay = Overlay::new(&state.balances);
+        let ledger = Arc::clone(&self.ledger);
+        let projected = std::mem::take(&mut self.projected);
+        let changes = ledger.with_state(|state| {
+            let mut view = Projected {
+                applied: &state.balances,
+                applied_height,
+                projected: &projected,
+                block: BTreeMap::new(),
+            };
             for p in batch {
                 let Some(id) = p.tx.id().cloned() else {
                     let _ = p
@@ -212,17 +398,37 @@ impl Worker {
                         .send(Err(SubmitError::Rejected(RejectReason::AllocationOutsideGenesis)));
                     continue;
                 };
-                if let Some(&i) = by_id.get(id.as_str()) {
-                    if slots[i].tx == p.tx {
-                        slots[i].replies.push(p.reply);
+                if let Some(&(s, i)) = self.pending_ids.get(&id) {
+                    let same = if s == seq {
+                        slots.get(i).map(|slot| slot.tx == p.tx)
                     } else {
-                        let _ = p
-                            .reply
-                            .send(Err(SubmitError::Rejected(RejectReason::IdConflict { id })));
+                        self.inflight
+                            .iter()
+                            .find(|b| b.seq == s)
+                            .and_then(|b| b.slots.get(i))
+                            .map(|slot| slot.tx == p.tx)
+                    };
+                    match same {
+                        Some(true) if s == seq => slots[i].replies.push(p.reply),
+                        Some(true) => {
+                            if let Some(slot) = self
+                                .inflight
+                                .iter_mut()
+                                .find(|b| b.seq == s)
+                                .and_then(|b| b.slots.get_mut(i))
+                            {
+                                slot.replies.push(p.reply);
+                            }
+                        }
+                        _ => {
+                            let _ = p
+                                .reply
+                                .send(Err(SubmitError::Rejected(RejectReason::IdConflict { id })));
+                        }
                     }
                     continue;
                 }
-                match self.ledger.tx_record(&id) {
+                match ledger.tx_record(&id) {
                     Ok(Some(first)) => {
                         let result = if first.tx_hash != p.tx.hash() {
                             Err(SubmitError::Rejected(RejectReason::IdConflict { id }))
@@ -241,9 +447,9 @@ impl Worker {
                         continue;
                     }
                 }
-                match rules::apply(&mut overlay, &p.tx, false) {
+                match rules::apply(&mut view, &p.tx, false) {
                     Ok(_) => {
-                        by_id.insert(id.as_str().to_string(), slots.len());
+                        self.pending_ids.insert(id, (seq, slots.len()));
                         slots.push(Slot {
                             tx: p.tx,
                             replies: vec![p.reply],
@@ -254,12 +460,14 @@ impl Worker {
                     }
                 }
             }
+            view.block
         });
-        slots
+        self.projected = projected;
+        (slots, changes)
     }
 }
 
-fn fail_all(slots: Vec<Slot>, err: SubmitError) {
+fn fail_slots(slots: Vec<Slot>, err: SubmitError) {
     for slot in slots {
         for r in slot.replies {
             let _ = r.send(Err(err.clone()));

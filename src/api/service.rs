@@ -11,6 +11,7 @@ use crate::proto::bank::{
     GetBlocksRequest, PartitionGroup, SetFaultsRequest, StatusReply, StatusRequest, TransferRequest, TxReply,
 };
 use crate::proto::bank::{AddNodeRequest, Membership as MembershipMsg, PeerState, RemoveNodeRequest};
+use crate::proto::bank::{StageStat, TransferBatchReply, TransferBatchRequest, TransferResult};
 use crate::raft::faults::{FaultSettings, Faults};
 use crate::raft::network::FROM_HEADER;
 use crate::raft::peers::Peers;
@@ -32,6 +33,12 @@ use tonic::{Request, Response, Status};
 
 /// Set on a request one node forwards to another, so it is never forwarded twice.
 const FORWARDED_HEADER: &str = "x-bank-forwarded";
+
+/// Most transfers one `TransferBatch` request may carry.
+pub const MAX_BATCH_TRANSFERS: usize = 8192;
+
+/// How often a batch's retryable transfers are resubmitted on the leader.
+const BATCH_RETRIES: usize = 3;
 
 /// Most blocks one `GetBlocks` call returns.
 pub const MAX_BLOCKS_PER_REQUEST: u32 = 256;
@@ -282,6 +289,61 @@ impl BankApi {
         }
     }
 
+    /// Commits a batch's transfers together; each gets its own result.
+    /// Transfers refused only because leadership moved or a block went stale
+    /// are resubmitted a few times before being reported as not committed.
+    async fn commit_batch(&self, txs: &[Transaction]) -> Result<TransferBatchReply, Attempt> {
+        let mut results: Vec<Option<TransferResult>> = vec![None; txs.len()];
+        let mut pending: Vec<usize> = (0..txs.len()).collect();
+        let mut last_retry = String::new();
+        for _ in 0..BATCH_RETRIES {
+            let outcomes =
+                futures::future::join_all(pending.iter().map(|&i| self.producer.submit(txs[i].clone()))).await;
+            if outcomes.iter().all(|o| matches!(o, Err(SubmitError::NotLeader(_)))) {
+                return Err(Attempt::NotLeader("leadership changed".into()));
+            }
+            let mut again = Vec::new();
+            for (i, outcome) in pending.into_iter().zip(outcomes) {
+                let id = txs[i].id().map(TxId::to_string).unwrap_or_default();
+                results[i] = match outcome {
+                    Ok(rec) => Some(TransferResult {
+                        tx_id: id,
+                        code: tonic::Code::Ok as u32,
+                        error: String::new(),
+                        height: rec.height,
+                        block_hash: rec.block_hash.to_hex(),
+                    }),
+                    Err(SubmitError::NotLeader(_) | SubmitError::Retry(_)) => {
+                        again.push(i);
+                        None
+                    }
+                    Err(e) => {
+                        let status = match Attempt::from(e) {
+                            Attempt::Done(s) => s,
+                            Attempt::NotLeader(m) | Attempt::Retry(m) => Status::unavailable(m),
+                        };
+                        Some(failed_result(id, &status))
+                    }
+                };
+            }
+            if again.is_empty() {
+                break;
+            }
+            last_retry = format!("{} transfers were not committed after a leader change", again.len());
+            pending = again;
+        }
+        let unknown = Status::unavailable(format!("not committed ({last_retry}): resubmit the same id"));
+        Ok(TransferBatchReply {
+            results: results
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    r.unwrap_or_else(|| failed_result(txs[i].id().map(TxId::to_string).unwrap_or_default(), &unknown))
+                })
+                .collect(),
+        })
+    }
+
     async fn commit(&self, tx: Transaction) -> Result<TxRecord, Attempt> {
         self.producer.submit(tx).await.map_err(Attempt::from)
     }
@@ -411,6 +473,16 @@ impl BankApi {
     }
 }
 
+fn failed_result(tx_id: String, status: &Status) -> TransferResult {
+    TransferResult {
+        tx_id,
+        code: status.code() as u32,
+        error: status.message().to_string(),
+        height: 0,
+        block_hash: String::new(),
+    }
+}
+
 fn membership_attempt(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> Attempt {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => Attempt::NotLeader("leadership changed".into()),
@@ -455,6 +527,40 @@ impl Bank for BankApi {
                 |mut c, t| {
                     let msg = msg.clone();
                     async move { Ok(c.transfer(self.forward_request(msg, t)).await?.into_inner()) }
+                },
+            )
+            .await?;
+        Ok(Response::new(reply))
+    }
+
+    async fn transfer_batch(&self, req: Request<TransferBatchRequest>) -> Result<Response<TransferBatchReply>, Status> {
+        let deadline = self.deadline(&req);
+        let forwarded = Self::forwarded(&req);
+        let msg = req.into_inner();
+        if msg.transfers.len() > MAX_BATCH_TRANSFERS {
+            return Err(Status::invalid_argument(format!(
+                "batch of {} transfers exceeds the limit of {MAX_BATCH_TRANSFERS}",
+                msg.transfers.len()
+            )));
+        }
+        let mut txs = Vec::with_capacity(msg.transfers.len());
+        for t in &msg.transfers {
+            let id = TxId::new(t.tx_id.clone()).map_err(|e| Status::invalid_argument(format!("{e} (in batch)")))?;
+            txs.push(Transaction::Transfer {
+                id,
+                from: t.from,
+                to: t.to,
+                amount: t.amount,
+            });
+        }
+        let reply = self
+            .on_leader(
+                forwarded,
+                deadline,
+                || self.commit_batch(&txs),
+                |mut c, t| {
+                    let msg = msg.clone();
+                    async move { Ok(c.transfer_batch(self.forward_request(msg, t)).await?.into_inner()) }
                 },
             )
             .await?;
@@ -580,6 +686,18 @@ impl Bank for BankApi {
                 .collect(),
             snapshot_index: m.snapshot.map(|l| l.index),
             purged_index: m.purged.map(|l| l.index),
+            stages: crate::stats::STAGES
+                .iter()
+                .map(|s| {
+                    let t = crate::stats::totals(*s);
+                    StageStat {
+                        name: s.name().to_string(),
+                        count: t.count,
+                        total_us: t.total_us,
+                        max_us: t.max_us,
+                    }
+                })
+                .collect(),
         }))
     }
 

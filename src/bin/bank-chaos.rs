@@ -49,7 +49,15 @@ struct Cli {
     json: bool,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
+    // One line saying what is wrong, and a non-zero exit.
+    if let Err(e) = run_main() {
+        eprintln!("error: {}", bank_ledger::error_line(e.as_ref()));
+        std::process::exit(1);
+    }
+}
+
+fn run_main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

@@ -107,7 +107,7 @@ fn main() {
         .context("cannot start the async runtime")
         .and_then(|rt| rt.block_on(run(cli)));
     if let Err(e) = result {
-        eprintln!("error: {e}");
+        eprintln!("error: {}", bank_ledger::error_line(e.as_ref()));
         std::process::exit(1);
     }
 }

@@ -27,6 +27,21 @@ struct Cli {
 enum Command_ {
     /// Start a local cluster of nodes on 127.0.0.1 in the foreground; Ctrl+C stops all.
     LocalCluster(LocalClusterArgs),
+    /// Write a genesis file of N accounts numbered from 0, each with the same balance.
+    Genesis(GenesisArgs),
+}
+
+#[derive(Args)]
+struct GenesisArgs {
+    #[arg(long)]
+    accounts: u64,
+    #[arg(long)]
+    balance: u64,
+    #[arg(long, default_value_t = bank_ledger::ledger::genesis::DEFAULT_DIFFICULTY)]
+    difficulty: u8,
+    /// Write here instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -67,7 +82,7 @@ struct NodeArgs {
     #[arg(long, default_value_t = 1024 * 1024)]
     batch_max_bytes: usize,
     /// Most transactions waiting for a block before requests are refused.
-    #[arg(long, default_value_t = 16_384)]
+    #[arg(long, default_value_t = 65_536)]
     queue_max_txs: usize,
     /// Raft heartbeat interval.
     #[arg(long, default_value_t = 100)]
@@ -95,13 +110,38 @@ struct LocalClusterArgs {
     genesis: PathBuf,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
+    // One line saying what is wrong, and a non-zero exit.
+    if let Err(e) = run_main() {
+        eprintln!("error: {}", bank_ledger::error_line(e.as_ref()));
+        std::process::exit(1);
+    }
+}
+
+fn run_main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     match cli.command {
         Some(Command_::LocalCluster(args)) => runtime.block_on(local_cluster(args)),
+        Some(Command_::Genesis(args)) => write_genesis(args),
         None => runtime.block_on(run_node(cli.node)),
     }
+}
+
+fn write_genesis(args: GenesisArgs) -> anyhow::Result<()> {
+    use bank_ledger::ledger::genesis::{GenesisFile, MAX_GENESIS_ACCOUNTS};
+    if args.accounts == 0 || args.accounts > MAX_GENESIS_ACCOUNTS as u64 {
+        bail!("--accounts must be between 1 and {MAX_GENESIS_ACCOUNTS}");
+    }
+    let file = GenesisFile::generated(args.accounts, args.balance, args.difficulty);
+    // Validate exactly as a node will (difficulty, total overflow).
+    bank_ledger::ledger::Genesis::build(file.clone())?;
+    let json = serde_json::to_string_pretty(&file)?;
+    match args.out {
+        Some(path) => std::fs::write(&path, json).with_context(|| format!("cannot write {}", path.display()))?,
+        None => println!("{json}"),
+    }
+    Ok(())
 }
 
 /// Logs to stderr and to `<data-dir>/server_<id>.log`; `RUST_LOG` overrides the filter.

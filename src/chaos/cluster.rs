@@ -18,6 +18,8 @@ struct Proc {
 /// Node processes sharing a data dir and genesis file.
 pub struct ProcessCluster {
     server_bin: PathBuf,
+    /// Extra flags for every node.
+    server_args: Vec<String>,
     dir: PathBuf,
     genesis: PathBuf,
     peers: String,
@@ -31,7 +33,13 @@ pub fn free_port() -> std::io::Result<u16> {
 
 impl ProcessCluster {
     /// Starts `n` nodes.
-    pub fn start(n: u64, server_bin: &Path, dir: &Path, genesis: &Path) -> std::io::Result<ProcessCluster> {
+    pub fn start(
+        n: u64,
+        server_bin: &Path,
+        server_args: &[String],
+        dir: &Path,
+        genesis: &Path,
+    ) -> std::io::Result<ProcessCluster> {
         let mut procs = Vec::new();
         let mut ports = std::collections::BTreeSet::new();
         for id in 0..n {
@@ -52,6 +60,7 @@ impl ProcessCluster {
             .join(",");
         let mut c = ProcessCluster {
             server_bin: server_bin.to_path_buf(),
+            server_args: server_args.to_vec(),
             dir: dir.to_path_buf(),
             genesis: genesis.to_path_buf(),
             peers,
@@ -87,6 +96,7 @@ impl ProcessCluster {
             .arg(&self.dir)
             .arg("--genesis")
             .arg(&self.genesis)
+            .args(&self.server_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
@@ -139,6 +149,18 @@ impl ProcessCluster {
             }
         }
         votes.into_iter().max_by_key(|(_, n)| *n).map(|(l, _)| l)
+    }
+
+    /// Waits until the nodes agree on a leader.
+    pub async fn wait_leader(&self, timeout: Duration) -> Option<u64> {
+        let until = tokio::time::Instant::now() + timeout;
+        while tokio::time::Instant::now() < until {
+            if let Some(l) = self.leader().await {
+                return Some(l);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
     }
 
     /// Kills every node.

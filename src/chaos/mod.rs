@@ -11,7 +11,7 @@ pub mod cluster;
 pub mod nemesis;
 
 use crate::client::{call_any, request, Server};
-use crate::ledger::genesis::{GenesisAccount, GenesisFile};
+use crate::ledger::genesis::GenesisFile;
 use crate::ledger::Genesis;
 use crate::proto::bank::{BalancesRequest, TransferRequest};
 use cluster::ProcessCluster;
@@ -225,16 +225,8 @@ pub async fn run(config: ChaosConfig) -> Result<Report, ChaosError> {
             temp.path().to_path_buf()
         }
     };
-    let genesis_file = GenesisFile {
-        difficulty: 4,
-        accounts: (0..config.accounts)
-            .map(|id| GenesisAccount {
-                id,
-                balance: config.opening_balance,
-            })
-            .collect(),
-        transfers: Vec::new(),
-    };
+    // Low difficulty: the workload is about faults, not mining.
+    let genesis_file = GenesisFile::generated(config.accounts, config.opening_balance, 4);
     let genesis_path = dir.join("genesis.json");
     std::fs::write(
         &genesis_path,
@@ -242,14 +234,10 @@ pub async fn run(config: ChaosConfig) -> Result<Report, ChaosError> {
     )?;
     let genesis = Arc::new(Genesis::build(genesis_file).map_err(|e| ChaosError::Setup(e.to_string()))?);
 
-    let mut cluster = ProcessCluster::start(config.nodes, &config.server_bin, &dir, &genesis_path)?;
+    let mut cluster = ProcessCluster::start(config.nodes, &config.server_bin, &[], &dir, &genesis_path)?;
     let servers = cluster.servers();
-    let ready = Instant::now() + Duration::from_secs(30);
-    while cluster.leader().await.is_none() {
-        if Instant::now() > ready {
-            return Err(ChaosError::Setup("no leader elected within 30 s".into()));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    if cluster.wait_leader(Duration::from_secs(30)).await.is_none() {
+        return Err(ChaosError::Setup("no leader elected within 30 s".into()));
     }
 
     let started = Instant::now();

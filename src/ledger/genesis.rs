@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+/// Difficulty of the shipped `first_blockchain.json` and of generated genesis files.
+pub const DEFAULT_DIFFICULTY: u8 = 12;
+
 /// Most accounts a genesis file may open.
 pub const MAX_GENESIS_ACCOUNTS: usize = 10_000_000;
 /// Most initial transfers a genesis file may hold.
@@ -96,6 +99,17 @@ pub struct Genesis {
     pub balances: BTreeMap<AccountId, Amount>,
     /// Sum of all balances: what conservation of money is checked against.
     pub total: Amount,
+}
+
+impl GenesisFile {
+    /// `accounts` accounts numbered from 0, each opening with `balance`.
+    pub fn generated(accounts: u64, balance: Amount, difficulty: u8) -> GenesisFile {
+        GenesisFile {
+            difficulty,
+            accounts: (0..accounts).map(|id| GenesisAccount { id, balance }).collect(),
+            transfers: Vec::new(),
+        }
+    }
 }
 
 impl Genesis {

@@ -14,6 +14,7 @@ use crate::codec;
 use crate::ledger::rules::{self, Overlay};
 use crate::ledger::{AccountId, Amount, Block, Genesis, Hash32, RejectReason, TxId};
 use crate::raft::{BlockOutcome, LogId, SnapshotMeta, StoredMembership, TxRecord};
+use crate::stats::{self, Stage};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -338,6 +339,7 @@ impl Ledger {
 
     /// Applies one committed block at `log_id`.
     pub(crate) fn apply_block(&self, block: &Block, log_id: LogId) -> Result<BlockOutcome, LedgerError> {
+        let started = std::time::Instant::now();
         let (tip_height, tip_hash) = {
             let s = self.state.read().unwrap_or_else(|p| p.into_inner());
             (s.tip_height, s.tip_hash)
@@ -375,6 +377,8 @@ impl Ledger {
             s.tip_hash = hash;
             s.last_applied = Some(log_id);
         }
+        stats::record(Stage::Apply, started.elapsed());
+        let view_started = std::time::Instant::now();
         if let Some(view) = view_guard.as_mut() {
             if let Err(e) = view.append(&line) {
                 // The view is rebuilt from sled at next start; keep serving.
@@ -382,6 +386,7 @@ impl Ledger {
             }
         }
         drop(view_guard);
+        stats::record(Stage::ChainView, view_started.elapsed());
         let committed = exec
             .records
             .iter()

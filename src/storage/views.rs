@@ -133,6 +133,27 @@ impl ChainView {
     }
 }
 
+/// Replaces `balances.json`: `{"height","tip_hash","total","balances":{"id":amount,...}}`,
+/// streamed (no intermediate JSON tree), atomically.
+pub fn write_balances(dir: &Path, height: u64, tip: Hash32, balances: &[(u64, u64)]) -> io::Result<()> {
+    let tmp = dir.join(format!(".{BALANCES_FILE}.tmp"));
+    let total: u128 = balances.iter().map(|(_, b)| u128::from(*b)).sum();
+    {
+        let mut f = io::BufWriter::with_capacity(1 << 16, File::create(&tmp)?);
+        write!(
+            f,
+            "{{\n  \"height\": {height},\n  \"tip_hash\": \"{tip}\",\n  \"total\": {total},\n  \"balances\": {{"
+        )?;
+        for (i, (account, balance)) in balances.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            write!(f, "{sep}\n    \"{account}\": {balance}")?;
+        }
+        writeln!(f, "\n  }}\n}}")?;
+        f.flush()?;
+    }
+    std::fs::rename(&tmp, dir.join(BALANCES_FILE))
+}
+
 /// Replaces `dir/name` with `value` as pretty JSON, atomically.
 pub fn write_json_atomic<T: Serialize>(dir: &Path, name: &str, value: &T) -> io::Result<()> {
     let tmp = dir.join(format!(".{name}.tmp"));

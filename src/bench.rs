@@ -1,0 +1,243 @@
+//! Closed-loop load for `bank-bench`: each client sends a request, waits for
+//! its answer, and sends the next, for a fixed time.
+
+use crate::client::{call_any, connect, request, Server};
+use crate::proto::bank::{StageStat, StatusRequest, TransferBatchRequest, TransferRequest};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// One benchmark run's shape.
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    pub servers: Vec<Server>,
+    /// Concurrent closed-loop clients.
+    pub concurrency: usize,
+    /// Transfers per request: 1 uses `Transfer`, more use `TransferBatch`.
+    pub batch: usize,
+    pub duration: Duration,
+    /// Load before measuring, so connections and caches are warm.
+    pub warmup: Duration,
+    /// Transfers go between accounts `0..accounts`.
+    pub accounts: u64,
+    pub request_timeout: Duration,
+}
+
+/// What one run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadResult {
+    pub concurrency: usize,
+    pub batch: usize,
+    pub duration_s: f64,
+    /// Committed transfers per second.
+    pub tx_per_s: f64,
+    pub requests: u64,
+    pub committed: u64,
+    pub errors: u64,
+    /// Requests resubmitted after an unknown outcome.
+    pub retries: u64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// Leader's time per stage during the run: count and mean in ms.
+    pub stages: BTreeMap<String, StageTime>,
+}
+
+/// Time one stage took during a run, on the leader.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageTime {
+    pub count: u64,
+    pub avg_ms: f64,
+    pub max_ms_since_start: f64,
+}
+
+/// The leader's stage counters, and which node it is.
+async fn leader_stages(servers: &[Server]) -> Option<(String, Vec<StageStat>)> {
+    for s in servers {
+        let Ok(mut c) = connect(&s.addr) else { continue };
+        if let Ok(r) = c.status(request(StatusRequest {}, Duration::from_secs(2))).await {
+            let st = r.into_inner();
+            if st.role == "leader" {
+                return Some((s.addr.clone(), st.stages));
+            }
+        }
+    }
+    None
+}
+
+async fn stages_of(addr: &str) -> Vec<StageStat> {
+    let Ok(mut c) = connect(addr) else { return Vec::new() };
+    c.status(request(StatusRequest {}, Duration::from_secs(2)))
+        .await
+        .map(|r| r.into_inner().stages)
+        .unwrap_or_default()
+}
+
+#[derive(Default)]
+struct Counters {
+    committed: AtomicU64,
+    errors: AtomicU64,
+    retries: AtomicU64,
+    requests: AtomicU64,
+}
+
+/// Most latency samples one client keeps: bounds memory on long runs.
+const MAX_SAMPLES_PER_CLIENT: usize = 1_000_000;
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    f64::from(sorted[i.min(sorted.len() - 1)]) / 1000.0
+}
+
+/// Runs one closed-loop load and measures it.
+pub async fn run_load(config: LoadConfig) -> LoadResult {
+    let run_id: u32 = rand::random();
+    let counters = Arc::new(Counters::default());
+    let start = Instant::now();
+    let measure_from = start + config.warmup;
+    let until = measure_from + config.duration;
+    let mut tasks = Vec::new();
+    for worker in 0..config.concurrency {
+        let config = config.clone();
+        let counters = Arc::clone(&counters);
+        tasks.push(tokio::spawn(async move {
+            let mut rng = StdRng::seed_from_u64(u64::from(run_id) << 20 | worker as u64);
+            let mut samples: Vec<u32> = Vec::new();
+            let mut seq = 0u64;
+            while Instant::now() < until {
+                let transfers: Vec<TransferRequest> = (0..config.batch.max(1))
+                    .map(|_| {
+                        seq += 1;
+                        let from = rng.gen_range(0..config.accounts);
+                        let to = (from + rng.gen_range(1..config.accounts)) % config.accounts;
+                        TransferRequest {
+                            tx_id: format!("b{run_id:08x}-{worker}-{seq}"),
+                            from,
+                            to,
+                            amount: 1,
+                        }
+                    })
+                    .collect();
+                let measured = Instant::now() >= measure_from;
+                let t0 = Instant::now();
+                let (ok, bad, unknown) = send(&config, transfers.clone()).await;
+                let (ok, bad) = if unknown {
+                    // The same ids again: settles the outcome, never applies twice.
+                    if measured {
+                        counters.retries.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let (ok, bad, _) = send(&config, transfers).await;
+                    (ok, bad)
+                } else {
+                    (ok, bad)
+                };
+                if measured && Instant::now() <= until {
+                    counters.requests.fetch_add(1, Ordering::Relaxed);
+                    counters.committed.fetch_add(ok, Ordering::Relaxed);
+                    counters.errors.fetch_add(bad, Ordering::Relaxed);
+                    if samples.len() < MAX_SAMPLES_PER_CLIENT {
+                        samples.push(t0.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                    }
+                }
+            }
+            samples
+        }));
+    }
+    // Stage counters are read once the warm-up is over, and again at the end.
+    tokio::time::sleep_until(measure_from).await;
+    let before = leader_stages(&config.servers).await;
+    let mut all = Vec::new();
+    for t in tasks {
+        if let Ok(s) = t.await {
+            all.extend(s);
+        }
+    }
+    all.sort_unstable();
+    let mut stages = BTreeMap::new();
+    if let Some((addr, before)) = before {
+        for after in stages_of(&addr).await {
+            let b = before.iter().find(|s| s.name == after.name);
+            let count = after.count - b.map_or(0, |b| b.count);
+            let total = after.total_us - b.map_or(0, |b| b.total_us);
+            stages.insert(
+                after.name.clone(),
+                StageTime {
+                    count,
+                    avg_ms: if count == 0 {
+                        0.0
+                    } else {
+                        total as f64 / count as f64 / 1000.0
+                    },
+                    max_ms_since_start: after.max_us as f64 / 1000.0,
+                },
+            );
+        }
+    }
+    let secs = config.duration.as_secs_f64();
+    let committed = counters.committed.load(Ordering::Relaxed);
+    LoadResult {
+        concurrency: config.concurrency,
+        batch: config.batch.max(1),
+        duration_s: secs,
+        tx_per_s: committed as f64 / secs,
+        requests: counters.requests.load(Ordering::Relaxed),
+        committed,
+        errors: counters.errors.load(Ordering::Relaxed),
+        retries: counters.retries.load(Ordering::Relaxed),
+        p50_ms: percentile(&all, 0.50),
+        p90_ms: percentile(&all, 0.90),
+        p99_ms: percentile(&all, 0.99),
+        max_ms: all.last().map_or(0.0, |m| f64::from(*m) / 1000.0),
+        stages,
+    }
+}
+
+/// Sends one request; returns (committed, refused, outcome unknown).
+async fn send(config: &LoadConfig, transfers: Vec<TransferRequest>) -> (u64, u64, bool) {
+    let n = transfers.len() as u64;
+    if transfers.len() == 1 {
+        let msg = transfers.into_iter().next().unwrap_or_default();
+        let r = call_any(&config.servers, config.request_timeout, |mut c, t| {
+            let msg = msg.clone();
+            async move { Ok(c.transfer(request(msg, t)).await?.into_inner()) }
+        })
+        .await;
+        return match r {
+            Ok(_) => (1, 0, false),
+            Err(s) => (0, 1, is_unknown(s.code())),
+        };
+    }
+    let msg = TransferBatchRequest { transfers };
+    let r = call_any(&config.servers, config.request_timeout, |mut c, t| {
+        let msg = msg.clone();
+        async move { Ok(c.transfer_batch(request(msg, t)).await?.into_inner()) }
+    })
+    .await;
+    match r {
+        Ok(reply) => {
+            let ok = reply.results.iter().filter(|r| r.code == 0).count() as u64;
+            let unknown = reply
+                .results
+                .iter()
+                .any(|r| is_unknown(tonic::Code::from_i32(r.code as i32)));
+            (ok, n - ok, unknown)
+        }
+        Err(s) => (0, n, is_unknown(s.code())),
+    }
+}
+
+fn is_unknown(code: tonic::Code) -> bool {
+    matches!(
+        code,
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled | tonic::Code::Unknown
+    )
+}

@@ -1,0 +1,188 @@
+//! `bank-bench`: closed-loop load against a cluster, or (`--local`) a fresh
+//! 3-node local cluster and a standard matrix of runs.
+
+use anyhow::{anyhow, bail, Context};
+use bank_ledger::bench::{run_load, LoadConfig, LoadResult};
+use bank_ledger::chaos::cluster::ProcessCluster;
+use bank_ledger::client::{parse_servers, Server};
+use bank_ledger::config::DEFAULT_SERVERS;
+use bank_ledger::ledger::genesis::{GenesisFile, DEFAULT_DIFFICULTY};
+use clap::Parser;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "bank-bench", version, about = "Throughput and latency of the bank ledger")]
+struct Cli {
+    /// Start a fresh 3-node local cluster and run the standard matrix.
+    #[arg(long)]
+    local: bool,
+    /// Servers of a running cluster (ignored with --local).
+    #[arg(long, env = "BANK_SERVERS", default_value = DEFAULT_SERVERS)]
+    servers: String,
+    /// Concurrent closed-loop clients (single run).
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Transfers per request (single run); above 1 uses the batch API.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Measured seconds per run.
+    #[arg(long, default_value_t = 10)]
+    duration_s: u64,
+    /// Unmeasured seconds of load before each run.
+    #[arg(long, default_value_t = 1)]
+    warmup_s: u64,
+    /// Accounts transfers move between (with --local: accounts in the generated genesis).
+    #[arg(long, default_value_t = 100_000)]
+    accounts: u64,
+    /// Per-request deadline.
+    #[arg(long, default_value_t = 10_000)]
+    timeout_ms: u64,
+    /// With --local: the bank-server binary (default: next to this one).
+    #[arg(long)]
+    server_bin: Option<PathBuf>,
+    /// With --local: keep node data here instead of a temp dir.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// With --local: extra bank-server flags, e.g. "--batch-max-txs 8192".
+    #[arg(long, allow_hyphen_values = true)]
+    server_args: Option<String>,
+    /// Print JSON: one object for a single run, an array for --local.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() {
+    // One line saying what is wrong, and a non-zero exit.
+    if let Err(e) = run_main() {
+        eprintln!("error: {}", bank_ledger::error_line(e.as_ref()));
+        std::process::exit(1);
+    }
+}
+
+fn run_main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    if cli.accounts < 2 {
+        bail!("--accounts must be at least 2");
+    }
+    let base = |servers: Vec<Server>, concurrency: usize, batch: usize| LoadConfig {
+        servers,
+        concurrency: concurrency.max(1),
+        batch: batch.clamp(1, 8192),
+        duration: Duration::from_secs(cli.duration_s.max(1)),
+        warmup: Duration::from_secs(cli.warmup_s),
+        accounts: cli.accounts,
+        request_timeout: Duration::from_millis(cli.timeout_ms.max(1)),
+    };
+    if !cli.local {
+        let servers = parse_servers(&cli.servers).map_err(|e| anyhow!(e))?;
+        let r = run_load(base(servers, cli.concurrency, cli.batch)).await;
+        if cli.json {
+            println!("{}", serde_json::to_string(&r)?);
+        } else {
+            print_table(&[r]);
+        }
+        return Ok(());
+    }
+
+    let temp = tempfile::TempDir::new()?;
+    let dir = cli.data_dir.clone().unwrap_or_else(|| temp.path().to_path_buf());
+    std::fs::create_dir_all(&dir)?;
+    let genesis = GenesisFile::generated(cli.accounts, 1_000_000_000, DEFAULT_DIFFICULTY);
+    let genesis_path = dir.join("genesis.json");
+    std::fs::write(&genesis_path, serde_json::to_vec(&genesis)?)?;
+    let server_bin = match &cli.server_bin {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?.with_file_name("bank-server"),
+    };
+    let server_args: Vec<String> = cli
+        .server_args
+        .as_deref()
+        .unwrap_or("")
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    let cluster = ProcessCluster::start(3, &server_bin, &server_args, &dir, &genesis_path)?;
+    cluster
+        .wait_leader(Duration::from_secs(30))
+        .await
+        .ok_or_else(|| anyhow!("the local cluster elected no leader within 30 s"))?;
+    if !cli.json {
+        eprintln!(
+            "local cluster: 3 nodes, {} accounts, difficulty {DEFAULT_DIFFICULTY}, data in {}",
+            cli.accounts,
+            dir.display()
+        );
+    }
+    let matrix: [(usize, usize); 7] = [(1, 1), (16, 1), (64, 1), (256, 1), (1, 1024), (4, 1024), (16, 1024)];
+    let mut results = Vec::new();
+    for (concurrency, batch) in matrix {
+        let r = run_load(base(cluster.servers(), concurrency, batch)).await;
+        if !cli.json {
+            eprintln!(
+                "  concurrency {concurrency:>3} batch {batch:>4}: {:>9.0} tx/s  p50 {:.2} ms  p99 {:.2} ms",
+                r.tx_per_s, r.p50_ms, r.p99_ms
+            );
+        }
+        results.push(r);
+    }
+    drop(cluster);
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+    } else {
+        print_table(&results);
+    }
+    Ok(())
+}
+
+fn print_table(results: &[LoadResult]) {
+    print_results(results);
+    println!();
+    println!("leader's mean time per stage (ms; count during the run):");
+    let names: Vec<String> = results
+        .first()
+        .map(|r| r.stages.keys().cloned().collect())
+        .unwrap_or_default();
+    print!("{:>5} {:>6}", "conc", "batch");
+    for n in &names {
+        print!(" {:>14}", n);
+    }
+    println!();
+    for r in results {
+        print!("{:>5} {:>6}", r.concurrency, r.batch);
+        for n in &names {
+            match r.stages.get(n) {
+                Some(s) => print!(" {:>7.2} {:>6}", s.avg_ms, s.count),
+                None => print!(" {:>14}", "-"),
+            }
+        }
+        println!();
+    }
+}
+
+fn print_results(results: &[LoadResult]) {
+    println!(
+        "{:>5} {:>6} {:>10} {:>8} {:>8} {:>8} {:>8} {:>10} {:>7} {:>7}",
+        "conc", "batch", "tx/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "committed", "errors", "retries"
+    );
+    for r in results {
+        println!(
+            "{:>5} {:>6} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>10} {:>7} {:>7}",
+            r.concurrency,
+            r.batch,
+            r.tx_per_s,
+            r.p50_ms,
+            r.p90_ms,
+            r.p99_ms,
+            r.max_ms,
+            r.committed,
+            r.errors,
+            r.retries
+        );
+    }
+}
