@@ -1,0 +1,134 @@
+//! The batch API, the genesis generator and the benchmark tool, with real processes.
+
+mod common;
+
+use common::{Cluster, TEST_GENESIS};
+use serde_json::Value;
+use std::process::Command;
+
+#[test]
+fn a_batch_gets_one_result_per_transfer_and_each_stands_alone() {
+    let c = Cluster::start(3, TEST_GENESIS);
+    // Through the library client: the CLI has no batch command.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let servers = bank_ledger::client::parse_servers(&c.all_servers()).unwrap();
+    let t = |id: &str, from, to, amount| bank_ledger::proto::bank::TransferRequest {
+        tx_id: id.into(),
+        from,
+        to,
+        amount,
+    };
+    let transfers = vec![
+        t("batch-ok-1", 3, 0, 10),
+        t("batch-overdraft", 1, 0, 10_000),
+        t("batch-unknown", 3, 99, 1),
+        t("batch-ok-2", 3, 1, 20),
+        t("batch-ok-1", 3, 0, 10), // the same transfer twice in one batch: applied once
+    ];
+    let reply = rt
+        .block_on(bank_ledger::client::call_any(
+            &servers,
+            std::time::Duration::from_secs(10),
+            |mut cl, to| {
+                let msg = bank_ledger::proto::bank::TransferBatchRequest {
+                    transfers: transfers.clone(),
+                };
+                async move {
+                    Ok(cl
+                        .transfer_batch(bank_ledger::client::request(msg, to))
+                        .await?
+                        .into_inner())
+                }
+            },
+        ))
+        .expect("batch answered");
+    let codes: Vec<u32> = reply.results.iter().map(|r| r.code).collect();
+    assert_eq!(codes, vec![0, 9, 5, 0, 0], "{:?}", reply.results);
+    assert!(reply.results[1].error.contains("insufficient funds"));
+    assert!(reply.results[2].error.contains("unknown account 99"));
+    assert_eq!(reply.results[0].block_hash, reply.results[4].block_hash);
+    let b = c.json(&["balances"]);
+    assert_eq!(b["balances"]["3"], 1000 - 30);
+    assert_eq!(b["balances"]["0"], 115 + 10);
+
+    // Over the limit: refused whole, nothing applied.
+    let big: Vec<_> = (0..8193).map(|i| t(&format!("big-{i}"), 3, 0, 1)).collect();
+    let err = rt
+        .block_on(bank_ledger::client::call_any(
+            &servers,
+            std::time::Duration::from_secs(10),
+            |mut cl, to| {
+                let msg = bank_ledger::proto::bank::TransferBatchRequest { transfers: big.clone() };
+                async move {
+                    Ok(cl
+                        .transfer_batch(bank_ledger::client::request(msg, to))
+                        .await?
+                        .into_inner())
+                }
+            },
+        ))
+        .expect_err("oversized batch refused");
+    assert!(err.message().contains("exceeds the limit of 8192"), "{err:?}");
+    assert_eq!(c.json(&["balances"])["balances"]["3"], 1000 - 30);
+}
+
+#[test]
+fn the_genesis_generator_writes_a_file_a_node_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("g.json");
+    let status = Command::new(common::SERVER)
+        .args([
+            "genesis",
+            "--accounts",
+            "1000",
+            "--balance",
+            "5",
+            "--difficulty",
+            "4",
+            "--out",
+        ])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let g = bank_ledger::ledger::Genesis::load(&out).unwrap();
+    assert_eq!(g.balances.len(), 1000);
+    assert_eq!(g.total, 5000);
+    let bad = Command::new(common::SERVER)
+        .args(["genesis", "--accounts", "2", "--balance", "18446744073709551615"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("sum to more than"), "{err}");
+}
+
+#[test]
+fn bank_bench_reports_what_it_measured() {
+    let c = Cluster::start(3, TEST_GENESIS);
+    let out = Command::new(env!("CARGO_BIN_EXE_bank-bench"))
+        .args(["--servers", &c.all_servers(), "--accounts", "4", "--concurrency", "2"])
+        .args(["--batch", "3", "--duration-s", "2", "--warmup-s", "0", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in [
+        "tx_per_s",
+        "p50_ms",
+        "p99_ms",
+        "committed",
+        "errors",
+        "concurrency",
+        "batch",
+    ] {
+        assert!(r.get(key).is_some(), "missing {key}: {r}");
+    }
+    let committed = r["committed"].as_u64().unwrap();
+    assert!(committed > 0, "{r}");
+    assert!(r["stages"]["commit"]["count"].as_u64().unwrap() > 0, "{r}");
+    // Money moved but none was created: the cluster agrees with the report.
+    let b = c.json(&["balances"]);
+    assert_eq!(b["total"], 1300);
+}
