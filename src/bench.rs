@@ -98,8 +98,19 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     f64::from(sorted[i.min(sorted.len() - 1)]) / 1000.0
 }
 
+/// Puts the current leader first, as a client that remembers where the
+/// leader is would: a follower would forward every request, one hop more.
+async fn leader_first(servers: &[Server]) -> Vec<Server> {
+    let mut out = servers.to_vec();
+    if let Some((addr, _)) = leader_stages(servers).await {
+        out.sort_by_key(|s| s.addr != addr);
+    }
+    out
+}
+
 /// Runs one closed-loop load and measures it.
-pub async fn run_load(config: LoadConfig) -> LoadResult {
+pub async fn run_load(mut config: LoadConfig) -> LoadResult {
+    config.servers = leader_first(&config.servers).await;
     let run_id: u32 = rand::random();
     let counters = Arc::new(Counters::default());
     let start = Instant::now();

@@ -167,10 +167,12 @@ fn a_far_behind_node_catches_up_by_snapshot_and_the_log_stays_bounded() {
     }
     // The leader's log before its snapshot is purged.
     let leader = c.wait_leader();
-    let st = c.json_at(c.addr(leader), &["status"]);
-    let me = &st.as_array().unwrap()[0];
-    let purged = me["purged_index"].as_u64().expect("log purged");
-    let last = me["last_log_index"].as_u64().unwrap();
+    // Snapshots are built in the background: wait for the purge to show.
+    let (purged, last) = wait_for("the leader to purge its log", Duration::from_secs(10), || {
+        let st = c.json_at(c.addr(leader), &["status"]);
+        let me = st.as_array()?.first()?.clone();
+        Some((me["purged_index"].as_u64()?, me["last_log_index"].as_u64()?))
+    });
     assert!(
         last - purged <= 10 + 2 + 10,
         "log bounded by the policy: {purged}..{last}"

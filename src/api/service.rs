@@ -395,7 +395,7 @@ impl BankApi {
     }
 
     /// Adds `id` as a learner, waits until it has caught up, then makes it a voter.
-    async fn add_node_here(&self, id: NodeId, addr: &str) -> Result<MembershipMsg, Attempt> {
+    async fn add_node_here(&self, id: NodeId, addr: &str, deadline: Instant) -> Result<MembershipMsg, Attempt> {
         let m = self.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership();
         if let Some(node) = membership.get_node(&id) {
@@ -412,9 +412,38 @@ impl BankApi {
         tracing::info!("adding node {id} at {addr} as a learner");
         let node = BasicNode { addr: addr.to_string() };
         self.raft
-            .add_learner(id, node, true)
+            .add_learner(id, node, false)
             .await
             .map_err(membership_attempt)?;
+        // openraft's own wait counts a learner within `replication_lag_threshold`
+        // (5000 entries) as caught up, even one that never answered: wait here
+        // until it holds everything the leader had when it was added.
+        let target = self.raft.metrics().borrow().last_log_index.unwrap_or(0);
+        let mut metrics = self.raft.metrics();
+        let give_up = deadline.checked_sub(Duration::from_millis(200)).unwrap_or(deadline);
+        loop {
+            let matched = {
+                let m = metrics.borrow_and_update();
+                if !m.state.is_leader() {
+                    return Err(Attempt::NotLeader("leadership changed while adding a node".into()));
+                }
+                m.replication
+                    .as_ref()
+                    .and_then(|r| r.get(&id).cloned())
+                    .flatten()
+                    .map(|l| l.index)
+            };
+            if matched.is_some_and(|i| i >= target) {
+                break;
+            }
+            if tokio::time::timeout_at(give_up, metrics.changed()).await.is_err() {
+                return Err(Attempt::Done(Status::deadline_exceeded(format!(
+                    "node {id} at {addr} has not caught up (it holds log index {} of {target}); it stays a \
+                     learner: check that it runs, then run `cluster add` again",
+                    matched.map_or("none".to_string(), |i| i.to_string())
+                ))));
+            }
+        }
         tracing::info!("node {id} caught up; promoting it to voter");
         self.raft
             .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
@@ -711,7 +740,7 @@ impl Bank for BankApi {
             .on_leader(
                 forwarded,
                 deadline,
-                || self.add_node_here(msg.id, &msg.addr),
+                || self.add_node_here(msg.id, &msg.addr, deadline),
                 |mut c, t| {
                     let msg = msg.clone();
                     async move { Ok(c.add_node(self.forward_request(msg, t)).await?.into_inner()) }

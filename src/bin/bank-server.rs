@@ -1,5 +1,8 @@
 //! `bank-server`: runs one ledger node, or supervises a local 3-node cluster.
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::{bail, Context};
 use bank_ledger::config::{parse_peers, NodeConfig, DEFAULT_PEERS};
 use bank_ledger::node;
@@ -84,6 +87,9 @@ struct NodeArgs {
     /// Most transactions waiting for a block before requests are refused.
     #[arg(long, default_value_t = 65_536)]
     queue_max_txs: usize,
+    /// Most blocks proposed and not yet committed at once.
+    #[arg(long, default_value_t = 8)]
+    pipeline_depth: usize,
     /// Raft heartbeat interval.
     #[arg(long, default_value_t = 100)]
     heartbeat_ms: u64,
@@ -194,6 +200,7 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     config.producer.batch_max_txs = args.batch_max_txs;
     config.producer.batch_max_bytes = args.batch_max_bytes;
     config.producer.queue_max_txs = args.queue_max_txs;
+    config.producer.pipeline_depth = args.pipeline_depth.max(1);
     config.heartbeat_ms = args.heartbeat_ms;
     config.election_timeout_min_ms = args.election_timeout_min_ms;
     config.election_timeout_max_ms = args.election_timeout_max_ms;

@@ -41,5 +41,5 @@ impl NodePaths {
 /// Opens the sled database. The periodic background flush stays on, but
 /// durability never depends on it: the log store flushes explicitly.
 pub fn open_db(path: &Path) -> Result<sled::Db, sled::Error> {
-    sled::Config::new().path(path).cache_capacity(64 * 1024 * 1024).open()
+    sled::Config::new().path(path).cache_capacity(16 * 1024 * 1024).open()
 }
