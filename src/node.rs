@@ -67,6 +67,21 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         source,
     })?;
 
+    // Bind first: a taken port fails the start before anything is written.
+    let socket: SocketAddr = tokio::net::lookup_host(&listen)
+        .await
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| NodeError::Listen {
+            addr: listen.clone(),
+            reason: "cannot resolve the address".into(),
+        })?;
+    let listener = tokio::net::TcpListener::bind(socket)
+        .await
+        .map_err(|e| NodeError::Listen {
+            addr: listen.clone(),
+            reason: e.to_string(),
+        })?;
     let genesis = Arc::new(Genesis::load(&config.genesis)?);
     let chain_id = genesis.chain_id();
     let db = open_db(&paths.db).map_err(|source| NodeError::Db {
@@ -154,20 +169,6 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         Arc::clone(&peers),
     );
 
-    let socket: SocketAddr = tokio::net::lookup_host(&listen)
-        .await
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| NodeError::Listen {
-            addr: listen.clone(),
-            reason: "cannot resolve the address".into(),
-        })?;
-    let listener = tokio::net::TcpListener::bind(socket)
-        .await
-        .map_err(|e| NodeError::Listen {
-            addr: listen.clone(),
-            reason: e.to_string(),
-        })?;
     tracing::info!(
         "node {id}: listening on {listen} (client API and Raft), data dir {}",
         config.data_dir.display()
