@@ -184,7 +184,12 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
     if let Some(join) = &config.join {
         to_check.push((format!("the member at {join}"), join.clone()));
     }
-    tokio::spawn(check_peer_genesis(to_check, chain_id.to_hex(), fatal_tx));
+    tokio::spawn(check_peer_genesis(
+        to_check,
+        config.join.is_some(),
+        chain_id.to_hex(),
+        fatal_tx,
+    ));
     tokio::spawn(watch_cluster(raft.clone(), Arc::clone(&peers)));
     tokio::spawn(write_state_views(
         raft.clone(),
@@ -242,10 +247,19 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
     result
 }
 
-/// Asks each peer which chain it runs, until every peer has answered once;
-/// a peer on another chain means this node was started with the wrong
-/// genesis file, which is fatal.
-async fn check_peer_genesis(mut pending: Vec<(String, String)>, ours: String, fatal: mpsc::Sender<NodeError>) {
+/// Asks each peer which chain it runs, until every peer has answered once.
+/// This node stops if it is the odd one out: when joining, if the member it
+/// joins through runs another chain; otherwise if more peers run another
+/// chain than run this node's (itself included). A single impostor among
+/// the peers is logged, and refused by the transport, but stops no one.
+async fn check_peer_genesis(
+    mut pending: Vec<(String, String)>,
+    joining: bool,
+    ours: String,
+    fatal: mpsc::Sender<NodeError>,
+) {
+    let mut same = 1usize; // this node
+    let mut other: Vec<NodeError> = Vec::new();
     // Bounded: a peer that never comes up is Raft's business, not ours.
     for _ in 0..600 {
         let mut still = Vec::new();
@@ -266,12 +280,17 @@ async fn check_peer_genesis(mut pending: Vec<(String, String)>, ours: String, fa
                         ours: ours.clone(),
                     };
                     tracing::error!("{err}");
-                    let _ = fatal.send(err).await;
-                    return;
+                    other.push(err);
                 }
-                Ok(Some(_)) => {}
+                Ok(Some(_)) => same += 1,
                 _ => still.push((peer, addr)),
             }
+        }
+        if (joining && !other.is_empty()) || other.len() > same {
+            if let Some(err) = other.pop() {
+                let _ = fatal.send(err).await;
+            }
+            return;
         }
         if still.is_empty() {
             return;

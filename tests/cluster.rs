@@ -261,9 +261,14 @@ fn a_node_with_another_genesis_refuses_to_join() {
     assert!(!status.success());
     let err = c.stderr_of(2);
     assert!(err.contains("genesis mismatch"), "stderr: {err}");
-    // The others go on committing.
+    // The others go on committing: an impostor that refuses their messages
+    // must not make them stop.
     c.nodes[2].child = None;
     c.transfer(3, 0, 1, "still-working");
+    for id in [0, 1] {
+        let alive = c.nodes[id].child.as_mut().unwrap().try_wait().unwrap().is_none();
+        assert!(alive, "node {id} stopped: {}", c.stderr_of(id as u64));
+    }
 
     // A data dir created from one genesis refuses to start with another.
     c.kill(0);

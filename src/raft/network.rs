@@ -167,7 +167,13 @@ impl PeerClient {
                 if status.code() == tonic::Code::FailedPrecondition {
                     let reason = format!("node {} refused this node: {}", self.target, status.message());
                     tracing::error!("{reason}");
-                    let _ = self.refused.try_send(reason);
+                    // Stop only when the refusal says *this* node lost its
+                    // state. A peer of another chain refusing us says nothing
+                    // about who is right: an impostor must not stop the cluster.
+                    let about_me = format!("node {} {}", self.self_id, super::peers::LOST_STATE);
+                    if status.message().starts_with(&about_me) {
+                        let _ = self.refused.try_send(reason);
+                    }
                 }
                 let err = TransportError(format!("node {}: {}", self.target, status.message()));
                 return Err(match status.code() {
