@@ -40,6 +40,9 @@ pub struct ProducerConfig {
     pub queue_max_txs: usize,
     /// Most blocks proposed and not yet committed at once.
     pub pipeline_depth: usize,
+    /// While blocks are in flight, how long a block may wait for more
+    /// transactions before it is cut; zero cuts at once.
+    pub batch_max_wait: std::time::Duration,
 }
 
 impl Default for ProducerConfig {
@@ -49,6 +52,7 @@ impl Default for ProducerConfig {
             batch_max_bytes: 1024 * 1024,
             queue_max_txs: 65_536,
             pipeline_depth: 8,
+            batch_max_wait: std::time::Duration::ZERO,
         }
     }
 }
@@ -104,6 +108,7 @@ impl BlockProducer {
             pending_ids: HashMap::new(),
             proposed_tip: None,
             next_seq: 0,
+            ready_term: None,
         };
         tokio::spawn(worker.run(rx));
         BlockProducer { queue, queue_max }
@@ -142,6 +147,9 @@ struct Worker {
     /// Height and hash of the last block proposed, if ahead of the applied tip.
     proposed_tip: Option<(u64, Hash32)>,
     next_seq: u64,
+    /// The term in which this leader has applied everything committed
+    /// before it took over (see [`Worker::ready_for_term`]).
+    ready_term: Option<u64>,
 }
 
 /// One slot of a block: a transaction and everyone waiting for it.
@@ -201,13 +209,24 @@ impl Worker {
                     let Some(first) = first else { break };
                     let mut bytes = first.tx.encoded_len();
                     let mut batch = vec![first];
+                    // Waiting for company only pays while blocks are in
+                    // flight anyway; an idle cluster proposes at once.
+                    let wait_until = (!self.inflight.is_empty() && !self.config.batch_max_wait.is_zero())
+                        .then(|| tokio::time::Instant::now() + self.config.batch_max_wait);
                     while batch.len() < max_txs && bytes < self.config.batch_max_bytes {
-                        match rx.try_recv() {
-                            Ok(p) => {
+                        let next = match rx.try_recv() {
+                            Ok(p) => Some(p),
+                            Err(_) => match wait_until {
+                                Some(t) => tokio::time::timeout_at(t, rx.recv()).await.ok().flatten(),
+                                None => None,
+                            },
+                        };
+                        match next {
+                            Some(p) => {
                                 bytes += p.tx.encoded_len();
                                 batch.push(p);
                             }
-                            Err(_) => break,
+                            None => break,
                         }
                     }
                     if let Some(answer) = self.propose(batch).await {
@@ -215,6 +234,27 @@ impl Worker {
                     }
                 }
             }
+        }
+    }
+
+    /// A new leader's log may end with entries of earlier terms that are not
+    /// applied yet, some carrying transactions its callers will resubmit.
+    /// Before answering anything from the applied state (a refusal, or a
+    /// duplicate's first outcome), the leader must have applied them: once
+    /// per term, `ensure_linearizable` confirms leadership and waits until
+    /// everything up to this term's first entry is applied.
+    async fn ready_for_term(&mut self) -> Result<(), SubmitError> {
+        let term = self.raft.metrics().borrow().current_term;
+        if self.ready_term == Some(term) {
+            return Ok(());
+        }
+        match tokio::time::timeout(std::time::Duration::from_secs(2), self.raft.ensure_linearizable()).await {
+            Ok(Ok(_)) => {
+                self.ready_term = Some(term);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(SubmitError::Retry(format!("leadership not confirmed: {e}"))),
+            Err(_) => Err(SubmitError::Retry("leadership not confirmed in time".into())),
         }
     }
 
@@ -237,6 +277,12 @@ impl Worker {
         if !is_leader {
             for p in batch {
                 let _ = p.reply.send(Err(SubmitError::NotLeader(leader)));
+            }
+            return None;
+        }
+        if let Err(e) = self.ready_for_term().await {
+            for p in batch {
+                let _ = p.reply.send(Err(e.clone()));
             }
             return None;
         }

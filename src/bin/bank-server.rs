@@ -90,6 +90,10 @@ struct NodeArgs {
     /// Most blocks proposed and not yet committed at once.
     #[arg(long, default_value_t = 8)]
     pipeline_depth: usize,
+    /// While blocks are in flight, how long a block may wait for more
+    /// transactions before it is cut (0: cut at once).
+    #[arg(long, default_value_t = 0)]
+    batch_max_wait_ms: u64,
     /// Raft heartbeat interval.
     #[arg(long, default_value_t = 100)]
     heartbeat_ms: u64,
@@ -201,6 +205,7 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     config.producer.batch_max_bytes = args.batch_max_bytes;
     config.producer.queue_max_txs = args.queue_max_txs;
     config.producer.pipeline_depth = args.pipeline_depth.max(1);
+    config.producer.batch_max_wait = Duration::from_millis(args.batch_max_wait_ms.min(1000));
     config.heartbeat_ms = args.heartbeat_ms;
     config.election_timeout_min_ms = args.election_timeout_min_ms;
     config.election_timeout_max_ms = args.election_timeout_max_ms;
