@@ -33,6 +33,15 @@ pub mod proto {
     }
 }
 
+/// Runs a binary's body; on error prints one line saying what is wrong and
+/// exits non-zero.
+pub fn run_main(body: impl FnOnce() -> anyhow::Result<()>) {
+    if let Err(e) = body() {
+        eprintln!("error: {}", error_line(e.as_ref()));
+        std::process::exit(1);
+    }
+}
+
 /// An error and its causes on one line, leaving out a cause whose text the
 /// message before it already contains.
 pub fn error_line(err: &(dyn std::error::Error + 'static)) -> String {

@@ -71,6 +71,16 @@ fn rule_violations_are_refused_with_one_clear_line_and_change_nothing() {
     for (account, expected) in START.iter().enumerate() {
         assert_eq!(c.balance(account as u64), *expected);
     }
+
+    // A refusal for lack of funds is committed under its id, so it is final:
+    // the same request later, with the money there, is still refused.
+    let out = c.client_at(&servers, &["transfer", "1", "2", "500", "--id", "too-early"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("insufficient funds"));
+    c.transfer(3, 1, 900, "top-up");
+    let again = c.client_at(&servers, &["transfer", "1", "2", "500", "--id", "too-early"]);
+    assert!(!again.status.success(), "a refused id stays refused");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("account 1 has 95, needs 500"));
+    assert_eq!(c.balance(1), START[1] + 900);
 }
 
 #[test]

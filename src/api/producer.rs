@@ -418,8 +418,9 @@ impl Worker {
     }
 
     /// Checks each transaction against the projected state plus the block so
-    /// far, so doomed transactions fail fast and never take space in a
-    /// block. Answers duplicates of committed ids with their first outcome,
+    /// far: transactions no state could ever accept fail fast and never take
+    /// space in a block; those refused for lack of funds are committed as
+    /// refused, so the refusal is final. Answers duplicates of committed ids with their first outcome,
     /// and joins duplicates of ids in flight to their slot.
     fn pre_check(
         &mut self,
@@ -494,15 +495,21 @@ impl Worker {
                     }
                 }
                 match rules::apply(&mut view, &p.tx, false) {
-                    Ok(_) => {
+                    // A refusal that no state can change is final at once.
+                    Err(reason) if reason.is_permanent() => {
+                        let _ = p.reply.send(Err(SubmitError::Rejected(reason)));
+                    }
+                    // Anything else goes into the block, refusals that depend
+                    // on balances included: such a refusal is only final once
+                    // it is committed under the id, or another copy of the
+                    // same request, still queued somewhere, could later find
+                    // the money there and commit after the caller was told no.
+                    _ => {
                         self.pending_ids.insert(id, (seq, slots.len()));
                         slots.push(Slot {
                             tx: p.tx,
                             replies: vec![p.reply],
                         });
-                    }
-                    Err(reason) => {
-                        let _ = p.reply.send(Err(SubmitError::Rejected(reason)));
                     }
                 }
             }

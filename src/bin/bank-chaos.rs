@@ -50,11 +50,7 @@ struct Cli {
 }
 
 fn main() {
-    // One line saying what is wrong, and a non-zero exit.
-    if let Err(e) = run_main() {
-        eprintln!("error: {}", bank_ledger::error_line(e.as_ref()));
-        std::process::exit(1);
-    }
+    bank_ledger::run_main(run_main);
 }
 
 fn run_main() -> anyhow::Result<()> {

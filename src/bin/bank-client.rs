@@ -103,13 +103,11 @@ enum ClusterCmd {
 
 fn main() {
     let cli = Cli::parse();
-    let result = tokio::runtime::Runtime::new()
-        .context("cannot start the async runtime")
-        .and_then(|rt| rt.block_on(run(cli)));
-    if let Err(e) = result {
-        eprintln!("error: {}", bank_ledger::error_line(e.as_ref()));
-        std::process::exit(1);
-    }
+    bank_ledger::run_main(|| {
+        tokio::runtime::Runtime::new()
+            .context("cannot start the async runtime")?
+            .block_on(run(cli))
+    });
 }
 
 /// One line a person can act on, from a gRPC status.

@@ -83,6 +83,23 @@ pub enum RejectReason {
     AllocationOutsideGenesis,
 }
 
+impl RejectReason {
+    /// True when no later state could accept the same transaction: the
+    /// refusal depends on its content alone (genesis fixes the accounts).
+    /// Refusals for lack of funds or overflow depend on balances.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            RejectReason::ZeroAmount
+            | RejectReason::SameAccount { .. }
+            | RejectReason::UnknownAccount { .. }
+            | RejectReason::AllocationOutsideGenesis => true,
+            RejectReason::InsufficientFunds { .. }
+            | RejectReason::Overflow { .. }
+            | RejectReason::IdConflict { .. } => false,
+        }
+    }
+}
+
 /// What applying a transaction produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Applied {
@@ -194,6 +211,19 @@ mod tests {
             apply(&mut b, &Transaction::Allocation { account: 0, amount: 1 }, false),
             Err(RejectReason::AllocationOutsideGenesis)
         );
+    }
+
+    #[test]
+    fn only_content_refusals_are_permanent() {
+        assert!(RejectReason::ZeroAmount.is_permanent());
+        assert!(RejectReason::UnknownAccount { account: 1 }.is_permanent());
+        let funds = RejectReason::InsufficientFunds {
+            account: 1,
+            balance: 0,
+            amount: 5,
+        };
+        assert!(!funds.is_permanent(), "more money may arrive");
+        assert!(!RejectReason::Overflow { account: 1 }.is_permanent());
     }
 
     #[test]

@@ -269,16 +269,8 @@ impl Cluster {
 
     /// Waits until every running node reports the same height and tip hash.
     pub fn wait_converged(&self) -> (u64, String) {
-        wait_for("all nodes to agree on the tip", Duration::from_secs(20), || {
-            let st = self.status();
-            if st.iter().any(|s| s["role"] == "unreachable") {
-                return None;
-            }
-            let first = (st[0]["height"].as_u64()?, st[0]["tip_hash"].as_str()?.to_string());
-            st.iter()
-                .all(|s| s["height"].as_u64() == Some(first.0) && s["tip_hash"].as_str() == Some(&first.1))
-                .then_some(first)
-        })
+        let all: Vec<u64> = self.nodes.iter().map(|n| n.id).collect();
+        self.wait_converged_among(&all)
     }
 
     pub fn balance(&self, account: u64) -> u64 {
