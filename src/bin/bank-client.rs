@@ -448,6 +448,12 @@ async fn status(servers: &[Server], timeout: Duration, as_json: bool) -> anyhow:
         (s.clone(), res)
     });
     rows.extend(futures::future::join_all(calls).await);
+    let reachable = rows.iter().any(|(_, r)| r.is_ok());
+    let result = if reachable {
+        Ok(())
+    } else {
+        Err(anyhow!("no server reachable"))
+    };
     if as_json {
         let arr: Vec<Value> = rows
             .iter()
@@ -470,7 +476,7 @@ async fn status(servers: &[Server], timeout: Duration, as_json: bool) -> anyhow:
             })
             .collect();
         println!("{}", Value::Array(arr));
-        return Ok(());
+        return result;
     }
     println!(
         "{:<4} {:<22} {:<12} {:>6} {:>7} {:>8}  {:<16}  FAULTS",
@@ -531,7 +537,7 @@ async fn status(servers: &[Server], timeout: Duration, as_json: bool) -> anyhow:
             );
         }
     }
-    Ok(())
+    result
 }
 
 fn peer_json(p: &PeerState) -> Value {
