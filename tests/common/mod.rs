@@ -160,7 +160,7 @@ impl Cluster {
     pub fn wait_converged_among(&self, ids: &[u64]) -> (u64, String) {
         let servers = self.servers_of(ids);
         wait_for("the nodes to agree on the tip", Duration::from_secs(30), || {
-            let st = self.json_at(&servers, &["status"]);
+            let st = self.try_json_at(&servers, &["status"])?;
             let st = st.as_array()?;
             if st.iter().any(|s| s["role"] == "unreachable") {
                 return None;
@@ -245,6 +245,18 @@ impl Cluster {
         serde_json::from_slice(&out.stdout).expect("client printed JSON")
     }
 
+    /// Like [`Cluster::json_at`], but `None` when the client fails (e.g. no
+    /// server is up yet): for polling.
+    pub fn try_json_at(&self, servers: &str, args: &[&str]) -> Option<Value> {
+        let mut a = args.to_vec();
+        a.push("--json");
+        let out = self.client_at(servers, &a);
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
     pub fn status(&self) -> Vec<Value> {
         let v = self.json(&["status"]);
         v.as_array().expect("status is an array").clone()
@@ -253,7 +265,7 @@ impl Cluster {
     /// The id of the leader every reachable node agrees on.
     pub fn wait_leader(&self) -> u64 {
         wait_for("a leader", Duration::from_secs(20), || {
-            let st = self.status();
+            let st = self.try_json_at(&self.all_servers(), &["status"])?.as_array()?.clone();
             let leaders: Vec<u64> = st
                 .iter()
                 .filter(|s| s["role"] == "leader")
