@@ -309,7 +309,7 @@ impl Worker {
             height,
             prev_hash,
             now_ms(),
-            self.ledger.genesis().difficulty(),
+            self.ledger.difficulty(),
             txs,
         );
         // Mining is CPU work: keep it off the async workers.

@@ -92,7 +92,10 @@ pub struct Ledger {
     tree: sled::Tree,
     /// Holds the pending-install mark, outside the tree an install replaces.
     install_meta: sled::Tree,
-    genesis: Arc<Genesis>,
+    /// Hash of block 0: the chain's identity. Only this and the difficulty
+    /// are kept of the genesis: its blocks are written once, then dropped.
+    chain_id: Hash32,
+    difficulty: u8,
     state: RwLock<LedgerState>,
     chain_view: Mutex<Option<ChainView>>,
     states_dir: PathBuf,
@@ -142,7 +145,8 @@ impl Ledger {
             db: db.clone(),
             tree,
             install_meta,
-            genesis,
+            chain_id: genesis.chain_id(),
+            difficulty: genesis.difficulty(),
             state: RwLock::new(empty_state),
             chain_view: Mutex::new(None),
             states_dir: states_dir.to_path_buf(),
@@ -151,7 +155,7 @@ impl Ledger {
             tracing::warn!("finishing a snapshot install a crash interrupted");
             ledger.install_snapshot(snapshot_path)?;
         } else if fresh {
-            ledger.write_genesis()?;
+            ledger.write_genesis(&genesis)?;
         }
         ledger.reload()?;
         ledger.reconcile_chain_view()?;
@@ -159,10 +163,10 @@ impl Ledger {
     }
 
     /// Writes the genesis blocks, derived from the file exactly as on every node.
-    fn write_genesis(&self) -> Result<(), LedgerError> {
+    fn write_genesis(&self, genesis: &Genesis) -> Result<(), LedgerError> {
         let mut balances = BTreeMap::new();
         let mut batch = sled::Batch::default();
-        for block in &self.genesis.blocks {
+        for block in &genesis.blocks {
             let hash = block.hash();
             let exec = self.execute(&balances, block, hash, block.height() == 0)?;
             if let Some(bad) = exec.records.iter().find(|r| r.outcome.is_err()) {
@@ -174,9 +178,9 @@ impl Ledger {
             balances.extend(exec.changes.iter().map(|(a, b)| (*a, *b)));
             Self::stage_block(&mut batch, block, hash, &exec)?;
         }
-        let last = self.genesis.blocks.last().map(|b| (b.height(), b.hash()));
+        let last = genesis.blocks.last().map(|b| (b.height(), b.hash()));
         batch.insert(KEY_TIP, encode(&last, "tip")?);
-        batch.insert(KEY_GENESIS, encode(&self.genesis.chain_id(), "genesis")?);
+        batch.insert(KEY_GENESIS, encode(&self.chain_id, "genesis")?);
         // The chain view is rebuilt from sled right after.
         batch.insert(KEY_VIEW_LEN, encode(&u64::MAX, "view length")?);
         self.tree.apply_batch(batch)?;
@@ -346,8 +350,7 @@ impl Ledger {
         };
         let mut batch = sled::Batch::default();
         batch.insert(KEY_APPLIED, encode(&Some(log_id), "applied")?);
-        let hash = match block.verify_extends(self.genesis.chain_id(), self.genesis.difficulty(), tip_height, tip_hash)
-        {
+        let hash = match block.verify_extends(self.chain_id, self.difficulty, tip_height, tip_hash) {
             Ok(hash) => hash,
             Err(e) => {
                 // Deterministic on every node: same tip, same block, same verdict.
@@ -421,12 +424,13 @@ impl Ledger {
 
     // ---- reads, for the API and the block producer ----
 
-    pub fn genesis(&self) -> &Genesis {
-        &self.genesis
+    /// Proof-of-work difficulty every block must meet.
+    pub fn difficulty(&self) -> u8 {
+        self.difficulty
     }
 
     pub fn chain_id(&self) -> Hash32 {
-        self.genesis.chain_id()
+        self.chain_id
     }
 
     /// Runs `f` on the applied state under a read lock.
