@@ -239,12 +239,17 @@ mod tests {
 
     const GENESIS: &str = r#"{"difficulty":4,"accounts":[{"id":0,"balance":100},{"id":1,"balance":100}]}"#;
 
-    fn open(dir: &Path) -> (Arc<Ledger>, LedgerStateMachine) {
+    /// A ledger and its state machine in `dir`, from genesis `json`.
+    pub(super) fn open_with(dir: &Path, json: &str) -> (Arc<Ledger>, LedgerStateMachine) {
         let db = crate::storage::open_db(&dir.join("db")).unwrap();
-        let genesis = Arc::new(Genesis::from_json(GENESIS).unwrap());
+        let genesis = Arc::new(Genesis::from_json(json).unwrap());
         let ledger = Ledger::open(&db, genesis, &dir.join("states"), &dir.join("snap.bin")).unwrap();
         let sm = LedgerStateMachine::new(Arc::clone(&ledger), dir.join("snap.bin"));
         (ledger, sm)
+    }
+
+    fn open(dir: &Path) -> (Arc<Ledger>, LedgerStateMachine) {
+        open_with(dir, GENESIS)
     }
 
     fn transfer(id: &str, from: u64, to: u64, amount: u64) -> Transaction {
@@ -326,20 +331,14 @@ mod tests {
 #[cfg(test)]
 mod snapshot_tests {
     use super::*;
-    use crate::ledger::{Block, Genesis, Transaction, TxId};
+    use crate::ledger::{Block, Transaction, TxId};
     use openraft::{CommittedLeaderId, EntryPayload};
     use std::path::Path;
 
     const GENESIS: &str = r#"{"difficulty":2,"accounts":[{"id":0,"balance":1000},{"id":1,"balance":0}]}"#;
 
     fn open(dir: &Path) -> (Arc<Ledger>, LedgerStateMachine) {
-        let db = crate::storage::open_db(&dir.join("db")).unwrap();
-        let genesis = Arc::new(Genesis::from_json(GENESIS).unwrap());
-        let ledger = Ledger::open(&db, genesis, &dir.join("states"), &dir.join("snap.bin")).unwrap();
-        (
-            Arc::clone(&ledger),
-            LedgerStateMachine::new(ledger, dir.join("snap.bin")),
-        )
+        super::tests::open_with(dir, GENESIS)
     }
 
     async fn grow(ledger: &Ledger, sm: &mut LedgerStateMachine, blocks: std::ops::RangeInclusive<u64>) {
