@@ -1,7 +1,10 @@
 //! `bank-server`: runs one ledger node, or supervises a local 3-node cluster.
 
+// jemalloc, because its background threads hand freed memory back to the OS:
+// measured on a loaded node, RSS ~260 MB against ~410 MB with mimalloc and
+// ~740 MB with glibc malloc (see README, "Cost of history").
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use anyhow::{bail, Context};
 use bank_ledger::config::{parse_peers, NodeConfig, DEFAULT_PEERS};

@@ -163,9 +163,13 @@ impl Ledger {
     }
 
     /// Writes the genesis blocks, derived from the file exactly as on every node.
+    ///
+    /// Written in bounded batches (one sled batch of a 100,000-account genesis
+    /// peaks at ~500 MB in sled's node buffers); `m:genesis` goes last, so a
+    /// crash part way leaves a ledger that is written afresh at next start.
     fn write_genesis(&self, genesis: &Genesis) -> Result<(), LedgerError> {
         let mut balances = BTreeMap::new();
-        let mut batch = sled::Batch::default();
+        let mut batch = ChunkedBatch::new(&self.tree);
         for block in &genesis.blocks {
             let hash = block.hash();
             let exec = self.execute(&balances, block, hash, block.height() == 0)?;
@@ -176,14 +180,20 @@ impl Ledger {
                 });
             }
             balances.extend(exec.changes.iter().map(|(a, b)| (*a, *b)));
-            Self::stage_block(&mut batch, block, hash, &exec)?;
+            batch.insert(block_key(block.height()), encode(block, "block")?)?;
+            for (account, balance) in &exec.changes {
+                batch.insert(account_key(*account), encode(balance, "balance")?)?;
+            }
+            for (id, rec) in &exec.new_records {
+                batch.insert(tx_key(id), encode(rec, "tx record")?)?;
+            }
         }
         let last = genesis.blocks.last().map(|b| (b.height(), b.hash()));
-        batch.insert(KEY_TIP, encode(&last, "tip")?);
-        batch.insert(KEY_GENESIS, encode(&self.chain_id, "genesis")?);
+        batch.insert(KEY_TIP.to_vec(), encode(&last, "tip")?)?;
         // The chain view is rebuilt from sled right after.
-        batch.insert(KEY_VIEW_LEN, encode(&u64::MAX, "view length")?);
-        self.tree.apply_batch(batch)?;
+        batch.insert(KEY_VIEW_LEN.to_vec(), encode(&u64::MAX, "view length")?)?;
+        batch.finish()?;
+        self.tree.insert(KEY_GENESIS, encode(&self.chain_id, "genesis")?)?;
         self.db.flush()?;
         Ok(())
     }
@@ -555,31 +565,62 @@ impl Ledger {
 
     /// Clears the ledger and loads a verified snapshot file, in bounded batches.
     fn load_snapshot(&self, path: &Path) -> Result<(), LedgerError> {
-        const BATCH: usize = 10_000;
-        let mut batch = sled::Batch::default();
-        let mut n = 0;
+        let mut batch = ChunkedBatch::new(&self.tree);
         for kv in self.tree.iter().keys() {
-            batch.remove(kv?);
-            n += 1;
-            if n % BATCH == 0 {
-                self.tree.apply_batch(std::mem::take(&mut batch))?;
-            }
+            batch.remove(kv?)?;
         }
-        self.tree.apply_batch(std::mem::take(&mut batch))?;
         let mut r = SnapshotReader::open(path)?;
         let meta = r.meta.clone();
-        n = 0;
         while let Some((k, v)) = r.next_record()? {
-            batch.insert(k, v);
-            n += 1;
-            if n % BATCH == 0 {
-                self.tree.apply_batch(std::mem::take(&mut batch))?;
-            }
+            batch.insert(k, v)?;
         }
-        batch.insert(KEY_APPLIED, encode(&meta.last_log_id, "applied")?);
-        batch.insert(KEY_MEMBERSHIP, encode(&meta.last_membership, "membership")?);
-        batch.insert(KEY_VIEW_LEN, encode(&u64::MAX, "view length")?);
-        self.tree.apply_batch(batch)?;
+        batch.insert(KEY_APPLIED.to_vec(), encode(&meta.last_log_id, "applied")?)?;
+        batch.insert(KEY_MEMBERSHIP.to_vec(), encode(&meta.last_membership, "membership")?)?;
+        batch.insert(KEY_VIEW_LEN.to_vec(), encode(&u64::MAX, "view length")?)?;
+        batch.finish()
+    }
+}
+
+/// Writes to a tree in batches of at most [`ChunkedBatch::MAX`] inserts, for
+/// loads too big for one batch; atomic per chunk only.
+struct ChunkedBatch<'a> {
+    tree: &'a sled::Tree,
+    batch: sled::Batch,
+    len: usize,
+}
+
+impl<'a> ChunkedBatch<'a> {
+    const MAX: usize = 4096;
+
+    fn new(tree: &'a sled::Tree) -> Self {
+        ChunkedBatch {
+            tree,
+            batch: sled::Batch::default(),
+            len: 0,
+        }
+    }
+
+    fn insert(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), LedgerError> {
+        self.batch.insert(key, value);
+        self.push()
+    }
+
+    fn remove(&mut self, key: sled::IVec) -> Result<(), LedgerError> {
+        self.batch.remove(key);
+        self.push()
+    }
+
+    fn push(&mut self) -> Result<(), LedgerError> {
+        self.len += 1;
+        if self.len >= Self::MAX {
+            self.tree.apply_batch(std::mem::take(&mut self.batch))?;
+            self.len = 0;
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<(), LedgerError> {
+        self.tree.apply_batch(self.batch)?;
         Ok(())
     }
 }
