@@ -8,7 +8,7 @@
 #   - how long a brand-new node takes to join and catch up (by snapshot)
 # Usage: cargo build --release && deploy/measure-history.sh
 # Env: TARGET (default 1000000), BIN (default ${CARGO_TARGET_DIR:-target}/release),
-#      DIR (default a temp dir), BASE_PORT (default 50151), SEGMENT_S (default 10),
+#      DIR (default a temp dir), BASE_PORT (default 20151: below the ephemeral port range, so no outgoing connection holds it), SEGMENT_S (default 10),
 #      SERVER_ARGS (default "--snapshot-every 500 --keep-log-entries 100": small enough
 #      that the fill crosses several snapshots and the new node must catch up by one).
 set -euo pipefail
@@ -16,7 +16,7 @@ set -euo pipefail
 TARGET=${TARGET:-1000000}
 BIN=${BIN:-${CARGO_TARGET_DIR:-target}/release}
 DIR=${DIR:-$(mktemp -d)}
-BASE_PORT=${BASE_PORT:-50151}
+BASE_PORT=${BASE_PORT:-20151}
 SEGMENT_S=${SEGMENT_S:-10}
 SERVER_ARGS=${SERVER_ARGS:---snapshot-every 500 --keep-log-entries 100}
 P0=127.0.0.1:$BASE_PORT; P1=127.0.0.1:$((BASE_PORT + 1)); P2=127.0.0.1:$((BASE_PORT + 2)); P3=127.0.0.1:$((BASE_PORT + 3))
@@ -81,4 +81,6 @@ t0=$(now_ms); start_node 3 --listen "$P3" --join "$P0"
 "$BIN/bank-client" --servers "$SERVERS" cluster add 3 "$P3"
 t1=$(now_ms)
 echo "node 3 added as voter after $((t1 - t0)) ms; $(grep -c 'installed snapshot' "$DIR/server_3.log") snapshot install(s); resident memory $(rss_mb "${pids[3]}") MB"
-"$BIN/bank-client" --servers "$SERVERS,$P3" status | head -6
+sleep 10
+echo "10 s later: resident memory $(for i in 0 1 2 3; do echo -n "node $i $(rss_mb "${pids[$i]}") MB; "; done)"
+"$BIN/bank-client" --servers "$SERVERS,$P3" status

@@ -102,6 +102,12 @@ enum ClusterCmd {
 }
 
 fn main() {
+    // Rust ignores SIGPIPE, so `bank-client chain | head` would panic on its
+    // next print; like other Unix tools, end quietly when the reader leaves.
+    // SAFETY: called before any thread starts; SIG_DFL is a valid disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     bank_ledger::run_main(|| {
         tokio::runtime::Runtime::new()
