@@ -1,6 +1,7 @@
 //! A client of the bank API that knows several servers and moves on to the
 //! next when one is down. Used by `bank-client` and the tests.
 
+use crate::auth::AdminToken;
 use crate::proto::bank::bank_client::BankClient;
 use std::future::Future;
 use std::time::Duration;
@@ -106,18 +107,31 @@ pub fn request<T>(msg: T, timeout: Duration) -> tonic::Request<T> {
     r
 }
 
+/// A control-plane request: [`request`] plus the admin token, if any.
+pub fn control_request<T>(msg: T, timeout: Duration, admin: Option<&AdminToken>) -> tonic::Request<T> {
+    let mut r = request(msg, timeout);
+    if let Some(t) = admin {
+        t.attach(&mut r);
+    }
+    r
+}
+
 /// Sends a fault setting to every server (control-plane calls are never
 /// forwarded: each server applies its own). Returns each server's answer.
 pub async fn set_faults_everywhere(
     servers: &[Server],
     req: crate::proto::bank::SetFaultsRequest,
     timeout: Duration,
+    admin: Option<&AdminToken>,
 ) -> Vec<(Server, Result<crate::proto::bank::Faults, Status>)> {
     let calls = servers.iter().map(|s| {
         let req = req.clone();
         async move {
             let res = match connect(&s.addr) {
-                Ok(mut c) => c.set_faults(request(req, timeout)).await.map(|r| r.into_inner()),
+                Ok(mut c) => c
+                    .set_faults(control_request(req, timeout, admin))
+                    .await
+                    .map(|r| r.into_inner()),
                 Err(e) => Err(Status::invalid_argument(e)),
             };
             (s.clone(), res)

@@ -74,6 +74,8 @@ pub struct NodeConfig {
     /// Address of a current member: this node joins an existing cluster
     /// (and waits to be added) instead of forming one from `peers`.
     pub join: Option<String>,
+    /// Required on control-plane calls; None: loopback callers only.
+    pub admin_token: Option<crate::auth::AdminToken>,
 }
 
 impl NodeConfig {
@@ -92,6 +94,7 @@ impl NodeConfig {
             snapshot_every_entries: 5000,
             keep_log_entries: 1000,
             join: None,
+            admin_token: None,
         }
     }
 

@@ -10,6 +10,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod api;
+pub mod auth;
 pub mod bench;
 pub mod chaos;
 pub mod client;

@@ -167,12 +167,18 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         config.request_timeout,
         Arc::clone(&faults),
         Arc::clone(&peers),
+        config.admin_token.clone(),
     );
 
     tracing::info!(
         "node {id}: listening on {listen} (client API and Raft), data dir {}",
         config.data_dir.display()
     );
+    if config.admin_token.is_some() {
+        tracing::info!("control plane (faults, membership): admin token required");
+    } else {
+        tracing::info!("control plane (faults, membership): callers on this host only (no --admin-token-file)");
+    }
 
     let (fatal_tx, mut fatal_rx) = mpsc::channel::<NodeError>(1);
     let mut to_check: Vec<(String, String)> = config

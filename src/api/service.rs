@@ -3,6 +3,7 @@
 //! retrying across elections until the request's deadline.
 
 use super::producer::{BlockProducer, SubmitError};
+use crate::auth::{authorize_control, AdminToken};
 use crate::ledger::{RejectReason, Transaction, TxId};
 use crate::proto::bank::bank_client::BankClient;
 use crate::proto::bank::bank_server::Bank;
@@ -69,6 +70,8 @@ pub struct BankApi {
     faults: Arc<Faults>,
     /// When each peer was last heard from.
     peers_seen: Arc<Peers>,
+    /// Required on control-plane calls when set; see [`crate::auth`].
+    admin_token: Option<AdminToken>,
 }
 
 /// Why one attempt on the leader did not finish the request.
@@ -147,6 +150,7 @@ impl BankApi {
         request_timeout: Duration,
         faults: Arc<Faults>,
         peers_seen: Arc<Peers>,
+        admin_token: Option<AdminToken>,
     ) -> BankApi {
         BankApi {
             id,
@@ -159,6 +163,7 @@ impl BankApi {
             peers: Mutex::new(HashMap::new()),
             faults,
             peers_seen,
+            admin_token,
         }
     }
 
@@ -381,6 +386,10 @@ impl BankApi {
         md.insert(FORWARDED_HEADER, tonic::metadata::MetadataValue::from_static("1"));
         if let Ok(v) = self.id.to_string().parse() {
             md.insert(FROM_HEADER, v);
+        }
+        // The caller was authorized here; the leader checks this node's token.
+        if let Some(t) = &self.admin_token {
+            t.attach(&mut r);
         }
         r
     }
@@ -731,6 +740,7 @@ impl Bank for BankApi {
     }
 
     async fn add_node(&self, req: Request<AddNodeRequest>) -> Result<Response<MembershipMsg>, Status> {
+        authorize_control(self.admin_token.as_ref(), &req)?;
         let deadline = self.control_deadline(&req);
         let forwarded = Self::forwarded(&req);
         let msg = req.into_inner();
@@ -751,6 +761,7 @@ impl Bank for BankApi {
     }
 
     async fn remove_node(&self, req: Request<RemoveNodeRequest>) -> Result<Response<MembershipMsg>, Status> {
+        authorize_control(self.admin_token.as_ref(), &req)?;
         let deadline = self.control_deadline(&req);
         let forwarded = Self::forwarded(&req);
         let msg = req.into_inner();
@@ -784,6 +795,7 @@ impl Bank for BankApi {
     }
 
     async fn set_faults(&self, req: Request<SetFaultsRequest>) -> Result<Response<FaultsMsg>, Status> {
+        authorize_control(self.admin_token.as_ref(), &req)?;
         let msg = req.into_inner();
         let mut f = self.faults.get();
         if msg.set_partition {

@@ -1,7 +1,10 @@
 //! `bank-client`: transfers, balances, status and the chain, from the command line.
 
 use anyhow::{anyhow, Context};
-use bank_ledger::client::{call_any, connect, fault_settings, parse_servers, request, set_faults_everywhere, Server};
+use bank_ledger::auth::AdminToken;
+use bank_ledger::client::{
+    call_any, connect, control_request, fault_settings, parse_servers, request, set_faults_everywhere, Server,
+};
 use bank_ledger::config::DEFAULT_SERVERS;
 use bank_ledger::ledger::TxId;
 use bank_ledger::proto::bank::{AddNodeRequest, PeerState, RemoveNodeRequest};
@@ -26,6 +29,10 @@ struct Cli {
     /// new node may need to catch up first).
     #[arg(long, global = true)]
     timeout_ms: Option<u64>,
+    /// File holding the cluster's admin token, for partition, heal, delay and
+    /// cluster add/remove (needed when the nodes were started with one).
+    #[arg(long, env = "BANK_ADMIN_TOKEN_FILE", global = true)]
+    admin_token_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -151,6 +158,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         10_000
     };
     let timeout = Duration::from_millis(cli.timeout_ms.unwrap_or(default_ms).max(1));
+    let admin = match &cli.admin_token_file {
+        Some(path) => Some(AdminToken::from_file(path)?),
+        None => None,
+    };
     match cli.command {
         Cmd::Transfer { from, to, amount, id } => {
             // The id is chosen here, once: retries on other servers are then idempotent.
@@ -251,7 +262,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 partition,
                 ..Default::default()
             };
-            apply_faults(&servers, req, timeout, cli.json).await?;
+            apply_faults(&servers, req, timeout, admin.as_ref(), cli.json).await?;
         }
         Cmd::Cluster { op } => {
             let (verb, m) = match op {
@@ -259,7 +270,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     let msg = AddNodeRequest { id, addr };
                     let m = call_any(&servers, timeout, |mut c, t| {
                         let msg = msg.clone();
-                        async move { Ok(c.add_node(request(msg, t)).await?.into_inner()) }
+                        let admin = admin.clone();
+                        async move { Ok(c.add_node(control_request(msg, t, admin.as_ref())).await?.into_inner()) }
                     })
                     .await
                     .map_err(explain)?;
@@ -267,8 +279,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 ClusterCmd::Remove { id } => {
                     let msg = RemoveNodeRequest { id };
-                    let m = call_any(&servers, timeout, |mut c, t| async move {
-                        Ok(c.remove_node(request(msg, t)).await?.into_inner())
+                    let m = call_any(&servers, timeout, |mut c, t| {
+                        let admin = admin.clone();
+                        async move {
+                            Ok(c.remove_node(control_request(msg, t, admin.as_ref()))
+                                .await?
+                                .into_inner())
+                        }
                     })
                     .await
                     .map_err(explain)?;
@@ -286,7 +303,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 set_partition: true,
                 ..Default::default()
             };
-            apply_faults(&servers, req, timeout, cli.json).await?;
+            apply_faults(&servers, req, timeout, admin.as_ref(), cli.json).await?;
         }
         Cmd::Delay {
             min_ms,
@@ -308,7 +325,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     ..Default::default()
                 }
             };
-            apply_faults(&servers, req, timeout, cli.json).await?;
+            apply_faults(&servers, req, timeout, admin.as_ref(), cli.json).await?;
         }
         Cmd::Block { height } => {
             let blocks = fetch_blocks(&servers, timeout, height, 1).await?;
@@ -402,9 +419,10 @@ async fn apply_faults(
     servers: &[Server],
     req: SetFaultsRequest,
     timeout: Duration,
+    admin: Option<&AdminToken>,
     as_json: bool,
 ) -> anyhow::Result<()> {
-    let results = set_faults_everywhere(servers, req, timeout.min(Duration::from_secs(3))).await;
+    let results = set_faults_everywhere(servers, req, timeout.min(Duration::from_secs(3)), admin).await;
     let mut applied = 0;
     let mut rows = Vec::new();
     for (s, r) in &results {
@@ -417,7 +435,14 @@ async fn apply_faults(
                 }
                 rows.push(json!({"id": s.id, "addr": s.addr, "faults": f}));
             }
-            Err(e) if e.code() == tonic::Code::InvalidArgument => return Err(anyhow!("{}", e.message())),
+            Err(e)
+                if matches!(
+                    e.code(),
+                    tonic::Code::InvalidArgument | tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+                ) =>
+            {
+                return Err(anyhow!("{}: {}", s.addr, e.message()))
+            }
             Err(e) => {
                 if !as_json {
                     println!(

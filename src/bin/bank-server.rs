@@ -14,6 +14,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 pub static malloc_conf: &[u8; 70] = b"background_thread:true,narenas:1,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
 
 use anyhow::{bail, Context};
+use bank_ledger::auth::AdminToken;
 use bank_ledger::config::{parse_peers, NodeConfig, DEFAULT_PEERS};
 use bank_ledger::node;
 use bank_ledger::storage::NodePaths;
@@ -73,6 +74,11 @@ struct NodeArgs {
     /// instead of forming one from --peers; then run `bank-client cluster add`.
     #[arg(long, requires = "listen")]
     join: Option<String>,
+    /// File holding the admin token control-plane calls (partition, delay,
+    /// cluster add/remove) must carry; the same on every node. Without it,
+    /// only callers on this host may make such calls.
+    #[arg(long, env = "BANK_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<PathBuf>,
     /// Build a snapshot and purge the Raft log before it every N entries.
     #[arg(long, default_value_t = 5000)]
     snapshot_every: u64,
@@ -204,6 +210,10 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     let mut config = NodeConfig::new(id, peers, args.data_dir, args.genesis);
     config.listen = args.listen;
     config.join = args.join;
+    config.admin_token = match &args.admin_token_file {
+        Some(path) => Some(AdminToken::from_file(path)?),
+        None => None,
+    };
     config.snapshot_every_entries = args.snapshot_every.max(1);
     config.keep_log_entries = args.keep_log_entries;
     config.request_timeout = Duration::from_millis(args.request_timeout_ms.max(1));

@@ -120,7 +120,7 @@ impl Nemesis {
                     partition: groups.into_iter().map(|members| PartitionGroup { members }).collect(),
                     ..Default::default()
                 };
-                set_faults_everywhere(&servers, req, CONTROL_TIMEOUT).await;
+                set_faults_everywhere(&servers, req, CONTROL_TIMEOUT, None).await;
                 tokio::time::sleep(hold).await;
                 tracing::info!("nemesis: heal");
                 heal(cluster).await;
@@ -134,7 +134,7 @@ impl Nemesis {
                     loss: 0.02,
                     ..Default::default()
                 };
-                set_faults_everywhere(&servers, req, CONTROL_TIMEOUT).await;
+                set_faults_everywhere(&servers, req, CONTROL_TIMEOUT, None).await;
                 tokio::time::sleep(hold).await;
                 tracing::info!("nemesis: delay off");
                 heal(cluster).await;
@@ -151,5 +151,5 @@ pub async fn heal(cluster: &ProcessCluster) {
         set_delay: true,
         ..Default::default()
     };
-    set_faults_everywhere(&cluster.servers(), req, CONTROL_TIMEOUT).await;
+    set_faults_everywhere(&cluster.servers(), req, CONTROL_TIMEOUT, None).await;
 }
