@@ -66,6 +66,12 @@ impl RaftRpc {
                 self.chain_id
             )));
         }
+        if !self.is_member(from.parse::<NodeId>().ok()) {
+            tracing::warn!("refused Raft traffic from node {from}: not a member of this cluster");
+            return Err(Status::permission_denied(format!(
+                "node {from} is not a member of this cluster"
+            )));
+        }
         if let Ok(peer) = from.parse::<NodeId>() {
             let incarnation = md.get(INCARNATION_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
             if let Err(reason) = self.peers.check_incarnation(peer, incarnation) {
@@ -86,6 +92,22 @@ impl RaftRpc {
 }
 
 impl RaftRpc {
+    /// Whether Raft traffic from `from` may reach this node's Raft: it must be
+    /// a voter or learner of the membership this node knows, so a removed or
+    /// foreign node cannot force elections with a higher term. A node that
+    /// knows no membership yet (one about to join) hears from anyone of its
+    /// chain: the leader adding it is not in its (empty) config.
+    fn is_member(&self, from: Option<NodeId>) -> bool {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let membership = m.membership_config.membership();
+        let mut nodes = membership.nodes().map(|(id, _)| *id).peekable();
+        if nodes.peek().is_none() {
+            return true;
+        }
+        from.is_some_and(|f| membership.get_node(&f).is_some())
+    }
+
     /// Encodes the answer, stamped with this node's incarnation.
     fn reply<T: Serialize, E: Serialize>(
         &self,

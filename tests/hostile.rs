@@ -1,0 +1,196 @@
+//! Hostile input against real `bank-server` processes: each gets a precise
+//! error, the server keeps serving, nothing is applied.
+
+mod common;
+
+use bank_ledger::ledger::Genesis;
+use bank_ledger::proto::bank::bank_client::BankClient;
+use bank_ledger::proto::bank::TransferRequest;
+use bank_ledger::proto::raft::raft_service_client::RaftServiceClient;
+use bank_ledger::proto::raft::RaftPayload;
+use bank_ledger::raft::network::{CHAIN_HEADER, FROM_HEADER};
+use bytes::{Buf, BufMut};
+use common::{Cluster, TEST_GENESIS};
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::{Code, Status};
+
+/// Balances after TEST_GENESIS's initial transfers.
+const START: [u64; 4] = [115, 95, 90, 1000];
+
+/// Sends raw bytes as a gRPC message body: what a broken or hostile client
+/// can put on the wire, bypassing protobuf encoding.
+#[derive(Default)]
+struct RawCodec;
+struct RawEncoder;
+struct RawDecoder;
+
+impl Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawEncoder;
+    type Decoder = RawDecoder;
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+    fn decoder(&mut self) -> RawDecoder {
+        RawDecoder
+    }
+}
+
+impl Encoder for RawEncoder {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawDecoder {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+        let mut out = vec![0; src.remaining()];
+        src.copy_to_slice(&mut out);
+        Ok(Some(out))
+    }
+}
+
+fn channel(addr: &str) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .connect_lazy()
+}
+
+async fn raw_call(addr: &str, path: &'static str, body: Vec<u8>) -> Result<Vec<u8>, Status> {
+    let mut grpc = tonic::client::Grpc::new(channel(addr));
+    grpc.ready().await.map_err(|e| Status::unavailable(e.to_string()))?;
+    grpc.unary(tonic::Request::new(body), path.parse().expect("path"), RawCodec)
+        .await
+        .map(|r| r.into_inner())
+}
+
+fn assert_unchanged(c: &Cluster) {
+    let balances = c.json(&["balances"]);
+    for (account, expected) in START.iter().enumerate() {
+        assert_eq!(balances["balances"][account.to_string()], *expected, "{balances}");
+    }
+}
+
+#[test]
+fn malformed_protobuf_is_refused_and_the_server_keeps_serving() {
+    let c = Cluster::start(3, TEST_GENESIS);
+    let leader = c.wait_leader();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let bodies: [&[u8]; 4] = [
+        // Field 1 claims 200 bytes of string and the message ends.
+        &[0x0a, 0xc8, 0x01, b'x'],
+        // An invalid wire type (7).
+        &[0x0f, 0x01],
+        // A varint that never ends.
+        &[0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+        // Field 1 (id) holding bytes that are not UTF-8.
+        &[0x0a, 0x02, 0xff, 0xfe],
+    ];
+    for addr in [c.addr(leader), c.addr((leader + 1) % 3)] {
+        for body in bodies {
+            let err = rt
+                .block_on(raw_call(addr, "/bank.v1.Bank/Transfer", body.to_vec()))
+                .expect_err("malformed body refused");
+            assert!(
+                matches!(err.code(), Code::Internal | Code::InvalidArgument),
+                "{body:?}: {err:?}"
+            );
+            assert!(err.message().contains("decode"), "{body:?}: {err:?}");
+        }
+        let err = rt
+            .block_on(raw_call(addr, "/bank.raft.RaftService/Vote", vec![0x0a, 0x05, 1, 2]))
+            .expect_err("malformed Raft body refused");
+        assert!(matches!(err.code(), Code::Internal | Code::InvalidArgument), "{err:?}");
+    }
+    assert_unchanged(&c);
+    c.transfer(0, 1, 5, "after-garbage");
+    assert_eq!(c.balance(1), START[1] + 5);
+}
+
+#[test]
+fn huge_amounts_are_refused_without_overflow() {
+    let c = Cluster::start(3, TEST_GENESIS);
+    let servers = c.all_servers();
+    let max = u64::MAX.to_string();
+    let out = c.client_at(&servers, &["transfer", "0", "1", &max]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("insufficient funds"), "{err}");
+    // One past u64: the CLI refuses it before sending anything.
+    let out = c.client_at(&servers, &["transfer", "0", "1", "18446744073709551616"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("18446744073709551616"), "{err}");
+    // Straight through gRPC, around the CLI: the same precise refusal.
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let addr = c.addr(c.wait_leader()).to_string();
+    let reply = rt
+        .block_on(async move {
+            let mut client = BankClient::new(channel(&addr));
+            client
+                .transfer(TransferRequest {
+                    tx_id: "huge-1".into(),
+                    from: 0,
+                    to: 1,
+                    amount: u64::MAX,
+                })
+                .await
+        })
+        .expect_err("a transfer of u64::MAX is refused");
+    assert!(reply.message().contains("insufficient funds"), "{reply:?}");
+    assert_unchanged(&c);
+}
+
+#[test]
+fn raft_traffic_from_a_node_that_is_not_a_member_is_refused() {
+    let c = Cluster::start(3, TEST_GENESIS);
+    let leader = c.wait_leader();
+    let before: Vec<u64> = c.status().iter().filter_map(|s| s["term"].as_u64()).collect();
+    let genesis_path = c.data_dir().join("genesis.json");
+    let chain = Genesis::load(&genesis_path).expect("genesis").chain_id().to_hex();
+
+    // Node 99 asks for votes with a far higher term: were it heard, every
+    // node would step up to that term and the leader would be deposed.
+    let vote = openraft::raft::VoteRequest::<u64> {
+        vote: openraft::Vote::new(before.iter().max().copied().unwrap_or(0) + 100, 99),
+        last_log_id: Some(openraft::LogId::new(
+            openraft::CommittedLeaderId::new(1_000, 99),
+            1_000_000,
+        )),
+    };
+    let data = bank_ledger::codec::encode(&vote).expect("encode vote");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    for id in 0..3 {
+        let addr = c.addr(id).to_string();
+        let data = data.clone();
+        let chain = chain.clone();
+        let err = rt
+            .block_on(async move {
+                let mut client = RaftServiceClient::new(channel(&addr));
+                let mut req = tonic::Request::new(RaftPayload { data });
+                req.metadata_mut().insert(CHAIN_HEADER, chain.parse().expect("header"));
+                req.metadata_mut().insert(FROM_HEADER, "99".parse().expect("header"));
+                client.vote(req).await
+            })
+            .expect_err("vote from a non-member refused");
+        assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+        assert!(err.message().contains("node 99 is not a member"), "{err:?}");
+    }
+    let after = c.status();
+    for s in &after {
+        assert!(
+            before.contains(&s["term"].as_u64().unwrap_or(u64::MAX)),
+            "term moved: {s}"
+        );
+        assert_eq!(s["leader_id"].as_u64(), Some(leader), "{s}");
+    }
+    c.transfer(0, 1, 5, "after-rogue-vote");
+    assert_eq!(c.balance(1), START[1] + 5);
+}
