@@ -14,12 +14,13 @@ use crate::raft::peers::Peers;
 use crate::raft::service::RaftRpc;
 use crate::raft::{BasicNode, NodeId, Raft};
 use crate::storage::views::{self, BALANCES_FILE, RAFT_STATE_FILE};
-use crate::storage::{open_db, Ledger, LedgerError, LedgerStateMachine, LogStore, NodePaths};
+use crate::storage::{open_db, Ledger, LedgerError, LedgerStateMachine, LogStore, NodePaths, VerifyReport};
 use openraft::{ServerState, SnapshotPolicy};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -56,6 +57,25 @@ pub enum NodeError {
     },
 }
 
+/// Verifies the ledger in node `id`'s data dir while the node is stopped
+/// (`bank-server verify`): the same check a node runs at start.
+pub fn verify_offline(data_dir: &Path, id: NodeId, genesis: &Path) -> Result<VerifyReport, NodeError> {
+    let paths = NodePaths::new(data_dir, id);
+    if !paths.db.is_dir() {
+        return Err(NodeError::DataDir {
+            path: paths.db.display().to_string(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, format!("no database of node {id} here")),
+        });
+    }
+    let genesis = Arc::new(Genesis::load(genesis)?);
+    let db = open_db(&paths.db).map_err(|source| NodeError::Db {
+        path: format!("{} (is the node still running?)", paths.db.display()),
+        source,
+    })?;
+    let ledger = Ledger::open(&db, genesis, &paths.states, &paths.snapshot)?;
+    Ok(ledger.verify()?)
+}
+
 /// Runs a node until `shutdown` resolves or a fatal error occurs.
 pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), NodeError> {
     let id = config.id;
@@ -89,6 +109,10 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         source,
     })?;
     let ledger = Ledger::open(&db, genesis, &paths.states, &paths.snapshot)?;
+    // A node serves nothing it cannot vouch for: an edited block, record or
+    // balance stops the start with the height it was found at.
+    let report = ledger.verify()?;
+    tracing::info!("node {id}: chain verified: {}", report.describe());
     let log_store = LogStore::open(&db).map_err(|source| NodeError::Db {
         path: paths.db.display().to_string(),
         source,

@@ -11,14 +11,16 @@ use crate::proto::bank::{
     AccountBalance, BalanceReply, BalanceRequest, BalancesReply, BalancesRequest, Faults as FaultsMsg, GetBlocksReply,
     GetBlocksRequest, PartitionGroup, SetFaultsRequest, StatusReply, StatusRequest, TransferRequest, TxReply,
 };
-use crate::proto::bank::{AddNodeRequest, Membership as MembershipMsg, PeerState, RemoveNodeRequest};
+use crate::proto::bank::{
+    AddNodeRequest, Membership as MembershipMsg, PeerState, RemoveNodeRequest, VerifyReply, VerifyRequest,
+};
 use crate::proto::bank::{StageStat, TransferBatchReply, TransferBatchRequest, TransferResult};
 use crate::raft::faults::{FaultSettings, Faults};
 use crate::raft::network::FROM_HEADER;
 use crate::raft::peers::Peers;
 use crate::raft::BasicNode;
 use crate::raft::{NodeId, Raft, TxRecord};
-use crate::storage::{Ledger, LogStore};
+use crate::storage::{Ledger, LedgerError, LogStore};
 use openraft::error::ClientWriteError;
 use openraft::error::{CheckIsLeaderError, RaftError};
 use openraft::ChangeMembers;
@@ -72,6 +74,8 @@ pub struct BankApi {
     peers_seen: Arc<Peers>,
     /// Required on control-plane calls when set; see [`crate::auth`].
     admin_token: Option<AdminToken>,
+    /// One chain verification at a time: each costs a pass over the history.
+    verifying: tokio::sync::Semaphore,
 }
 
 /// Why one attempt on the leader did not finish the request.
@@ -164,6 +168,7 @@ impl BankApi {
             faults,
             peers_seen,
             admin_token,
+            verifying: tokio::sync::Semaphore::new(1),
         }
     }
 
@@ -792,6 +797,27 @@ impl Bank for BankApi {
             )
             .await?;
         Ok(Response::new(reply))
+    }
+
+    async fn verify(&self, _req: Request<VerifyRequest>) -> Result<Response<VerifyReply>, Status> {
+        let _one_at_a_time = self.verifying.try_acquire().map_err(|_| {
+            Status::resource_exhausted("a verification is already running on this node; try again later")
+        })?;
+        let ledger = Arc::clone(&self.ledger);
+        let report = tokio::task::spawn_blocking(move || ledger.verify())
+            .await
+            .map_err(|e| Status::internal(format!("verification stopped: {e}")))?
+            .map_err(|e| match e {
+                LedgerError::Corruption { .. } => Status::data_loss(e.to_string()),
+                other => Status::internal(other.to_string()),
+            })?;
+        Ok(Response::new(VerifyReply {
+            blocks: report.blocks,
+            transfers: report.transfers,
+            tip_height: report.tip_height,
+            tip_hash: report.tip_hash.to_hex(),
+            elapsed_ms: u64::try_from(report.elapsed.as_millis()).unwrap_or(u64::MAX),
+        }))
     }
 
     async fn set_faults(&self, req: Request<SetFaultsRequest>) -> Result<Response<FaultsMsg>, Status> {

@@ -7,7 +7,7 @@ use bank_ledger::client::{
 };
 use bank_ledger::config::DEFAULT_SERVERS;
 use bank_ledger::ledger::TxId;
-use bank_ledger::proto::bank::{AddNodeRequest, PeerState, RemoveNodeRequest};
+use bank_ledger::proto::bank::{AddNodeRequest, PeerState, RemoveNodeRequest, VerifyRequest};
 use bank_ledger::proto::bank::{
     BalanceRequest, BalancesRequest, GetBlocksRequest, PartitionGroup, SetFaultsRequest, StatusReply, StatusRequest,
     TransferRequest,
@@ -71,6 +71,9 @@ enum Cmd {
     },
     /// Every balance, read atomically at one applied index, and their total.
     Balances,
+    /// Each server re-checks its own stored chain (links, merkle roots, proof
+    /// of work, every outcome re-executed, balances); fails if any is damaged.
+    Verify,
     /// Cut server-to-server traffic into groups, e.g. `partition 0,1 2`; unlisted servers stand alone.
     Partition {
         /// Groups of node ids, members separated by commas.
@@ -221,6 +224,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Cmd::Status => status(&servers, timeout, cli.json).await?,
+        Cmd::Verify => verify(&servers, timeout, cli.json).await?,
         Cmd::Balances => {
             let r = call_any(&servers, timeout, |mut c, t| async move {
                 Ok(c.balances(request(BalancesRequest {}, t)).await?.into_inner())
@@ -460,6 +464,63 @@ async fn apply_faults(
     }
     if applied == 0 {
         return Err(anyhow!("no server reachable"));
+    }
+    Ok(())
+}
+
+/// Asks every server to verify its own chain; one line (or JSON object) each.
+async fn verify(servers: &[Server], timeout: Duration, as_json: bool) -> anyhow::Result<()> {
+    let calls = servers.iter().map(|s| async move {
+        let res = match connect(&s.addr) {
+            Ok(mut c) => c
+                .verify(request(VerifyRequest {}, timeout))
+                .await
+                .map(|r| r.into_inner()),
+            Err(e) => Err(tonic::Status::invalid_argument(e)),
+        };
+        (s.clone(), res)
+    });
+    let rows = futures::future::join_all(calls).await;
+    let mut damaged = 0;
+    let mut verified = 0;
+    let mut out = Vec::new();
+    for (s, r) in &rows {
+        match r {
+            Ok(v) => {
+                verified += 1;
+                let secs = (v.elapsed_ms as f64 / 1000.0).max(1e-3);
+                let (bps, tps) = (v.blocks as f64 / secs, v.transfers as f64 / secs);
+                if !as_json {
+                    println!(
+                        "{:<22} intact: {} blocks, {} transfers in {} ms ({bps:.0} blocks/s, {tps:.0} transfers/s); tip {} at height {}",
+                        s.addr, v.blocks, v.transfers, v.elapsed_ms, v.tip_hash, v.tip_height
+                    );
+                }
+                out.push(json!({"id": s.id, "addr": s.addr, "intact": true, "blocks": v.blocks,
+                    "transfers": v.transfers, "elapsed_ms": v.elapsed_ms, "blocks_per_s": bps.round(),
+                    "transfers_per_s": tps.round(), "tip_height": v.tip_height, "tip_hash": v.tip_hash}));
+            }
+            Err(e) => {
+                let corrupt = e.code() == tonic::Code::DataLoss;
+                damaged += usize::from(corrupt);
+                let what = if corrupt { "DAMAGED" } else { "not verified" };
+                if !as_json {
+                    println!("{:<22} {what}: {}", s.addr, e.message().replace('\n', " "));
+                }
+                out.push(
+                    json!({"id": s.id, "addr": s.addr, "intact": false, "damaged": corrupt, "error": e.message()}),
+                );
+            }
+        }
+    }
+    if as_json {
+        println!("{}", Value::Array(out));
+    }
+    if damaged > 0 {
+        return Err(anyhow!("{damaged} server(s) hold a damaged chain"));
+    }
+    if verified == 0 {
+        return Err(anyhow!("no server could verify its chain"));
     }
     Ok(())
 }

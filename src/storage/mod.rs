@@ -8,7 +8,7 @@ pub mod snapshot;
 pub mod state_machine;
 pub mod views;
 
-pub use ledger_store::{Ledger, LedgerError};
+pub use ledger_store::{Ledger, LedgerError, VerifyReport};
 pub use log_store::LogStore;
 pub use state_machine::LedgerStateMachine;
 

@@ -326,6 +326,70 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&chain).unwrap(), good);
         assert_eq!(ledger.tip().0, 1);
     }
+
+    #[tokio::test]
+    async fn verify_passes_an_intact_ledger_and_names_the_height_of_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, mut sm) = open(dir.path());
+        let b1 = next_block(&ledger, vec![transfer("a", 0, 1, 10), transfer("b", 1, 0, 500)]);
+        sm.apply(vec![entry(1, b1)]).await.unwrap();
+        let b2 = next_block(&ledger, vec![transfer("c", 1, 0, 5), transfer("a", 0, 1, 10)]);
+        sm.apply(vec![entry(2, b2.clone())]).await.unwrap();
+        let b3 = next_block(&ledger, vec![transfer("d", 0, 1, 1)]);
+        sm.apply(vec![entry(3, b3)]).await.unwrap();
+        let report = ledger.verify().unwrap();
+        assert_eq!((report.blocks, report.transfers, report.tip_height), (4, 5, 3));
+
+        // A block whose amount was edited, merkle root and work redone to
+        // match: its transaction no longer matches its record.
+        let mut edited = b2.clone();
+        if let Transaction::Transfer { amount, .. } = &mut edited.txs[0] {
+            *amount = 50;
+        }
+        let edited = Block::new(ledger.chain_id(), 2, edited.header.prev_hash, 1, 4, edited.txs).mined();
+        let key = [b"b:".as_slice(), &2u64.to_be_bytes()].concat();
+        let original = ledger.raw_tree().get(&key).unwrap().unwrap();
+        ledger
+            .raw_tree()
+            .insert(&key, crate::codec::encode(&edited).unwrap())
+            .unwrap();
+        let err = ledger.verify().unwrap_err().to_string();
+        assert!(
+            err.contains("corrupt chain at height 2") && err.contains("record"),
+            "{err}"
+        );
+        // Only the amount edited, nothing redone: the merkle root gives it away at 2.
+        let mut lazy = b2.clone();
+        if let Transaction::Transfer { amount, .. } = &mut lazy.txs[0] {
+            *amount = 50;
+        }
+        ledger
+            .raw_tree()
+            .insert(&key, crate::codec::encode(&lazy).unwrap())
+            .unwrap();
+        let err = ledger.verify().unwrap_err().to_string();
+        assert!(
+            err.contains("corrupt chain at height 2") && err.contains("merkle"),
+            "{err}"
+        );
+        ledger.raw_tree().insert(&key, original).unwrap();
+        ledger.verify().unwrap();
+
+        // An edited balance: the chain gives another.
+        let bal_key = [b"a:".as_slice(), &1u64.to_be_bytes()].concat();
+        ledger
+            .raw_tree()
+            .insert(&bal_key, crate::codec::encode(&1_000_000u64).unwrap())
+            .unwrap();
+        drop(sm);
+        drop(ledger);
+        let (ledger, _sm) = open(dir.path());
+        let err = ledger.verify().unwrap_err().to_string();
+        assert!(
+            err.contains("corrupt chain at height 3") && err.contains("balance of account 1"),
+            "{err}"
+        );
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,118 @@
+//! Tampering on disk is detected: `bank-client verify` against running nodes,
+//! `bank-server verify` offline, and the node itself at start, each naming
+//! the height. Real processes; the damage is done to a SIGKILLed node's sled.
+
+mod common;
+
+use bank_ledger::ledger::{Block, Transaction};
+use common::{wait_for, Cluster, SERVER, TEST_GENESIS};
+use std::process::Command;
+use std::time::Duration;
+
+fn offline_verify(c: &Cluster, id: u64) -> std::process::Output {
+    Command::new(SERVER)
+        .args(["verify", "--id", &id.to_string(), "--data-dir"])
+        .arg(c.data_dir())
+        .arg("--genesis")
+        .arg(c.data_dir().join("genesis.json"))
+        .output()
+        .expect("run bank-server verify")
+}
+
+/// Opens a stopped node's ledger tree, lets `f` damage it, and flushes.
+fn damage(c: &Cluster, id: u64, f: impl FnOnce(&sled::Tree)) {
+    let db = bank_ledger::storage::open_db(&c.data_dir().join(format!("server_{id}_db"))).expect("open sled");
+    let tree = db.open_tree("ledger").expect("ledger tree");
+    f(&tree);
+    db.flush().expect("flush");
+}
+
+fn block_key(height: u64) -> Vec<u8> {
+    [b"b:".as_slice(), &height.to_be_bytes()].concat()
+}
+
+/// Starts node `id` and waits for it to refuse to start; returns its stderr.
+fn refused_start(c: &mut Cluster, id: u64) -> String {
+    c.spawn(id);
+    let status = wait_for("the node to exit", Duration::from_secs(20), || {
+        c.nodes[id as usize]
+            .child
+            .as_mut()
+            .and_then(|ch| ch.try_wait().ok().flatten())
+    });
+    c.nodes[id as usize].child = None;
+    assert!(!status.success());
+    c.stderr_of(id)
+}
+
+#[test]
+fn damage_to_a_block_or_a_balance_is_found_and_named_by_height() {
+    let mut c = Cluster::start(3, TEST_GENESIS);
+    for i in 0..3 {
+        c.transfer(3, i % 3, 7, &format!("t-{i}"));
+    }
+    let (height, _) = c.wait_converged();
+
+    // Intact: every server says so, with the work it did.
+    let v = c.json(&["verify"]);
+    let rows = v.as_array().expect("array");
+    assert_eq!(rows.len(), 3);
+    for r in rows {
+        assert_eq!(r["intact"], true, "{r}");
+        assert_eq!(r["blocks"].as_u64(), Some(height + 1), "{r}");
+        // 3 genesis transfers + 3 here.
+        assert_eq!(r["transfers"].as_u64(), Some(6), "{r}");
+        assert!(r["transfers_per_s"].as_f64().is_some(), "{r}");
+    }
+
+    // A balance edited on node 2's disk.
+    c.kill(2);
+    // (Its ledger may end a block or two before the others: applies are
+    // not flushed, the log is, and a restart re-applies from it.)
+    let balance_key = [b"a:".as_slice(), &1u64.to_be_bytes()].concat();
+    let mut healthy = None;
+    damage(&c, 2, |t| {
+        healthy = t
+            .insert(&balance_key, bank_ledger::codec::encode(&1_000_000u64).unwrap())
+            .unwrap();
+    });
+    let out = offline_verify(&c, 2);
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert!(!out.status.success());
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("corrupt chain at height ") && err.contains("balance of account 1 is 1000000"),
+        "{err}"
+    );
+    let err = refused_start(&mut c, 2);
+    assert!(
+        err.contains("corrupt chain at height ") && err.contains("balance of account 1"),
+        "{err}"
+    );
+
+    // Restore the balance, then edit an amount inside block 2.
+    damage(&c, 2, |t| {
+        t.insert(&balance_key, healthy.expect("balance was stored")).unwrap();
+    });
+    assert!(offline_verify(&c, 2).status.success(), "restored");
+    damage(&c, 2, |t| {
+        let raw = t.get(block_key(2)).unwrap().expect("block 2");
+        let mut b: Block = bank_ledger::codec::decode(&raw).unwrap();
+        if let Some(Transaction::Transfer { amount, .. }) = b.txs.first_mut() {
+            *amount += 1;
+        }
+        t.insert(block_key(2), bank_ledger::codec::encode(&b).unwrap()).unwrap();
+    });
+    let out = offline_verify(&c, 2);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("corrupt chain at height 2"), "{err}");
+    let err = refused_start(&mut c, 2);
+    assert!(err.contains("corrupt chain at height 2"), "{err}");
+
+    // The healthy majority goes on; verify reports the damaged node apart.
+    c.transfer(3, 0, 1, "after-damage");
+    let out = c.client_at(&c.servers_of(&[0, 1]), &["verify"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).matches("intact").count(), 2);
+}
