@@ -4,7 +4,8 @@
 #   - throughput of the first and the last fill segment (cost must not grow with history)
 #   - each node's Raft log length (bounded by the snapshot policy) and data dir size
 #   - resident memory of each node
-#   - how long a SIGKILLed node takes to answer again and to catch up
+#   - how fast each node verifies its whole chain (bank-client verify)
+#   - how long a SIGKILLed node takes to answer again (it verifies its chain first) and to catch up
 #   - how long a brand-new node takes to join and catch up (by snapshot)
 # Usage: cargo build --release && deploy/measure-history.sh
 # Env: TARGET (default 1000000), BIN (default ${CARGO_TARGET_DIR:-target}/release),
@@ -64,6 +65,8 @@ for s in json.load(sys.stdin):
           % (s["id"], s["height"], hi - lo, lo, hi, s.get("snapshot_index")))
 PY
 )"
+echo "verification of each node's whole chain (bank-client verify):"
+"$BIN/bank-client" --servers "$SERVERS" --timeout-ms 120000 verify
 sleep 5 # let allocators hand back what the fill used
 for i in 0 1 2; do echo "node $i: data dir $(du -sm "$DIR/server_${i}_db" | cut -f1) MB, resident memory $(rss_mb "${pids[$i]}") MB"; done
 

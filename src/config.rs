@@ -74,6 +74,8 @@ pub struct NodeConfig {
     /// Address of a current member: this node joins an existing cluster
     /// (and waits to be added) instead of forming one from `peers`.
     pub join: Option<String>,
+    /// Blocks checked at start (0: the whole chain, re-executed).
+    pub verify_blocks: u64,
     /// Required on control-plane calls; None: loopback callers only.
     pub admin_token: Option<crate::auth::AdminToken>,
 }
@@ -95,6 +97,7 @@ impl NodeConfig {
             keep_log_entries: 1000,
             join: None,
             admin_token: None,
+            verify_blocks: 64,
         }
     }
 

@@ -95,6 +95,11 @@ struct NodeArgs {
     /// only callers on this host may make such calls.
     #[arg(long, env = "BANK_ADMIN_TOKEN_FILE")]
     admin_token_file: Option<PathBuf>,
+    /// At start, check the last N blocks (links, merkle roots, proof of work,
+    /// records) besides the balances' digest; 0 re-executes the whole chain,
+    /// which takes time in proportion to history (see `bank-server verify`).
+    #[arg(long, default_value_t = 64)]
+    verify_blocks: u64,
     /// Build a snapshot and purge the Raft log before it every N entries.
     #[arg(long, default_value_t = 5000)]
     snapshot_every: u64,
@@ -231,6 +236,7 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     let mut config = NodeConfig::new(id, peers, args.data_dir, args.genesis);
     config.listen = args.listen;
     config.join = args.join;
+    config.verify_blocks = args.verify_blocks;
     config.admin_token = match &args.admin_token_file {
         Some(path) => Some(AdminToken::from_file(path)?),
         None => None,

@@ -233,7 +233,10 @@ impl Block {
                 version: h.version,
             });
         }
-        if self.txs.len() > MAX_BLOCK_TXS {
+        // The cap bounds what a leader may propose. Block 0 is never
+        // proposed: every node derives it from the genesis file, which opens
+        // up to MAX_GENESIS_ACCOUNTS accounts in it.
+        if h.height > 0 && self.txs.len() > MAX_BLOCK_TXS {
             return Err(BlockError::TooManyTxs {
                 height: h.height,
                 count: self.txs.len(),
@@ -359,6 +362,20 @@ mod tests {
             b.header.mine();
             assert_eq!(b.header.nonce, reference.nonce, "difficulty {difficulty}");
         }
+    }
+
+    #[test]
+    fn only_the_genesis_block_may_exceed_the_transaction_cap() {
+        let txs: Vec<Transaction> = (0..MAX_BLOCK_TXS as u64 + 1)
+            .map(|account| Transaction::Allocation { account, amount: 1 })
+            .collect();
+        let genesis = Block::new(Hash32([7; 32]), 0, Hash32::ZERO, 1, 0, txs.clone());
+        assert!(genesis.verify_contents().is_ok());
+        let later = Block::new(Hash32([7; 32]), 1, Hash32([1; 32]), 1, 0, txs);
+        assert!(matches!(
+            later.verify_contents(),
+            Err(BlockError::TooManyTxs { height: 1, .. })
+        ));
     }
 
     #[test]

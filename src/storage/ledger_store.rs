@@ -31,6 +31,29 @@ const PREFIX_TX: &[u8] = b"t:";
 /// In tree `ledger_install`: set while a snapshot install is under way.
 const KEY_PENDING_INSTALL: &[u8] = b"pending";
 
+/// Digest of all balances: XOR of SHA-256(account, balance) over accounts,
+/// kept up to date per block, so a balance edited outside the ledger is
+/// caught at start in O(accounts) without replaying history.
+const KEY_BALANCE_DIGEST: &[u8] = b"m:balance_digest";
+
+fn balance_term(account: AccountId, balance: Amount) -> [u8; 32] {
+    Hash32::digest(&[b"balance", &account.to_be_bytes(), &balance.to_be_bytes()]).0
+}
+
+fn xor_into(digest: &mut [u8; 32], term: [u8; 32]) {
+    for (d, t) in digest.iter_mut().zip(term) {
+        *d ^= t;
+    }
+}
+
+fn balance_digest<'a>(balances: impl IntoIterator<Item = (&'a AccountId, &'a Amount)>) -> [u8; 32] {
+    let mut d = [0u8; 32];
+    for (a, b) in balances {
+        xor_into(&mut d, balance_term(*a, *b));
+    }
+    d
+}
+
 fn block_key(height: u64) -> Vec<u8> {
     [PREFIX_BLOCK, &height.to_be_bytes()].concat()
 }
@@ -84,6 +107,8 @@ pub struct LedgerState {
     pub tip_hash: Hash32,
     pub last_applied: Option<LogId>,
     pub membership: StoredMembership,
+    /// See [`KEY_BALANCE_DIGEST`].
+    pub balance_digest: [u8; 32],
 }
 
 /// A node's ledger: shared by the state machine (writer) and the API (readers).
@@ -99,6 +124,8 @@ pub struct Ledger {
     state: RwLock<LedgerState>,
     chain_view: Mutex<Option<ChainView>>,
     states_dir: PathBuf,
+    /// Set when the balances read at open disagree with their stored digest.
+    digest_mismatch: std::sync::atomic::AtomicBool,
 }
 
 /// What running a block's transactions produced, before it is written.
@@ -139,6 +166,7 @@ impl Ledger {
             tip_hash: Hash32::ZERO,
             last_applied: None,
             membership: StoredMembership::default(),
+            balance_digest: [0; 32],
         };
         let pending_install = install_meta.get(KEY_PENDING_INSTALL)?.is_some();
         let ledger = Ledger {
@@ -150,6 +178,7 @@ impl Ledger {
             state: RwLock::new(empty_state),
             chain_view: Mutex::new(None),
             states_dir: states_dir.to_path_buf(),
+            digest_mismatch: std::sync::atomic::AtomicBool::new(false),
         };
         if pending_install {
             tracing::warn!("finishing a snapshot install a crash interrupted");
@@ -190,6 +219,7 @@ impl Ledger {
         }
         let last = genesis.blocks.last().map(|b| (b.height(), b.hash()));
         batch.insert(KEY_TIP.to_vec(), encode(&last, "tip")?)?;
+        batch.insert(KEY_BALANCE_DIGEST.to_vec(), balance_digest(&balances).to_vec())?;
         // The chain view is rebuilt from sled right after.
         batch.insert(KEY_VIEW_LEN.to_vec(), encode(&u64::MAX, "view length")?)?;
         batch.finish()?;
@@ -225,12 +255,21 @@ impl Ledger {
             Some(v) => decode(&v, || "m:membership".into())?,
             None => StoredMembership::default(),
         };
+        let stored_digest = self.tree.get(KEY_BALANCE_DIGEST)?;
+        let digest = balance_digest(&balances);
+        // Reported by the verify functions, so an audit can still open the
+        // ledger and name the account.
+        self.digest_mismatch.store(
+            stored_digest.as_deref() != Some(&digest[..]),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         *self.state.write().unwrap_or_else(|p| p.into_inner()) = LedgerState {
             balances,
             tip_height,
             tip_hash,
             last_applied,
             membership,
+            balance_digest: digest,
         };
         Ok(())
     }
@@ -376,6 +415,18 @@ impl Ledger {
         };
         Self::stage_block(&mut batch, block, hash, &exec)?;
         batch.insert(KEY_TIP, encode(&Some((block.height(), hash)), "tip")?);
+        let digest = {
+            let s = self.state.read().unwrap_or_else(|p| p.into_inner());
+            let mut d = s.balance_digest;
+            for (account, new) in &exec.changes {
+                if let Some(old) = s.balances.get(account) {
+                    xor_into(&mut d, balance_term(*account, *old));
+                }
+                xor_into(&mut d, balance_term(*account, *new));
+            }
+            d
+        };
+        batch.insert(KEY_BALANCE_DIGEST, digest.to_vec());
 
         let line = views::block_line(block, hash, &exec.records);
         let mut view_guard = self.chain_view.lock().unwrap_or_else(|p| p.into_inner());
@@ -386,6 +437,7 @@ impl Ledger {
         {
             let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
             s.balances.extend(exec.changes.iter().map(|(a, b)| (*a, *b)));
+            s.balance_digest = digest;
             s.tip_height = block.height();
             s.tip_hash = hash;
             s.last_applied = Some(log_id);
@@ -532,7 +584,7 @@ impl Ledger {
                     format!("genesis block hash {hash} is not the chain id {}", self.chain_id),
                 ));
             }
-            self.verify_transactions(&block, hash, &mut balances, &mut report)?;
+            self.verify_transactions(&block, hash, Some(&mut balances), &mut report)?;
             prev = Some(hash);
             report.blocks += 1;
         }
@@ -562,10 +614,79 @@ impl Ledger {
                 format!("account {account} is missing from the ledger"),
             ));
         }
+        self.check_digest(tip_height)?;
         report.tip_height = tip_height;
         report.tip_hash = cut.tip_hash;
         report.elapsed = started.elapsed();
         Ok(report)
+    }
+
+    /// The check a node runs at every start, whose cost does not grow with
+    /// history: the last `blocks` blocks (all if 0: then it is [`Ledger::verify`])
+    /// are checked for height, link, chain, merkle root, proof of work and
+    /// records; the balances were already checked against their digest when
+    /// the ledger was opened. `bank-server verify` re-executes everything.
+    pub fn verify_recent(&self, blocks: u64) -> Result<VerifyReport, LedgerError> {
+        if blocks == 0 {
+            return self.verify();
+        }
+        let started = std::time::Instant::now();
+        let (tip_height, tip_hash) = self.tip();
+        self.check_digest(tip_height)?;
+        let first = tip_height.saturating_sub(blocks - 1);
+        let corrupt = |height: u64, reason: String| LedgerError::Corruption { height, reason };
+        let mut prev = match first {
+            0 => None,
+            h => Some(
+                self.block(h - 1)?
+                    .ok_or_else(|| corrupt(h - 1, "block is missing".into()))?
+                    .hash(),
+            ),
+        };
+        let mut report = VerifyReport::default();
+        for height in first..=tip_height {
+            let block = self
+                .block(height)
+                .map_err(|e| corrupt(height, format!("block does not decode: {e}")))?
+                .ok_or_else(|| corrupt(height, "block is missing".into()))?;
+            let hash = match prev {
+                None => block.verify_contents().map_err(|e| corrupt(height, e.to_string()))?,
+                Some(p) => block
+                    .verify_extends(self.chain_id, self.difficulty, height - 1, p)
+                    .map_err(|e| corrupt(height, e.to_string()))?,
+            };
+            if height == 0 && hash != self.chain_id {
+                return Err(corrupt(
+                    0,
+                    format!("genesis block hash {hash} is not the chain id {}", self.chain_id),
+                ));
+            }
+            self.verify_transactions(&block, hash, None, &mut report)?;
+            prev = Some(hash);
+            report.blocks += 1;
+        }
+        if prev != Some(tip_hash) {
+            return Err(corrupt(
+                tip_height,
+                format!("the ledger's tip {tip_hash} is not its last block"),
+            ));
+        }
+        report.tip_height = tip_height;
+        report.tip_hash = tip_hash;
+        report.elapsed = started.elapsed();
+        Ok(report)
+    }
+
+    fn check_digest(&self, tip_height: u64) -> Result<(), LedgerError> {
+        if self.digest_mismatch.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(LedgerError::Corruption {
+                height: tip_height,
+                reason: "the stored balances do not match their digest: a balance was changed outside the ledger \
+                         (`bank-server verify` names the account)"
+                    .into(),
+            });
+        }
+        Ok(())
     }
 
     /// Re-executes one block's transactions (the first occurrence of each id)
@@ -574,7 +695,7 @@ impl Ledger {
         &self,
         block: &Block,
         hash: Hash32,
-        balances: &mut BTreeMap<AccountId, Amount>,
+        mut balances: Option<&mut BTreeMap<AccountId, Amount>>,
         report: &mut VerifyReport,
     ) -> Result<(), LedgerError> {
         let height = block.height();
@@ -585,7 +706,9 @@ impl Ledger {
                 report.transfers += 1;
             }
             let Some(id) = tx.id() else {
-                rules::apply(balances, tx, height == 0).map_err(|e| corrupt(format!("allocation fails: {e}")))?;
+                if let Some(b) = balances.as_deref_mut() {
+                    rules::apply(b, tx, height == 0).map_err(|e| corrupt(format!("allocation fails: {e}")))?;
+                }
                 continue;
             };
             let rec = self
@@ -606,7 +729,10 @@ impl Ledger {
                     "the record of transaction {id} does not match the block"
                 )));
             }
-            let outcome = rules::apply(balances, tx, height == 0);
+            let Some(b) = balances.as_deref_mut() else {
+                continue;
+            };
+            let outcome = rules::apply(b, tx, height == 0);
             if outcome != rec.outcome {
                 return Err(corrupt(format!(
                     "transaction {id} re-executes to {outcome:?} but is recorded as {:?}",
@@ -706,9 +832,24 @@ impl Ledger {
         }
         let mut r = SnapshotReader::open(path)?;
         let meta = r.meta.clone();
+        let mut digest = [0u8; 32];
         while let Some((k, v)) = r.next_record()? {
+            if let Some(account) = k.strip_prefix(PREFIX_ACCOUNT) {
+                let account = account
+                    .try_into()
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| LedgerError::Corruption {
+                        height: 0,
+                        reason: "malformed account key in snapshot".into(),
+                    })?;
+                xor_into(
+                    &mut digest,
+                    balance_term(account, decode(&v, || format!("balance of {account}"))?),
+                );
+            }
             batch.insert(k, v)?;
         }
+        batch.insert(KEY_BALANCE_DIGEST.to_vec(), digest.to_vec())?;
         batch.insert(KEY_APPLIED.to_vec(), encode(&meta.last_log_id, "applied")?)?;
         batch.insert(KEY_MEMBERSHIP.to_vec(), encode(&meta.last_membership, "membership")?)?;
         batch.insert(KEY_VIEW_LEN.to_vec(), encode(&u64::MAX, "view length")?)?;
