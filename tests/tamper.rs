@@ -19,12 +19,27 @@ fn offline_verify(c: &Cluster, id: u64) -> std::process::Output {
         .expect("run bank-server verify")
 }
 
-/// Opens a stopped node's ledger tree, lets `f` damage it, and flushes.
+/// Opens a stopped node's ledger tree, lets `f` damage it, flushes, and
+/// waits until sled has let go of the data dir's lock (its flusher thread
+/// drops the last handle shortly after we do), so a server can open it.
 fn damage(c: &Cluster, id: u64, f: impl FnOnce(&sled::Tree)) {
-    let db = bank_ledger::storage::open_db(&c.data_dir().join(format!("server_{id}_db"))).expect("open sled");
+    let dir = c.data_dir().join(format!("server_{id}_db"));
+    let db = bank_ledger::storage::open_db(&dir).expect("open sled");
     let tree = db.open_tree("ledger").expect("ledger tree");
     f(&tree);
     db.flush().expect("flush");
+    drop(tree);
+    drop(db);
+    let lock_file = std::fs::File::open(dir.join("db")).expect("sled's db file");
+    wait_for("sled to release its lock", Duration::from_secs(10), || {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a valid open descriptor; non-blocking flock and unlock.
+        let free = unsafe { libc::flock(lock_file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+        if free {
+            unsafe { libc::flock(lock_file.as_raw_fd(), libc::LOCK_UN) };
+        }
+        free.then_some(())
+    });
 }
 
 fn block_key(height: u64) -> Vec<u8> {

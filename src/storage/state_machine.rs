@@ -252,6 +252,25 @@ mod tests {
         open_with(dir, GENESIS)
     }
 
+    /// Opens the ledger again after the last handle was dropped: sled's
+    /// background flusher lets go of the file lock shortly after, not at once.
+    fn reopen(dir: &Path) -> (Arc<Ledger>, LedgerStateMachine) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match crate::storage::open_db(&dir.join("db")) {
+                Ok(db) => {
+                    drop(db);
+                    return open(dir);
+                }
+                Err(e) if std::time::Instant::now() < deadline => {
+                    let _ = e;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => panic!("cannot reopen the ledger: {e}"),
+            }
+        }
+    }
+
     fn transfer(id: &str, from: u64, to: u64, amount: u64) -> Transaction {
         Transaction::Transfer {
             id: TxId::new(id).unwrap(),
@@ -383,7 +402,7 @@ mod tests {
             .unwrap();
         drop(sm);
         drop(ledger);
-        let (ledger, _sm) = open(dir.path());
+        let (ledger, _sm) = reopen(dir.path());
         let err = ledger.verify().unwrap_err().to_string();
         assert!(
             err.contains("corrupt chain at height 3") && err.contains("balance of account 1"),
@@ -428,7 +447,7 @@ mod tests {
         // across a restart.
         drop(sm);
         drop(ledger);
-        let (ledger, _sm) = open(dir.path());
+        let (ledger, _sm) = reopen(dir.path());
         ledger.verify_recent(64).unwrap();
         ledger.verify().unwrap();
     }
