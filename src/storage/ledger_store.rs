@@ -572,18 +572,7 @@ impl Ledger {
             if block.height() != height {
                 return Err(corrupt(height, format!("block says height {}", block.height())));
             }
-            let hash = match prev {
-                None => block.verify_contents().map_err(|e| corrupt(height, e.to_string()))?,
-                Some(p) => block
-                    .verify_extends(self.chain_id, self.difficulty, height - 1, p)
-                    .map_err(|e| corrupt(height, e.to_string()))?,
-            };
-            if height == 0 && hash != self.chain_id {
-                return Err(corrupt(
-                    0,
-                    format!("genesis block hash {hash} is not the chain id {}", self.chain_id),
-                ));
-            }
+            let hash = self.verify_block(&block, prev)?;
             self.verify_transactions(&block, hash, Some(&mut balances), &mut report)?;
             prev = Some(hash);
             report.blocks += 1;
@@ -649,18 +638,7 @@ impl Ledger {
                 .block(height)
                 .map_err(|e| corrupt(height, format!("block does not decode: {e}")))?
                 .ok_or_else(|| corrupt(height, "block is missing".into()))?;
-            let hash = match prev {
-                None => block.verify_contents().map_err(|e| corrupt(height, e.to_string()))?,
-                Some(p) => block
-                    .verify_extends(self.chain_id, self.difficulty, height - 1, p)
-                    .map_err(|e| corrupt(height, e.to_string()))?,
-            };
-            if height == 0 && hash != self.chain_id {
-                return Err(corrupt(
-                    0,
-                    format!("genesis block hash {hash} is not the chain id {}", self.chain_id),
-                ));
-            }
+            let hash = self.verify_block(&block, prev)?;
             self.verify_transactions(&block, hash, None, &mut report)?;
             prev = Some(hash);
             report.blocks += 1;
@@ -675,6 +653,26 @@ impl Ledger {
         report.tip_hash = tip_hash;
         report.elapsed = started.elapsed();
         Ok(report)
+    }
+
+    /// Checks one stored block against its parent's hash (`None` for
+    /// block 0: then its hash must be the chain id); returns its hash.
+    fn verify_block(&self, block: &Block, prev: Option<Hash32>) -> Result<Hash32, LedgerError> {
+        let height = block.height();
+        let corrupt = |reason: String| LedgerError::Corruption { height, reason };
+        let hash = match prev {
+            None => block.verify_contents().map_err(|e| corrupt(e.to_string()))?,
+            Some(p) => block
+                .verify_extends(self.chain_id, self.difficulty, height.saturating_sub(1), p)
+                .map_err(|e| corrupt(e.to_string()))?,
+        };
+        if prev.is_none() && (height != 0 || hash != self.chain_id) {
+            return Err(corrupt(format!(
+                "genesis block hash {hash} is not the chain id {}",
+                self.chain_id
+            )));
+        }
+        Ok(hash)
     }
 
     fn check_digest(&self, tip_height: u64) -> Result<(), LedgerError> {
