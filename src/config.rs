@@ -74,6 +74,8 @@ pub struct NodeConfig {
     /// Address of a current member: this node joins an existing cluster
     /// (and waits to be added) instead of forming one from `peers`.
     pub join: Option<String>,
+    /// Allow listening on a non-loopback address without TLS.
+    pub insecure: bool,
     /// Blocks checked at start (0: the whole chain, re-executed).
     pub verify_blocks: u64,
     /// Required on control-plane calls; None: loopback callers only.
@@ -98,6 +100,7 @@ impl NodeConfig {
             join: None,
             admin_token: None,
             verify_blocks: 64,
+            insecure: false,
         }
     }
 

@@ -44,6 +44,8 @@ pub enum NodeError {
     Raft(String),
     #[error("cannot listen on {addr}: {reason}")]
     Listen { addr: String, reason: String },
+    #[error("refusing to listen on {addr}, which is not a loopback address: this build has no TLS, so its traffic would cross the network unencrypted; pass --insecure to accept that")]
+    Insecure { addr: String },
     /// A peer refuses this node for good.
     #[error("{0}; stopping")]
     Refused(String),
@@ -96,6 +98,16 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
             addr: listen.clone(),
             reason: "cannot resolve the address".into(),
         })?;
+    // Nothing is encrypted yet: off this host, transfers, Raft traffic and
+    // the admin token would cross the network in clear.
+    if !socket.ip().is_loopback() {
+        if !config.insecure {
+            return Err(NodeError::Insecure { addr: listen.clone() });
+        }
+        tracing::warn!(
+            "listening on {listen} with --insecure: client, Raft and admin traffic is NOT encrypted or authenticated"
+        );
+    }
     let listener = tokio::net::TcpListener::bind(socket)
         .await
         .map_err(|e| NodeError::Listen {

@@ -102,3 +102,42 @@ fn a_bad_token_file_stops_the_server_and_the_client_with_one_line() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("cannot read admin token file"), "{err}");
 }
+
+#[test]
+fn a_non_loopback_address_needs_insecure_and_gets_a_warning() {
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let genesis = dir.path().join("genesis.json");
+    std::fs::write(&genesis, TEST_GENESIS).expect("write genesis");
+    let port = common::free_port();
+    let server = |extra: &[&str]| {
+        let mut cmd = std::process::Command::new(common::SERVER);
+        cmd.args(["--id", "0", "--peers", &format!("0=127.0.0.1:{port}")])
+            .args(["--listen", &format!("0.0.0.0:{port}")])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .arg("--genesis")
+            .arg(&genesis)
+            .args(extra);
+        cmd
+    };
+    let out = server(&[]).output().expect("run bank-server");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("not a loopback address") && err.contains("--insecure"),
+        "{err}"
+    );
+
+    let mut child = server(&["--insecure"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start bank-server");
+    let log = dir.path().join("server_0.log");
+    common::wait_for("the warning in the log", std::time::Duration::from_secs(20), || {
+        let text = std::fs::read_to_string(&log).ok()?;
+        text.contains("NOT encrypted").then_some(())
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -100,6 +100,10 @@ struct NodeArgs {
     /// which takes time in proportion to history (see `bank-server verify`).
     #[arg(long, default_value_t = 64)]
     verify_blocks: u64,
+    /// Listen on a non-loopback address although nothing is encrypted
+    /// (this build has no TLS); logs a warning.
+    #[arg(long)]
+    insecure: bool,
     /// Build a snapshot and purge the Raft log before it every N entries.
     #[arg(long, default_value_t = 5000)]
     snapshot_every: u64,
@@ -237,6 +241,7 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     config.listen = args.listen;
     config.join = args.join;
     config.verify_blocks = args.verify_blocks;
+    config.insecure = args.insecure;
     config.admin_token = match &args.admin_token_file {
         Some(path) => Some(AdminToken::from_file(path)?),
         None => None,
