@@ -409,23 +409,20 @@ impl Ledger {
                 return Ok(BlockOutcome::Refused { reason: e.to_string() });
             }
         };
-        let exec = {
+        let (exec, digest) = {
             let s = self.state.read().unwrap_or_else(|p| p.into_inner());
-            self.execute(&s.balances, block, hash, false)?
+            let exec = self.execute(&s.balances, block, hash, false)?;
+            let mut digest = s.balance_digest;
+            for (account, new) in &exec.changes {
+                if let Some(old) = s.balances.get(account) {
+                    xor_into(&mut digest, balance_term(*account, *old));
+                }
+                xor_into(&mut digest, balance_term(*account, *new));
+            }
+            (exec, digest)
         };
         Self::stage_block(&mut batch, block, hash, &exec)?;
         batch.insert(KEY_TIP, encode(&Some((block.height(), hash)), "tip")?);
-        let digest = {
-            let s = self.state.read().unwrap_or_else(|p| p.into_inner());
-            let mut d = s.balance_digest;
-            for (account, new) in &exec.changes {
-                if let Some(old) = s.balances.get(account) {
-                    xor_into(&mut d, balance_term(*account, *old));
-                }
-                xor_into(&mut d, balance_term(*account, *new));
-            }
-            d
-        };
         batch.insert(KEY_BALANCE_DIGEST, digest.to_vec());
 
         let line = views::block_line(block, hash, &exec.records);

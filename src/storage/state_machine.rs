@@ -241,7 +241,16 @@ mod tests {
 
     /// A ledger and its state machine in `dir`, from genesis `json`.
     pub(super) fn open_with(dir: &Path, json: &str) -> (Arc<Ledger>, LedgerStateMachine) {
-        let db = crate::storage::open_db(&dir.join("db")).unwrap();
+        // A reopen waits: sled's background flusher lets go of the file lock
+        // shortly after the last handle is dropped, not at once.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let db = loop {
+            match crate::storage::open_db(&dir.join("db")) {
+                Ok(db) => break db,
+                Err(e) if std::time::Instant::now() >= deadline => panic!("cannot open the ledger: {e}"),
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            }
+        };
         let genesis = Arc::new(Genesis::from_json(json).unwrap());
         let ledger = Ledger::open(&db, genesis, &dir.join("states"), &dir.join("snap.bin")).unwrap();
         let sm = LedgerStateMachine::new(Arc::clone(&ledger), dir.join("snap.bin"));
@@ -250,25 +259,6 @@ mod tests {
 
     fn open(dir: &Path) -> (Arc<Ledger>, LedgerStateMachine) {
         open_with(dir, GENESIS)
-    }
-
-    /// Opens the ledger again after the last handle was dropped: sled's
-    /// background flusher lets go of the file lock shortly after, not at once.
-    fn reopen(dir: &Path) -> (Arc<Ledger>, LedgerStateMachine) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            match crate::storage::open_db(&dir.join("db")) {
-                Ok(db) => {
-                    drop(db);
-                    return open(dir);
-                }
-                Err(e) if std::time::Instant::now() < deadline => {
-                    let _ = e;
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                Err(e) => panic!("cannot reopen the ledger: {e}"),
-            }
-        }
     }
 
     fn transfer(id: &str, from: u64, to: u64, amount: u64) -> Transaction {
@@ -402,7 +392,7 @@ mod tests {
             .unwrap();
         drop(sm);
         drop(ledger);
-        let (ledger, _sm) = reopen(dir.path());
+        let (ledger, _sm) = open(dir.path());
         let err = ledger.verify().unwrap_err().to_string();
         assert!(
             err.contains("corrupt chain at height 3") && err.contains("balance of account 1"),
@@ -447,7 +437,7 @@ mod tests {
         // across a restart.
         drop(sm);
         drop(ledger);
-        let (ledger, _sm) = reopen(dir.path());
+        let (ledger, _sm) = open(dir.path());
         ledger.verify_recent(64).unwrap();
         ledger.verify().unwrap();
     }
