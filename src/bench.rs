@@ -1,14 +1,15 @@
 //! Closed-loop load for `bank-bench`: each client sends a request, waits for
 //! its answer, and sends the next, for a fixed time.
 
-use crate::client::{call_any, connect, request, Server};
+use crate::client::{call_any, chain_id, connect, request, signed_transfer, Server};
+use crate::ledger::{AccountKey, Hash32, TxId};
 use crate::proto::bank::{StageStat, StatusRequest, TransferBatchRequest, TransferRequest};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -108,9 +109,22 @@ async fn leader_first(servers: &[Server]) -> Vec<Server> {
     out
 }
 
+fn sign(key: &AccountKey, chain: Hash32, id: String, to: u64) -> TransferRequest {
+    // Bench ids ("b" + 8 hex + two decimal u64s) are at most 51 plain bytes.
+    let id = TxId::new(id).unwrap_or_else(|_| TxId::random());
+    signed_transfer(key, chain, &id, to, 1)
+}
+
 /// Runs one closed-loop load and measures it.
-pub async fn run_load(mut config: LoadConfig) -> LoadResult {
+///
+/// Transfers are signed with the dev keys ([`AccountKey::dev`]): the
+/// cluster's genesis must register them (as `bank-server genesis` does
+/// without `--keystore`).
+pub async fn run_load(mut config: LoadConfig) -> Result<LoadResult, tonic::Status> {
     config.servers = leader_first(&config.servers).await;
+    let chain = chain_id(&config.servers, config.request_timeout, None).await?;
+    // Derived on first use (~25 us each), then shared by all clients.
+    let keys: Arc<Vec<OnceLock<AccountKey>>> = Arc::new((0..config.accounts).map(|_| OnceLock::new()).collect());
     let run_id: u32 = rand::random();
     let counters = Arc::new(Counters::default());
     let start = Instant::now();
@@ -120,6 +134,7 @@ pub async fn run_load(mut config: LoadConfig) -> LoadResult {
     for worker in 0..config.concurrency {
         let config = config.clone();
         let counters = Arc::clone(&counters);
+        let keys = Arc::clone(&keys);
         tasks.push(tokio::spawn(async move {
             let mut rng = StdRng::seed_from_u64(u64::from(run_id) << 20 | worker as u64);
             let mut samples: Vec<u32> = Vec::new();
@@ -130,12 +145,8 @@ pub async fn run_load(mut config: LoadConfig) -> LoadResult {
                         seq += 1;
                         let from = rng.gen_range(0..config.accounts);
                         let to = (from + rng.gen_range(1..config.accounts)) % config.accounts;
-                        TransferRequest {
-                            tx_id: format!("b{run_id:08x}-{worker}-{seq}"),
-                            from,
-                            to,
-                            amount: 1,
-                        }
+                        let key = keys[from as usize].get_or_init(|| AccountKey::dev(from));
+                        sign(key, chain, format!("b{run_id:08x}-{worker}-{seq}"), to)
                     })
                     .collect();
                 let measured = Instant::now() >= measure_from;
@@ -195,7 +206,7 @@ pub async fn run_load(mut config: LoadConfig) -> LoadResult {
     }
     let secs = config.duration.as_secs_f64();
     let committed = counters.committed.load(Ordering::Relaxed);
-    LoadResult {
+    Ok(LoadResult {
         concurrency: config.concurrency,
         batch: config.batch.max(1),
         duration_s: secs,
@@ -209,7 +220,7 @@ pub async fn run_load(mut config: LoadConfig) -> LoadResult {
         p99_ms: percentile(&all, 0.99),
         max_ms: all.last().map_or(0.0, |m| f64::from(*m) / 1000.0),
         stages,
-    }
+    })
 }
 
 /// Sends one request; returns (committed, refused, outcome unknown).

@@ -2,7 +2,9 @@
 //! next when one is down. Used by `bank-client` and the tests.
 
 use crate::auth::AdminToken;
+use crate::ledger::{AccountKey, Hash32, TxId};
 use crate::proto::bank::bank_client::BankClient;
+use crate::proto::bank::{StatusRequest, TransferRequest};
 use std::future::Future;
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
@@ -147,5 +149,34 @@ pub fn fault_settings(f: &crate::proto::bank::Faults) -> crate::raft::faults::Fa
         delay_min_ms: f.delay_min_ms,
         delay_max_ms: f.delay_max_ms,
         loss: f.loss,
+    }
+}
+
+/// The chain id (genesis hash) the servers run, which transfer signatures
+/// cover; `pinned`, when given, must match it.
+pub async fn chain_id(servers: &[Server], timeout: Duration, pinned: Option<Hash32>) -> Result<Hash32, Status> {
+    let reply = call_any(servers, timeout, |mut c, t| async move {
+        Ok(c.status(request(StatusRequest {}, t)).await?.into_inner())
+    })
+    .await?;
+    let theirs = Hash32::from_hex(&reply.genesis_hash)
+        .map_err(|e| Status::internal(format!("server reports a bad genesis hash: {e}")))?;
+    match pinned {
+        Some(ours) if ours != theirs => Err(Status::failed_precondition(format!(
+            "server {} runs chain {theirs}, not the pinned chain {ours}; refusing to sign for it",
+            reply.id
+        ))),
+        _ => Ok(theirs),
+    }
+}
+
+/// A transfer request signed by `key` (the source account's).
+pub fn signed_transfer(key: &AccountKey, chain_id: Hash32, id: &TxId, to: u64, amount: u64) -> TransferRequest {
+    TransferRequest {
+        tx_id: id.to_string(),
+        from: key.account,
+        to,
+        amount,
+        signature: key.sign_transfer(chain_id, id, to, amount).0.to_vec(),
     }
 }

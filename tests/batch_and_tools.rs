@@ -12,11 +12,16 @@ fn a_batch_gets_one_result_per_transfer_and_each_stands_alone() {
     // Through the library client: the CLI has no batch command.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let servers = bank_ledger::client::parse_servers(&c.all_servers()).unwrap();
-    let t = |id: &str, from, to, amount| bank_ledger::proto::bank::TransferRequest {
-        tx_id: id.into(),
-        from,
-        to,
-        amount,
+    let chain = c.chain_id();
+    let t = |id: &str, from, to, amount| {
+        let id = bank_ledger::ledger::TxId::new(id).unwrap();
+        bank_ledger::client::signed_transfer(&bank_ledger::ledger::AccountKey::dev(from), chain, &id, to, amount)
+    };
+    let forged = {
+        // Account 2's key signing a transfer out of account 3.
+        let mut m = t("batch-forged", 2, 0, 1);
+        m.from = 3;
+        m
     };
     let transfers = vec![
         t("batch-ok-1", 3, 0, 10),
@@ -24,6 +29,7 @@ fn a_batch_gets_one_result_per_transfer_and_each_stands_alone() {
         t("batch-unknown", 3, 99, 1),
         t("batch-ok-2", 3, 1, 20),
         t("batch-ok-1", 3, 0, 10), // the same transfer twice in one batch: applied once
+        forged,
     ];
     let reply = rt
         .block_on(bank_ledger::client::call_any(
@@ -43,7 +49,10 @@ fn a_batch_gets_one_result_per_transfer_and_each_stands_alone() {
         ))
         .expect("batch answered");
     let codes: Vec<u32> = reply.results.iter().map(|r| r.code).collect();
-    assert_eq!(codes, vec![0, 9, 5, 0, 0], "{:?}", reply.results);
+    assert_eq!(codes, vec![0, 9, 5, 0, 0, 16], "{:?}", reply.results);
+    assert!(reply.results[5]
+        .error
+        .contains("does not verify with the key of account 3"));
     assert!(reply.results[1].error.contains("insufficient funds"));
     assert!(reply.results[2].error.contains("unknown account 99"));
     assert_eq!(reply.results[0].block_hash, reply.results[4].block_hash);
@@ -102,6 +111,35 @@ fn the_genesis_generator_writes_a_file_a_node_accepts() {
     let err = String::from_utf8_lossy(&bad.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("sum to more than"), "{err}");
+    // Without --keystore the accounts have the dev keys, and it says so.
+    let dev = Command::new(common::SERVER)
+        .args(["genesis", "--accounts", "2", "--balance", "1"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&dev.stderr).contains("public dev keys"));
+    let dev: bank_ledger::ledger::genesis::GenesisFile = serde_json::from_slice(&dev.stdout).unwrap();
+    assert_eq!(
+        dev.accounts[1].public_key,
+        bank_ledger::ledger::AccountKey::dev(1).public()
+    );
+
+    // With --keystore: a fresh key per account, its public half in the file.
+    let keys = dir.path().join("keys");
+    let out = dir.path().join("k.json");
+    let status = Command::new(common::SERVER)
+        .args(["genesis", "--accounts", "3", "--balance", "5", "--out"])
+        .arg(&out)
+        .arg("--keystore")
+        .arg(&keys)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let g = bank_ledger::ledger::Genesis::load(&out).unwrap();
+    for a in &g.file.accounts {
+        let key = bank_ledger::ledger::AccountKey::load(&bank_ledger::ledger::keys::key_path(&keys, a.id)).unwrap();
+        assert_eq!(key.public(), a.public_key);
+        assert_ne!(a.public_key, bank_ledger::ledger::AccountKey::dev(a.id).public());
+    }
 }
 
 #[test]

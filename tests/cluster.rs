@@ -2,7 +2,8 @@
 
 mod common;
 
-use bank_ledger::ledger::{Block, Genesis, Hash32};
+use bank_ledger::ledger::genesis::with_dev_keys;
+use bank_ledger::ledger::{Block, Genesis, Hash32, Transaction};
 use common::{wait_for, Cluster, TEST_GENESIS};
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -206,6 +207,25 @@ fn verify_chain_view(text: &str, genesis: &Genesis) -> Vec<Block> {
                 .verify_extends(genesis.chain_id(), genesis.difficulty(), prev.height(), prev.hash())
                 .unwrap_or_else(|e| panic!("block {i}: {e}"));
         }
+        // Anyone holding the view and the genesis file can check every
+        // signature: the keys are in genesis, the signatures in the blocks.
+        if i as u64 > genesis.last_height() {
+            for tx in &block.txs {
+                if let Transaction::Transfer {
+                    id,
+                    from,
+                    to,
+                    amount,
+                    signature,
+                } = tx
+                {
+                    genesis
+                        .keys()
+                        .verify_transfer(genesis.chain_id(), id, *from, *to, *amount, signature)
+                        .unwrap_or_else(|e| panic!("block {i}: {e}"));
+                }
+            }
+        }
         blocks.push(block);
     }
     blocks
@@ -218,7 +238,7 @@ fn json_views_hold_a_verifiable_chain_identical_on_every_node() {
         c.transfer(3, 0, 1 + i, &format!("view-{i}"));
     }
     c.wait_converged();
-    let genesis = Genesis::from_json(TEST_GENESIS).unwrap();
+    let genesis = Genesis::from_json(&with_dev_keys(TEST_GENESIS)).unwrap();
     let files: Vec<String> = (0..3)
         .map(|id| {
             wait_for("views to catch up", Duration::from_secs(10), || {
@@ -262,7 +282,11 @@ fn a_node_with_another_genesis_refuses_to_join() {
     // Wipe node 2 and give it a different genesis file.
     std::fs::remove_dir_all(c.data_dir().join("server_2_db")).unwrap();
     let other = c.data_dir().join("other.json");
-    std::fs::write(&other, TEST_GENESIS.replace("\"balance\":1000", "\"balance\":999")).unwrap();
+    std::fs::write(
+        &other,
+        with_dev_keys(&TEST_GENESIS.replace("\"balance\":1000", "\"balance\":999")),
+    )
+    .unwrap();
     c.nodes[2].genesis = other;
     c.spawn(2);
     let status = wait_for("node 2 to exit", Duration::from_secs(20), || {

@@ -131,17 +131,11 @@ fn huge_amounts_are_refused_without_overflow() {
     // Straight through gRPC, around the CLI: the same precise refusal.
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let addr = c.addr(c.wait_leader()).to_string();
+    let signed = c.signed("huge-1", 0, 1, u64::MAX);
     let reply = rt
         .block_on(async move {
             let mut client = BankClient::new(channel(&addr));
-            client
-                .transfer(TransferRequest {
-                    tx_id: "huge-1".into(),
-                    from: 0,
-                    to: 1,
-                    amount: u64::MAX,
-                })
-                .await
+            client.transfer(signed).await
         })
         .expect_err("a transfer of u64::MAX is refused");
     assert!(reply.message().contains("insufficient funds"), "{reply:?}");
@@ -192,5 +186,111 @@ fn raft_traffic_from_a_node_that_is_not_a_member_is_refused() {
         assert_eq!(s["leader_id"].as_u64(), Some(leader), "{s}");
     }
     c.transfer(0, 1, 5, "after-rogue-vote");
+    assert_eq!(c.balance(1), START[1] + 5);
+}
+
+#[test]
+fn transfers_not_signed_by_the_source_accounts_key_are_refused() {
+    let c = Cluster::start(3, TEST_GENESIS);
+    let leader = c.wait_leader();
+    let follower = (leader + 1) % 3;
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let send = |addr: &str, msg: TransferRequest| {
+        let addr = addr.to_string();
+        rt.block_on(async move { BankClient::new(channel(&addr)).transfer(msg).await })
+            .expect_err("refused")
+    };
+    let good = c.signed("sig-1", 0, 1, 5);
+    let mut cases: Vec<(&str, TransferRequest, Code, &str)> = Vec::new();
+    cases.push((
+        "missing",
+        TransferRequest {
+            signature: vec![],
+            ..good.clone()
+        },
+        Code::Unauthenticated,
+        "carries no signature",
+    ));
+    cases.push((
+        "short",
+        TransferRequest {
+            signature: vec![1; 10],
+            ..good.clone()
+        },
+        Code::InvalidArgument,
+        "is 10 bytes",
+    ));
+    cases.push((
+        "garbage",
+        TransferRequest {
+            signature: vec![7; 64],
+            ..good.clone()
+        },
+        Code::Unauthenticated,
+        "does not verify with the key of account 0",
+    ));
+    // Account 1's own valid signature, presented for a transfer out of 0.
+    let mut by_other = c.signed("sig-1", 1, 1, 5);
+    by_other.from = 0;
+    cases.push(("other key", by_other, Code::Unauthenticated, "does not verify"));
+    // A valid signature with the amount changed afterwards.
+    cases.push((
+        "altered amount",
+        TransferRequest {
+            amount: 50,
+            ..good.clone()
+        },
+        Code::Unauthenticated,
+        "does not verify",
+    ));
+    // Signed for another chain with the same keys: not replayable here.
+    let other = Genesis::from_json(&bank_ledger::ledger::genesis::with_dev_keys(
+        &TEST_GENESIS.replace("\"difficulty\": 8", "\"difficulty\": 7"),
+    ))
+    .expect("other genesis");
+    assert_ne!(other.chain_id(), c.chain_id());
+    let id = bank_ledger::ledger::TxId::new("sig-1").unwrap();
+    let elsewhere =
+        bank_ledger::client::signed_transfer(&bank_ledger::ledger::AccountKey::dev(0), other.chain_id(), &id, 1, 5);
+    cases.push(("other chain", elsewhere, Code::Unauthenticated, "does not verify"));
+    for (what, msg, code, text) in cases {
+        // Straight to the leader, and through a follower that forwards it.
+        for addr in [c.addr(leader).to_string(), c.addr(follower).to_string()] {
+            let err = send(&addr, msg.clone());
+            assert_eq!(err.code(), code, "{what} via {addr}: {err:?}");
+            assert!(err.message().contains(text), "{what} via {addr}: {err:?}");
+            assert_eq!(err.message().lines().count(), 1);
+        }
+    }
+    assert_unchanged(&c);
+
+    // The CLI: no key for the account in the keystore, or another account's key file.
+    let empty = tempfile::tempdir().expect("tempdir");
+    let servers = c.all_servers();
+    let run = |keystore: &std::path::Path| {
+        std::process::Command::new(common::CLIENT)
+            .args(["--servers", &servers, "--keystore"])
+            .arg(keystore)
+            .args(["transfer", "0", "1", "5"])
+            .output()
+            .expect("run bank-client")
+    };
+    let out = run(empty.path());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("no key for account 0"), "{err}");
+    std::fs::copy(c.keystore().join("1.key"), empty.path().join("0.key")).expect("copy key");
+    let out = run(empty.path());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("holds the key of account 1, not 0"), "{err}");
+    assert_unchanged(&c);
+
+    // The real signature still goes through, once.
+    let reply = rt
+        .block_on(async { BankClient::new(channel(c.addr(follower))).transfer(good).await })
+        .expect("signed transfer commits");
+    assert!(reply.into_inner().height > 0);
     assert_eq!(c.balance(1), START[1] + 5);
 }

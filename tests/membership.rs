@@ -22,7 +22,7 @@ struct SteadyTransfers {
 }
 
 impl SteadyTransfers {
-    fn start(servers: String) -> SteadyTransfers {
+    fn start(servers: String, keystore: std::path::PathBuf) -> SteadyTransfers {
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(AtomicU64::new(0));
         let servers = Arc::new(Mutex::new(servers));
@@ -40,6 +40,8 @@ impl SteadyTransfers {
                             &list,
                             "--timeout-ms",
                             "5000",
+                            "--keystore",
+                            keystore.to_str().expect("utf-8 path"),
                             "transfer",
                             "3",
                             "0",
@@ -106,7 +108,7 @@ fn voters(c: &Cluster, servers: &str) -> Vec<u64> {
 #[test]
 fn growing_3_to_5_to_3_under_steady_transfers_loses_nothing() {
     let mut c = Cluster::start_with(3, TEST_GENESIS, &SMALL_SNAPSHOTS);
-    let steady = SteadyTransfers::start(c.all_servers());
+    let steady = SteadyTransfers::start(c.all_servers(), c.keystore());
     steady.wait_acked(25);
 
     // Two new nodes, no copy of anyone's data: they catch up by snapshot.

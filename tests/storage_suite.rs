@@ -1,6 +1,7 @@
 //! openraft's own conformance suite over the sled log store and the ledger
 //! state machine.
 
+use bank_ledger::ledger::genesis::GenesisFile;
 use bank_ledger::ledger::Genesis;
 use bank_ledger::raft::{StorageError, TypeConfig};
 use bank_ledger::storage::{open_db, Ledger, LedgerStateMachine, LogStore, NodePaths};
@@ -15,11 +16,7 @@ impl StoreBuilder<TypeConfig, LogStore, LedgerStateMachine, TempDir> for SledBui
         let dir = TempDir::new().expect("temp dir");
         let paths = NodePaths::new(dir.path(), 1);
         let db = open_db(&paths.db).expect("open sled");
-        let genesis = Genesis::from_json(
-            r#"{"difficulty":4,"accounts":[{"id":0,"balance":100},{"id":1,"balance":100}],
-                "transfers":[{"from":0,"to":1,"amount":5}]}"#,
-        )
-        .expect("genesis");
+        let genesis = Genesis::build(GenesisFile::dev(4, &[(0, 100), (1, 100)], &[(0, 1, 5)])).expect("genesis");
         let ledger = Ledger::open(&db, Arc::new(genesis), &paths.states, &paths.snapshot).expect("open ledger");
         let log = LogStore::open(&db).expect("open log store");
         Ok((dir, log, LedgerStateMachine::new(ledger, paths.snapshot)))

@@ -447,13 +447,13 @@ impl Worker {
                 };
                 if let Some(&(s, i)) = self.pending_ids.get(&id) {
                     let same = if s == seq {
-                        slots.get(i).map(|slot| slot.tx == p.tx)
+                        slots.get(i).map(|slot| slot.tx.content_hash() == p.tx.content_hash())
                     } else {
                         self.inflight
                             .iter()
                             .find(|b| b.seq == s)
                             .and_then(|b| b.slots.get(i))
-                            .map(|slot| slot.tx == p.tx)
+                            .map(|slot| slot.tx.content_hash() == p.tx.content_hash())
                     };
                     match same {
                         Some(true) if s == seq => slots[i].replies.push(p.reply),
@@ -477,7 +477,7 @@ impl Worker {
                 }
                 match ledger.tx_record(&id) {
                     Ok(Some(first)) => {
-                        let result = if first.tx_hash != p.tx.hash() {
+                        let result = if first.tx_hash != p.tx.content_hash() {
                             Err(SubmitError::Rejected(RejectReason::IdConflict { id }))
                         } else {
                             match &first.outcome {

@@ -4,7 +4,8 @@
 
 use super::producer::{BlockProducer, SubmitError};
 use crate::auth::{authorize_control, AdminToken};
-use crate::ledger::{RejectReason, Transaction, TxId};
+use crate::ledger::keys::{SignatureError, TransferAuthError};
+use crate::ledger::{RejectReason, Signature, Transaction, TxId};
 use crate::proto::bank::bank_client::BankClient;
 use crate::proto::bank::bank_server::Bank;
 use crate::proto::bank::{
@@ -97,6 +98,36 @@ impl From<SubmitError> for Attempt {
             SubmitError::Overloaded(_) => Attempt::Done(Status::resource_exhausted(e.to_string())),
             SubmitError::Fatal(m) => Attempt::Done(Status::unavailable(format!("node is shutting down: {m}"))),
         }
+    }
+}
+
+/// A transfer as a request carries it; the signature is checked later, by
+/// the leader.
+fn transfer_of(t: &TransferRequest) -> Result<Transaction, String> {
+    let id = TxId::new(t.tx_id.clone()).map_err(|e| e.to_string())?;
+    let signature = Signature::from_slice(&t.signature).ok_or_else(|| {
+        format!(
+            "signature of transfer {id} is {} bytes; an ed25519 signature is 64",
+            t.signature.len()
+        )
+    })?;
+    Ok(Transaction::Transfer {
+        id,
+        from: t.from,
+        to: t.to,
+        amount: t.amount,
+        signature,
+    })
+}
+
+/// The gRPC status for a transfer its signer may not make.
+pub fn auth_status(e: &TransferAuthError) -> Status {
+    match e {
+        TransferAuthError::UnknownAccount(account) => {
+            reject_status(&RejectReason::UnknownAccount { account: *account })
+        }
+        TransferAuthError::Signature(SignatureError::BadKey { .. }) => Status::failed_precondition(e.to_string()),
+        TransferAuthError::Signature(_) => Status::unauthenticated(e.to_string()),
     }
 }
 
@@ -304,7 +335,16 @@ impl BankApi {
     /// are resubmitted a few times before being reported as not committed.
     async fn commit_batch(&self, txs: &[Transaction]) -> Result<TransferBatchReply, Attempt> {
         let mut results: Vec<Option<TransferResult>> = vec![None; txs.len()];
-        let mut pending: Vec<usize> = (0..txs.len()).collect();
+        let mut pending: Vec<usize> = Vec::with_capacity(txs.len());
+        for (i, auth) in self.authorize_all(txs).await?.into_iter().enumerate() {
+            match auth {
+                Ok(()) => pending.push(i),
+                Err(e) => {
+                    let id = txs[i].id().map(TxId::to_string).unwrap_or_default();
+                    results[i] = Some(failed_result(id, &auth_status(&e)));
+                }
+            }
+        }
         let mut last_retry = String::new();
         for _ in 0..BATCH_RETRIES {
             let outcomes =
@@ -352,6 +392,19 @@ impl BankApi {
                 })
                 .collect(),
         })
+    }
+
+    /// Checks every transfer's signature (~50 us each), off the async
+    /// workers: a full batch holds thousands.
+    async fn authorize_all(&self, txs: &[Transaction]) -> Result<Vec<Result<(), TransferAuthError>>, Attempt> {
+        if txs.len() <= 16 {
+            return Ok(txs.iter().map(|t| self.ledger.authorize(t)).collect());
+        }
+        let ledger = Arc::clone(&self.ledger);
+        let txs = txs.to_vec();
+        tokio::task::spawn_blocking(move || txs.iter().map(|t| ledger.authorize(t)).collect())
+            .await
+            .map_err(|e| Attempt::Done(Status::internal(format!("signature check failed: {e}"))))
     }
 
     async fn commit(&self, tx: Transaction) -> Result<TxRecord, Attempt> {
@@ -555,18 +608,18 @@ impl Bank for BankApi {
         let deadline = self.deadline(&req);
         let forwarded = Self::forwarded(&req);
         let msg = req.into_inner();
-        let id = TxId::new(msg.tx_id.clone()).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let tx = Transaction::Transfer {
-            id: id.clone(),
-            from: msg.from,
-            to: msg.to,
-            amount: msg.amount,
-        };
+        let tx = transfer_of(&msg).map_err(Status::invalid_argument)?;
+        let id = tx.id().cloned().unwrap_or_else(TxId::random);
         let reply = self
             .on_leader(
                 forwarded,
                 deadline,
-                || async { Ok(tx_reply(&self.commit(tx.clone()).await?, &id)) },
+                || async {
+                    // The leader checks the signature before anything is
+                    // proposed; followers only forward.
+                    self.ledger.authorize(&tx).map_err(|e| Attempt::Done(auth_status(&e)))?;
+                    Ok(tx_reply(&self.commit(tx.clone()).await?, &id))
+                },
                 |mut c, t| {
                     let msg = msg.clone();
                     async move { Ok(c.transfer(self.forward_request(msg, t)).await?.into_inner()) }
@@ -586,16 +639,12 @@ impl Bank for BankApi {
                 msg.transfers.len()
             )));
         }
-        let mut txs = Vec::with_capacity(msg.transfers.len());
-        for t in &msg.transfers {
-            let id = TxId::new(t.tx_id.clone()).map_err(|e| Status::invalid_argument(format!("{e} (in batch)")))?;
-            txs.push(Transaction::Transfer {
-                id,
-                from: t.from,
-                to: t.to,
-                amount: t.amount,
-            });
-        }
+        let txs = msg
+            .transfers
+            .iter()
+            .map(transfer_of)
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(|e| Status::invalid_argument(format!("{e} (in batch)")))?;
         let reply = self
             .on_leader(
                 forwarded,

@@ -7,6 +7,7 @@ use bank_ledger::chaos::cluster::ProcessCluster;
 use bank_ledger::client::{parse_servers, Server};
 use bank_ledger::config::DEFAULT_SERVERS;
 use bank_ledger::ledger::genesis::{GenesisFile, DEFAULT_DIFFICULTY};
+use bank_ledger::ledger::AccountKey;
 use clap::Parser;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -77,7 +78,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     if !cli.local {
         let servers = parse_servers(&cli.servers).map_err(|e| anyhow!(e))?;
-        let r = run_load(base(servers, cli.concurrency, cli.batch)).await;
+        let r = run_load(base(servers, cli.concurrency, cli.batch))
+            .await
+            .map_err(|e| anyhow!("cannot reach the cluster: {}", e.message()))?;
         if cli.json {
             println!("{}", serde_json::to_string(&r)?);
         } else {
@@ -89,7 +92,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let temp = tempfile::TempDir::new()?;
     let dir = cli.data_dir.clone().unwrap_or_else(|| temp.path().to_path_buf());
     std::fs::create_dir_all(&dir)?;
-    let genesis = GenesisFile::generated(cli.accounts, 1_000_000_000, DEFAULT_DIFFICULTY);
+    // Dev keys: the load signs with them (see bank_ledger::bench).
+    let genesis = GenesisFile::generated(cli.accounts, 1_000_000_000, DEFAULT_DIFFICULTY, |id| {
+        AccountKey::dev(id).public()
+    });
     let genesis_path = dir.join("genesis.json");
     std::fs::write(&genesis_path, serde_json::to_vec(&genesis)?)?;
     let server_bin = match &cli.server_bin {
@@ -118,7 +124,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let matrix: [(usize, usize); 7] = [(1, 1), (16, 1), (64, 1), (256, 1), (1, 1024), (4, 1024), (16, 1024)];
     let mut results = Vec::new();
     for (concurrency, batch) in matrix {
-        let r = run_load(base(cluster.servers(), concurrency, batch)).await;
+        let r = run_load(base(cluster.servers(), concurrency, batch))
+            .await
+            .map_err(|e| anyhow!("cannot reach the local cluster: {}", e.message()))?;
         if !cli.json {
             eprintln!(
                 "  concurrency {concurrency:>3} batch {batch:>4}: {:>9.0} tx/s  p50 {:.2} ms  p99 {:.2} ms",

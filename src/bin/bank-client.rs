@@ -1,19 +1,21 @@
 //! `bank-client`: transfers, balances, status and the chain, from the command line.
 
-use anyhow::{anyhow, Context};
+use anyhow::{anyhow, bail, Context};
 use bank_ledger::auth::AdminToken;
 use bank_ledger::client::{
-    call_any, connect, control_request, fault_settings, parse_servers, request, set_faults_everywhere, Server,
+    call_any, chain_id, connect, control_request, fault_settings, parse_servers, request, set_faults_everywhere,
+    signed_transfer, Server,
 };
 use bank_ledger::config::DEFAULT_SERVERS;
-use bank_ledger::ledger::TxId;
+use bank_ledger::ledger::keys::{create_keystore, key_path};
+use bank_ledger::ledger::{AccountKey, Hash32, TxId};
 use bank_ledger::proto::bank::{AddNodeRequest, PeerState, RemoveNodeRequest, VerifyRequest};
 use bank_ledger::proto::bank::{
     BalanceRequest, BalancesRequest, GetBlocksRequest, PartitionGroup, SetFaultsRequest, StatusReply, StatusRequest,
-    TransferRequest,
 };
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Parser)]
@@ -33,6 +35,14 @@ struct Cli {
     /// cluster add/remove (needed when the nodes were started with one).
     #[arg(long, env = "BANK_ADMIN_TOKEN_FILE", global = true)]
     admin_token_file: Option<std::path::PathBuf>,
+    /// Directory of account keys (`<account>.key`) that sign transfers. The
+    /// default, `dev-keys`, holds the public demo keys shipped in the repository.
+    #[arg(long, env = "BANK_KEYSTORE", default_value = "dev-keys", global = true)]
+    keystore: PathBuf,
+    /// Sign only for this chain (genesis hash, 64 hex digits): refuses servers
+    /// that run another one. Without it, the chain is the one servers report.
+    #[arg(long, env = "BANK_CHAIN_ID", global = true, value_parser = parse_chain_id)]
+    chain_id: Option<Hash32>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -47,6 +57,15 @@ enum Cmd {
         /// Transaction id, unique forever; resubmitting it returns the first outcome.
         #[arg(long)]
         id: Option<String>,
+    },
+    /// Create a new key for ACCOUNT in the keystore and print its public key
+    /// (register it in genesis). Never overwrites a key.
+    Keygen {
+        account: u64,
+        /// Write the account's public dev key instead (insecure: anyone can
+        /// derive it), for genesis files made without `--keystore`.
+        #[arg(long)]
+        dev: bool,
     },
     /// Linearizable balance of ACCOUNT.
     Balance {
@@ -126,6 +145,30 @@ fn main() {
     });
 }
 
+fn parse_chain_id(s: &str) -> Result<Hash32, String> {
+    Hash32::from_hex(s)
+}
+
+/// The key that signs transfers from `account`, from the keystore.
+fn load_key(keystore: &Path, account: u64) -> anyhow::Result<AccountKey> {
+    let path = key_path(keystore, account);
+    if !path.exists() {
+        bail!(
+            "no key for account {account}: {} not found (pass --keystore DIR, or create one with `bank-client keygen {account}` and register its public key in genesis)",
+            path.display()
+        );
+    }
+    let key = AccountKey::load(&path)?;
+    if key.account != account {
+        bail!(
+            "{} holds the key of account {}, not {account}",
+            path.display(),
+            key.account
+        );
+    }
+    Ok(key)
+}
+
 /// One line a person can act on, from a gRPC status.
 fn explain(status: tonic::Status) -> anyhow::Error {
     let msg = status.message().replace('\n', " ");
@@ -172,12 +215,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(id) => TxId::new(id)?,
                 None => TxId::random(),
             };
-            let msg = TransferRequest {
-                tx_id: tx_id.to_string(),
-                from,
-                to,
-                amount,
-            };
+            let key = load_key(&cli.keystore, from)?;
+            let chain = chain_id(&servers, timeout, cli.chain_id).await.map_err(explain)?;
+            let msg = signed_transfer(&key, chain, &tx_id, to, amount);
             let r = call_any(&servers, timeout, |mut c, t| {
                 let msg = msg.clone();
                 async move { Ok(c.transfer(request(msg, t)).await?.into_inner()) }
@@ -193,6 +233,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!(
                     "committed tx {} ({from} -> {to}, {amount}) in block {} {}",
                     r.tx_id, r.height, r.block_hash
+                );
+            }
+        }
+        Cmd::Keygen { account, dev } => {
+            create_keystore(&cli.keystore)?;
+            let path = key_path(&cli.keystore, account);
+            if path.exists() {
+                bail!("{} already exists; a key is never overwritten", path.display());
+            }
+            let key = if dev {
+                AccountKey::dev(account)
+            } else {
+                AccountKey::generate(account)
+            };
+            key.save(&path)?;
+            if cli.json {
+                println!(
+                    "{}",
+                    json!({"account": account, "public_key": key.public().to_hex(), "key_file": path.display().to_string()})
+                );
+            } else {
+                println!(
+                    "account {account}: public key {} (secret key in {})",
+                    key.public(),
+                    path.display()
                 );
             }
         }

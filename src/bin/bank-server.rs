@@ -72,6 +72,11 @@ struct GenesisArgs {
     /// Write here instead of standard output.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Create a fresh key for every account in this directory (`<id>.key`)
+    /// and register the public keys. Without it, accounts get the public
+    /// dev keys: anyone can spend from them.
+    #[arg(long)]
+    keystore: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -182,16 +187,39 @@ fn run_main() -> anyhow::Result<()> {
 
 fn write_genesis(args: GenesisArgs) -> anyhow::Result<()> {
     use bank_ledger::ledger::genesis::{GenesisFile, MAX_GENESIS_ACCOUNTS};
+    use bank_ledger::ledger::keys::key_path;
+    use bank_ledger::ledger::AccountKey;
     if args.accounts == 0 || args.accounts > MAX_GENESIS_ACCOUNTS as u64 {
         bail!("--accounts must be between 1 and {MAX_GENESIS_ACCOUNTS}");
     }
-    let file = GenesisFile::generated(args.accounts, args.balance, args.difficulty);
+    // Keys are made first and written only once the file is known to be valid.
+    let keys: Vec<AccountKey> = match &args.keystore {
+        Some(_) => (0..args.accounts).map(AccountKey::generate).collect(),
+        None => Vec::new(),
+    };
+    let file = GenesisFile::generated(args.accounts, args.balance, args.difficulty, |id| {
+        match keys.get(id as usize) {
+            Some(k) => k.public(),
+            None => AccountKey::dev(id).public(),
+        }
+    });
     // Validate exactly as a node will (difficulty, total overflow).
     bank_ledger::ledger::Genesis::build(file.clone())?;
+    if let Some(dir) = &args.keystore {
+        bank_ledger::ledger::keys::create_keystore(dir)?;
+        for key in &keys {
+            key.save(&key_path(dir, key.account))?;
+        }
+    }
     let json = serde_json::to_string_pretty(&file)?;
     match args.out {
         Some(path) => std::fs::write(&path, json).with_context(|| format!("cannot write {}", path.display()))?,
         None => println!("{json}"),
+    }
+    if args.keystore.is_none() {
+        eprintln!(
+            "note: the accounts have the public dev keys (anyone can spend from them); pass --keystore DIR for real keys"
+        );
     }
     Ok(())
 }

@@ -143,7 +143,10 @@ pub async fn chains(cluster: &ProcessCluster, genesis: &Genesis, transfers: &[Tr
     let mut committed: HashMap<String, u32> = HashMap::new();
     for (block, statuses) in chain {
         for (tx, status) in block.txs.iter().zip(statuses) {
-            let Transaction::Transfer { id, from, to, amount } = tx else {
+            let Transaction::Transfer {
+                id, from, to, amount, ..
+            } = tx
+            else {
                 continue;
             };
             if status != "committed" {

@@ -10,10 +10,10 @@ pub mod check;
 pub mod cluster;
 pub mod nemesis;
 
-use crate::client::{call_any, request, Server};
+use crate::client::{call_any, request, signed_transfer, Server};
 use crate::ledger::genesis::GenesisFile;
-use crate::ledger::Genesis;
-use crate::proto::bank::{BalancesRequest, TransferRequest};
+use crate::ledger::{AccountKey, Genesis, Hash32, TxId};
+use crate::proto::bank::BalancesRequest;
 use cluster::ProcessCluster;
 use nemesis::{FaultKind, Nemesis};
 use rand::rngs::StdRng;
@@ -118,12 +118,11 @@ fn classify(result: &Result<crate::proto::bank::TxReply, tonic::Status>) -> Outc
     }
 }
 
-async fn submit(servers: &[Server], op: &TransferOp, timeout: Duration) -> Outcome {
-    let msg = TransferRequest {
-        tx_id: op.id.clone(),
-        from: op.from,
-        to: op.to,
-        amount: op.amount,
+/// Submits `op`, signed with its source account's dev key for chain `chain`.
+async fn submit(servers: &[Server], op: &TransferOp, chain: Hash32, timeout: Duration) -> Outcome {
+    let msg = match TxId::new(op.id.clone()) {
+        Ok(id) => signed_transfer(&AccountKey::dev(op.from), chain, &id, op.to, op.amount),
+        Err(e) => return Outcome::Failed(e.to_string()),
     };
     let result = call_any(servers, timeout, |mut c, t| {
         let msg = msg.clone();
@@ -185,7 +184,7 @@ impl Client {
                     amount: self.rng.gen_range(1..=30),
                     outcome: Outcome::Unknown(String::new()),
                 };
-                op.outcome = submit(&self.servers, &op, self.timeout).await;
+                op.outcome = submit(&self.servers, &op, self.genesis.chain_id(), self.timeout).await;
                 if let Ok(mut h) = self.history.lock() {
                     h.transfers.push(op);
                 }
@@ -226,7 +225,10 @@ pub async fn run(config: ChaosConfig) -> Result<Report, ChaosError> {
         }
     };
     // Low difficulty: the workload is about faults, not mining.
-    let genesis_file = GenesisFile::generated(config.accounts, config.opening_balance, 4);
+    // Dev keys: the workload signs its transfers with them.
+    let genesis_file = GenesisFile::generated(config.accounts, config.opening_balance, 4, |id| {
+        AccountKey::dev(id).public()
+    });
     let genesis_path = dir.join("genesis.json");
     std::fs::write(
         &genesis_path,
@@ -302,7 +304,7 @@ pub async fn run(config: ChaosConfig) -> Result<Report, ChaosError> {
             continue;
         }
         for _ in 0..10 {
-            let outcome = submit(&servers, op, Duration::from_secs(5)).await;
+            let outcome = submit(&servers, op, genesis.chain_id(), Duration::from_secs(5)).await;
             let definite = !matches!(outcome, Outcome::Unknown(_));
             op.outcome = outcome;
             if definite {

@@ -330,6 +330,7 @@ mod tests {
             from: 1,
             to: 2,
             amount: i + 1,
+            signature: crate::ledger::Signature::NONE,
         }
     }
 
@@ -367,7 +368,11 @@ mod tests {
     #[test]
     fn only_the_genesis_block_may_exceed_the_transaction_cap() {
         let txs: Vec<Transaction> = (0..MAX_BLOCK_TXS as u64 + 1)
-            .map(|account| Transaction::Allocation { account, amount: 1 })
+            .map(|account| Transaction::Allocation {
+                account,
+                amount: 1,
+                public_key: crate::ledger::PublicKey([0; 32]),
+            })
             .collect();
         let genesis = Block::new(Hash32([7; 32]), 0, Hash32::ZERO, 1, 0, txs.clone());
         assert!(genesis.verify_contents().is_ok());

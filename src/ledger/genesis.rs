@@ -3,6 +3,7 @@
 //! blocks on every node: no clock and no randomness go into them.
 
 use super::block::{MAX_BLOCK_TXS, MAX_DIFFICULTY};
+use super::keys::{AccountKey, AccountKeys, PublicKey, Signature};
 use super::rules::{self, RejectReason};
 use super::{AccountId, Amount, Block, Hash32, Transaction, TxId};
 use serde::{Deserialize, Serialize};
@@ -37,6 +38,8 @@ pub struct GenesisFile {
 pub struct GenesisAccount {
     pub id: AccountId,
     pub balance: Amount,
+    /// The ed25519 key that signs the account's transfers (64 hex digits).
+    pub public_key: PublicKey,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,9 +86,8 @@ pub enum GenesisError {
 /// A validated genesis and the blocks it produces.
 ///
 /// ```
-/// use bank_ledger::ledger::Genesis;
-/// let g = Genesis::from_json(r#"{"difficulty":4,"accounts":[{"id":1,"balance":50},{"id":2,"balance":0}],
-///                               "transfers":[{"from":1,"to":2,"amount":20}]}"#).unwrap();
+/// use bank_ledger::ledger::{genesis::GenesisFile, Genesis};
+/// let g = Genesis::build(GenesisFile::dev(4, &[(1, 50), (2, 0)], &[(1, 2, 20)])).unwrap();
 /// assert_eq!(g.blocks.len(), 2); // block 0: opening balances; block 1: the transfer
 /// assert_eq!(g.balances[&2], 20);
 /// assert!(g.chain_id().leading_zero_bits() >= 4);
@@ -102,12 +104,44 @@ pub struct Genesis {
 }
 
 impl GenesisFile {
-    /// `accounts` accounts numbered from 0, each opening with `balance`.
-    pub fn generated(accounts: u64, balance: Amount, difficulty: u8) -> GenesisFile {
+    /// `accounts` accounts numbered from 0, each opening with `balance` and
+    /// holding the key `key(id)` gives.
+    pub fn generated(
+        accounts: u64,
+        balance: Amount,
+        difficulty: u8,
+        mut key: impl FnMut(AccountId) -> PublicKey,
+    ) -> GenesisFile {
         GenesisFile {
             difficulty,
-            accounts: (0..accounts).map(|id| GenesisAccount { id, balance }).collect(),
+            accounts: (0..accounts)
+                .map(|id| GenesisAccount {
+                    id,
+                    balance,
+                    public_key: key(id),
+                })
+                .collect(),
             transfers: Vec::new(),
+        }
+    }
+
+    /// Accounts with the public dev keys ([`AccountKey::dev`]): anyone can
+    /// spend from them. For demos, tests and benchmarks.
+    pub fn dev(difficulty: u8, accounts: &[(AccountId, Amount)], transfers: &[(AccountId, AccountId, Amount)]) -> Self {
+        GenesisFile {
+            difficulty,
+            accounts: accounts
+                .iter()
+                .map(|&(id, balance)| GenesisAccount {
+                    id,
+                    balance,
+                    public_key: AccountKey::dev(id).public(),
+                })
+                .collect(),
+            transfers: transfers
+                .iter()
+                .map(|&(from, to, amount)| GenesisTransfer { from, to, amount })
+                .collect(),
         }
     }
 }
@@ -162,6 +196,7 @@ impl Genesis {
             .map(|a| Transaction::Allocation {
                 account: a.id,
                 amount: a.balance,
+                public_key: a.public_key,
             })
             .collect();
         for tx in &allocations {
@@ -182,6 +217,8 @@ impl Genesis {
                     from: t.from,
                     to: t.to,
                     amount: t.amount,
+                    // Genesis itself defines these transfers; nobody signs them.
+                    signature: Signature::NONE,
                 };
                 rules::apply(&mut balances, &tx, false)
                     .map_err(|reason| GenesisError::BadTransfer { index, reason })?;
@@ -207,6 +244,36 @@ impl Genesis {
     pub fn difficulty(&self) -> u8 {
         self.file.difficulty
     }
+
+    /// Height of the last block genesis defines: blocks up to it are fixed
+    /// by the file; every later transfer is signed.
+    pub fn last_height(&self) -> u64 {
+        self.blocks.len() as u64 - 1
+    }
+
+    /// The accounts' public keys.
+    pub fn keys(&self) -> AccountKeys {
+        AccountKeys::new(self.file.accounts.iter().map(|a| (a.id, a.public_key)).collect())
+    }
+}
+
+/// Fills in the dev key ([`AccountKey::dev`]) of every account of a genesis
+/// JSON text that names no `public_key`: for tests and throwaway demos.
+/// Text that is not genesis-shaped JSON is returned unchanged.
+pub fn with_dev_keys(json: &str) -> String {
+    let Ok(mut v) = serde_json::from_str::<serde_json::Value>(json) else {
+        return json.to_string();
+    };
+    if let Some(accounts) = v.get_mut("accounts").and_then(|a| a.as_array_mut()) {
+        for a in accounts {
+            let id = a.get("id").and_then(|i| i.as_u64());
+            if let (Some(id), Some(obj)) = (id, a.as_object_mut()) {
+                obj.entry("public_key")
+                    .or_insert_with(|| AccountKey::dev(id).public().to_hex().into());
+            }
+        }
+    }
+    v.to_string()
 }
 
 /// Initial transfers are numbered from 1 in file order: `genesis-1`, `genesis-2`, ...
@@ -226,7 +293,7 @@ mod tests {
 
     #[test]
     fn demo_genesis_matches_the_original() {
-        let g = Genesis::from_json(DEMO).unwrap();
+        let g = Genesis::from_json(&with_dev_keys(DEMO)).unwrap();
         assert_eq!(g.blocks.len(), 2);
         assert_eq!(g.balances, BTreeMap::from([(0, 115), (1, 95), (2, 90)]));
         assert_eq!(g.total, 300);
@@ -235,23 +302,37 @@ mod tests {
     }
 
     #[test]
+    fn keys_are_part_of_the_chain_id() {
+        let a = Genesis::from_json(&with_dev_keys(DEMO)).unwrap();
+        let mut file = a.file.clone();
+        file.accounts[0].public_key = AccountKey::dev(77).public();
+        assert_ne!(Genesis::build(file).unwrap().chain_id(), a.chain_id());
+        assert_eq!(a.keys().get(1), Some(AccountKey::dev(1).public()));
+        assert_eq!(a.last_height(), 1);
+    }
+
+    #[test]
     fn same_file_same_blocks_other_file_other_chain() {
-        let a = Genesis::from_json(DEMO).unwrap();
-        let b = Genesis::from_json(DEMO).unwrap();
+        let a = Genesis::from_json(&with_dev_keys(DEMO)).unwrap();
+        let b = Genesis::from_json(&with_dev_keys(DEMO)).unwrap();
         assert_eq!(a.blocks, b.blocks);
-        let other = Genesis::from_json(&DEMO.replace("\"balance\":100}]", "\"balance\":101}]")).unwrap();
+        let other =
+            Genesis::from_json(&with_dev_keys(&DEMO.replace("\"balance\":100}]", "\"balance\":101}]"))).unwrap();
         assert_ne!(a.chain_id(), other.chain_id());
     }
 
     #[test]
     fn empty_transfer_list_gives_only_the_genesis_block() {
-        let g = Genesis::from_json(r#"{"difficulty":0,"accounts":[{"id":5,"balance":1}],"transfers":[]}"#).unwrap();
+        let g = Genesis::from_json(&with_dev_keys(
+            r#"{"difficulty":0,"accounts":[{"id":5,"balance":1}],"transfers":[]}"#,
+        ))
+        .unwrap();
         assert_eq!(g.blocks.len(), 1);
     }
 
     #[test]
     fn invalid_files_are_refused_with_a_reason() {
-        let bad = |s: &str| Genesis::from_json(s).unwrap_err().to_string();
+        let bad = |s: &str| Genesis::from_json(&with_dev_keys(s)).unwrap_err().to_string();
         assert!(bad(r#"{"difficulty":0,"accounts":[]}"#).contains("no accounts"));
         assert!(
             bad(r#"{"difficulty":0,"accounts":[{"id":1,"balance":1},{"id":1,"balance":2}]}"#)
@@ -267,5 +348,12 @@ mod tests {
         )
         .contains("genesis transfer #1 is invalid: insufficient funds"));
         assert!(bad(r#"{"difficulty":0,"accounts":[{"id":1,"balance":1}],"extra":1}"#).contains("unknown field"));
+        let no_key = Genesis::from_json(r#"{"difficulty":0,"accounts":[{"id":1,"balance":1}]}"#).unwrap_err();
+        assert!(no_key.to_string().contains("missing field `public_key`"), "{no_key}");
+        let bad_key = r#"{"difficulty":0,"accounts":[{"id":1,"balance":1,"public_key":"abcd"}]}"#;
+        assert!(Genesis::from_json(bad_key)
+            .unwrap_err()
+            .to_string()
+            .contains("bad public key"));
     }
 }

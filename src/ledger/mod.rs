@@ -5,6 +5,7 @@
 pub mod block;
 pub mod genesis;
 pub mod hash;
+pub mod keys;
 pub mod merkle;
 pub mod rules;
 pub mod transaction;
@@ -12,6 +13,7 @@ pub mod transaction;
 pub use block::{Block, BlockError, BlockHeader};
 pub use genesis::{Genesis, GenesisError};
 pub use hash::Hash32;
+pub use keys::{AccountKey, AccountKeys, PublicKey, Signature};
 pub use rules::{Applied, Balances, RejectReason};
 pub use transaction::{Transaction, TxId, TxIdError};
 

@@ -148,7 +148,7 @@ pub fn apply(
                 .ok_or(RejectReason::UnknownAccount { account })?;
             Ok(Applied { balance: Some(balance) })
         }
-        Transaction::Allocation { account, amount } => {
+        Transaction::Allocation { account, amount, .. } => {
             if !genesis {
                 return Err(RejectReason::AllocationOutsideGenesis);
             }
@@ -171,6 +171,7 @@ mod tests {
             from,
             to,
             amount,
+            signature: crate::ledger::Signature::NONE,
         }
     }
 
@@ -208,7 +209,15 @@ mod tests {
         );
         assert_eq!(b, accounts(), "rejected transactions change nothing");
         assert_eq!(
-            apply(&mut b, &Transaction::Allocation { account: 0, amount: 1 }, false),
+            apply(
+                &mut b,
+                &Transaction::Allocation {
+                    account: 0,
+                    amount: 1,
+                    public_key: crate::ledger::PublicKey([0; 32]),
+                },
+                false
+            ),
             Err(RejectReason::AllocationOutsideGenesis)
         );
     }

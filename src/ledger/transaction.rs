@@ -2,6 +2,7 @@
 //! binary encoding: its hash (and so the merkle root and the block hash)
 //! depends on nothing a serializer might reorder.
 
+use super::keys::{PublicKey, Signature};
 use super::{merkle, AccountId, Amount, Hash32};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -90,18 +91,25 @@ impl fmt::Debug for TxId {
 /// externally tagged for bincode, which cannot read internally tagged enums.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Transaction {
-    /// Move `amount` from one account to another.
+    /// Move `amount` from one account to another, signed by the source
+    /// account's key (see [`super::keys`]).
     Transfer {
         id: TxId,
         from: AccountId,
         to: AccountId,
         amount: Amount,
+        signature: Signature,
     },
     /// Record, in the chain, the balance of an account at this point: an
     /// auditor's proof of what the ledger said and when.
     BalanceCheck { id: TxId, account: AccountId },
-    /// Opening balance of an account; valid only in the genesis block.
-    Allocation { account: AccountId, amount: Amount },
+    /// Opening balance and public key of an account; valid only in the
+    /// genesis block.
+    Allocation {
+        account: AccountId,
+        amount: Amount,
+        public_key: PublicKey,
+    },
 }
 
 /// The shape shared by both serialized forms.
@@ -110,17 +118,17 @@ macro_rules! tx_mirror {
         #[derive(Serialize, Deserialize)]
         $(#[$attr])*
         enum $name {
-            Transfer { id: TxId, from: AccountId, to: AccountId, amount: Amount },
+            Transfer { id: TxId, from: AccountId, to: AccountId, amount: Amount, signature: Signature },
             BalanceCheck { id: TxId, account: AccountId },
-            Allocation { account: AccountId, amount: Amount },
+            Allocation { account: AccountId, amount: Amount, public_key: PublicKey },
         }
 
         impl From<Transaction> for $name {
             fn from(t: Transaction) -> $name {
                 match t {
-                    Transaction::Transfer { id, from, to, amount } => $name::Transfer { id, from, to, amount },
+                    Transaction::Transfer { id, from, to, amount, signature } => $name::Transfer { id, from, to, amount, signature },
                     Transaction::BalanceCheck { id, account } => $name::BalanceCheck { id, account },
-                    Transaction::Allocation { account, amount } => $name::Allocation { account, amount },
+                    Transaction::Allocation { account, amount, public_key } => $name::Allocation { account, amount, public_key },
                 }
             }
         }
@@ -128,9 +136,9 @@ macro_rules! tx_mirror {
         impl From<$name> for Transaction {
             fn from(t: $name) -> Transaction {
                 match t {
-                    $name::Transfer { id, from, to, amount } => Transaction::Transfer { id, from, to, amount },
+                    $name::Transfer { id, from, to, amount, signature } => Transaction::Transfer { id, from, to, amount, signature },
                     $name::BalanceCheck { id, account } => Transaction::BalanceCheck { id, account },
-                    $name::Allocation { account, amount } => Transaction::Allocation { account, amount },
+                    $name::Allocation { account, amount, public_key } => Transaction::Allocation { account, amount, public_key },
                 }
             }
         }
@@ -174,8 +182,20 @@ impl Transaction {
     }
 
     /// Canonical encoding: a kind byte, then fixed-width big-endian fields;
-    /// the id is length-prefixed (u8, since ids are at most 64 bytes).
+    /// the id is length-prefixed (u8, since ids are at most 64 bytes). A
+    /// transfer's signature and an allocation's key are part of it, so the
+    /// block hash commits to them.
     pub fn encode(&self, out: &mut Vec<u8>) {
+        self.encode_content(out);
+        match self {
+            Transaction::Transfer { signature, .. } => out.extend_from_slice(&signature.0),
+            Transaction::Allocation { public_key, .. } => out.extend_from_slice(&public_key.0),
+            Transaction::BalanceCheck { .. } => {}
+        }
+    }
+
+    /// The encoding without the signature (or key): what a client asked for.
+    fn encode_content(&self, out: &mut Vec<u8>) {
         fn id_bytes(out: &mut Vec<u8>, id: &TxId) {
             let b = id.as_str().as_bytes();
             // TxId::new bounds the length to 64, so it fits in one byte.
@@ -183,7 +203,9 @@ impl Transaction {
             out.extend_from_slice(b);
         }
         match self {
-            Transaction::Transfer { id, from, to, amount } => {
+            Transaction::Transfer {
+                id, from, to, amount, ..
+            } => {
                 out.push(KIND_TRANSFER);
                 id_bytes(out, id);
                 out.extend_from_slice(&from.to_be_bytes());
@@ -195,7 +217,7 @@ impl Transaction {
                 id_bytes(out, id);
                 out.extend_from_slice(&account.to_be_bytes());
             }
-            Transaction::Allocation { account, amount } => {
+            Transaction::Allocation { account, amount, .. } => {
                 out.push(KIND_ALLOCATION);
                 out.extend_from_slice(&account.to_be_bytes());
                 out.extend_from_slice(&amount.to_be_bytes());
@@ -204,7 +226,7 @@ impl Transaction {
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(48);
+        let mut v = Vec::with_capacity(112);
         self.encode(&mut v);
         v
     }
@@ -214,12 +236,22 @@ impl Transaction {
         merkle::leaf_hash(&self.to_bytes())
     }
 
+    /// Hash of what the transaction asks for, signature aside: a resubmitted
+    /// id is "the same transaction" when this matches. (ed25519 signatures
+    /// are not unique: the key's owner may sign the same transfer twice with
+    /// different bytes, and that is still one transfer.)
+    pub fn content_hash(&self) -> Hash32 {
+        let mut v = Vec::with_capacity(48);
+        self.encode_content(&mut v);
+        merkle::leaf_hash(&v)
+    }
+
     /// Size in bytes of the canonical encoding, for block size limits.
     pub fn encoded_len(&self) -> usize {
         match self {
-            Transaction::Transfer { id, .. } => 1 + 1 + id.as_str().len() + 24,
+            Transaction::Transfer { id, .. } => 1 + 1 + id.as_str().len() + 24 + 64,
             Transaction::BalanceCheck { id, .. } => 1 + 1 + id.as_str().len() + 8,
-            Transaction::Allocation { .. } => 1 + 16,
+            Transaction::Allocation { .. } => 1 + 16 + 32,
         }
     }
 }
@@ -244,13 +276,31 @@ mod tests {
         assert!(serde_json::from_str::<Transaction>(bad).is_err());
     }
 
+    #[test]
+    fn the_signature_is_in_the_hash_but_not_in_the_content_hash() {
+        let t = |sig: u8| Transaction::Transfer {
+            id: TxId::new("x").unwrap(),
+            from: 1,
+            to: 2,
+            amount: 3,
+            signature: Signature([sig; 64]),
+        };
+        assert_ne!(t(1).hash(), t(2).hash());
+        assert_eq!(t(1).content_hash(), t(2).content_hash());
+        let json = serde_json::to_string(&t(1)).unwrap();
+        assert!(
+            json.contains(&format!("\"signature\":\"{}\"", "01".repeat(64))),
+            "{json}"
+        );
+    }
+
     proptest! {
         #[test]
         fn distinct_transfers_hash_differently(
             a in (0u64..5, 0u64..5, 0u64..1000), b in (0u64..5, 0u64..5, 0u64..1000)
         ) {
             let t = |(from, to, amount): (u64, u64, u64)| Transaction::Transfer {
-                id: TxId::new("same").unwrap(), from, to, amount,
+                id: TxId::new("same").unwrap(), from, to, amount, signature: Signature::NONE,
             };
             prop_assert_eq!(a == b, t(a).hash() == t(b).hash());
         }
@@ -259,9 +309,9 @@ mod tests {
         fn encoded_len_matches_encoding(id in "[a-z0-9]{1,64}", x in any::<u64>()) {
             let id = TxId::new(id).unwrap();
             for tx in [
-                Transaction::Transfer { id: id.clone(), from: x, to: 1, amount: 2 },
+                Transaction::Transfer { id: id.clone(), from: x, to: 1, amount: 2, signature: Signature([9; 64]) },
                 Transaction::BalanceCheck { id: id.clone(), account: x },
-                Transaction::Allocation { account: x, amount: x },
+                Transaction::Allocation { account: x, amount: x, public_key: PublicKey([3; 32]) },
             ] {
                 prop_assert_eq!(tx.encoded_len(), tx.to_bytes().len());
             }

@@ -36,7 +36,7 @@ pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, BasicNode>;
 /// returned to every client that submits the same id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TxRecord {
-    /// Hash of the transaction's content: a resubmission must match it.
+    /// [`crate::ledger::Transaction::content_hash`]: a resubmission must match it.
     pub tx_hash: Hash32,
     pub height: u64,
     pub block_hash: Hash32,

@@ -11,8 +11,9 @@
 use super::snapshot::{SnapshotError, SnapshotReader, SnapshotWriter};
 use super::views::{self, ChainView};
 use crate::codec;
+use crate::ledger::keys::TransferAuthError;
 use crate::ledger::rules::{self, Overlay};
-use crate::ledger::{AccountId, Amount, Block, Genesis, Hash32, RejectReason, TxId};
+use crate::ledger::{AccountId, AccountKeys, Amount, Block, Genesis, Hash32, RejectReason, Transaction, TxId};
 use crate::raft::{BlockOutcome, LogId, SnapshotMeta, StoredMembership, TxRecord};
 use crate::stats::{self, Stage};
 use std::collections::{BTreeMap, HashMap};
@@ -121,6 +122,11 @@ pub struct Ledger {
     /// are kept of the genesis: its blocks are written once, then dropped.
     chain_id: Hash32,
     difficulty: u8,
+    /// Every account's public key, from genesis: transfers after
+    /// `genesis_tip` must carry a signature by their source's key.
+    keys: AccountKeys,
+    /// Height and hash of the last block genesis defines.
+    genesis_tip: (u64, Hash32),
     state: RwLock<LedgerState>,
     chain_view: Mutex<Option<ChainView>>,
     states_dir: PathBuf,
@@ -175,6 +181,11 @@ impl Ledger {
             install_meta,
             chain_id: genesis.chain_id(),
             difficulty: genesis.difficulty(),
+            keys: genesis.keys(),
+            genesis_tip: (
+                genesis.last_height(),
+                genesis.blocks.last().map(Block::hash).unwrap_or(Hash32::ZERO),
+            ),
             state: RwLock::new(empty_state),
             chain_view: Mutex::new(None),
             states_dir: states_dir.to_path_buf(),
@@ -320,7 +331,7 @@ impl Ledger {
                 None => None,
             };
             out.push(rec.unwrap_or(TxRecord {
-                tx_hash: tx.hash(),
+                tx_hash: tx.content_hash(),
                 height: block.height(),
                 block_hash: hash,
                 outcome: Ok(rules::Applied { balance: None }),
@@ -343,7 +354,7 @@ impl Ledger {
         let mut fresh: HashMap<TxId, usize> = HashMap::new();
         let height = block.height();
         for tx in &block.txs {
-            let tx_hash = tx.hash();
+            let tx_hash = tx.content_hash();
             let record = |outcome| TxRecord {
                 tx_hash,
                 height,
@@ -486,6 +497,27 @@ impl Ledger {
     /// Proof-of-work difficulty every block must meet.
     pub fn difficulty(&self) -> u8 {
         self.difficulty
+    }
+
+    /// Checks that a transfer is signed by its source account's key; other
+    /// transactions need no signature.
+    pub fn authorize(&self, tx: &Transaction) -> Result<(), TransferAuthError> {
+        match tx {
+            Transaction::Transfer {
+                id,
+                from,
+                to,
+                amount,
+                signature,
+            } => self
+                .keys
+                .verify_transfer(self.chain_id, id, *from, *to, *amount, signature),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn keys(&self) -> &AccountKeys {
+        &self.keys
     }
 
     pub fn chain_id(&self) -> Hash32 {
@@ -669,6 +701,14 @@ impl Ledger {
                 self.chain_id
             )));
         }
+        // Blocks up to here hold genesis's unsigned transfers: they must be
+        // the file's own blocks.
+        if height == self.genesis_tip.0 && hash != self.genesis_tip.1 {
+            return Err(corrupt(format!(
+                "block {height} is not the genesis file's last block {}",
+                self.genesis_tip.1
+            )));
+        }
         Ok(hash)
     }
 
@@ -696,9 +736,13 @@ impl Ledger {
         let height = block.height();
         let corrupt = |reason: String| LedgerError::Corruption { height, reason };
         let mut seen_here: std::collections::HashSet<&TxId> = std::collections::HashSet::new();
+        let signed = height > self.genesis_tip.0;
         for tx in &block.txs {
-            if matches!(tx, crate::ledger::Transaction::Transfer { .. }) {
+            if matches!(tx, Transaction::Transfer { .. }) {
                 report.transfers += 1;
+                if signed {
+                    self.authorize(tx).map_err(|e| corrupt(e.to_string()))?;
+                }
             }
             let Some(id) = tx.id() else {
                 if let Some(b) = balances.as_deref_mut() {
@@ -719,7 +763,7 @@ impl Ledger {
                 }
                 continue;
             }
-            if rec.tx_hash != tx.hash() || rec.block_hash != hash {
+            if rec.tx_hash != tx.content_hash() || rec.block_hash != hash {
                 return Err(corrupt(format!(
                     "the record of transaction {id} does not match the block"
                 )));

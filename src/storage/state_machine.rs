@@ -251,7 +251,7 @@ mod tests {
                 Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
             }
         };
-        let genesis = Arc::new(Genesis::from_json(json).unwrap());
+        let genesis = Arc::new(Genesis::from_json(&crate::ledger::genesis::with_dev_keys(json)).unwrap());
         let ledger = Ledger::open(&db, genesis, &dir.join("states"), &dir.join("snap.bin")).unwrap();
         let sm = LedgerStateMachine::new(Arc::clone(&ledger), dir.join("snap.bin"));
         (ledger, sm)
@@ -261,12 +261,19 @@ mod tests {
         open_with(dir, GENESIS)
     }
 
+    /// A transfer signed by `from`'s dev key for the chain of [`GENESIS`].
     fn transfer(id: &str, from: u64, to: u64, amount: u64) -> Transaction {
+        let chain = Genesis::from_json(&crate::ledger::genesis::with_dev_keys(GENESIS))
+            .unwrap()
+            .chain_id();
+        let id = TxId::new(id).unwrap();
+        let signature = crate::ledger::AccountKey::dev(from).sign_transfer(chain, &id, to, amount);
         Transaction::Transfer {
-            id: TxId::new(id).unwrap(),
+            id,
             from,
             to,
             amount,
+            signature,
         }
     }
 
@@ -358,6 +365,27 @@ mod tests {
         let edited = Block::new(ledger.chain_id(), 2, edited.header.prev_hash, 1, 4, edited.txs).mined();
         let key = [b"b:".as_slice(), &2u64.to_be_bytes()].concat();
         let original = ledger.raw_tree().get(&key).unwrap().unwrap();
+        ledger
+            .raw_tree()
+            .insert(&key, crate::codec::encode(&edited).unwrap())
+            .unwrap();
+        let err = ledger.verify().unwrap_err().to_string();
+        assert!(
+            err.contains("corrupt chain at height 2") && err.contains("signature of transfer c does not verify"),
+            "{err}"
+        );
+        // Re-signed too (by someone holding account 1's key): the record
+        // of the transaction still disagrees.
+        let resigned = transfer("c", 1, 0, 50);
+        let edited = Block::new(
+            ledger.chain_id(),
+            2,
+            edited.header.prev_hash,
+            1,
+            4,
+            vec![resigned, b2.txs[1].clone()],
+        )
+        .mined();
         ledger
             .raw_tree()
             .insert(&key, crate::codec::encode(&edited).unwrap())
@@ -459,11 +487,14 @@ mod snapshot_tests {
     async fn grow(ledger: &Ledger, sm: &mut LedgerStateMachine, blocks: std::ops::RangeInclusive<u64>) {
         for i in blocks {
             let (h, tip) = ledger.tip();
+            let id = TxId::new(format!("t{i}")).unwrap();
+            let signature = crate::ledger::AccountKey::dev(0).sign_transfer(ledger.chain_id(), &id, 1, 1);
             let tx = Transaction::Transfer {
-                id: TxId::new(format!("t{i}")).unwrap(),
+                id,
                 from: 0,
                 to: 1,
                 amount: 1,
+                signature,
             };
             let block = Block::new(ledger.chain_id(), h + 1, tip, 1, 2, vec![tx]).mined();
             let entry = Entry {

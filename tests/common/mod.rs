@@ -24,6 +24,21 @@ pub const TEST_GENESIS: &str = r#"{
   "transfers": [{"from":0,"to":1,"amount":5},{"from":1,"to":2,"amount":10},{"from":2,"to":0,"amount":20}]
 }"#;
 
+/// Writes the dev key of every account of `genesis` (JSON) into `dir`.
+pub fn write_dev_keystore(dir: &Path, genesis: &str) {
+    std::fs::create_dir_all(dir).expect("keystore dir");
+    let v: Value = serde_json::from_str(genesis).expect("genesis JSON");
+    for a in v["accounts"].as_array().into_iter().flatten() {
+        let Some(id) = a["id"].as_u64() else { continue };
+        let path = bank_ledger::ledger::keys::key_path(dir, id);
+        if !path.exists() {
+            bank_ledger::ledger::AccountKey::dev(id)
+                .save(&path)
+                .expect("write dev key");
+        }
+    }
+}
+
 /// Ports handed out in this test process, so parallel tests never share one.
 static USED_PORTS: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
 
@@ -81,7 +96,11 @@ impl Cluster {
     pub fn start_with(n: u64, genesis: &str, server_args: &[&str]) -> Cluster {
         let dir = TempDir::new().expect("temp dir");
         let genesis_path = dir.path().join("genesis.json");
-        std::fs::write(&genesis_path, genesis).expect("write genesis");
+        // Accounts the test names no key for get the dev keys, and the
+        // client's keystore holds their secret halves.
+        let genesis = bank_ledger::ledger::genesis::with_dev_keys(genesis);
+        std::fs::write(&genesis_path, &genesis).expect("write genesis");
+        write_dev_keystore(&dir.path().join("keys"), &genesis);
         let nodes: Vec<Node> = (0..n)
             .map(|id| Node {
                 id,
@@ -107,6 +126,11 @@ impl Cluster {
         }
         c.wait_leader();
         c
+    }
+
+    /// The client's keystore: dev keys of the genesis accounts.
+    pub fn keystore(&self) -> PathBuf {
+        self.dir.path().join("keys")
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -205,6 +229,8 @@ impl Cluster {
     pub fn client_timed(&self, servers: &str, timeout_ms: u64, args: &[&str]) -> Output {
         Command::new(CLIENT)
             .args(["--servers", servers, "--timeout-ms", &timeout_ms.to_string()])
+            .arg("--keystore")
+            .arg(self.keystore())
             .args(args)
             .output()
             .expect("run bank-client")
@@ -300,6 +326,26 @@ impl Cluster {
             "--id",
             id,
         ])
+    }
+
+    /// The chain id (genesis hash) transfers are signed for.
+    pub fn chain_id(&self) -> bank_ledger::ledger::Hash32 {
+        let genesis = std::fs::read_to_string(&self.nodes[0].genesis).expect("read genesis");
+        bank_ledger::ledger::Genesis::from_json(&genesis)
+            .expect("valid genesis")
+            .chain_id()
+    }
+
+    /// A transfer request signed with `from`'s dev key, for the library client.
+    pub fn signed(&self, id: &str, from: u64, to: u64, amount: u64) -> bank_ledger::proto::bank::TransferRequest {
+        let id = bank_ledger::ledger::TxId::new(id).expect("valid id");
+        bank_ledger::client::signed_transfer(
+            &bank_ledger::ledger::AccountKey::dev(from),
+            self.chain_id(),
+            &id,
+            to,
+            amount,
+        )
     }
 
     pub fn chain_file(&self, id: u64) -> PathBuf {

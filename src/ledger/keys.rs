@@ -1,0 +1,474 @@
+//! Account keys and transfer signatures (ed25519).
+//!
+//! Every account has a public key, fixed by genesis (block 0 carries it, so
+//! the chain id commits to it). A transfer is signed by its source account's
+//! key over [`transfer_message`]: a domain tag, the chain id and the
+//! transfer's canonical bytes. The chain id keeps a signature from being
+//! replayed on another cluster; the transaction id, unique forever within a
+//! chain, keeps it from being replayed on this one.
+
+use super::{AccountId, Amount, Hash32, TxId};
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Separates transfer signatures from any other use of the same key.
+const TRANSFER_DOMAIN: &[u8] = b"bank-ledger/transfer/v1";
+/// Seed prefix of the public, insecure dev keys.
+const DEV_KEY_DOMAIN: &[u8] = b"bank-ledger/INSECURE-dev-key/v1";
+
+/// An ed25519 public key, as its 32-byte compressed encoding; hex for people.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PublicKey(pub [u8; 32]);
+
+/// An ed25519 signature; hex for people. All zeros on the transfers genesis
+/// itself defines, which nobody signs.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Signature(pub [u8; 64]);
+
+impl Signature {
+    /// What an unsigned transfer carries.
+    pub const NONE: Signature = Signature([0; 64]);
+}
+
+/// Why a signature or key is not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    #[error("transfer {id} carries no signature; sign it with the key of account {account}")]
+    Missing { id: TxId, account: AccountId },
+    #[error("signature of transfer {id} does not verify with the key of account {account}")]
+    Invalid { id: TxId, account: AccountId },
+    #[error("account {account}'s registered public key is not a valid ed25519 key")]
+    BadKey { account: AccountId },
+}
+
+/// What a transfer's signature covers.
+pub fn transfer_message(chain_id: Hash32, id: &TxId, from: AccountId, to: AccountId, amount: Amount) -> Vec<u8> {
+    let mut m = Vec::with_capacity(TRANSFER_DOMAIN.len() + 32 + 1 + id.as_str().len() + 24);
+    m.extend_from_slice(TRANSFER_DOMAIN);
+    m.extend_from_slice(&chain_id.0);
+    let idb = id.as_str().as_bytes();
+    // TxId bounds ids to 64 bytes: the length fits in one byte.
+    m.push(idb.len() as u8);
+    m.extend_from_slice(idb);
+    m.extend_from_slice(&from.to_be_bytes());
+    m.extend_from_slice(&to.to_be_bytes());
+    m.extend_from_slice(&amount.to_be_bytes());
+    m
+}
+
+/// A secret key that signs an account's transfers.
+#[derive(Clone)]
+pub struct AccountKey {
+    pub account: AccountId,
+    key: SigningKey,
+    /// One of the public dev keys; key files say so.
+    pub insecure_dev_key: bool,
+}
+
+impl fmt::Debug for AccountKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "AccountKey {{ account: {}, public: {} }}",
+            self.account,
+            self.public()
+        )
+    }
+}
+
+impl AccountKey {
+    /// A fresh key from the operating system's random source.
+    pub fn generate(account: AccountId) -> AccountKey {
+        AccountKey {
+            account,
+            key: SigningKey::generate(&mut rand::rngs::OsRng),
+            insecure_dev_key: false,
+        }
+    }
+
+    /// The public, well-known dev key of `account`: derived from the account
+    /// id alone, so anyone can spend from an account that registers it. For
+    /// demos, tests and benchmarks only.
+    pub fn dev(account: AccountId) -> AccountKey {
+        let seed: [u8; 32] = Sha256::new()
+            .chain_update(DEV_KEY_DOMAIN)
+            .chain_update(account.to_be_bytes())
+            .finalize()
+            .into();
+        AccountKey {
+            account,
+            key: SigningKey::from_bytes(&seed),
+            insecure_dev_key: true,
+        }
+    }
+
+    pub fn public(&self) -> PublicKey {
+        PublicKey(self.key.verifying_key().to_bytes())
+    }
+
+    /// Signs a transfer from this key's account.
+    pub fn sign_transfer(&self, chain_id: Hash32, id: &TxId, to: AccountId, amount: Amount) -> Signature {
+        let msg = transfer_message(chain_id, id, self.account, to, amount);
+        Signature(self.key.sign(&msg).to_bytes())
+    }
+
+    /// Reads a key file written by [`AccountKey::save`].
+    pub fn load(path: &Path) -> Result<AccountKey, KeyFileError> {
+        let bad = |reason: String| KeyFileError::Invalid {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| KeyFileError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let file: KeyFile = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let secret: [u8; 32] = hex::decode(&file.secret_key)
+            .ok()
+            .and_then(|v| v.try_into().ok())
+            .ok_or_else(|| bad("secret_key must be 64 hex digits".into()))?;
+        let key = AccountKey {
+            account: file.account,
+            key: SigningKey::from_bytes(&secret),
+            insecure_dev_key: file.insecure_dev_key,
+        };
+        if key.public() != file.public_key {
+            return Err(bad("public_key does not belong to secret_key".into()));
+        }
+        Ok(key)
+    }
+
+    /// Writes the key as JSON, readable by its owner only; never overwrites.
+    pub fn save(&self, path: &Path) -> Result<(), KeyFileError> {
+        use std::io::Write;
+        let io = |source| KeyFileError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = KeyFile {
+            insecure_dev_key: self.insecure_dev_key,
+            account: self.account,
+            public_key: self.public(),
+            secret_key: hex::encode(self.key.to_bytes()),
+        };
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(path).map_err(io)?;
+        let mut text = serde_json::to_string_pretty(&file).map_err(|e| io(std::io::Error::other(e)))?;
+        text.push('\n');
+        f.write_all(text.as_bytes()).map_err(io)?;
+        f.sync_all().map_err(io)
+    }
+}
+
+/// A keystore is a directory of `<account>.key` files.
+pub fn key_path(keystore: &Path, account: AccountId) -> PathBuf {
+    keystore.join(format!("{account}.key"))
+}
+
+/// Creates a keystore directory, readable by its owner only when it is new.
+pub fn create_keystore(dir: &Path) -> Result<(), KeyFileError> {
+    let io = |source| KeyFileError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).map_err(io)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+    }
+    Ok(())
+}
+
+/// The on-disk form of an [`AccountKey`].
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyFile {
+    /// Present (true) on the public dev keys, so nobody mistakes one for a secret.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    insecure_dev_key: bool,
+    account: AccountId,
+    public_key: PublicKey,
+    secret_key: String,
+}
+
+/// Why a key file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{} is not a valid key file: {reason}", path.display())]
+    Invalid { path: PathBuf, reason: String },
+}
+
+/// The public keys of all accounts, sorted by account for binary search:
+/// 40 bytes per account (a map of decompressed keys would take ~5x that).
+#[derive(Debug, Clone, Default)]
+pub struct AccountKeys {
+    keys: Vec<(AccountId, PublicKey)>,
+}
+
+impl AccountKeys {
+    pub fn new(mut keys: Vec<(AccountId, PublicKey)>) -> AccountKeys {
+        keys.sort_unstable_by_key(|(a, _)| *a);
+        AccountKeys { keys }
+    }
+
+    pub fn get(&self, account: AccountId) -> Option<PublicKey> {
+        self.keys
+            .binary_search_by_key(&account, |(a, _)| *a)
+            .ok()
+            .map(|i| self.keys[i].1)
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Checks a transfer's signature against its source account's key.
+    /// Strict verification: no malleable or small-order signatures.
+    pub fn verify_transfer(
+        &self,
+        chain_id: Hash32,
+        id: &TxId,
+        from: AccountId,
+        to: AccountId,
+        amount: Amount,
+        signature: &Signature,
+    ) -> Result<(), TransferAuthError> {
+        let key = self.get(from).ok_or(TransferAuthError::UnknownAccount(from))?;
+        if *signature == Signature::NONE {
+            return Err(SignatureError::Missing {
+                id: id.clone(),
+                account: from,
+            }
+            .into());
+        }
+        let vk = VerifyingKey::from_bytes(&key.0).map_err(|_| SignatureError::BadKey { account: from })?;
+        let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
+        vk.verify_strict(&transfer_message(chain_id, id, from, to, amount), &sig)
+            .map_err(|_| {
+                SignatureError::Invalid {
+                    id: id.clone(),
+                    account: from,
+                }
+                .into()
+            })
+    }
+}
+
+/// Why a transfer is not authorized.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransferAuthError {
+    /// The source account does not exist, so it has no key.
+    #[error("unknown account {0}")]
+    UnknownAccount(AccountId),
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
+}
+
+impl PublicKey {
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    pub fn from_hex(s: &str) -> Result<PublicKey, String> {
+        let v = hex::decode(s).map_err(|e| format!("bad public key {s:?}: {e}"))?;
+        let arr: [u8; 32] = v
+            .try_into()
+            .map_err(|_| format!("bad public key {s:?}: expected 64 hex digits"))?;
+        VerifyingKey::from_bytes(&arr).map_err(|_| format!("bad public key {s:?}: not an ed25519 point"))?;
+        Ok(PublicKey(arr))
+    }
+}
+
+impl Signature {
+    /// From the bytes a request carries: empty means unsigned.
+    pub fn from_slice(b: &[u8]) -> Option<Signature> {
+        match b.len() {
+            0 => Some(Signature::NONE),
+            _ => b.try_into().ok().map(Signature),
+        }
+    }
+}
+
+impl fmt::Display for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({})", &self.to_hex()[..16])
+    }
+}
+
+impl fmt::Debug for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Signature({}..)", &hex::encode(&self.0[..8]))
+    }
+}
+
+impl Serialize for PublicKey {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.serialize_str(&self.to_hex())
+        } else {
+            self.0.serialize(s)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PublicKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<PublicKey, D::Error> {
+        if d.is_human_readable() {
+            let s = String::deserialize(d)?;
+            PublicKey::from_hex(&s).map_err(serde::de::Error::custom)
+        } else {
+            Ok(PublicKey(<[u8; 32]>::deserialize(d)?))
+        }
+    }
+}
+
+impl Serialize for Signature {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.serialize_str(&hex::encode(self.0))
+        } else {
+            // serde implements arrays only up to 32 elements.
+            use serde::ser::SerializeTuple;
+            let mut t = s.serialize_tuple(64)?;
+            for b in &self.0 {
+                t.serialize_element(b)?;
+            }
+            t.end()
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Signature {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Signature, D::Error> {
+        if d.is_human_readable() {
+            let s = String::deserialize(d)?;
+            hex::decode(&s)
+                .ok()
+                .and_then(|v| <[u8; 64]>::try_from(v).ok())
+                .map(Signature)
+                .ok_or_else(|| serde::de::Error::custom(format!("bad signature {s:?}: expected 128 hex digits")))
+        } else {
+            struct V;
+            impl<'de> serde::de::Visitor<'de> for V {
+                type Value = Signature;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("64 signature bytes")
+                }
+                fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Signature, A::Error> {
+                    let mut out = [0u8; 64];
+                    for (i, b) in out.iter_mut().enumerate() {
+                        *b = seq
+                            .next_element()?
+                            .ok_or_else(|| serde::de::Error::invalid_length(i, &self))?;
+                    }
+                    Ok(Signature(out))
+                }
+            }
+            d.deserialize_tuple(64, V)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> TxId {
+        TxId::new(s).unwrap()
+    }
+
+    #[test]
+    fn a_signature_verifies_only_for_its_own_transfer_chain_and_key() {
+        let chain = Hash32([7; 32]);
+        let k1 = AccountKey::dev(1);
+        let keys = AccountKeys::new(vec![(1, k1.public()), (2, AccountKey::dev(2).public())]);
+        let sig = k1.sign_transfer(chain, &id("t1"), 2, 50);
+        assert_eq!(keys.verify_transfer(chain, &id("t1"), 1, 2, 50, &sig), Ok(()));
+        let invalid = |r| matches!(r, Err(TransferAuthError::Signature(SignatureError::Invalid { .. })));
+        assert!(invalid(keys.verify_transfer(chain, &id("t1"), 1, 2, 51, &sig)));
+        assert!(invalid(keys.verify_transfer(chain, &id("t2"), 1, 2, 50, &sig)));
+        assert!(invalid(keys.verify_transfer(
+            Hash32([8; 32]),
+            &id("t1"),
+            1,
+            2,
+            50,
+            &sig
+        )));
+        // Account 2's key cannot spend from account 1.
+        let by_2 = AccountKey::dev(2).sign_transfer(chain, &id("t1"), 2, 50);
+        assert!(invalid(keys.verify_transfer(chain, &id("t1"), 1, 2, 50, &by_2)));
+        assert!(matches!(
+            keys.verify_transfer(chain, &id("t1"), 1, 2, 50, &Signature::NONE),
+            Err(TransferAuthError::Signature(SignatureError::Missing { .. }))
+        ));
+        assert_eq!(
+            keys.verify_transfer(chain, &id("t1"), 9, 2, 50, &sig),
+            Err(TransferAuthError::UnknownAccount(9))
+        );
+    }
+
+    #[test]
+    fn dev_keys_are_fixed_and_distinct() {
+        assert_eq!(AccountKey::dev(3).public(), AccountKey::dev(3).public());
+        assert_ne!(AccountKey::dev(3).public(), AccountKey::dev(4).public());
+        assert_ne!(AccountKey::generate(3).public(), AccountKey::generate(3).public());
+    }
+
+    #[test]
+    fn key_files_round_trip_and_are_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = key_path(dir.path(), 5);
+        let k = AccountKey::generate(5);
+        k.save(&path).unwrap();
+        let back = AccountKey::load(&path).unwrap();
+        assert_eq!((back.account, back.public()), (5, k.public()));
+        assert!(AccountKey::generate(5).save(&path).is_err());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        std::fs::write(&path, "{}").unwrap();
+        assert!(AccountKey::load(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("not a valid key file"));
+    }
+
+    #[test]
+    fn signatures_survive_both_encodings() {
+        let sig = AccountKey::dev(1).sign_transfer(Hash32::ZERO, &id("x"), 2, 3);
+        let json = serde_json::to_string(&sig).unwrap();
+        assert_eq!(serde_json::from_str::<Signature>(&json).unwrap(), sig);
+        let bin = bincode::serialize(&sig).unwrap();
+        assert_eq!(bin.len(), 64);
+        assert_eq!(bincode::deserialize::<Signature>(&bin).unwrap(), sig);
+        assert!(serde_json::from_str::<PublicKey>("\"00\"").is_err());
+    }
+}
