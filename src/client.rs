@@ -7,7 +7,7 @@ use crate::proto::bank::bank_client::BankClient;
 use crate::proto::bank::{StatusRequest, TransferRequest};
 use std::future::Future;
 use std::time::Duration;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 /// One configured server: its address and, when known, its node id.
@@ -48,8 +48,7 @@ pub fn parse_servers(s: &str) -> Result<Vec<Server>, String> {
 
 /// Connects lazily to `addr`: nothing is dialled until the first call.
 pub fn connect(addr: &str) -> Result<BankClient<Channel>, String> {
-    let channel = Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| format!("bad server address {addr:?}: {e}"))?
+    let channel = crate::tls::endpoint(addr)?
         .connect_timeout(Duration::from_millis(1000))
         .tcp_nodelay(true)
         .connect_lazy();

@@ -76,6 +76,8 @@ pub struct NodeConfig {
     pub join: Option<String>,
     /// Allow listening on a non-loopback address without TLS.
     pub insecure: bool,
+    /// Serve and dial peers over TLS with these files (mutual TLS between nodes).
+    pub tls: Option<crate::tls::TlsFiles>,
     /// Blocks checked at start (0: the whole chain, re-executed).
     pub verify_blocks: u64,
     /// Required on control-plane calls; None: loopback callers only.
@@ -101,6 +103,7 @@ impl NodeConfig {
             admin_token: None,
             verify_blocks: 64,
             insecure: false,
+            tls: None,
         }
     }
 

@@ -21,6 +21,7 @@ pub mod node;
 pub mod raft;
 pub mod stats;
 pub mod storage;
+pub mod tls;
 
 /// Code generated from `proto/`.
 pub mod proto {

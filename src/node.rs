@@ -4,7 +4,6 @@
 use crate::api::{BankApi, BlockProducer};
 use crate::config::{ConfigError, NodeConfig};
 use crate::ledger::{Genesis, GenesisError};
-use crate::proto::bank::bank_client::BankClient;
 use crate::proto::bank::bank_server::BankServer;
 use crate::proto::bank::StatusRequest;
 use crate::proto::raft::raft_service_server::RaftServiceServer;
@@ -44,8 +43,10 @@ pub enum NodeError {
     Raft(String),
     #[error("cannot listen on {addr}: {reason}")]
     Listen { addr: String, reason: String },
-    #[error("refusing to listen on {addr}, which is not a loopback address: this build has no TLS, so its traffic would cross the network unencrypted; pass --insecure to accept that")]
+    #[error("refusing to listen on {addr}, which is not a loopback address, without TLS: its traffic would cross the network unencrypted; pass --tls-cert/--tls-key/--tls-ca (see `bank-server certs`), or --insecure to accept that")]
     Insecure { addr: String },
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// A peer refuses this node for good.
     #[error("{0}; stopping")]
     Refused(String),
@@ -98,9 +99,15 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
             addr: listen.clone(),
             reason: "cannot resolve the address".into(),
         })?;
-    // Nothing is encrypted yet: off this host, transfers, Raft traffic and
-    // the admin token would cross the network in clear.
-    if !socket.ip().is_loopback() {
+    // Without TLS, off this host, transfers, Raft traffic and the admin
+    // token would cross the network in clear.
+    let tls = config.tls.as_ref().map(crate::tls::TlsFiles::load).transpose()?;
+    if let Some(tls) = &tls {
+        // Raft, forwarding and the peer checks dial out with the node's own
+        // certificate (mutual TLS), from their first connection on.
+        crate::tls::use_client_tls(tls.client.clone());
+    }
+    if tls.is_none() && !socket.ip().is_loopback() {
         if !config.insecure {
             return Err(NodeError::Insecure { addr: listen.clone() });
         }
@@ -240,7 +247,15 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         paths.clone(),
     ));
 
-    let server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls.server).map_err(|e| NodeError::Listen {
+            addr: listen.clone(),
+            reason: format!("TLS: {e}"),
+        })?;
+        tracing::info!("node {id}: TLS on; Raft traffic needs a certificate of the cluster CA");
+    }
+    let server = builder
         .tcp_nodelay(true)
         .concurrency_limit_per_connection(1024)
         .add_service(
@@ -250,6 +265,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
                 Arc::clone(&faults),
                 Arc::clone(&peers),
                 refused_tx,
+                config.tls.is_some(),
             ))
             .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES),
@@ -307,7 +323,7 @@ async fn check_peer_genesis(
         let mut still = Vec::new();
         for (peer, addr) in pending {
             let answer = async {
-                let mut c = BankClient::connect(format!("http://{addr}")).await.ok()?;
+                let mut c = crate::client::connect(&addr).ok()?;
                 c.status(StatusRequest {})
                     .await
                     .ok()

@@ -32,7 +32,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 /// Set on a request one node forwards to another, so it is never forwarded twice.
@@ -239,8 +239,8 @@ impl BankApi {
                 return Ok(c.clone());
             }
         }
-        let channel = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| Status::internal(format!("bad address {addr:?} for node {leader}: {e}")))?
+        let channel = crate::tls::endpoint(addr)
+            .map_err(|e| Status::internal(format!("node {leader}: {e}")))?
             .connect_timeout(Duration::from_millis(500))
             .tcp_nodelay(true)
             .connect_lazy();

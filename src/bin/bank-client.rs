@@ -43,6 +43,9 @@ struct Cli {
     /// that run another one. Without it, the chain is the one servers report.
     #[arg(long, env = "BANK_CHAIN_ID", global = true, value_parser = parse_chain_id)]
     chain_id: Option<Hash32>,
+    /// Talk TLS, trusting this CA certificate (PEM): the cluster's `ca.pem`.
+    #[arg(long, env = "BANK_TLS_CA", global = true)]
+    tls_ca: Option<PathBuf>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -130,13 +133,23 @@ enum ClusterCmd {
     Remove { id: u64 },
 }
 
+/// `println!` that ends the program quietly when the reader of stdout has
+/// gone (`bank-client chain | head`), as Unix tools do. (Restoring SIGPIPE's
+/// default instead would also kill the client when a server drops a
+/// connection mid-write, e.g. a TLS server refusing plain text.)
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let mut stdout = std::io::stdout().lock();
+        if let Err(e) = writeln!(stdout, $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
 fn main() {
-    // Rust ignores SIGPIPE, so `bank-client chain | head` would panic on its
-    // next print; like other Unix tools, end quietly when the reader leaves.
-    // SAFETY: called before any thread starts; SIG_DFL is a valid disposition.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
     let cli = Cli::parse();
     bank_ledger::run_main(|| {
         tokio::runtime::Runtime::new()
@@ -169,10 +182,18 @@ fn load_key(keystore: &Path, account: u64) -> anyhow::Result<AccountKey> {
     Ok(key)
 }
 
+fn is_cut_off(msg: &str) -> bool {
+    msg.contains("transport error") || msg.contains("h2 protocol error") || msg.contains("connection")
+}
+
 /// One line a person can act on, from a gRPC status.
 fn explain(status: tonic::Status) -> anyhow::Error {
     let msg = status.message().replace('\n', " ");
     match status.code() {
+        // A TLS server cuts a plain-text client off mid-handshake.
+        tonic::Code::Unavailable if !bank_ledger::tls::client_tls_enabled() && is_cut_off(&msg) => {
+            anyhow!("no server reachable: {msg} (if the cluster runs TLS, pass --tls-ca CA.pem)")
+        }
         tonic::Code::Unavailable => anyhow!("no server reachable: {msg}"),
         tonic::Code::DeadlineExceeded if !msg.is_empty() => anyhow!("{msg}"),
         // The client's own deadline fired before any server answered.
@@ -198,6 +219,9 @@ fn explain_transfer(status: tonic::Status, tx_id: &TxId) -> anyhow::Error {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let servers = parse_servers(&cli.servers).map_err(|e| anyhow!(e))?;
+    if let Some(ca) = &cli.tls_ca {
+        bank_ledger::tls::use_client_tls(bank_ledger::tls::client_config(ca)?);
+    }
     let default_ms = if matches!(cli.command, Cmd::Cluster { .. }) {
         300_000
     } else {
@@ -225,14 +249,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
             .map_err(|s| explain_transfer(s, &tx_id))?;
             if cli.json {
-                println!(
+                out!(
                     "{}",
                     json!({"tx_id": r.tx_id, "height": r.height, "block_hash": r.block_hash, "status": "committed"})
                 );
             } else {
-                println!(
+                out!(
                     "committed tx {} ({from} -> {to}, {amount}) in block {} {}",
-                    r.tx_id, r.height, r.block_hash
+                    r.tx_id,
+                    r.height,
+                    r.block_hash
                 );
             }
         }
@@ -249,12 +275,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             key.save(&path)?;
             if cli.json {
-                println!(
+                out!(
                     "{}",
                     json!({"account": account, "public_key": key.public().to_hex(), "key_file": path.display().to_string()})
                 );
             } else {
-                println!(
+                out!(
                     "account {account}: public key {} (secret key in {})",
                     key.public(),
                     path.display()
@@ -275,16 +301,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
             .map_err(explain)?;
             match (cli.json, &r.record) {
-                (true, None) => println!("{}", json!({"account": r.account, "balance": r.balance})),
-                (true, Some(rec)) => println!(
+                (true, None) => out!("{}", json!({"account": r.account, "balance": r.balance})),
+                (true, Some(rec)) => out!(
                     "{}",
                     json!({"account": r.account, "balance": r.balance, "tx_id": rec.tx_id,
                            "height": rec.height, "block_hash": rec.block_hash})
                 ),
-                (false, None) => println!("account {}: {}", r.account, r.balance),
-                (false, Some(rec)) => println!(
+                (false, None) => out!("account {}: {}", r.account, r.balance),
+                (false, Some(rec)) => out!(
                     "account {}: {} (audited as tx {} in block {} {})",
-                    r.account, r.balance, rec.tx_id, rec.height, rec.block_hash
+                    r.account,
+                    r.balance,
+                    rec.tx_id,
+                    rec.height,
+                    rec.block_hash
                 ),
             }
         }
@@ -303,16 +333,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .iter()
                     .map(|b| (b.account.to_string(), json!(b.balance)))
                     .collect();
-                println!(
+                out!(
                     "{}",
                     json!({"height": r.height, "tip_hash": r.tip_hash, "applied_index": r.applied_index,
                            "total": total, "balances": balances})
                 );
             } else {
                 for b in &r.balances {
-                    println!("account {:>8}: {}", b.account, b.balance);
+                    out!("account {:>8}: {}", b.account, b.balance);
                 }
-                println!("total {total} at height {} (log index {})", r.height, r.applied_index);
+                out!("total {total} at height {} (log index {})", r.height, r.applied_index);
             }
         }
         Cmd::Partition { groups } => {
@@ -362,9 +392,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             };
             if cli.json {
-                println!("{}", json!({"voters": m.voters, "learners": m.learners}));
+                out!("{}", json!({"voters": m.voters, "learners": m.learners}));
             } else {
-                println!("{verb}; voters {:?} learners {:?}", m.voters, m.learners);
+                out!("{verb}; voters {:?} learners {:?}", m.voters, m.learners);
             }
         }
         Cmd::Heal => {
@@ -403,7 +433,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .next()
                 .ok_or_else(|| anyhow!("no block at height {height}"))?;
             if cli.json {
-                println!("{block}");
+                out!("{block}");
             } else {
                 print_block(&block);
             }
@@ -411,10 +441,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Chain { from, limit } => {
             let blocks = fetch_blocks(&servers, timeout, from, limit).await?;
             if cli.json {
-                println!("{}", Value::Array(blocks));
+                out!("{}", Value::Array(blocks));
             } else {
                 for b in &blocks {
-                    println!(
+                    out!(
                         "{:>6}  {}  txs={}",
                         b["header"]["height"],
                         b["hash"].as_str().unwrap_or("?"),
@@ -455,12 +485,14 @@ async fn fetch_blocks(servers: &[Server], timeout: Duration, from: u64, limit: u
 
 fn print_block(b: &Value) {
     let h = &b["header"];
-    println!("block {}  {}", h["height"], b["hash"].as_str().unwrap_or("?"));
-    println!("  prev_hash    {}", h["prev_hash"].as_str().unwrap_or("?"));
-    println!("  merkle_root  {}", h["merkle_root"].as_str().unwrap_or("?"));
-    println!(
+    out!("block {}  {}", h["height"], b["hash"].as_str().unwrap_or("?"));
+    out!("  prev_hash    {}", h["prev_hash"].as_str().unwrap_or("?"));
+    out!("  merkle_root  {}", h["merkle_root"].as_str().unwrap_or("?"));
+    out!(
         "  timestamp_ms {}  difficulty {}  nonce {}",
-        h["timestamp_ms"], h["difficulty"], h["nonce"]
+        h["timestamp_ms"],
+        h["difficulty"],
+        h["nonce"]
     );
     let results = b["results"].as_array().cloned().unwrap_or_default();
     for (i, tx) in b["txs"].as_array().cloned().unwrap_or_default().iter().enumerate() {
@@ -478,7 +510,7 @@ fn print_block(b: &Value) {
         };
         let id = tx["id"].as_str().unwrap_or("-");
         let reason = r["reason"].as_str().map(|s| format!(": {s}")).unwrap_or_default();
-        println!("  {i:>4}  {id:<24} {what}  [{status}{reason}]");
+        out!("  {i:>4}  {id:<24} {what}  [{status}{reason}]");
     }
 }
 
@@ -500,7 +532,7 @@ async fn apply_faults(
                 applied += 1;
                 let f = fault_settings(f);
                 if !as_json {
-                    println!("{:<22} now applies: {}", s.addr, f.describe());
+                    out!("{:<22} now applies: {}", s.addr, f.describe());
                 }
                 rows.push(json!({"id": s.id, "addr": s.addr, "faults": f}));
             }
@@ -514,7 +546,7 @@ async fn apply_faults(
             }
             Err(e) => {
                 if !as_json {
-                    println!(
+                    out!(
                         "{:<22} unreachable ({}): it applies no faults until told again",
                         s.addr,
                         e.message()
@@ -525,7 +557,7 @@ async fn apply_faults(
         }
     }
     if as_json {
-        println!("{}", Value::Array(rows));
+        out!("{}", Value::Array(rows));
     }
     if applied == 0 {
         return Err(anyhow!("no server reachable"));
@@ -556,7 +588,7 @@ async fn verify(servers: &[Server], timeout: Duration, as_json: bool) -> anyhow:
                 let secs = (v.elapsed_ms as f64 / 1000.0).max(1e-3);
                 let (bps, tps) = (v.blocks as f64 / secs, v.transfers as f64 / secs);
                 if !as_json {
-                    println!(
+                    out!(
                         "{:<22} intact: {} blocks, {} transfers in {} ms ({bps:.0} blocks/s, {tps:.0} transfers/s); tip {} at height {}",
                         s.addr, v.blocks, v.transfers, v.elapsed_ms, v.tip_hash, v.tip_height
                     );
@@ -570,7 +602,7 @@ async fn verify(servers: &[Server], timeout: Duration, as_json: bool) -> anyhow:
                 damaged += usize::from(corrupt);
                 let what = if corrupt { "DAMAGED" } else { "not verified" };
                 if !as_json {
-                    println!("{:<22} {what}: {}", s.addr, e.message().replace('\n', " "));
+                    out!("{:<22} {what}: {}", s.addr, e.message().replace('\n', " "));
                 }
                 out.push(
                     json!({"id": s.id, "addr": s.addr, "intact": false, "damaged": corrupt, "error": e.message()}),
@@ -579,7 +611,7 @@ async fn verify(servers: &[Server], timeout: Duration, as_json: bool) -> anyhow:
         }
     }
     if as_json {
-        println!("{}", Value::Array(out));
+        out!("{}", Value::Array(out));
     }
     if damaged > 0 {
         return Err(anyhow!("{damaged} server(s) hold a damaged chain"));
@@ -632,19 +664,25 @@ async fn status(servers: &[Server], timeout: Duration, as_json: bool) -> anyhow:
                 }),
             })
             .collect();
-        println!("{}", Value::Array(arr));
+        out!("{}", Value::Array(arr));
         return result;
     }
-    println!(
+    out!(
         "{:<4} {:<22} {:<12} {:>6} {:>7} {:>8}  {:<16}  FAULTS",
-        "ID", "ADDR", "ROLE", "TERM", "LEADER", "HEIGHT", "TIP"
+        "ID",
+        "ADDR",
+        "ROLE",
+        "TERM",
+        "LEADER",
+        "HEIGHT",
+        "TIP"
     );
     let mut tips = std::collections::BTreeSet::new();
     for (s, r) in &rows {
         match r {
             Ok(st) => {
                 tips.insert((st.height, st.tip_hash.clone()));
-                println!(
+                out!(
                     "{:<4} {:<22} {:<12} {:>6} {:>7} {:>8}  {:<16}  {}",
                     st.id,
                     s.addr,
@@ -656,7 +694,7 @@ async fn status(servers: &[Server], timeout: Duration, as_json: bool) -> anyhow:
                     st.faults.as_ref().map(fault_settings).unwrap_or_default().describe()
                 );
             }
-            Err(e) => println!(
+            Err(e) => out!(
                 "{:<4} {:<22} {:<12}  ({e})",
                 s.id.map_or("?".to_string(), |i| i.to_string()),
                 s.addr,
@@ -665,7 +703,7 @@ async fn status(servers: &[Server], timeout: Duration, as_json: bool) -> anyhow:
         }
     }
     if tips.len() == 1 {
-        println!("all reachable servers agree on the tip");
+        out!("all reachable servers agree on the tip");
     }
     // Membership and peer health, as the leader sees them (or any node).
     let view = rows
@@ -673,14 +711,18 @@ async fn status(servers: &[Server], timeout: Duration, as_json: bool) -> anyhow:
         .filter_map(|(_, r)| r.as_ref().ok())
         .max_by_key(|st| (st.role == "leader", st.term));
     if let Some(st) = view {
-        println!();
-        println!("members as seen by node {} ({}):", st.id, st.role);
-        println!(
+        out!();
+        out!("members as seen by node {} ({}):", st.id, st.role);
+        out!(
             "{:<4} {:<22} {:<8} {:>12} {:>10}",
-            "ID", "ADDR", "KIND", "LAST HEARD", "LAG"
+            "ID",
+            "ADDR",
+            "KIND",
+            "LAST HEARD",
+            "LAG"
         );
         for p in &st.peers {
-            println!(
+            out!(
                 "{:<4} {:<22} {:<8} {:>12} {:>10}",
                 p.id,
                 p.addr,

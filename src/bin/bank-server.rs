@@ -18,6 +18,7 @@ use bank_ledger::auth::AdminToken;
 use bank_ledger::config::{parse_peers, NodeConfig, DEFAULT_PEERS};
 use bank_ledger::node;
 use bank_ledger::storage::NodePaths;
+use bank_ledger::tls::TlsFiles;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -43,10 +44,27 @@ enum Command_ {
     LocalCluster(LocalClusterArgs),
     /// Write a genesis file of N accounts numbered from 0, each with the same balance.
     Genesis(GenesisArgs),
+    /// Write a development CA and node certificates for TLS: ca.pem, ca.key,
+    /// node-<id>.pem and node-<id>.key.
+    Certs(CertsArgs),
     /// Check a stopped node's stored chain (links, merkle roots, proof of
     /// work, every outcome re-executed, balances); exit 1 naming the height of
     /// the first damage.
     Verify(VerifyArgs),
+}
+
+#[derive(Args)]
+struct CertsArgs {
+    /// Directory to write into (created; existing files are never overwritten).
+    #[arg(long)]
+    out: PathBuf,
+    /// Certificates for nodes 0..N.
+    #[arg(long, default_value_t = 3)]
+    nodes: u64,
+    /// Host names and IP addresses the node certificates are valid for:
+    /// every name clients and peers use to reach any node.
+    #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1")]
+    hosts: Vec<String>,
 }
 
 #[derive(Args)]
@@ -105,10 +123,20 @@ struct NodeArgs {
     /// which takes time in proportion to history (see `bank-server verify`).
     #[arg(long, default_value_t = 64)]
     verify_blocks: u64,
-    /// Listen on a non-loopback address although nothing is encrypted
-    /// (this build has no TLS); logs a warning.
+    /// Listen on a non-loopback address without TLS, although nothing is
+    /// then encrypted; logs a warning.
     #[arg(long)]
     insecure: bool,
+    /// This node's TLS certificate (PEM): serve client and Raft traffic over
+    /// TLS, and dial peers with it (mutual TLS). Needs --tls-key and --tls-ca.
+    #[arg(long, env = "BANK_NODE_TLS_CERT", requires_all = ["tls_key", "tls_ca"])]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "BANK_NODE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// The cluster CA (PEM): peers' certificates must be signed by it.
+    #[arg(long, env = "BANK_NODE_TLS_CA", requires = "tls_cert")]
+    tls_ca: Option<PathBuf>,
     /// Build a snapshot and purge the Raft log before it every N entries.
     #[arg(long, default_value_t = 5000)]
     snapshot_every: u64,
@@ -164,6 +192,9 @@ struct LocalClusterArgs {
     /// Genesis file for all nodes.
     #[arg(long, default_value = "./first_blockchain.json")]
     genesis: PathBuf,
+    /// Run over TLS with a development CA made in DATA_DIR/tls (kept across runs).
+    #[arg(long)]
+    tls: bool,
 }
 
 fn main() {
@@ -176,6 +207,19 @@ fn run_main() -> anyhow::Result<()> {
     match cli.command {
         Some(Command_::LocalCluster(args)) => runtime.block_on(local_cluster(args)),
         Some(Command_::Genesis(args)) => write_genesis(args),
+        Some(Command_::Certs(args)) => {
+            if args.nodes == 0 || args.hosts.is_empty() {
+                bail!("--nodes and --hosts must not be empty");
+            }
+            bank_ledger::tls::generate_dev_certs(args.nodes, &args.hosts)?.write(&args.out)?;
+            println!(
+                "wrote {}/ca.pem (and ca.key: keep it secret) and node-0..{} .pem/.key, valid for {}",
+                args.out.display(),
+                args.nodes - 1,
+                args.hosts.join(", ")
+            );
+            Ok(())
+        }
         Some(Command_::Verify(args)) => {
             let report = node::verify_offline(&args.data_dir, args.id, &args.genesis)?;
             println!("node {}: chain intact: {}", args.id, report.describe());
@@ -270,6 +314,10 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     config.join = args.join;
     config.verify_blocks = args.verify_blocks;
     config.insecure = args.insecure;
+    config.tls = match (args.tls_cert, args.tls_key, args.tls_ca) {
+        (Some(cert), Some(key), Some(ca)) => Some(TlsFiles { cert, key, ca }),
+        _ => None,
+    };
     config.admin_token = match &args.admin_token_file {
         Some(path) => Some(AdminToken::from_file(path)?),
         None => None,
@@ -335,6 +383,10 @@ async fn local_cluster(args: LocalClusterArgs) -> anyhow::Result<()> {
         .join(",");
     let data_dir = args.data_dir.display().to_string();
     let genesis = args.genesis.display().to_string();
+    let tls_dir = args.data_dir.join("tls");
+    if args.tls && !tls_dir.join("ca.pem").exists() {
+        bank_ledger::tls::generate_dev_certs(args.nodes, &["localhost".into(), "127.0.0.1".into()])?.write(&tls_dir)?;
+    }
     println!("starting {} nodes; data in {data_dir}/", args.nodes);
     let mut children = Vec::new();
     for i in 0..args.nodes {
@@ -356,6 +408,19 @@ async fn local_cluster(args: LocalClusterArgs) -> anyhow::Result<()> {
                 "--genesis",
                 &genesis,
             ])
+            .args(if args.tls {
+                let f = bank_ledger::tls::node_files(&tls_dir, i);
+                vec![
+                    "--tls-cert".into(),
+                    f.cert.into_os_string(),
+                    "--tls-key".into(),
+                    f.key.into_os_string(),
+                    "--tls-ca".into(),
+                    f.ca.into_os_string(),
+                ]
+            } else {
+                Vec::new()
+            })
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
@@ -375,6 +440,9 @@ async fn local_cluster(args: LocalClusterArgs) -> anyhow::Result<()> {
     if servers != bank_ledger::config::DEFAULT_SERVERS {
         println!("clients: export BANK_SERVERS={servers}");
     }
+    if args.tls {
+        println!("clients: export BANK_TLS_CA={}", tls_dir.join("ca.pem").display());
+    }
     println!("try: bank-client status; bank-client transfer 1 2 50; bank-client balance 2");
     println!("Ctrl+C stops all nodes.");
 
@@ -389,8 +457,14 @@ async fn local_cluster(args: LocalClusterArgs) -> anyhow::Result<()> {
                     }
                     if let Ok(Some(status)) = child.try_wait() {
                         exited[slot] = true;
+                        let tls = if args.tls {
+                            let f = bank_ledger::tls::node_files(&tls_dir, *i);
+                            format!(" --tls-cert {} --tls-key {} --tls-ca {}", f.cert.display(), f.key.display(), f.ca.display())
+                        } else {
+                            String::new()
+                        };
                         println!(
-                            "node {i} exited ({status}); restart it in another terminal with:\n  {} --id {i} --peers {peers} --data-dir {data_dir} --genesis {genesis}",
+                            "node {i} exited ({status}); restart it in another terminal with:\n  {} --id {i} --peers {peers} --data-dir {data_dir} --genesis {genesis}{tls}",
                             exe.display()
                         );
                     }

@@ -19,7 +19,7 @@ use openraft::raft::{
 use serde::{de::DeserializeOwned, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// Metadata key carrying the sender's chain id.
 pub const CHAIN_HEADER: &str = "x-bank-chain";
@@ -52,7 +52,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
-        let client = Endpoint::from_shared(format!("http://{}", node.addr))
+        let client = crate::tls::endpoint(&node.addr)
             .map(|e| {
                 let channel = e
                     .connect_timeout(Duration::from_millis(500))
@@ -62,7 +62,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
                     .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES)
             })
-            .map_err(|e| format!("bad address {:?} for node {target}: {e}", node.addr));
+            .map_err(|e| format!("node {target}: {e}"));
         PeerClient {
             target,
             self_id: self.self_id,

@@ -21,6 +21,9 @@ pub struct RaftRpc {
     peers: Arc<Peers>,
     /// Told when a peer shows this node lost its state: it must stop.
     lost_state: tokio::sync::mpsc::Sender<String>,
+    /// With TLS: callers must present a certificate of the cluster CA (mutual
+    /// TLS), which only nodes hold; clients of the bank API need none.
+    require_node_cert: bool,
 }
 
 impl RaftRpc {
@@ -30,6 +33,7 @@ impl RaftRpc {
         faults: Arc<Faults>,
         peers: Arc<Peers>,
         lost_state: tokio::sync::mpsc::Sender<String>,
+        require_node_cert: bool,
     ) -> RaftRpc {
         RaftRpc {
             raft,
@@ -37,11 +41,19 @@ impl RaftRpc {
             faults,
             peers,
             lost_state,
+            require_node_cert,
         }
     }
 
     /// Refuses traffic from a node of another chain, with a clear reason.
     fn admit<T: DeserializeOwned>(&self, req: Request<RaftPayload>) -> Result<T, Status> {
+        // rustls has already checked any certificate against the cluster CA;
+        // here it must exist.
+        if self.require_node_cert && req.peer_certs().is_none_or(|c| c.is_empty()) {
+            return Err(Status::unauthenticated(
+                "Raft traffic needs a node certificate of the cluster CA (mutual TLS)",
+            ));
+        }
         let md = req.metadata();
         let from = md
             .get(FROM_HEADER)

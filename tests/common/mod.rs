@@ -70,6 +70,9 @@ pub struct Cluster {
     pub peers: String,
     /// Extra `bank-server` flags for every node.
     pub server_args: Vec<String>,
+    /// Nodes serve TLS with certificates from `bank-server certs` in
+    /// `<dir>/tls`, and the client trusts its CA.
+    pub tls: bool,
 }
 
 /// Polls `f` every 100 ms until it returns `Some`, or panics after `timeout`.
@@ -94,7 +97,20 @@ impl Cluster {
 
     /// Like [`Cluster::start`], with extra flags for every `bank-server`.
     pub fn start_with(n: u64, genesis: &str, server_args: &[&str]) -> Cluster {
+        Cluster::start_opts(n, genesis, server_args, false)
+    }
+
+    /// Like [`Cluster::start_with`]; with `tls`, over TLS with a fresh CA.
+    pub fn start_opts(n: u64, genesis: &str, server_args: &[&str], tls: bool) -> Cluster {
         let dir = TempDir::new().expect("temp dir");
+        if tls {
+            let out = Command::new(SERVER)
+                .args(["certs", "--nodes", &n.to_string(), "--out"])
+                .arg(dir.path().join("tls"))
+                .output()
+                .expect("run bank-server certs");
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        }
         let genesis_path = dir.path().join("genesis.json");
         // Accounts the test names no key for get the dev keys, and the
         // client's keystore holds their secret halves.
@@ -120,6 +136,7 @@ impl Cluster {
             nodes,
             peers,
             server_args: server_args.iter().map(|a| a.to_string()).collect(),
+            tls,
         };
         for id in 0..n {
             c.spawn(id);
@@ -148,6 +165,15 @@ impl Cluster {
             Some(join) => cmd.args(["--listen", &node.addr, "--join", join]),
             None => cmd.args(["--peers", &self.peers]),
         };
+        if self.tls {
+            let tls = self.dir.path().join("tls");
+            cmd.arg("--tls-cert")
+                .arg(tls.join(format!("node-{id}.pem")))
+                .arg("--tls-key")
+                .arg(tls.join(format!("node-{id}.key")))
+                .arg("--tls-ca")
+                .arg(tls.join("ca.pem"));
+        }
         let child = cmd
             .args(&self.server_args)
             .arg("--data-dir")
@@ -227,8 +253,11 @@ impl Cluster {
 
     /// Runs `bank-client` with its own deadline.
     pub fn client_timed(&self, servers: &str, timeout_ms: u64, args: &[&str]) -> Output {
-        Command::new(CLIENT)
-            .args(["--servers", servers, "--timeout-ms", &timeout_ms.to_string()])
+        let mut cmd = Command::new(CLIENT);
+        if self.tls {
+            cmd.arg("--tls-ca").arg(self.dir.path().join("tls").join("ca.pem"));
+        }
+        cmd.args(["--servers", servers, "--timeout-ms", &timeout_ms.to_string()])
             .arg("--keystore")
             .arg(self.keystore())
             .args(args)
