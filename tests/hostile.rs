@@ -294,3 +294,39 @@ fn transfers_not_signed_by_the_source_accounts_key_are_refused() {
     assert!(reply.into_inner().height > 0);
     assert_eq!(c.balance(1), START[1] + 5);
 }
+
+#[test]
+fn an_oversized_request_is_refused_whole_and_the_server_keeps_serving() {
+    let c = Cluster::start(3, TEST_GENESIS);
+    let leader = c.wait_leader();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    // 5 MiB of batch: one field-1 entry (a TransferRequest) holding junk,
+    // over the 4 MiB a request may carry; refused before it is decoded.
+    let len: usize = 5 << 20;
+    let mut body = vec![0x0a];
+    let mut n = len;
+    while n >= 0x80 {
+        body.push((n as u8 & 0x7f) | 0x80);
+        n >>= 7;
+    }
+    body.push(n as u8);
+    body.resize(body.len() + len, 0x08);
+    for addr in [c.addr(leader).to_string(), c.addr((leader + 1) % 3).to_string()] {
+        let err = rt
+            .block_on(raw_call(&addr, "/bank.v1.Bank/TransferBatch", body.clone()))
+            .expect_err("oversized request refused");
+        // tonic 0.12 answers OUT_OF_RANGE (the gRPC spec suggests
+        // RESOURCE_EXHAUSTED); either way, with the limit in the message.
+        assert!(
+            matches!(err.code(), Code::OutOfRange | Code::ResourceExhausted),
+            "{err:?}"
+        );
+        assert!(
+            err.message().contains("too large") && err.message().contains("4194304"),
+            "{err:?}"
+        );
+    }
+    assert_unchanged(&c);
+    c.transfer(0, 1, 5, "after-oversized");
+    assert_eq!(c.balance(1), START[1] + 5);
+}

@@ -119,8 +119,9 @@ struct NodeArgs {
     #[arg(long, env = "BANK_ADMIN_TOKEN_FILE")]
     admin_token_file: Option<PathBuf>,
     /// At start, check the last N blocks (links, merkle roots, proof of work,
-    /// records) besides the balances' digest; 0 re-executes the whole chain,
-    /// which takes time in proportion to history (see `bank-server verify`).
+    /// signatures, records; fewer blocks once they hold 8,192 transactions)
+    /// besides the balances' digest; 0 re-executes the whole chain, which
+    /// takes time in proportion to history (see `bank-server verify`).
     #[arg(long, default_value_t = 64)]
     verify_blocks: u64,
     /// Listen on a non-loopback address without TLS, although nothing is

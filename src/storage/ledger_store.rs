@@ -21,6 +21,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 const KEY_GENESIS: &[u8] = b"m:genesis";
+/// Most transactions [`Ledger::verify_recent`] checks at start (when blocks are
+/// full, fewer blocks than asked).
+pub const START_VERIFY_MAX_TXS: usize = 8192;
 const KEY_APPLIED: &[u8] = b"m:applied";
 const KEY_MEMBERSHIP: &[u8] = b"m:membership";
 const KEY_TIP: &[u8] = b"m:tip";
@@ -640,19 +643,31 @@ impl Ledger {
     }
 
     /// The check a node runs at every start, whose cost does not grow with
-    /// history: the last `blocks` blocks (all if 0: then it is [`Ledger::verify`])
-    /// are checked for height, link, chain, merkle root, proof of work and
-    /// records; the balances were already checked against their digest when
-    /// the ledger was opened. `bank-server verify` re-executes everything.
-    pub fn verify_recent(&self, blocks: u64) -> Result<VerifyReport, LedgerError> {
+    /// history: the last `blocks` blocks (all if 0: then it is [`Ledger::verify`]),
+    /// or fewer once they hold `max_txs` transactions (at least the tip
+    /// block; nodes use [`START_VERIFY_MAX_TXS`]), are checked for height, link, chain, merkle
+    /// root, proof of work, signatures and records; the balances were
+    /// already checked against their digest when the ledger was opened.
+    /// `bank-server verify` re-executes everything.
+    pub fn verify_recent(&self, blocks: u64, max_txs: usize) -> Result<VerifyReport, LedgerError> {
         if blocks == 0 {
             return self.verify();
         }
         let started = std::time::Instant::now();
         let (tip_height, tip_hash) = self.tip();
         self.check_digest(tip_height)?;
-        let first = tip_height.saturating_sub(blocks - 1);
         let corrupt = |height: u64, reason: String| LedgerError::Corruption { height, reason };
+        // Signatures cost ~40 us each: full blocks of 4,096 would make the
+        // check of 64 blocks take seconds, so it stops at a transaction budget.
+        let mut first = tip_height;
+        let mut txs = 0usize;
+        while first > 0 && tip_height - first + 1 < blocks {
+            txs += self.block(first)?.map_or(0, |b| b.txs.len());
+            if txs >= max_txs {
+                break;
+            }
+            first -= 1;
+        }
         let mut prev = match first {
             0 => None,
             h => Some(
@@ -724,6 +739,37 @@ impl Ledger {
         Ok(())
     }
 
+    /// Checks every transfer's signature (~40 us each), spread over the
+    /// machine's cores for big blocks; the first bad one in block order is
+    /// reported.
+    fn verify_signatures(&self, block: &Block) -> Result<(), TransferAuthError> {
+        const MIN_PER_THREAD: usize = 256;
+        let transfers: Vec<&Transaction> = block
+            .txs
+            .iter()
+            .filter(|t| matches!(t, Transaction::Transfer { .. }))
+            .collect();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = cores.min(transfers.len() / MIN_PER_THREAD).max(1);
+        if threads == 1 {
+            return transfers.iter().try_for_each(|t| self.authorize(t));
+        }
+        let chunk = transfers.len().div_ceil(threads);
+        std::thread::scope(|s| {
+            let parts: Vec<_> = transfers
+                .chunks(chunk)
+                .map(|part| s.spawn(move || part.iter().try_for_each(|t| self.authorize(t))))
+                .collect();
+            for part in parts {
+                match part.join() {
+                    Ok(result) => result?,
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            Ok(())
+        })
+    }
+
     /// Re-executes one block's transactions (the first occurrence of each id)
     /// and compares each outcome with its stored record.
     fn verify_transactions(
@@ -736,13 +782,12 @@ impl Ledger {
         let height = block.height();
         let corrupt = |reason: String| LedgerError::Corruption { height, reason };
         let mut seen_here: std::collections::HashSet<&TxId> = std::collections::HashSet::new();
-        let signed = height > self.genesis_tip.0;
+        if height > self.genesis_tip.0 {
+            self.verify_signatures(block).map_err(|e| corrupt(e.to_string()))?;
+        }
         for tx in &block.txs {
             if matches!(tx, Transaction::Transfer { .. }) {
                 report.transfers += 1;
-                if signed {
-                    self.authorize(tx).map_err(|e| corrupt(e.to_string()))?;
-                }
             }
             let Some(id) = tx.id() else {
                 if let Some(b) = balances.as_deref_mut() {

@@ -427,7 +427,7 @@ mod tests {
             "{err}"
         );
         // The start-time check, which does not replay history, sees it too.
-        let err = ledger.verify_recent(1).unwrap_err().to_string();
+        let err = ledger.verify_recent(1, usize::MAX).unwrap_err().to_string();
         assert!(
             err.contains("corrupt chain at height 3") && err.contains("digest"),
             "{err}"
@@ -442,8 +442,13 @@ mod tests {
             let b = next_block(&ledger, vec![transfer(&format!("t{i}"), 0, 1, i)]);
             sm.apply(vec![entry(i, b)]).await.unwrap();
         }
-        let r = ledger.verify_recent(3).unwrap();
+        let r = ledger.verify_recent(3, usize::MAX).unwrap();
         assert_eq!((r.blocks, r.transfers, r.tip_height), (3, 3, 5));
+        // A transaction budget stops it earlier: 2 transactions, 2 blocks;
+        // the tip block is always checked.
+        let r = ledger.verify_recent(3, 2).unwrap();
+        assert_eq!((r.blocks, r.transfers), (2, 2));
+        assert_eq!(ledger.verify_recent(3, 0).unwrap().blocks, 1);
         // Damage to block 4, inside the window: its hash changes, so block 5
         // no longer links to it (or block 4 lacks its work).
         let key = |h: u64| [b"b:".as_slice(), &h.to_be_bytes()].concat();
@@ -454,19 +459,19 @@ mod tests {
             .raw_tree()
             .insert(key(4), crate::codec::encode(&b).unwrap())
             .unwrap();
-        let err = ledger.verify_recent(3).unwrap_err().to_string();
+        let err = ledger.verify_recent(3, usize::MAX).unwrap_err().to_string();
         assert!(
             err.contains("corrupt chain at height 4") || err.contains("corrupt chain at height 5"),
             "{err}"
         );
         ledger.raw_tree().insert(key(4), four).unwrap();
-        ledger.verify_recent(3).unwrap();
+        ledger.verify_recent(3, usize::MAX).unwrap();
         // Balances changed by applying stay consistent with their digest
         // across a restart.
         drop(sm);
         drop(ledger);
         let (ledger, _sm) = open(dir.path());
-        ledger.verify_recent(64).unwrap();
+        ledger.verify_recent(64, usize::MAX).unwrap();
         ledger.verify().unwrap();
     }
 }
