@@ -66,7 +66,7 @@ for s in json.load(sys.stdin):
 PY
 )"
 echo "verification of each node's whole chain (bank-client verify):"
-"$BIN/bank-client" --servers "$SERVERS" --timeout-ms 120000 verify
+"$BIN/bank-client" --servers "$SERVERS" --timeout-ms 600000 verify
 sleep 5 # let allocators hand back what the fill used
 for i in 0 1 2; do echo "node $i: data dir $(du -sm "$DIR/server_${i}_db" | cut -f1) MB, resident memory $(rss_mb "${pids[$i]}") MB"; done
 

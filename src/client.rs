@@ -4,7 +4,7 @@
 use crate::auth::AdminToken;
 use crate::ledger::{AccountKey, Hash32, TxId};
 use crate::proto::bank::bank_client::BankClient;
-use crate::proto::bank::{StatusRequest, TransferRequest};
+use crate::proto::bank::{PeerState, StatusReply, StatusRequest, TransferRequest};
 use std::future::Future;
 use std::time::Duration;
 use tonic::transport::Channel;
@@ -178,4 +178,54 @@ pub fn signed_transfer(key: &AccountKey, chain_id: Hash32, id: &TxId, to: u64, a
         amount,
         signature: key.sign_transfer(chain_id, id, to, amount).0.to_vec(),
     }
+}
+
+/// Every server's own status, asked in parallel; a server that does not
+/// answer within `per_server` gets its error.
+pub async fn gather_status(servers: &[Server], per_server: Duration) -> Vec<(Server, Result<StatusReply, String>)> {
+    let calls = servers.iter().map(|s| async move {
+        let res = async {
+            let mut c = connect(&s.addr)?;
+            c.status(request(StatusRequest {}, per_server))
+                .await
+                .map(|r| r.into_inner())
+                .map_err(|e| e.message().to_string())
+        }
+        .await;
+        (s.clone(), res)
+    });
+    futures::future::join_all(calls).await
+}
+
+/// The JSON of `bank-client status --json` (and the dashboard): one object
+/// per server, `role` "unreachable" for those that did not answer.
+pub fn status_json(rows: &[(Server, Result<StatusReply, String>)]) -> serde_json::Value {
+    use serde_json::json;
+    let peer_json = |p: &PeerState| {
+        json!({
+            "id": p.id, "addr": p.addr, "voter": p.voter, "last_heard_ms": p.last_heard_ms,
+            "matched_index": p.matched_index, "lag_entries": p.lag_entries,
+        })
+    };
+    let arr: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|(s, r)| match r {
+            Ok(st) => json!({
+                "id": st.id, "addr": s.addr, "role": st.role, "term": st.term,
+                "leader_id": st.leader_id, "height": st.height, "tip_hash": st.tip_hash,
+                "last_log_index": st.last_log_index, "last_applied_index": st.last_applied_index,
+                "committed_index": st.committed_index, "voters": st.voters, "learners": st.learners,
+                "genesis_hash": st.genesis_hash,
+                "millis_since_quorum_ack": st.millis_since_quorum_ack,
+                "faults": st.faults.as_ref().map(fault_settings).unwrap_or_default(),
+                "snapshot_index": st.snapshot_index, "purged_index": st.purged_index,
+                "peers": st.peers.iter().map(peer_json).collect::<Vec<_>>(),
+            }),
+            Err(e) => json!({
+                "id": s.id, "addr": s.addr, "role": "unreachable", "term": null,
+                "leader_id": null, "height": null, "tip_hash": null, "error": e,
+            }),
+        })
+        .collect();
+    serde_json::Value::Array(arr)
 }

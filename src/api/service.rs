@@ -12,6 +12,7 @@ use crate::proto::bank::{
     AccountBalance, BalanceReply, BalanceRequest, BalancesReply, BalancesRequest, Faults as FaultsMsg, GetBlocksReply,
     GetBlocksRequest, PartitionGroup, SetFaultsRequest, StatusReply, StatusRequest, TransferRequest, TxReply,
 };
+use crate::proto::bank::{AccountHistoryRequest, GetTxRequest, JsonReply};
 use crate::proto::bank::{
     AddNodeRequest, Membership as MembershipMsg, PeerState, RemoveNodeRequest, VerifyReply, VerifyRequest,
 };
@@ -730,6 +731,37 @@ impl Bank for BankApi {
             blocks_json: blocks,
             tip_height,
         }))
+    }
+
+    async fn get_tx(&self, req: Request<GetTxRequest>) -> Result<Response<JsonReply>, Status> {
+        let id = TxId::new(req.into_inner().tx_id).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        match self.ledger.tx_json(&id) {
+            Ok(Some(v)) => Ok(Response::new(JsonReply { json: v.to_string() })),
+            Ok(None) => Err(Status::not_found(format!(
+                "no committed transaction {id} on node {} (at height {})",
+                self.id,
+                self.ledger.tip().0
+            ))),
+            Err(e) => Err(Status::data_loss(e.to_string())),
+        }
+    }
+
+    async fn account_history(&self, req: Request<AccountHistoryRequest>) -> Result<Response<JsonReply>, Status> {
+        let msg = req.into_inner();
+        if self.ledger.balance(msg.account).is_none() {
+            return Err(reject_status(&RejectReason::UnknownAccount { account: msg.account }));
+        }
+        let limit = match msg.limit {
+            0 => 20,
+            n => n.min(1000) as usize,
+        };
+        // Reads up to thousands of blocks: off the async workers.
+        let ledger = Arc::clone(&self.ledger);
+        let v = tokio::task::spawn_blocking(move || ledger.account_history(msg.account, limit, msg.before_height))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::data_loss(e.to_string()))?;
+        Ok(Response::new(JsonReply { json: v.to_string() }))
     }
 
     async fn status(&self, _req: Request<StatusRequest>) -> Result<Response<StatusReply>, Status> {

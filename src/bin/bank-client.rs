@@ -3,16 +3,14 @@
 use anyhow::{anyhow, bail, Context};
 use bank_ledger::auth::AdminToken;
 use bank_ledger::client::{
-    call_any, chain_id, connect, control_request, fault_settings, parse_servers, request, set_faults_everywhere,
-    signed_transfer, Server,
+    call_any, chain_id, connect, control_request, fault_settings, gather_status, parse_servers, request,
+    set_faults_everywhere, signed_transfer, status_json, Server,
 };
 use bank_ledger::config::DEFAULT_SERVERS;
 use bank_ledger::ledger::keys::{create_keystore, key_path};
 use bank_ledger::ledger::{AccountKey, Hash32, TxId};
-use bank_ledger::proto::bank::{AddNodeRequest, PeerState, RemoveNodeRequest, VerifyRequest};
-use bank_ledger::proto::bank::{
-    BalanceRequest, BalancesRequest, GetBlocksRequest, PartitionGroup, SetFaultsRequest, StatusReply, StatusRequest,
-};
+use bank_ledger::proto::bank::{AccountHistoryRequest, AddNodeRequest, GetTxRequest, RemoveNodeRequest, VerifyRequest};
+use bank_ledger::proto::bank::{BalanceRequest, BalancesRequest, GetBlocksRequest, PartitionGroup, SetFaultsRequest};
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -90,6 +88,27 @@ enum Cmd {
         from: u64,
         #[arg(long, default_value_t = 100)]
         limit: u64,
+    },
+    /// A committed transaction by id: block, outcome and content.
+    Tx { id: String },
+    /// The transactions touching ACCOUNT, newest first.
+    History {
+        account: u64,
+        /// Entries to show (whole blocks are read; at most 1000).
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Only blocks below this height (the "more before" height of a previous page).
+        #[arg(long)]
+        before: Option<u64>,
+    },
+    /// Follow the chain: print each new block as it is committed (Ctrl+C stops).
+    Watch {
+        /// Start at this height (default: the next block).
+        #[arg(long)]
+        from: Option<u64>,
+        /// Poll interval.
+        #[arg(long, default_value_t = 500)]
+        interval_ms: u64,
     },
     /// Every balance, read atomically at one applied index, and their total.
     Balances,
@@ -438,6 +457,106 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 print_block(&block);
             }
         }
+        Cmd::Tx { id } => {
+            let tx_id = TxId::new(id)?.to_string();
+            let r = call_any(&servers, timeout, |mut c, t| {
+                let msg = GetTxRequest { tx_id: tx_id.clone() };
+                async move { Ok(c.get_tx(request(msg, t)).await?.into_inner()) }
+            })
+            .await
+            .map_err(explain)?;
+            let v: Value = serde_json::from_str(&r.json).context("server sent malformed JSON")?;
+            if cli.json {
+                out!("{v}");
+            } else {
+                out!("tx       {}", v["tx_id"].as_str().unwrap_or("?"));
+                out!("what     {}", describe_tx(&v["tx"], &v["balance"]));
+                let reason = v["reason"].as_str().map(|r| format!(": {r}")).unwrap_or_default();
+                out!("status   {}{reason}", v["status"].as_str().unwrap_or("?"));
+                out!("block    {} {}", v["height"], v["block_hash"].as_str().unwrap_or("?"));
+            }
+        }
+        Cmd::History { account, limit, before } => {
+            let r = call_any(&servers, timeout, |mut c, t| {
+                let msg = AccountHistoryRequest {
+                    account,
+                    limit,
+                    before_height: before,
+                };
+                async move { Ok(c.account_history(request(msg, t)).await?.into_inner()) }
+            })
+            .await
+            .map_err(explain)?;
+            let v: Value = serde_json::from_str(&r.json).context("server sent malformed JSON")?;
+            if cli.json {
+                out!("{v}");
+            } else {
+                out!("account {}: balance {}", account, v["balance"]);
+                out!("{:>8}  {:<36} {:<10} WHAT", "HEIGHT", "TX", "STATUS");
+                for e in v["entries"].as_array().into_iter().flatten() {
+                    let id = e["tx"]["id"].as_str().unwrap_or("-");
+                    let reason = e["reason"].as_str().map(|r| format!(" ({r})")).unwrap_or_default();
+                    out!(
+                        "{:>8}  {:<36} {:<10} {}{reason}",
+                        e["height"].as_u64().unwrap_or(0),
+                        id,
+                        e["status"].as_str().unwrap_or("?"),
+                        describe_tx(&e["tx"], &e["balance"])
+                    );
+                }
+                if let Some(b) = v["next_before"].as_u64() {
+                    out!("more before height {b}: bank-client history {account} --before {b}");
+                }
+            }
+        }
+        Cmd::Watch { from, interval_ms } => {
+            let mut next = match from {
+                Some(h) => h,
+                None => {
+                    let r = call_any(&servers, timeout, |mut c, t| async move {
+                        let msg = GetBlocksRequest {
+                            from_height: u64::MAX,
+                            limit: 1,
+                        };
+                        Ok(c.get_blocks(request(msg, t)).await?.into_inner())
+                    })
+                    .await
+                    .map_err(explain)?;
+                    r.tip_height + 1
+                }
+            };
+            if !cli.json {
+                out!("watching from height {next} (Ctrl+C stops)");
+            }
+            loop {
+                // A server that goes away is retried: watching outlives failovers.
+                match fetch_blocks(&servers, timeout, next, 256).await {
+                    Ok(blocks) => {
+                        for b in &blocks {
+                            if cli.json {
+                                out!("{b}");
+                            } else {
+                                let ms = b["header"]["timestamp_ms"].as_u64().unwrap_or(0);
+                                let day_ms = ms % 86_400_000;
+                                out!(
+                                    "{:>8}  {}  txs={:<5} {:02}:{:02}:{:02}.{:03} UTC",
+                                    b["header"]["height"].as_u64().unwrap_or(0),
+                                    b["hash"].as_str().unwrap_or("?"),
+                                    b["txs"].as_array().map_or(0, Vec::len),
+                                    day_ms / 3_600_000,
+                                    day_ms / 60_000 % 60,
+                                    day_ms / 1000 % 60,
+                                    day_ms % 1000
+                                );
+                            }
+                        }
+                        next += blocks.len() as u64;
+                    }
+                    Err(e) => eprintln!("watch: {e}; retrying"),
+                }
+                tokio::time::sleep(Duration::from_millis(interval_ms.max(50))).await;
+            }
+        }
         Cmd::Chain { from, limit } => {
             let blocks = fetch_blocks(&servers, timeout, from, limit).await?;
             if cli.json {
@@ -483,6 +602,16 @@ async fn fetch_blocks(servers: &[Server], timeout: Duration, from: u64, limit: u
     Ok(out)
 }
 
+/// One line for a transaction's JSON (as in `chain.jsonl`).
+fn describe_tx(tx: &Value, balance: &Value) -> String {
+    match tx["type"].as_str() {
+        Some("transfer") => format!("transfer {} -> {} amount {}", tx["from"], tx["to"], tx["amount"]),
+        Some("balance_check") => format!("balance check of {} = {balance}", tx["account"]),
+        Some("allocation") => format!("allocation to {} amount {}", tx["account"], tx["amount"]),
+        _ => tx.to_string(),
+    }
+}
+
 fn print_block(b: &Value) {
     let h = &b["header"];
     out!("block {}  {}", h["height"], b["hash"].as_str().unwrap_or("?"));
@@ -498,16 +627,7 @@ fn print_block(b: &Value) {
     for (i, tx) in b["txs"].as_array().cloned().unwrap_or_default().iter().enumerate() {
         let r = results.get(i).cloned().unwrap_or(Value::Null);
         let status = r["status"].as_str().unwrap_or("?");
-        let what = match tx["type"].as_str() {
-            Some("transfer") => format!("transfer {} -> {} amount {}", tx["from"], tx["to"], tx["amount"]),
-            Some("balance_check") => {
-                format!("balance check of {} = {}", tx["account"], r["balance"])
-            }
-            Some("allocation") => {
-                format!("allocation to {} amount {}", tx["account"], tx["amount"])
-            }
-            _ => tx.to_string(),
-        };
+        let what = describe_tx(tx, &r["balance"]);
         let id = tx["id"].as_str().unwrap_or("-");
         let reason = r["reason"].as_str().map(|s| format!(": {s}")).unwrap_or_default();
         out!("  {i:>4}  {id:<24} {what}  [{status}{reason}]");
@@ -623,48 +743,14 @@ async fn verify(servers: &[Server], timeout: Duration, as_json: bool) -> anyhow:
 }
 
 async fn status(servers: &[Server], timeout: Duration, as_json: bool) -> anyhow::Result<()> {
-    let mut rows: Vec<(Server, Result<StatusReply, String>)> = Vec::new();
-    let per_server = timeout.min(Duration::from_secs(2));
-    let calls = servers.iter().map(|s| async move {
-        let res = async {
-            let mut c = connect(&s.addr)?;
-            c.status(request(StatusRequest {}, per_server))
-                .await
-                .map(|r| r.into_inner())
-                .map_err(|e| e.message().to_string())
-        }
-        .await;
-        (s.clone(), res)
-    });
-    rows.extend(futures::future::join_all(calls).await);
-    let reachable = rows.iter().any(|(_, r)| r.is_ok());
-    let result = if reachable {
+    let rows = gather_status(servers, timeout.min(Duration::from_secs(2))).await;
+    let result = if rows.iter().any(|(_, r)| r.is_ok()) {
         Ok(())
     } else {
         Err(anyhow!("no server reachable"))
     };
     if as_json {
-        let arr: Vec<Value> = rows
-            .iter()
-            .map(|(s, r)| match r {
-                Ok(st) => json!({
-                    "id": st.id, "addr": s.addr, "role": st.role, "term": st.term,
-                    "leader_id": st.leader_id, "height": st.height, "tip_hash": st.tip_hash,
-                    "last_log_index": st.last_log_index, "last_applied_index": st.last_applied_index,
-                    "committed_index": st.committed_index, "voters": st.voters, "learners": st.learners,
-                    "genesis_hash": st.genesis_hash,
-                    "millis_since_quorum_ack": st.millis_since_quorum_ack,
-                    "faults": st.faults.as_ref().map(fault_settings).unwrap_or_default(),
-                    "snapshot_index": st.snapshot_index, "purged_index": st.purged_index,
-                    "peers": st.peers.iter().map(peer_json).collect::<Vec<_>>(),
-                }),
-                Err(e) => json!({
-                    "id": s.id, "addr": s.addr, "role": "unreachable", "term": null,
-                    "leader_id": null, "height": null, "tip_hash": null, "error": e,
-                }),
-            })
-            .collect();
-        out!("{}", Value::Array(arr));
+        out!("{}", status_json(&rows));
         return result;
     }
     out!(
@@ -737,11 +823,4 @@ async fn status(servers: &[Server], timeout: Duration, as_json: bool) -> anyhow:
         }
     }
     result
-}
-
-fn peer_json(p: &PeerState) -> Value {
-    json!({
-        "id": p.id, "addr": p.addr, "voter": p.voter, "last_heard_ms": p.last_heard_ms,
-        "matched_index": p.matched_index, "lag_entries": p.lag_entries,
-    })
 }

@@ -78,6 +78,9 @@ pub enum GenesisError {
     /// The sum of opening balances does not fit in u64.
     #[error("genesis balances sum to more than {}", u64::MAX)]
     TotalOverflow,
+    /// An account's public key is not an ed25519 key.
+    #[error("genesis account {account}: {reason}")]
+    BadKey { account: AccountId, reason: String },
     /// An initial transfer breaks a rule.
     #[error("genesis transfer #{index} is invalid: {reason}")]
     BadTransfer { index: usize, reason: RejectReason },
@@ -236,6 +239,18 @@ impl Genesis {
         })
     }
 
+    /// Checks every account's key is a valid ed25519 key (~4 us each):
+    /// done once, when a node creates its ledger from this genesis, since
+    /// an account with a bad key could never spend.
+    pub fn check_keys(&self) -> Result<(), GenesisError> {
+        for a in &self.file.accounts {
+            a.public_key
+                .check()
+                .map_err(|reason| GenesisError::BadKey { account: a.id, reason })?;
+        }
+        Ok(())
+    }
+
     /// Hash of block 0: the chain's identity.
     pub fn chain_id(&self) -> Hash32 {
         self.blocks[0].hash()
@@ -351,9 +366,15 @@ mod tests {
         let no_key = Genesis::from_json(r#"{"difficulty":0,"accounts":[{"id":1,"balance":1}]}"#).unwrap_err();
         assert!(no_key.to_string().contains("missing field `public_key`"), "{no_key}");
         let bad_key = r#"{"difficulty":0,"accounts":[{"id":1,"balance":1,"public_key":"abcd"}]}"#;
-        assert!(Genesis::from_json(bad_key)
-            .unwrap_err()
-            .to_string()
-            .contains("bad public key"));
+        let err = Genesis::from_json(bad_key).unwrap_err().to_string();
+        assert!(err.contains("bad public key"), "{err}");
+        // 32 bytes, but not a curve point: refused when a ledger is created.
+        let not_a_point = format!(
+            r#"{{"difficulty":0,"accounts":[{{"id":1,"balance":1,"public_key":"{}"}}]}}"#,
+            "02".to_string() + &"00".repeat(30) + "80"
+        );
+        let g = Genesis::from_json(&not_a_point).unwrap();
+        assert!(g.check_keys().unwrap_err().to_string().contains("genesis account 1"));
+        Genesis::from_json(&with_dev_keys(DEMO)).unwrap().check_keys().unwrap();
     }
 }

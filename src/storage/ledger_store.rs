@@ -24,6 +24,8 @@ const KEY_GENESIS: &[u8] = b"m:genesis";
 /// Most transactions [`Ledger::verify_recent`] checks at start (when blocks are
 /// full, fewer blocks than asked).
 pub const START_VERIFY_MAX_TXS: usize = 8192;
+/// Most blocks one [`Ledger::account_history`] call reads.
+pub const HISTORY_MAX_BLOCKS: u64 = 2048;
 const KEY_APPLIED: &[u8] = b"m:applied";
 const KEY_MEMBERSHIP: &[u8] = b"m:membership";
 const KEY_TIP: &[u8] = b"m:tip";
@@ -198,6 +200,10 @@ impl Ledger {
             tracing::warn!("finishing a snapshot install a crash interrupted");
             ledger.install_snapshot(snapshot_path)?;
         } else if fresh {
+            genesis.check_keys().map_err(|e| LedgerError::Corruption {
+                height: 0,
+                reason: e.to_string(),
+            })?;
             ledger.write_genesis(&genesis)?;
         }
         ledger.reload()?;
@@ -564,6 +570,94 @@ impl Ledger {
         let mut line = views::block_line(&block, block.hash(), &records);
         line.pop();
         Ok(Some(String::from_utf8_lossy(&line).into_owned()))
+    }
+
+    // ---- explorer ----
+
+    /// A committed transaction by id: where it is and what became of it.
+    pub fn tx_json(&self, id: &TxId) -> Result<Option<serde_json::Value>, LedgerError> {
+        let Some(rec) = self.tx_record(id)? else {
+            return Ok(None);
+        };
+        let tx = self
+            .block(rec.height)?
+            .and_then(|b| b.txs.into_iter().find(|t| t.id() == Some(id)));
+        let result = views::TxResultView::of(&rec, rec.height);
+        Ok(Some(serde_json::json!({
+            "tx_id": id,
+            "height": rec.height,
+            "block_hash": rec.block_hash,
+            "status": result.status,
+            "reason": result.reason,
+            "balance": result.balance,
+            "tx": tx,
+        })))
+    }
+
+    /// The transactions touching `account` (as source, destination or
+    /// audited account), newest first, from blocks below `before` (default:
+    /// all). Without an index this walks blocks backwards, so the walk is
+    /// bounded: whole blocks until at least `limit` entries, and at most
+    /// [`HISTORY_MAX_BLOCKS`] blocks per call; `next_before` says where to
+    /// go on (absent once block 0 was read).
+    pub fn account_history(
+        &self,
+        account: AccountId,
+        limit: usize,
+        before: Option<u64>,
+    ) -> Result<serde_json::Value, LedgerError> {
+        let (tip, _) = self.tip();
+        let start = before.map_or(tip, |b| b.saturating_sub(1).min(tip));
+        let mut entries = Vec::new();
+        let mut h = start;
+        let mut scanned = 0u64;
+        let mut next_before = None;
+        loop {
+            if scanned == HISTORY_MAX_BLOCKS || entries.len() >= limit {
+                next_before = Some(h + 1);
+                break;
+            }
+            let Some(block) = self.block(h)? else { break };
+            scanned += 1;
+            let hash = block.hash();
+            for tx in block.txs.iter().rev() {
+                let touches = match tx {
+                    Transaction::Transfer { from, to, .. } => *from == account || *to == account,
+                    Transaction::BalanceCheck { account: a, .. } | Transaction::Allocation { account: a, .. } => {
+                        *a == account
+                    }
+                };
+                if !touches {
+                    continue;
+                }
+                let (status, reason, balance) = match tx.id() {
+                    Some(id) => match self.tx_record(id)? {
+                        // A later copy of an id (a retry) was not executed again.
+                        Some(r) if r.height != h => continue,
+                        Some(r) => {
+                            let v = views::TxResultView::of(&r, h);
+                            (v.status, v.reason, v.balance)
+                        }
+                        None => ("unknown", None, None),
+                    },
+                    None => ("committed", None, None),
+                };
+                entries.push(serde_json::json!({
+                    "height": h, "block_hash": hash, "status": status, "reason": reason,
+                    "balance": balance, "tx": tx,
+                }));
+            }
+            if h == 0 {
+                break;
+            }
+            h -= 1;
+        }
+        Ok(serde_json::json!({
+            "account": account,
+            "balance": self.balance(account).map(|(b, _)| b),
+            "entries": entries,
+            "next_before": next_before,
+        }))
     }
 
     /// The raw tree, for tests that damage it on purpose.
