@@ -7,6 +7,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={p}");
     }
     let fds = protox::compile(protos, ["proto"])?;
+    // For gRPC server reflection: tools like grpcurl list and call the API
+    // with no .proto file at hand.
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(out.join("bank_descriptor.bin"), prost::Message::encode_to_vec(&fds))?;
     tonic_build::configure()
         .build_server(true)
         .build_client(true)

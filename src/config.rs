@@ -78,6 +78,9 @@ pub struct NodeConfig {
     pub insecure: bool,
     /// Serve and dial peers over TLS with these files (mutual TLS between nodes).
     pub tls: Option<crate::tls::TlsFiles>,
+    /// Where the HTTP dashboard, JSON API, /metrics and health checks
+    /// listen; None: no HTTP.
+    pub http_listen: Option<String>,
     /// Blocks checked at start (0: the whole chain, re-executed).
     pub verify_blocks: u64,
     /// Required on control-plane calls; None: loopback callers only.
@@ -104,6 +107,7 @@ impl NodeConfig {
             verify_blocks: 64,
             insecure: false,
             tls: None,
+            http_listen: None,
         }
     }
 

@@ -16,6 +16,7 @@ pub mod chaos;
 pub mod client;
 pub mod codec;
 pub mod config;
+pub mod http;
 pub mod ledger;
 pub mod node;
 pub mod raft;
@@ -33,6 +34,8 @@ pub mod proto {
     pub mod bank {
         tonic::include_proto!("bank.v1");
     }
+    /// Every compiled descriptor, for gRPC server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/bank_descriptor.bin"));
 }
 
 /// Runs a binary's body; on error prints one line saying what is wrong and

@@ -121,6 +121,17 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
             addr: listen.clone(),
             reason: e.to_string(),
         })?;
+    let http_listener = match &config.http_listen {
+        None => None,
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| NodeError::Listen {
+                    addr: addr.clone(),
+                    reason: format!("HTTP: {e}"),
+                })?,
+        ),
+    };
     let genesis = Arc::new(Genesis::load(&config.genesis)?);
     let chain_id = genesis.chain_id();
     let db = open_db(&paths.db).map_err(|source| NodeError::Db {
@@ -255,6 +266,23 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         })?;
         tracing::info!("node {id}: TLS on; Raft traffic needs a certificate of the cluster CA");
     }
+    // The standard health service says SERVING while this node knows a
+    // leader (the same rule as /readyz); reflection lists the client API.
+    let (health, health_service) = tonic_health::server::health_reporter();
+    tokio::spawn(report_health(raft.clone(), health));
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name("bank.v1.Bank")
+            .with_service_name("grpc.health.v1.Health")
+    };
+    let reflection_err = |e: tonic_reflection::server::Error| NodeError::Listen {
+        addr: listen.clone(),
+        reason: format!("gRPC reflection: {e}"),
+    };
+    let reflection_v1 = reflection().build_v1().map_err(reflection_err)?;
+    let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_err)?;
     let server = builder
         .tcp_nodelay(true)
         .concurrency_limit_per_connection(1024)
@@ -270,7 +298,10 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
             .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES),
         )
-        .add_service(BankServer::new(api));
+        .add_service(BankServer::new(api))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
     // Nagle's algorithm would hold small replies back ~40 ms behind delayed
     // ACKs: every Raft round trip and client answer is latency-critical.
     let incoming = tonic::transport::server::TcpIncoming::from_listener(listener, true, Some(Duration::from_secs(60)))
@@ -279,6 +310,20 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
             reason: e.to_string(),
         })?;
 
+    let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let http = http_listener.map(|l| {
+        let addr = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        tracing::info!("node {id}: dashboard http://{addr}/ (also /metrics, /healthz, /readyz; read-only, plain HTTP)");
+        let state = crate::http::HttpState {
+            id,
+            raft: raft.clone(),
+            ledger: Arc::clone(&ledger),
+            log_store: log_store.clone(),
+        };
+        tokio::spawn(crate::http::serve(l, state, async {
+            let _ = http_stop_rx.await;
+        }))
+    });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let serve = tokio::spawn(async move {
         server
@@ -297,8 +342,12 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         Some(reason) = refused_rx.recv() => Err(NodeError::Refused(reason)),
     };
     let _ = stop_tx.send(());
+    let _ = http_stop_tx.send(());
     let _ = raft.shutdown().await;
     let _ = serve.await;
+    if let Some(h) = http {
+        let _ = h.await;
+    }
     if let Err(e) = db.flush_async().await {
         tracing::warn!("final flush failed: {e}");
     }
@@ -360,6 +409,28 @@ async fn check_peer_genesis(
 
 /// Logs elections and membership changes as events a person can follow,
 /// and forgets the identity of peers that left (so their ids may be reused).
+/// Keeps the gRPC health service in step with whether a leader is known.
+async fn report_health(raft: Raft, mut health: tonic_health::server::HealthReporter) {
+    let mut metrics = raft.metrics();
+    let mut last = None;
+    loop {
+        let serving = metrics.borrow_and_update().current_leader.is_some();
+        if last != Some(serving) {
+            let status = if serving {
+                tonic_health::ServingStatus::Serving
+            } else {
+                tonic_health::ServingStatus::NotServing
+            };
+            health.set_service_status("", status).await;
+            health.set_service_status("bank.v1.Bank", status).await;
+            last = Some(serving);
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 async fn watch_cluster(raft: Raft, peers: Arc<Peers>) {
     let mut metrics = raft.metrics();
     let mut last = (ServerState::Learner, None, 0);

@@ -113,6 +113,7 @@ fn a_non_loopback_address_needs_insecure_and_gets_a_warning() {
         let mut cmd = std::process::Command::new(common::SERVER);
         cmd.args(["--id", "0", "--peers", &format!("0=127.0.0.1:{port}")])
             .args(["--listen", &format!("0.0.0.0:{port}")])
+            .args(["--http-listen", &format!("127.0.0.1:{}", common::free_port())])
             .arg("--data-dir")
             .arg(dir.path())
             .arg("--genesis")

@@ -136,6 +136,7 @@ fn tls_lets_a_node_listen_beyond_loopback_without_insecure() {
         let mut cmd = std::process::Command::new(common::SERVER);
         cmd.args(["--id", "0", "--peers", &format!("0=127.0.0.1:{port}")])
             .args(["--listen", &format!("0.0.0.0:{port}")])
+            .args(["--http-listen", &format!("127.0.0.1:{}", common::free_port())])
             .arg("--data-dir")
             .arg(dir.path())
             .arg("--genesis")

@@ -197,6 +197,7 @@ impl Worker {
         let depth = self.config.pipeline_depth.max(1);
         let mut answers: FuturesOrdered<tokio::task::JoinHandle<(u64, WriteResult)>> = FuturesOrdered::new();
         loop {
+            stats::set_producer_depths(self.inflight.len(), rx.len());
             tokio::select! {
                 // Answers come back in proposal order, which is log order.
                 Some(done) = answers.next(), if !answers.is_empty() => {

@@ -96,7 +96,10 @@ impl From<SubmitError> for Attempt {
             SubmitError::NotLeader(_) => Attempt::NotLeader("leadership changed".into()),
             SubmitError::Retry(m) => Attempt::Retry(m),
             SubmitError::Rejected(reason) => Attempt::Done(reject_status(&reason)),
-            SubmitError::Overloaded(_) => Attempt::Done(Status::resource_exhausted(e.to_string())),
+            SubmitError::Overloaded(_) => {
+                crate::stats::refused("overloaded");
+                Attempt::Done(Status::resource_exhausted(e.to_string()))
+            }
             SubmitError::Fatal(m) => Attempt::Done(Status::unavailable(format!("node is shutting down: {m}"))),
         }
     }
@@ -123,6 +126,10 @@ fn transfer_of(t: &TransferRequest) -> Result<Transaction, String> {
 
 /// The gRPC status for a transfer its signer may not make.
 pub fn auth_status(e: &TransferAuthError) -> Status {
+    crate::stats::refused(match e {
+        TransferAuthError::UnknownAccount(_) => "unknown_account",
+        TransferAuthError::Signature(_) => "bad_signature",
+    });
     match e {
         TransferAuthError::UnknownAccount(account) => {
             reject_status(&RejectReason::UnknownAccount { account: *account })
@@ -134,6 +141,15 @@ pub fn auth_status(e: &TransferAuthError) -> Status {
 
 /// The gRPC status for a rule a transaction broke.
 pub fn reject_status(reason: &RejectReason) -> Status {
+    crate::stats::refused(match reason {
+        RejectReason::ZeroAmount => "zero_amount",
+        RejectReason::SameAccount { .. } => "same_account",
+        RejectReason::UnknownAccount { .. } => "unknown_account",
+        RejectReason::InsufficientFunds { .. } => "insufficient_funds",
+        RejectReason::Overflow { .. } => "overflow",
+        RejectReason::IdConflict { .. } => "id_conflict",
+        RejectReason::AllocationOutsideGenesis => "invalid_request",
+    });
     let msg = reason.to_string();
     match reason {
         RejectReason::ZeroAmount | RejectReason::SameAccount { .. } | RejectReason::AllocationOutsideGenesis => {
@@ -606,10 +622,14 @@ fn faults_msg(f: &FaultSettings) -> FaultsMsg {
 #[tonic::async_trait]
 impl Bank for BankApi {
     async fn transfer(&self, req: Request<TransferRequest>) -> Result<Response<TxReply>, Status> {
+        let _timer = crate::stats::RequestTimer::start(crate::stats::Method::Transfer);
         let deadline = self.deadline(&req);
         let forwarded = Self::forwarded(&req);
         let msg = req.into_inner();
-        let tx = transfer_of(&msg).map_err(Status::invalid_argument)?;
+        let tx = transfer_of(&msg).map_err(|e| {
+            crate::stats::refused("invalid_request");
+            Status::invalid_argument(e)
+        })?;
         let id = tx.id().cloned().unwrap_or_else(TxId::random);
         let reply = self
             .on_leader(
@@ -631,6 +651,7 @@ impl Bank for BankApi {
     }
 
     async fn transfer_batch(&self, req: Request<TransferBatchRequest>) -> Result<Response<TransferBatchReply>, Status> {
+        let _timer = crate::stats::RequestTimer::start(crate::stats::Method::TransferBatch);
         let deadline = self.deadline(&req);
         let forwarded = Self::forwarded(&req);
         let msg = req.into_inner();
@@ -645,7 +666,10 @@ impl Bank for BankApi {
             .iter()
             .map(transfer_of)
             .collect::<Result<Vec<_>, String>>()
-            .map_err(|e| Status::invalid_argument(format!("{e} (in batch)")))?;
+            .map_err(|e| {
+                crate::stats::refused("invalid_request");
+                Status::invalid_argument(format!("{e} (in batch)"))
+            })?;
         let reply = self
             .on_leader(
                 forwarded,
@@ -661,6 +685,7 @@ impl Bank for BankApi {
     }
 
     async fn balance(&self, req: Request<BalanceRequest>) -> Result<Response<BalanceReply>, Status> {
+        let _timer = crate::stats::RequestTimer::start(crate::stats::Method::Balance);
         let deadline = self.deadline(&req);
         let forwarded = Self::forwarded(&req);
         let msg = req.into_inner();
@@ -863,6 +888,7 @@ impl Bank for BankApi {
     }
 
     async fn balances(&self, req: Request<BalancesRequest>) -> Result<Response<BalancesReply>, Status> {
+        let _timer = crate::stats::RequestTimer::start(crate::stats::Method::Balances);
         let deadline = self.deadline(&req);
         let forwarded = Self::forwarded(&req);
         let reply = self

@@ -124,6 +124,11 @@ struct NodeArgs {
     /// takes time in proportion to history (see `bank-server verify`).
     #[arg(long, default_value_t = 64)]
     verify_blocks: u64,
+    /// Serve the dashboard, JSON API, /metrics, /healthz and /readyz here
+    /// (plain HTTP, read-only); `off` for none. Default: the gRPC address's
+    /// host with its port + 100 (50151 for 50051).
+    #[arg(long, env = "BANK_HTTP_LISTEN")]
+    http_listen: Option<String>,
     /// Listen on a non-loopback address without TLS, although nothing is
     /// then encrypted; logs a warning.
     #[arg(long)]
@@ -315,6 +320,14 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     config.join = args.join;
     config.verify_blocks = args.verify_blocks;
     config.insecure = args.insecure;
+    config.http_listen = match args.http_listen.as_deref() {
+        Some("off") => None,
+        Some(addr) => Some(addr.to_string()),
+        None => {
+            let grpc = config.listen.clone().unwrap_or(config.addr()?.to_string());
+            Some(http_default(&grpc)?)
+        }
+    };
     config.tls = match (args.tls_cert, args.tls_key, args.tls_ca) {
         (Some(cert), Some(key), Some(ca)) => Some(TlsFiles { cert, key, ca }),
         _ => None,
@@ -336,6 +349,18 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     config.election_timeout_max_ms = args.election_timeout_max_ms;
     node::run(config, shutdown_signal()).await?;
     Ok(())
+}
+
+/// The gRPC address's host with its port + 100.
+fn http_default(grpc: &str) -> anyhow::Result<String> {
+    let (host, port) = grpc
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+        .ok_or_else(|| anyhow::anyhow!("bad address {grpc:?}: expected HOST:PORT"))?;
+    let http = port
+        .checked_add(100)
+        .ok_or_else(|| anyhow::anyhow!("gRPC port {port} leaves no room for the HTTP port; pass --http-listen"))?;
+    Ok(format!("{host}:{http}"))
 }
 
 /// Resolves on Ctrl+C or SIGTERM.

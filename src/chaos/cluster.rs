@@ -91,7 +91,7 @@ impl ProcessCluster {
             .append(true)
             .open(self.dir.join(format!("node{id}.stderr")))?;
         let child = Command::new(&self.server_bin)
-            .args(["--id", &id.to_string(), "--peers", &self.peers])
+            .args(["--id", &id.to_string(), "--peers", &self.peers, "--http-listen", "off"])
             .arg("--data-dir")
             .arg(&self.dir)
             .arg("--genesis")

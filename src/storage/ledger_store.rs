@@ -474,6 +474,12 @@ impl Ledger {
             .iter()
             .filter(|r| r.height == block.height() && r.outcome.is_ok())
             .count();
+        let rejected = exec
+            .records
+            .iter()
+            .filter(|r| r.height == block.height() && r.outcome.is_err())
+            .count();
+        stats::block_applied(committed as u64, rejected as u64);
         tracing::info!(
             "committed block height={} txs={} ok={committed} hash={hash}",
             block.height(),

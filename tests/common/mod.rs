@@ -58,6 +58,8 @@ pub fn free_port() -> u16 {
 pub struct Node {
     pub id: u64,
     pub addr: String,
+    /// The node's HTTP dashboard, API and metrics.
+    pub http: String,
     pub child: Option<Child>,
     pub genesis: PathBuf,
     /// For nodes added later: the member they join through.
@@ -121,6 +123,7 @@ impl Cluster {
             .map(|id| Node {
                 id,
                 addr: format!("127.0.0.1:{}", free_port()),
+                http: format!("127.0.0.1:{}", free_port()),
                 child: None,
                 genesis: genesis_path.clone(),
                 join: None,
@@ -160,7 +163,7 @@ impl Cluster {
         assert!(node.child.is_none(), "node {id} is already running");
         let stderr = std::fs::File::create(self.dir.path().join(format!("node{id}.stderr"))).expect("stderr file");
         let mut cmd = Command::new(SERVER);
-        cmd.args(["--id", &id.to_string()]);
+        cmd.args(["--id", &id.to_string(), "--http-listen", &node.http]);
         match &node.join {
             Some(join) => cmd.args(["--listen", &node.addr, "--join", join]),
             None => cmd.args(["--peers", &self.peers]),
@@ -198,6 +201,7 @@ impl Cluster {
         self.nodes.push(Node {
             id,
             addr: format!("127.0.0.1:{}", free_port()),
+            http: format!("127.0.0.1:{}", free_port()),
             child: None,
             genesis,
             join: Some(join),

@@ -1,0 +1,223 @@
+//! The node's HTTP side: a live dashboard and block explorer (one static
+//! page, no build step), its JSON API, Prometheus `/metrics`, and
+//! `/healthz` / `/readyz` for orchestrators.
+//!
+//! Everything here reads this node's own applied state (cheap, never
+//! forwarded); `/api/status` also asks every member for its status, as
+//! `bank-client status` does. Every list is bounded.
+
+use crate::client::{gather_status, status_json, Server};
+use crate::ledger::TxId;
+use crate::raft::{NodeId, Raft};
+use crate::storage::{Ledger, LogStore};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+const DASHBOARD: &str = include_str!("dashboard.html");
+/// Most blocks one `/api/blocks` call returns.
+const MAX_BLOCKS: u64 = 100;
+/// Most balances one `/api/balances` call returns.
+const MAX_BALANCES: usize = 1000;
+
+/// What the handlers read.
+#[derive(Clone)]
+pub struct HttpState {
+    pub id: NodeId,
+    pub raft: Raft,
+    pub ledger: Arc<Ledger>,
+    pub log_store: LogStore,
+}
+
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/", get(|| async { Html(DASHBOARD) }))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/status", get(api_status))
+        .route("/api/blocks", get(api_blocks))
+        .route("/api/block/:height", get(api_block))
+        .route("/api/tx/:id", get(api_tx))
+        .route("/api/account/:id", get(api_account))
+        .route("/api/balances", get(api_balances))
+        .with_state(state)
+}
+
+/// Serves `router(state)` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: HttpState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+fn error(code: StatusCode, msg: impl std::fmt::Display) -> Response {
+    (code, Json(json!({ "error": msg.to_string() }))).into_response()
+}
+
+/// Ready: this node knows a leader and has applied everything it knows is
+/// committed (a restarted or lagging node is not ready until caught up).
+async fn readyz(State(s): State<HttpState>) -> Response {
+    let m = s.raft.metrics().borrow().clone();
+    let applied = m.last_applied.map_or(0, |l| l.index);
+    let committed = s.log_store.committed_index().unwrap_or(0);
+    match m.current_leader {
+        None => (StatusCode::SERVICE_UNAVAILABLE, "not ready: no leader known\n").into_response(),
+        Some(_) if applied < committed => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: applied {applied} of {committed} committed entries\n"),
+        )
+            .into_response(),
+        Some(l) => format!("ready: leader {l}, applied {applied}\n").into_response(),
+    }
+}
+
+async fn metrics(State(s): State<HttpState>) -> Response {
+    let m = s.raft.metrics().borrow().clone();
+    let (height, _) = s.ledger.tip();
+    let gauges = crate::stats::NodeGauges {
+        id: s.id,
+        role: match m.state {
+            openraft::ServerState::Leader => "leader",
+            openraft::ServerState::Follower => "follower",
+            openraft::ServerState::Candidate => "candidate",
+            openraft::ServerState::Learner => "learner",
+            openraft::ServerState::Shutdown => "shutdown",
+        },
+        term: m.current_term,
+        leader_id: m.current_leader,
+        last_log_index: m.last_log_index.unwrap_or(0),
+        committed_index: s.log_store.committed_index().unwrap_or(0),
+        applied_index: m.last_applied.map_or(0, |l| l.index),
+        height,
+        accounts: s.ledger.with_state(|st| st.balances.len() as u64),
+    };
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        crate::stats::render_prometheus(&gauges),
+    )
+        .into_response()
+}
+
+/// Every member's own status (and this node's view of membership).
+async fn api_status(State(s): State<HttpState>) -> Response {
+    let m = s.raft.metrics().borrow().clone();
+    let servers: Vec<Server> = m
+        .membership_config
+        .membership()
+        .nodes()
+        .map(|(id, node)| Server {
+            id: Some(*id),
+            addr: node.addr.clone(),
+        })
+        .collect();
+    let rows = gather_status(&servers, Duration::from_millis(1500)).await;
+    Json(json!({ "node": s.id, "nodes": status_json(&rows) })).into_response()
+}
+
+#[derive(Deserialize)]
+struct BlocksQuery {
+    /// First height; default: the latest `limit` blocks.
+    from: Option<u64>,
+    limit: Option<u64>,
+}
+
+/// Blocks as in `chain.jsonl`, newest last.
+async fn api_blocks(State(s): State<HttpState>, Query(q): Query<BlocksQuery>) -> Response {
+    let limit = q.limit.unwrap_or(20).clamp(1, MAX_BLOCKS);
+    let (tip, _) = s.ledger.tip();
+    let from = q.from.unwrap_or_else(|| (tip + 1).saturating_sub(limit));
+    let mut blocks = Vec::new();
+    let mut h = from;
+    while h <= tip && (blocks.len() as u64) < limit {
+        match s.ledger.block_json(h) {
+            Ok(Some(b)) => blocks.push(serde_json::from_str::<Value>(&b).unwrap_or(Value::Null)),
+            Ok(None) => break,
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        }
+        h += 1;
+    }
+    Json(json!({ "tip_height": tip, "blocks": blocks })).into_response()
+}
+
+async fn api_block(State(s): State<HttpState>, Path(height): Path<u64>) -> Response {
+    match s.ledger.block_json(height) {
+        Ok(Some(b)) => ([(header::CONTENT_TYPE, "application/json")], b).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no block at height {height}")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+async fn api_tx(State(s): State<HttpState>, Path(id): Path<String>) -> Response {
+    let id = match TxId::new(id) {
+        Ok(id) => id,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    match s.ledger.tx_json(&id) {
+        Ok(Some(v)) => Json(v).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no committed transaction {id}")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    limit: Option<usize>,
+    before: Option<u64>,
+}
+
+async fn api_account(State(s): State<HttpState>, Path(id): Path<u64>, Query(q): Query<HistoryQuery>) -> Response {
+    if s.ledger.balance(id).is_none() {
+        return error(StatusCode::NOT_FOUND, format!("unknown account {id}"));
+    }
+    let limit = q.limit.unwrap_or(20).clamp(1, 1000);
+    let ledger = Arc::clone(&s.ledger);
+    match tokio::task::spawn_blocking(move || ledger.account_history(id, limit, q.before)).await {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+#[derive(Deserialize)]
+struct BalancesQuery {
+    /// First account id listed.
+    from: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// A page of balances at one applied height, with the total of all.
+async fn api_balances(State(s): State<HttpState>, Query(q): Query<BalancesQuery>) -> Response {
+    let limit = q.limit.unwrap_or(100).clamp(1, MAX_BALANCES);
+    let from = q.from.unwrap_or(0);
+    let v = s.ledger.with_state(|st| {
+        // Genesis bounds the total to u64, and transfers conserve it.
+        let total: u64 = st.balances.values().fold(0u64, |t, b| t.saturating_add(*b));
+        let page: Vec<Value> = st
+            .balances
+            .range(from..)
+            .take(limit)
+            .map(|(a, b)| json!({ "account": a, "balance": b }))
+            .collect();
+        let next = st.balances.range(from..).nth(limit).map(|(a, _)| *a);
+        json!({
+            "height": st.tip_height,
+            "tip_hash": st.tip_hash,
+            "accounts": st.balances.len(),
+            "total": total,
+            "balances": page,
+            "next_from": next,
+        })
+    });
+    Json(v).into_response()
+}
