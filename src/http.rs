@@ -33,6 +33,9 @@ pub struct HttpState {
     pub raft: Raft,
     pub ledger: Arc<Ledger>,
     pub log_store: LogStore,
+    /// A leader whose last quorum acknowledgement is older than this is cut
+    /// off (its followers elect another after an election timeout).
+    pub quorum_timeout: Duration,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -66,11 +69,22 @@ fn error(code: StatusCode, msg: impl std::fmt::Display) -> Response {
 }
 
 /// Ready: this node knows a leader and has applied everything it knows is
-/// committed (a restarted or lagging node is not ready until caught up).
+/// committed (a restarted or lagging node is not ready until caught up);
+/// a leader must have heard from a quorum within the election timeout (a
+/// leader cut off from its followers still believes it leads).
 async fn readyz(State(s): State<HttpState>) -> Response {
     let m = s.raft.metrics().borrow().clone();
     let applied = m.last_applied.map_or(0, |l| l.index);
     let committed = s.log_store.committed_index().unwrap_or(0);
+    let timeout_ms = s.quorum_timeout.as_millis() as u64;
+    let unready = |msg: String| (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {msg}\n")).into_response();
+    if m.state == openraft::ServerState::Leader {
+        match m.millis_since_quorum_ack {
+            Some(ms) if ms <= timeout_ms => {}
+            Some(ms) => return unready(format!("leader without a quorum: last acknowledged {ms} ms ago")),
+            None => return unready("leader not yet acknowledged by a quorum".into()),
+        }
+    }
     match m.current_leader {
         None => (StatusCode::SERVICE_UNAVAILABLE, "not ready: no leader known\n").into_response(),
         Some(_) if applied < committed => (

@@ -93,6 +93,22 @@ fn metrics_and_health_endpoints_tell_what_the_node_does() {
     assert!(after[fsyncs] > before[fsyncs]);
     assert_eq!(after["bank_chain_height"], before["bank_chain_height"] + 2.0);
 
+    // A leader cut off from its followers still believes it leads for a
+    // while; it is not ready once no quorum has answered it for an election
+    // timeout, and ready again after the heal.
+    let others: Vec<String> = (0..3).filter(|i| *i != leader).map(|i| i.to_string()).collect();
+    c.ok(&["partition", &leader.to_string(), &others.join(",")]);
+    let (_, body) = wait_for("the cut-off leader to be not ready", Duration::from_secs(20), || {
+        let r = get(&http, "/readyz");
+        (r.0 == 503).then_some(r)
+    });
+    assert!(body.contains("quorum") || body.contains("no leader"), "{body}");
+    c.ok(&["heal"]);
+    c.wait_leader();
+    wait_for("all ready after the heal", Duration::from_secs(20), || {
+        c.nodes.iter().all(|n| get(&n.http, "/readyz").0 == 200).then_some(())
+    });
+
     // Two of three down: the survivor loses its leader and says it is not
     // ready, while it stays alive.
     let survivor = (leader + 1) % 3;
