@@ -36,6 +36,9 @@ pub struct HttpState {
     /// A leader whose last quorum acknowledgement is older than this is cut
     /// off (its followers elect another after an election timeout).
     pub quorum_timeout: Duration,
+    /// Account histories read up to 65,536 transactions each: at most this
+    /// many at once, the rest are told to retry (the page is unauthenticated).
+    pub history_slots: Arc<tokio::sync::Semaphore>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -195,8 +198,18 @@ async fn api_account(State(s): State<HttpState>, Path(id): Path<u64>, Query(q): 
         return error(StatusCode::NOT_FOUND, format!("unknown account {id}"));
     }
     let limit = q.limit.unwrap_or(20).clamp(1, 1000);
+    let Ok(slot) = Arc::clone(&s.history_slots).try_acquire_owned() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy: too many history lookups at once; retry",
+        );
+    };
     let ledger = Arc::clone(&s.ledger);
-    match tokio::task::spawn_blocking(move || ledger.account_history(id, limit, q.before)).await {
+    let history = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        ledger.account_history(id, limit, q.before)
+    });
+    match history.await {
         Ok(Ok(v)) => Json(v).into_response(),
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),

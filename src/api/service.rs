@@ -78,6 +78,8 @@ pub struct BankApi {
     admin_token: Option<AdminToken>,
     /// One chain verification at a time: each costs a pass over the history.
     verifying: tokio::sync::Semaphore,
+    /// Account histories in progress (each reads up to 65,536 transactions).
+    histories: Arc<tokio::sync::Semaphore>,
 }
 
 /// Why one attempt on the leader did not finish the request.
@@ -217,6 +219,7 @@ impl BankApi {
             peers_seen,
             admin_token,
             verifying: tokio::sync::Semaphore::new(1),
+            histories: Arc::new(tokio::sync::Semaphore::new(2)),
         }
     }
 
@@ -780,12 +783,18 @@ impl Bank for BankApi {
             0 => 20,
             n => n.min(1000) as usize,
         };
+        let slot = Arc::clone(&self.histories)
+            .try_acquire_owned()
+            .map_err(|_| Status::resource_exhausted("busy: too many history lookups at once; retry"))?;
         // Reads up to thousands of blocks: off the async workers.
         let ledger = Arc::clone(&self.ledger);
-        let v = tokio::task::spawn_blocking(move || ledger.account_history(msg.account, limit, msg.before_height))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(|e| Status::data_loss(e.to_string()))?;
+        let v = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            ledger.account_history(msg.account, limit, msg.before_height)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| Status::data_loss(e.to_string()))?;
         Ok(Response::new(JsonReply { json: v.to_string() }))
     }
 

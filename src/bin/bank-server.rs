@@ -418,8 +418,9 @@ async fn local_cluster(args: LocalClusterArgs) -> anyhow::Result<()> {
     for i in 0..args.nodes {
         let paths = NodePaths::new(&args.data_dir, i);
         println!(
-            "  node {i}: 127.0.0.1:{}  state {}  log {}",
+            "  node {i}: 127.0.0.1:{}  dashboard http://127.0.0.1:{}/  state {}  log {}",
             u64::from(args.base_port) + i,
+            u64::from(args.base_port) + i + 100,
             paths.states.display(),
             paths.log.display()
         );

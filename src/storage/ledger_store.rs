@@ -26,6 +26,9 @@ const KEY_GENESIS: &[u8] = b"m:genesis";
 pub const START_VERIFY_MAX_TXS: usize = 8192;
 /// Most blocks one [`Ledger::account_history`] call reads.
 pub const HISTORY_MAX_BLOCKS: u64 = 2048;
+/// Most transactions one [`Ledger::account_history`] call reads (whole
+/// blocks; at least one): full blocks hold thousands each.
+pub const HISTORY_MAX_TXS: usize = 65_536;
 const KEY_APPLIED: &[u8] = b"m:applied";
 const KEY_MEMBERSHIP: &[u8] = b"m:membership";
 const KEY_TIP: &[u8] = b"m:tip";
@@ -604,27 +607,41 @@ impl Ledger {
     /// audited account), newest first, from blocks below `before` (default:
     /// all). Without an index this walks blocks backwards, so the walk is
     /// bounded: whole blocks until at least `limit` entries, and at most
-    /// [`HISTORY_MAX_BLOCKS`] blocks per call; `next_before` says where to
-    /// go on (absent once block 0 was read).
+    /// [`HISTORY_MAX_BLOCKS`] blocks and [`HISTORY_MAX_TXS`] transactions
+    /// per call; `next_before` says where to go on (absent once block 0 was
+    /// read).
     pub fn account_history(
         &self,
         account: AccountId,
         limit: usize,
         before: Option<u64>,
     ) -> Result<serde_json::Value, LedgerError> {
+        self.account_history_within(account, limit, before, HISTORY_MAX_TXS)
+    }
+
+    /// [`Ledger::account_history`] with its own transaction budget.
+    pub(crate) fn account_history_within(
+        &self,
+        account: AccountId,
+        limit: usize,
+        before: Option<u64>,
+        max_txs: usize,
+    ) -> Result<serde_json::Value, LedgerError> {
         let (tip, _) = self.tip();
         let start = before.map_or(tip, |b| b.saturating_sub(1).min(tip));
         let mut entries = Vec::new();
         let mut h = start;
         let mut scanned = 0u64;
+        let mut scanned_txs = 0usize;
         let mut next_before = None;
         loop {
-            if scanned == HISTORY_MAX_BLOCKS || entries.len() >= limit {
+            if scanned == HISTORY_MAX_BLOCKS || scanned_txs >= max_txs || entries.len() >= limit {
                 next_before = Some(h + 1);
                 break;
             }
             let Some(block) = self.block(h)? else { break };
             scanned += 1;
+            scanned_txs += block.txs.len();
             let hash = block.hash();
             for tx in block.txs.iter().rev() {
                 let touches = match tx {

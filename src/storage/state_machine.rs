@@ -435,6 +435,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn account_history_reads_a_bounded_number_of_transactions_per_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, mut sm) = open(dir.path());
+        for i in 1..=5u64 {
+            let b = next_block(&ledger, vec![transfer(&format!("h{i}"), 0, 1, i)]);
+            sm.apply(vec![entry(i, b)]).await.unwrap();
+        }
+        let ids = |v: &serde_json::Value| -> Vec<String> {
+            v["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["tx"]["id"].as_str().unwrap_or("allocation").to_string())
+                .collect()
+        };
+        let all = ledger.account_history(1, 100, None).unwrap();
+        assert_eq!(ids(&all), ["h5", "h4", "h3", "h2", "h1", "allocation"]);
+        assert!(all["next_before"].is_null());
+        // A budget of two transactions: two blocks, then where to go on.
+        let page = ledger.account_history_within(1, 100, None, 2).unwrap();
+        assert_eq!(ids(&page), ["h5", "h4"]);
+        assert_eq!(page["next_before"], 4);
+        let rest = ledger.account_history_within(1, 100, Some(4), 100).unwrap();
+        assert_eq!(ids(&rest), ["h3", "h2", "h1", "allocation"]);
+    }
+
+    #[tokio::test]
     async fn the_start_time_check_covers_the_recent_blocks_and_the_balances_digest() {
         let dir = tempfile::tempdir().unwrap();
         let (ledger, mut sm) = open(dir.path());
