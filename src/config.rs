@@ -83,6 +83,8 @@ pub struct NodeConfig {
     pub http_listen: Option<String>,
     /// Blocks checked at start (0: the whole chain, re-executed).
     pub verify_blocks: u64,
+    /// After a bounded start-time check, check the whole chain while serving.
+    pub background_verify: bool,
     /// Required on control-plane calls; None: loopback callers only.
     pub admin_token: Option<crate::auth::AdminToken>,
 }
@@ -105,6 +107,7 @@ impl NodeConfig {
             join: None,
             admin_token: None,
             verify_blocks: 64,
+            background_verify: true,
             insecure: false,
             tls: None,
             http_listen: None,

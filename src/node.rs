@@ -248,8 +248,11 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         to_check,
         config.join.is_some(),
         chain_id.to_hex(),
-        fatal_tx,
+        fatal_tx.clone(),
     ));
+    if config.verify_blocks != 0 && config.background_verify {
+        tokio::spawn(verify_in_background(id, Arc::clone(&ledger), fatal_tx));
+    }
     tokio::spawn(watch_cluster(raft.clone(), Arc::clone(&peers)));
     tokio::spawn(write_state_views(
         raft.clone(),
@@ -411,6 +414,25 @@ async fn check_peer_genesis(
 
 /// Logs elections and membership changes as events a person can follow,
 /// and forgets the identity of peers that left (so their ids may be reused).
+/// The rest of the start-time check: the whole chain (links, merkle roots,
+/// proof of work, signatures, every outcome re-executed, balances), checked
+/// while the node serves, since its cost grows with history. Damage stops
+/// the node with the height, as at start.
+async fn verify_in_background(id: NodeId, ledger: Arc<Ledger>, fatal: mpsc::Sender<NodeError>) {
+    match tokio::task::spawn_blocking(move || ledger.verify()).await {
+        Ok(Ok(report)) => tracing::info!(
+            "node {id}: whole chain verified in the background: {}",
+            report.describe()
+        ),
+        Ok(Err(e @ LedgerError::Corruption { .. })) => {
+            tracing::error!("node {id}: background verification found damage: {e}");
+            let _ = fatal.send(NodeError::Ledger(e)).await;
+        }
+        Ok(Err(e)) => tracing::warn!("node {id}: background verification could not finish: {e}"),
+        Err(e) => tracing::warn!("node {id}: background verification failed: {e}"),
+    }
+}
+
 /// Keeps the gRPC health service in step with whether a leader is known.
 async fn report_health(raft: Raft, mut health: tonic_health::server::HealthReporter) {
     let mut metrics = raft.metrics();

@@ -126,6 +126,43 @@ fn damage_to_a_block_or_a_balance_is_found_and_named_by_height() {
     let err = refused_start(&mut c, 2);
     assert!(err.contains("corrupt chain at height 2"), "{err}");
 
+    // Damage to an old block, outside what the start-time check reads: the
+    // node starts, checks the rest of its chain in the background, and
+    // stops naming the height.
+    damage(&c, 2, |t| {
+        let raw = t.get(block_key(2)).unwrap().expect("block 2");
+        let mut b: Block = bank_ledger::codec::decode(&raw).unwrap();
+        if let Some(Transaction::Transfer { amount, .. }) = b.txs.first_mut() {
+            *amount -= 1;
+        }
+        t.insert(block_key(2), bank_ledger::codec::encode(&b).unwrap()).unwrap();
+    });
+    assert!(offline_verify(&c, 2).status.success(), "block 2 restored");
+    // The block below node 2's stored tip: the start-time check of one
+    // block does not read it.
+    let mut old = 0;
+    damage(&c, 2, |t| {
+        let tip: Option<(u64, bank_ledger::ledger::Hash32)> =
+            bank_ledger::codec::decode(&t.get(b"m:tip").unwrap().expect("a tip")).unwrap();
+        old = tip.expect("a tip").0 - 1;
+        assert!(old >= 2, "an old block with a transfer: {old}");
+        let raw = t.get(block_key(old)).unwrap().expect("the old block");
+        let mut b: Block = bank_ledger::codec::decode(&raw).unwrap();
+        if let Some(Transaction::Transfer { amount, .. }) = b.txs.first_mut() {
+            *amount += 1;
+        }
+        t.insert(block_key(old), bank_ledger::codec::encode(&b).unwrap())
+            .unwrap();
+    });
+    c.server_args = vec!["--verify-blocks".into(), "1".into()];
+    let err = refused_start(&mut c, 2);
+    assert!(err.contains(&format!("corrupt chain at height {old}")), "{err}");
+    assert!(
+        c.log_of(2).contains("chain verified: 1 blocks"),
+        "the start-time check passed, the background one stopped it"
+    );
+    c.server_args.clear();
+
     // The healthy majority goes on; verify reports the damaged node apart.
     c.transfer(3, 0, 1, "after-damage");
     let out = c.client_at(&c.servers_of(&[0, 1]), &["verify"]);

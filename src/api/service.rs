@@ -925,6 +925,7 @@ impl Bank for BankApi {
             .map_err(|e| Status::internal(format!("verification stopped: {e}")))?
             .map_err(|e| match e {
                 LedgerError::Corruption { .. } => Status::data_loss(e.to_string()),
+                LedgerError::VerifyInterrupted => Status::unavailable(e.to_string()),
                 other => Status::internal(other.to_string()),
             })?;
         Ok(Response::new(VerifyReply {

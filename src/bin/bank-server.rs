@@ -124,6 +124,11 @@ struct NodeArgs {
     /// takes time in proportion to history (see `bank-server verify`).
     #[arg(long, default_value_t = 64)]
     verify_blocks: u64,
+    /// Do not check the rest of the chain in the background after the
+    /// start-time check (by default a node does, and stops, naming the
+    /// height, if it finds damage).
+    #[arg(long)]
+    no_background_verify: bool,
     /// Serve the dashboard, JSON API, /metrics, /healthz and /readyz here
     /// (plain HTTP, read-only); `off` for none. Default: the gRPC address's
     /// host with its port + 100 (50151 for 50051).
@@ -319,6 +324,7 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     config.listen = args.listen;
     config.join = args.join;
     config.verify_blocks = args.verify_blocks;
+    config.background_verify = !args.no_background_verify;
     config.insecure = args.insecure;
     config.http_listen = match args.http_listen.as_deref() {
         Some("off") => None,

@@ -91,6 +91,9 @@ pub enum LedgerError {
     /// A stored block is missing or does not verify.
     #[error("corrupt chain at height {height}: {reason}")]
     Corruption { height: u64, reason: String },
+    /// A snapshot install replaced the ledger while it was being verified.
+    #[error("a snapshot was installed while the chain was being verified; verify again")]
+    VerifyInterrupted,
     /// A view file could not be written.
     #[error("file {path}: {source}")]
     Io { path: String, source: std::io::Error },
@@ -140,6 +143,10 @@ pub struct Ledger {
     states_dir: PathBuf,
     /// Set when the balances read at open disagree with their stored digest.
     digest_mismatch: std::sync::atomic::AtomicBool,
+    /// Bumped when a snapshot install begins and when it ends (odd: one is
+    /// in progress): a verification that overlapped one saw the tree being
+    /// replaced, and what it found proves nothing.
+    installs: std::sync::atomic::AtomicU64,
 }
 
 /// What running a block's transactions produced, before it is written.
@@ -198,6 +205,7 @@ impl Ledger {
             chain_view: Mutex::new(None),
             states_dir: states_dir.to_path_buf(),
             digest_mismatch: std::sync::atomic::AtomicBool::new(false),
+            installs: std::sync::atomic::AtomicU64::new(0),
         };
         if pending_install {
             tracing::warn!("finishing a snapshot install a crash interrupted");
@@ -700,6 +708,19 @@ impl Ledger {
     /// Safe while the node applies: it checks the state as of its start (a
     /// cut, like a snapshot's), and blocks and records up to there never change.
     pub fn verify(&self) -> Result<VerifyReport, LedgerError> {
+        use std::sync::atomic::Ordering;
+        let installs = self.installs.load(Ordering::SeqCst);
+        match self.verify_cut() {
+            Err(LedgerError::Corruption { .. })
+                if installs % 2 == 1 || self.installs.load(Ordering::SeqCst) != installs =>
+            {
+                Err(LedgerError::VerifyInterrupted)
+            }
+            other => other,
+        }
+    }
+
+    fn verify_cut(&self) -> Result<VerifyReport, LedgerError> {
         let started = std::time::Instant::now();
         let corrupt = |height: u64, reason: String| LedgerError::Corruption { height, reason };
         let cut = self.cut();
@@ -1015,14 +1036,18 @@ impl Ledger {
                 file: self.chain_id(),
             });
         }
+        self.installs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.install_meta
             .insert(KEY_PENDING_INSTALL, path.to_string_lossy().as_bytes())?;
         self.db.flush()?;
-        self.load_snapshot(path)?;
-        self.install_meta.remove(KEY_PENDING_INSTALL)?;
-        self.db.flush()?;
-        self.reload()?;
-        self.reconcile_chain_view()
+        let loaded = self.load_snapshot(path).and_then(|()| {
+            self.install_meta.remove(KEY_PENDING_INSTALL)?;
+            self.db.flush()?;
+            self.reload()?;
+            self.reconcile_chain_view()
+        });
+        self.installs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        loaded
     }
 
     /// Clears the ledger and loads a verified snapshot file, in bounded batches.
