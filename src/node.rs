@@ -286,21 +286,29 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
     };
     let reflection_v1 = reflection().build_v1().map_err(reflection_err)?;
     let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_err)?;
+    let require_cert = config.tls.is_some();
+    let raft_service = RaftServiceServer::new(RaftRpc::new(
+        raft.clone(),
+        chain_id,
+        Arc::clone(&faults),
+        Arc::clone(&peers),
+        refused_tx,
+    ))
+    .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES);
     let server = builder
         .tcp_nodelay(true)
         .concurrency_limit_per_connection(1024)
-        .add_service(
-            RaftServiceServer::new(RaftRpc::new(
-                raft.clone(),
-                chain_id,
-                Arc::clone(&faults),
-                Arc::clone(&peers),
-                refused_tx,
-                config.tls.is_some(),
-            ))
-            .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES),
-        )
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            raft_service,
+            move |req: tonic::Request<()>| {
+                if require_cert {
+                    crate::raft::service::require_node_cert(req)
+                } else {
+                    Ok(req)
+                }
+            },
+        ))
         .add_service(BankServer::new(api))
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -317,6 +325,11 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
     let http = http_listener.map(|l| {
         let addr = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
         tracing::info!("node {id}: dashboard http://{addr}/ (also /metrics, /healthz, /readyz; read-only, plain HTTP)");
+        if l.local_addr().is_ok_and(|a| !a.ip().is_loopback()) {
+            tracing::warn!(
+                "the dashboard on {addr} is plain, unauthenticated HTTP showing every balance: keep it on a private network"
+            );
+        }
         let state = crate::http::HttpState {
             id,
             raft: raft.clone(),
@@ -348,6 +361,9 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
     };
     let _ = stop_tx.send(());
     let _ = http_stop_tx.send(());
+    // A background verification would hold the runtime's shutdown for as
+    // long as it has left to run.
+    ledger.stop_verifying();
     let _ = raft.shutdown().await;
     let _ = serve.await;
     if let Some(h) = http {
@@ -419,17 +435,35 @@ async fn check_peer_genesis(
 /// while the node serves, since its cost grows with history. Damage stops
 /// the node with the height, as at start.
 async fn verify_in_background(id: NodeId, ledger: Arc<Ledger>, fatal: mpsc::Sender<NodeError>) {
-    match tokio::task::spawn_blocking(move || ledger.verify()).await {
-        Ok(Ok(report)) => tracing::info!(
-            "node {id}: whole chain verified in the background: {}",
-            report.describe()
-        ),
-        Ok(Err(e @ LedgerError::Corruption { .. })) => {
-            tracing::error!("node {id}: background verification found damage: {e}");
-            let _ = fatal.send(NodeError::Ledger(e)).await;
+    // A snapshot install (a node catching up) makes a pass inconclusive:
+    // start again on the installed ledger, a few times at most.
+    for _ in 0..3 {
+        let l = Arc::clone(&ledger);
+        match tokio::task::spawn_blocking(move || l.verify()).await {
+            Ok(Ok(report)) => {
+                tracing::info!(
+                    "node {id}: whole chain verified in the background: {}",
+                    report.describe()
+                );
+                return;
+            }
+            Ok(Err(e @ LedgerError::Corruption { .. })) => {
+                tracing::error!("node {id}: background verification found damage: {e}");
+                let _ = fatal.send(NodeError::Ledger(e)).await;
+                return;
+            }
+            Ok(Err(LedgerError::VerifyInterrupted)) => {
+                tracing::info!("node {id}: background verification overlapped a snapshot install; starting again");
+            }
+            Ok(Err(e)) => {
+                tracing::warn!("node {id}: background verification did not finish: {e}");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!("node {id}: background verification failed: {e}");
+                return;
+            }
         }
-        Ok(Err(e)) => tracing::warn!("node {id}: background verification could not finish: {e}"),
-        Err(e) => tracing::warn!("node {id}: background verification failed: {e}"),
     }
 }
 

@@ -287,12 +287,50 @@ fn transfers_not_signed_by_the_source_accounts_key_are_refused() {
     assert!(err.contains("holds the key of account 1, not 0"), "{err}");
     assert_unchanged(&c);
 
-    // The real signature still goes through, once.
-    let reply = rt
-        .block_on(async { BankClient::new(channel(c.addr(follower))).transfer(good).await })
-        .expect("signed transfer commits");
-    assert!(reply.into_inner().height > 0);
-    assert_eq!(c.balance(1), START[1] + 5);
+    // A batch of nothing but forged transfers, and an empty batch: answered
+    // at once, one refusal per transfer, not retried as a leader change.
+    let forged: Vec<TransferRequest> = (0..50)
+        .map(|i| TransferRequest {
+            signature: vec![7; 64],
+            ..c.signed(&format!("forged-{i}"), 0, 1, 1)
+        })
+        .collect();
+    for transfers in [forged, Vec::new()] {
+        let n = transfers.len();
+        let started = std::time::Instant::now();
+        let addr = c.addr(leader).to_string();
+        let reply = rt
+            .block_on(async move {
+                BankClient::new(channel(&addr))
+                    .transfer_batch(bank_ledger::proto::bank::TransferBatchRequest { transfers })
+                    .await
+            })
+            .expect("batch answered")
+            .into_inner();
+        assert_eq!(reply.results.len(), n);
+        assert!(
+            reply.results.iter().all(|r| r.code == Code::Unauthenticated as u32),
+            "{reply:?}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    assert_unchanged(&c);
+
+    // The real signature still goes through, once: sent again, the same
+    // bytes return the first outcome and move nothing.
+    for _ in 0..2 {
+        let good = good.clone();
+        let reply = rt
+            .block_on(async { BankClient::new(channel(c.addr(follower))).transfer(good).await })
+            .expect("signed transfer commits");
+        assert!(reply.into_inner().height > 0);
+        assert_eq!(c.balance(1), START[1] + 5);
+        assert_eq!(c.balance(0), START[0] - 5);
+    }
 }
 
 #[test]

@@ -80,6 +80,9 @@ pub struct BankApi {
     verifying: tokio::sync::Semaphore,
     /// Account histories in progress (each reads up to 65,536 transactions).
     histories: Arc<tokio::sync::Semaphore>,
+    /// Batches having their signatures checked: one per core, so clients
+    /// cannot queue unbounded CPU work (a check goes on if its client leaves).
+    signature_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Why one attempt on the leader did not finish the request.
@@ -128,10 +131,13 @@ fn transfer_of(t: &TransferRequest) -> Result<Transaction, String> {
 
 /// The gRPC status for a transfer its signer may not make.
 pub fn auth_status(e: &TransferAuthError) -> Status {
-    crate::stats::refused(match e {
-        TransferAuthError::UnknownAccount(_) => "unknown_account",
-        TransferAuthError::Signature(_) => "bad_signature",
-    });
+    match e {
+        // Counted by reject_status.
+        TransferAuthError::UnknownAccount(account) => {
+            return reject_status(&RejectReason::UnknownAccount { account: *account })
+        }
+        TransferAuthError::Signature(_) => crate::stats::refused("bad_signature"),
+    }
     match e {
         TransferAuthError::UnknownAccount(account) => {
             reject_status(&RejectReason::UnknownAccount { account: *account })
@@ -220,6 +226,9 @@ impl BankApi {
             admin_token,
             verifying: tokio::sync::Semaphore::new(1),
             histories: Arc::new(tokio::sync::Semaphore::new(2)),
+            signature_slots: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            )),
         }
     }
 
@@ -367,6 +376,11 @@ impl BankApi {
         }
         let mut last_retry = String::new();
         for _ in 0..BATCH_RETRIES {
+            // Nothing left to propose (an empty batch, or every transfer
+            // refused): answer now, not as a leader change to retry.
+            if pending.is_empty() {
+                break;
+            }
             let outcomes =
                 futures::future::join_all(pending.iter().map(|&i| self.producer.submit(txs[i].clone()))).await;
             if outcomes.iter().all(|o| matches!(o, Err(SubmitError::NotLeader(_)))) {
@@ -420,11 +434,27 @@ impl BankApi {
         if txs.len() <= 16 {
             return Ok(txs.iter().map(|t| self.ledger.authorize(t)).collect());
         }
+        let slot = tokio::time::timeout(
+            Duration::from_secs(1),
+            Arc::clone(&self.signature_slots).acquire_owned(),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .ok_or_else(|| {
+            crate::stats::refused("overloaded");
+            Attempt::Done(Status::resource_exhausted(
+                "busy checking other batches' signatures; retry",
+            ))
+        })?;
         let ledger = Arc::clone(&self.ledger);
         let txs = txs.to_vec();
-        tokio::task::spawn_blocking(move || txs.iter().map(|t| ledger.authorize(t)).collect())
-            .await
-            .map_err(|e| Attempt::Done(Status::internal(format!("signature check failed: {e}"))))
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            txs.iter().map(|t| ledger.authorize(t)).collect()
+        })
+        .await
+        .map_err(|e| Attempt::Done(Status::internal(format!("signature check failed: {e}"))))
     }
 
     async fn commit(&self, tx: Transaction) -> Result<TxRecord, Attempt> {
@@ -925,7 +955,7 @@ impl Bank for BankApi {
             .map_err(|e| Status::internal(format!("verification stopped: {e}")))?
             .map_err(|e| match e {
                 LedgerError::Corruption { .. } => Status::data_loss(e.to_string()),
-                LedgerError::VerifyInterrupted => Status::unavailable(e.to_string()),
+                LedgerError::VerifyInterrupted | LedgerError::VerifyStopped => Status::unavailable(e.to_string()),
                 other => Status::internal(other.to_string()),
             })?;
         Ok(Response::new(VerifyReply {

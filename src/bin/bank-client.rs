@@ -152,18 +152,22 @@ enum ClusterCmd {
     Remove { id: u64 },
 }
 
-/// `println!` that ends the program quietly when the reader of stdout has
-/// gone (`bank-client chain | head`), as Unix tools do. (Restoring SIGPIPE's
-/// default instead would also kill the client when a server drops a
-/// connection mid-write, e.g. a TLS server refusing plain text.)
+/// `println!` that ends the program quietly, with the status a process
+/// killed by SIGPIPE has (141), when the reader of stdout has gone
+/// (`bank-client chain | head`), as Unix tools do; any other write error
+/// (a full disk) is one line and exit 1. (Restoring SIGPIPE's default
+/// instead would also kill the client when a server drops a connection
+/// mid-write, e.g. a TLS server refusing plain text.)
 macro_rules! out {
     ($($arg:tt)*) => {{
         use std::io::Write;
         let mut stdout = std::io::stdout().lock();
-        if let Err(e) = writeln!(stdout, $($arg)*) {
+        if let Err(e) = writeln!(stdout, $($arg)*).and_then(|()| stdout.flush()) {
             if e.kind() == std::io::ErrorKind::BrokenPipe {
-                std::process::exit(0);
+                std::process::exit(141);
             }
+            eprintln!("error: cannot write the output: {e}");
+            std::process::exit(1);
         }
     }};
 }

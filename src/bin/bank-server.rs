@@ -130,8 +130,8 @@ struct NodeArgs {
     #[arg(long)]
     no_background_verify: bool,
     /// Serve the dashboard, JSON API, /metrics, /healthz and /readyz here
-    /// (plain HTTP, read-only); `off` for none. Default: the gRPC address's
-    /// host with its port + 100 (50151 for 50051).
+    /// (plain HTTP, read-only, shows every balance); `off` for none.
+    /// Default: 127.0.0.1 at the gRPC port + 100 (50151 for 50051).
     #[arg(long, env = "BANK_HTTP_LISTEN")]
     http_listen: Option<String>,
     /// Listen on a non-loopback address without TLS, although nothing is
@@ -357,16 +357,18 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The gRPC address's host with its port + 100.
+/// Loopback, at the gRPC address's port + 100: the dashboard is plain,
+/// unauthenticated HTTP showing every balance, so reaching it from other
+/// hosts takes an explicit --http-listen.
 fn http_default(grpc: &str) -> anyhow::Result<String> {
-    let (host, port) = grpc
+    let (_, port) = grpc
         .rsplit_once(':')
         .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
         .ok_or_else(|| anyhow::anyhow!("bad address {grpc:?}: expected HOST:PORT"))?;
     let http = port
         .checked_add(100)
         .ok_or_else(|| anyhow::anyhow!("gRPC port {port} leaves no room for the HTTP port; pass --http-listen"))?;
-    Ok(format!("{host}:{http}"))
+    Ok(format!("127.0.0.1:{http}"))
 }
 
 /// Resolves on Ctrl+C or SIGTERM.

@@ -376,5 +376,12 @@ mod tests {
         let g = Genesis::from_json(&not_a_point).unwrap();
         assert!(g.check_keys().unwrap_err().to_string().contains("genesis account 1"));
         Genesis::from_json(&with_dev_keys(DEMO)).unwrap().check_keys().unwrap();
+        // The identity point: a valid encoding, but of a small-order key.
+        let weak = format!(
+            r#"{{"difficulty":0,"accounts":[{{"id":1,"balance":1,"public_key":"01{}"}}]}}"#,
+            "00".repeat(31)
+        );
+        let err = Genesis::from_json(&weak).unwrap().check_keys().unwrap_err();
+        assert!(err.to_string().contains("weak"), "{err}");
     }
 }

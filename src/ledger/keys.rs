@@ -297,11 +297,14 @@ impl PublicKey {
         Ok(PublicKey(arr))
     }
 
-    /// Whether the key is a valid ed25519 public key.
+    /// Whether the key is a valid ed25519 public key that can sign: a point
+    /// of small order (weak) would make every signature fail strict checks.
     pub fn check(&self) -> Result<(), String> {
-        VerifyingKey::from_bytes(&self.0)
-            .map(|_| ())
-            .map_err(|_| format!("public key {self} is not an ed25519 point"))
+        match VerifyingKey::from_bytes(&self.0) {
+            Err(_) => Err(format!("public key {self} is not an ed25519 point")),
+            Ok(k) if k.is_weak() => Err(format!("public key {self} is a weak (small-order) key")),
+            Ok(_) => Ok(()),
+        }
     }
 }
 

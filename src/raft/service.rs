@@ -21,9 +21,20 @@ pub struct RaftRpc {
     peers: Arc<Peers>,
     /// Told when a peer shows this node lost its state: it must stop.
     lost_state: tokio::sync::mpsc::Sender<String>,
-    /// With TLS: callers must present a certificate of the cluster CA (mutual
-    /// TLS), which only nodes hold; clients of the bank API need none.
-    require_node_cert: bool,
+}
+
+/// With TLS, Raft callers must present a certificate of the cluster CA
+/// (mutual TLS), which only nodes hold; clients of the bank API need none.
+/// Checked on the headers, before a message of up to 64 MiB is read.
+pub fn require_node_cert(req: Request<()>) -> Result<Request<()>, Status> {
+    // rustls has already checked any certificate against the cluster CA;
+    // here it must exist.
+    if req.peer_certs().is_none_or(|c| c.is_empty()) {
+        return Err(Status::unauthenticated(
+            "Raft traffic needs a node certificate of the cluster CA (mutual TLS)",
+        ));
+    }
+    Ok(req)
 }
 
 impl RaftRpc {
@@ -33,7 +44,6 @@ impl RaftRpc {
         faults: Arc<Faults>,
         peers: Arc<Peers>,
         lost_state: tokio::sync::mpsc::Sender<String>,
-        require_node_cert: bool,
     ) -> RaftRpc {
         RaftRpc {
             raft,
@@ -41,19 +51,11 @@ impl RaftRpc {
             faults,
             peers,
             lost_state,
-            require_node_cert,
         }
     }
 
     /// Refuses traffic from a node of another chain, with a clear reason.
     fn admit<T: DeserializeOwned>(&self, req: Request<RaftPayload>) -> Result<T, Status> {
-        // rustls has already checked any certificate against the cluster CA;
-        // here it must exist.
-        if self.require_node_cert && req.peer_certs().is_none_or(|c| c.is_empty()) {
-            return Err(Status::unauthenticated(
-                "Raft traffic needs a node certificate of the cluster CA (mutual TLS)",
-            ));
-        }
         let md = req.metadata();
         let from = md
             .get(FROM_HEADER)

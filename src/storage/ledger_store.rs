@@ -91,9 +91,15 @@ pub enum LedgerError {
     /// A stored block is missing or does not verify.
     #[error("corrupt chain at height {height}: {reason}")]
     Corruption { height: u64, reason: String },
+    /// The genesis file cannot start a ledger.
+    #[error(transparent)]
+    Genesis(#[from] crate::ledger::GenesisError),
     /// A snapshot install replaced the ledger while it was being verified.
     #[error("a snapshot was installed while the chain was being verified; verify again")]
     VerifyInterrupted,
+    /// The node is shutting down.
+    #[error("verification stopped: the node is shutting down")]
+    VerifyStopped,
     /// A view file could not be written.
     #[error("file {path}: {source}")]
     Io { path: String, source: std::io::Error },
@@ -147,6 +153,8 @@ pub struct Ledger {
     /// in progress): a verification that overlapped one saw the tree being
     /// replaced, and what it found proves nothing.
     installs: std::sync::atomic::AtomicU64,
+    /// Set at shutdown: a long verification ends at the next block.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 /// What running a block's transactions produced, before it is written.
@@ -206,15 +214,13 @@ impl Ledger {
             states_dir: states_dir.to_path_buf(),
             digest_mismatch: std::sync::atomic::AtomicBool::new(false),
             installs: std::sync::atomic::AtomicU64::new(0),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         };
         if pending_install {
             tracing::warn!("finishing a snapshot install a crash interrupted");
             ledger.install_snapshot(snapshot_path)?;
         } else if fresh {
-            genesis.check_keys().map_err(|e| LedgerError::Corruption {
-                height: 0,
-                reason: e.to_string(),
-            })?;
+            genesis.check_keys().map_err(LedgerError::Genesis)?;
             ledger.write_genesis(&genesis)?;
         }
         ledger.reload()?;
@@ -636,7 +642,15 @@ impl Ledger {
         max_txs: usize,
     ) -> Result<serde_json::Value, LedgerError> {
         let (tip, _) = self.tip();
-        let start = before.map_or(tip, |b| b.saturating_sub(1).min(tip));
+        if before == Some(0) {
+            return Ok(serde_json::json!({
+                "account": account,
+                "balance": self.balance(account).map(|(b, _)| b),
+                "entries": [],
+                "next_before": null,
+            }));
+        }
+        let start = before.map_or(tip, |b| (b - 1).min(tip));
         let mut entries = Vec::new();
         let mut h = start;
         let mut scanned = 0u64;
@@ -720,6 +734,11 @@ impl Ledger {
         }
     }
 
+    /// Makes any verification in progress end at its next block.
+    pub fn stop_verifying(&self) {
+        self.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
     fn verify_cut(&self) -> Result<VerifyReport, LedgerError> {
         let started = std::time::Instant::now();
         let corrupt = |height: u64, reason: String| LedgerError::Corruption { height, reason };
@@ -728,6 +747,9 @@ impl Ledger {
         let mut report = VerifyReport::default();
         let mut prev: Option<Hash32> = None;
         for kv in self.tree.range(block_key(0)..=block_key(cut.height)) {
+            if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(LedgerError::VerifyStopped);
+            }
             let (k, v) = kv?;
             let height = report.blocks;
             let key_height = k.get(2..).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes);
