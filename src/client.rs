@@ -52,8 +52,12 @@ pub fn connect(addr: &str) -> Result<BankClient<Channel>, String> {
         .connect_timeout(Duration::from_millis(1000))
         .tcp_nodelay(true)
         .connect_lazy();
-    Ok(BankClient::new(channel))
+    Ok(BankClient::new(channel).max_decoding_message_size(MAX_REPLY_BYTES))
 }
+
+/// Largest reply a client accepts. A block comes whole, and the genesis
+/// block of 100,000 accounts is ~13 MiB of JSON (gRPC's default is 4 MiB).
+pub const MAX_REPLY_BYTES: usize = 64 * 1024 * 1024;
 
 /// True for errors that say "this server cannot answer now", not "no":
 /// it is down, or the connection broke mid-call. Every call this client
