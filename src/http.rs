@@ -41,7 +41,13 @@ pub struct HttpState {
     /// Account histories read up to 65,536 transactions each: at most this
     /// many at once, the rest are told to retry (the page is unauthenticated).
     pub history_slots: Arc<tokio::sync::Semaphore>,
+    /// The last `/api/status` answer and when it was gathered: it dials
+    /// every member, and every open dashboard asks each second.
+    pub status_cache: Arc<std::sync::Mutex<Option<(std::time::Instant, Value)>>>,
 }
+
+/// How long a gathered cluster status is served again.
+const STATUS_CACHE: Duration = Duration::from_millis(900);
 
 pub fn router(state: HttpState) -> Router {
     Router::new()
@@ -130,6 +136,12 @@ async fn metrics(State(s): State<HttpState>) -> Response {
 
 /// Every member's own status (and this node's view of membership).
 async fn api_status(State(s): State<HttpState>) -> Response {
+    let cached = s.status_cache.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if let Some((at, v)) = cached {
+        if at.elapsed() < STATUS_CACHE {
+            return Json(v).into_response();
+        }
+    }
     let m = s.raft.metrics().borrow().clone();
     let servers: Vec<Server> = m
         .membership_config
@@ -141,7 +153,9 @@ async fn api_status(State(s): State<HttpState>) -> Response {
         })
         .collect();
     let rows = gather_status(&servers, Duration::from_millis(1500)).await;
-    Json(json!({ "node": s.id, "nodes": status_json(&rows) })).into_response()
+    let v = json!({ "node": s.id, "nodes": status_json(&rows) });
+    *s.status_cache.lock().unwrap_or_else(|p| p.into_inner()) = Some((std::time::Instant::now(), v.clone()));
+    Json(v).into_response()
 }
 
 #[derive(Deserialize)]

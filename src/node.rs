@@ -337,6 +337,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
             log_store: log_store.clone(),
             quorum_timeout: Duration::from_millis(config.election_timeout_max_ms),
             history_slots: Arc::new(tokio::sync::Semaphore::new(2)),
+            status_cache: Arc::default(),
         };
         tokio::spawn(crate::http::serve(l, state, async {
             let _ = http_stop_rx.await;
