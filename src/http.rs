@@ -112,13 +112,7 @@ async fn metrics(State(s): State<HttpState>) -> Response {
     let (height, _) = s.ledger.tip();
     let gauges = crate::stats::NodeGauges {
         id: s.id,
-        role: match m.state {
-            openraft::ServerState::Leader => "leader",
-            openraft::ServerState::Follower => "follower",
-            openraft::ServerState::Candidate => "candidate",
-            openraft::ServerState::Learner => "learner",
-            openraft::ServerState::Shutdown => "shutdown",
-        },
+        role: crate::api::service::role_name(m.state),
         term: m.current_term,
         leader_id: m.current_leader,
         last_log_index: m.last_log_index.unwrap_or(0),

@@ -132,18 +132,15 @@ fn transfer_of(t: &TransferRequest) -> Result<Transaction, String> {
 /// The gRPC status for a transfer its signer may not make.
 pub fn auth_status(e: &TransferAuthError) -> Status {
     match e {
-        // Counted by reject_status.
+        // reject_status counts this refusal itself.
         TransferAuthError::UnknownAccount(account) => {
-            return reject_status(&RejectReason::UnknownAccount { account: *account })
+            return reject_status(&RejectReason::UnknownAccount { account: *account });
         }
         TransferAuthError::Signature(_) => crate::stats::refused("bad_signature"),
     }
     match e {
-        TransferAuthError::UnknownAccount(account) => {
-            reject_status(&RejectReason::UnknownAccount { account: *account })
-        }
         TransferAuthError::Signature(SignatureError::BadKey { .. }) => Status::failed_precondition(e.to_string()),
-        TransferAuthError::Signature(_) => Status::unauthenticated(e.to_string()),
+        _ => Status::unauthenticated(e.to_string()),
     }
 }
 
@@ -188,7 +185,7 @@ fn tx_reply(record: &TxRecord, id: &TxId) -> TxReply {
     }
 }
 
-fn role_name(state: ServerState) -> &'static str {
+pub(crate) fn role_name(state: ServerState) -> &'static str {
     match state {
         ServerState::Leader => "leader",
         ServerState::Follower => "follower",

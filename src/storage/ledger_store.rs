@@ -819,11 +819,20 @@ impl Ledger {
         let corrupt = |height: u64, reason: String| LedgerError::Corruption { height, reason };
         // Signatures cost ~40 us each: full blocks of 4,096 would make the
         // check of 64 blocks take seconds, so it stops at a transaction budget.
+        let read = |height: u64| {
+            self.block(height)
+                .map_err(|e| corrupt(height, format!("block does not decode: {e}")))?
+                .ok_or_else(|| corrupt(height, "block is missing".into()))
+        };
+        // The window, newest first, each block read once.
+        let mut window = Vec::new();
         let mut first = tip_height;
         let mut txs = 0usize;
-        while first > 0 && tip_height - first + 1 < blocks {
-            txs += self.block(first)?.map_or(0, |b| b.txs.len());
-            if txs >= max_txs {
+        loop {
+            let block = read(first)?;
+            txs += block.txs.len();
+            window.push(block);
+            if first == 0 || window.len() as u64 >= blocks || txs >= max_txs {
                 break;
             }
             first -= 1;
@@ -837,13 +846,9 @@ impl Ledger {
             ),
         };
         let mut report = VerifyReport::default();
-        for height in first..=tip_height {
-            let block = self
-                .block(height)
-                .map_err(|e| corrupt(height, format!("block does not decode: {e}")))?
-                .ok_or_else(|| corrupt(height, "block is missing".into()))?;
-            let hash = self.verify_block(&block, prev)?;
-            self.verify_transactions(&block, hash, None, &mut report)?;
+        for block in window.iter().rev() {
+            let hash = self.verify_block(block, prev)?;
+            self.verify_transactions(block, hash, None, &mut report)?;
             prev = Some(hash);
             report.blocks += 1;
         }

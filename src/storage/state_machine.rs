@@ -365,11 +365,15 @@ mod tests {
         let edited = Block::new(ledger.chain_id(), 2, edited.header.prev_hash, 1, 4, edited.txs).mined();
         let key = [b"b:".as_slice(), &2u64.to_be_bytes()].concat();
         let original = ledger.raw_tree().get(&key).unwrap().unwrap();
-        ledger
-            .raw_tree()
-            .insert(&key, crate::codec::encode(&edited).unwrap())
-            .unwrap();
-        let err = ledger.verify().unwrap_err().to_string();
+        // Stores `b` as block 2 and returns what verify then says.
+        let damaged = |b: &Block| {
+            ledger
+                .raw_tree()
+                .insert(&key, crate::codec::encode(b).unwrap())
+                .unwrap();
+            ledger.verify().unwrap_err().to_string()
+        };
+        let err = damaged(&edited);
         assert!(
             err.contains("corrupt chain at height 2") && err.contains("signature of transfer c does not verify"),
             "{err}"
@@ -386,11 +390,7 @@ mod tests {
             vec![resigned, b2.txs[1].clone()],
         )
         .mined();
-        ledger
-            .raw_tree()
-            .insert(&key, crate::codec::encode(&edited).unwrap())
-            .unwrap();
-        let err = ledger.verify().unwrap_err().to_string();
+        let err = damaged(&edited);
         assert!(
             err.contains("corrupt chain at height 2") && err.contains("record"),
             "{err}"
@@ -400,11 +400,7 @@ mod tests {
         if let Transaction::Transfer { amount, .. } = &mut lazy.txs[0] {
             *amount = 50;
         }
-        ledger
-            .raw_tree()
-            .insert(&key, crate::codec::encode(&lazy).unwrap())
-            .unwrap();
-        let err = ledger.verify().unwrap_err().to_string();
+        let err = damaged(&lazy);
         assert!(
             err.contains("corrupt chain at height 2") && err.contains("merkle"),
             "{err}"
