@@ -4,11 +4,13 @@
 // OS. Measured on loaded nodes (README, "What history costs"), 1.2-1.5M
 // transfers: RSS ~410 MB with mimalloc, ~740 MB with glibc malloc, ~260 MB
 // with jemalloc's defaults, ~180 MB with one arena and a 1 s decay (below).
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// jemalloc's compile-time options (its symbols carry the `_rjem_` prefix);
 /// `_RJEM_MALLOC_CONF` in the environment still overrides them.
+#[cfg(feature = "jemalloc")]
 #[allow(non_upper_case_globals)]
 #[export_name = "_rjem_malloc_conf"]
 pub static malloc_conf: &[u8; 70] = b"background_thread:true,narenas:1,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
