@@ -5,6 +5,7 @@
 mod common;
 
 use bank_ledger::ledger::{Block, Transaction};
+use bank_ledger::storage::ledger_store::overwrite_stored_balance;
 use common::{wait_for, Cluster, SERVER, TEST_GENESIS};
 use std::process::Command;
 use std::time::Duration;
@@ -84,12 +85,9 @@ fn damage_to_a_block_or_a_balance_is_found_and_named_by_height() {
     c.kill(2);
     // (Its ledger may end a block or two before the others: applies are
     // not flushed, the log is, and a restart re-applies from it.)
-    let balance_key = [b"a:".as_slice(), &1u64.to_be_bytes()].concat();
     let mut healthy = None;
     damage(&c, 2, |t| {
-        healthy = t
-            .insert(&balance_key, bank_ledger::codec::encode(&1_000_000u64).unwrap())
-            .unwrap();
+        healthy = overwrite_stored_balance(t, 1, 1_000_000).unwrap();
     });
     let out = offline_verify(&c, 2);
     let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
@@ -108,7 +106,7 @@ fn damage_to_a_block_or_a_balance_is_found_and_named_by_height() {
 
     // Restore the balance, then edit an amount inside block 2.
     damage(&c, 2, |t| {
-        t.insert(&balance_key, healthy.expect("balance was stored")).unwrap();
+        overwrite_stored_balance(t, 1, healthy.expect("balance was stored")).unwrap();
     });
     assert!(offline_verify(&c, 2).status.success(), "restored");
     damage(&c, 2, |t| {

@@ -7,6 +7,15 @@
 //! sled in one atomic batch. State-machine writes need no flush of their own:
 //! the log is durable, and after a crash openraft re-applies from
 //! `last_applied`.
+//!
+//! Balances are stored as a checkpoint of all of them (one value,
+//! `m:balances`) plus one delta per block since (`d:<height>`: the new
+//! balances of the accounts the block changed). A sled insert copies a leaf,
+//! so a block of 1,024 transfers paid ~2,000 balance inserts when each
+//! account had its own key; now it pays one. A block rolls the deltas into a
+//! new checkpoint, in its own batch, once they hold as many entries as there
+//! are accounts (or span [`CHECKPOINT_MAX_BLOCKS`]): checkpoints then cost at
+//! most what the deltas did, and a start replays O(accounts) entries at most.
 
 use super::snapshot::{SnapshotError, SnapshotReader, SnapshotWriter};
 use super::views::{self, ChainView};
@@ -35,7 +44,22 @@ const KEY_TIP: &[u8] = b"m:tip";
 /// Node-local: length of this node's chain.jsonl; never part of a snapshot.
 const KEY_VIEW_LEN: &[u8] = b"m:view_len";
 const PREFIX_BLOCK: &[u8] = b"b:";
+/// Per-account balance keys of data dirs written before checkpoints; a
+/// start moves them into `m:balances`. Snapshot files still carry balances
+/// as such records.
 const PREFIX_ACCOUNT: &[u8] = b"a:";
+/// All balances as of a height: [`Checkpoint`].
+const KEY_BALANCES: &[u8] = b"m:balances";
+/// Balances a block changed (`Vec<(AccountId, Amount)>`), for blocks after the checkpoint.
+const PREFIX_DELTA: &[u8] = b"d:";
+/// Most deltas kept before a checkpoint (bounds the keys a start reads).
+pub const CHECKPOINT_MAX_BLOCKS: usize = 1024;
+/// Fewest delta entries that call for a checkpoint, whatever the number of
+/// accounts: small ledgers need not rewrite all balances every few blocks.
+const CHECKPOINT_MIN_ENTRIES: usize = 65_536;
+
+/// Every balance as of `.0`, the height of the block that wrote it.
+type Checkpoint = (u64, BTreeMap<AccountId, Amount>);
 const PREFIX_TX: &[u8] = b"t:";
 /// In tree `ledger_install`: set while a snapshot install is under way.
 const KEY_PENDING_INSTALL: &[u8] = b"pending";
@@ -68,6 +92,9 @@ fn block_key(height: u64) -> Vec<u8> {
 }
 fn account_key(account: AccountId) -> Vec<u8> {
     [PREFIX_ACCOUNT, &account.to_be_bytes()].concat()
+}
+fn delta_key(height: u64) -> Vec<u8> {
+    [PREFIX_DELTA, &height.to_be_bytes()].concat()
 }
 fn tx_key(id: &TxId) -> Vec<u8> {
     [PREFIX_TX, id.as_str().as_bytes()].concat()
@@ -155,6 +182,17 @@ pub struct Ledger {
     installs: std::sync::atomic::AtomicU64,
     /// Set at shutdown: a long verification ends at the next block.
     stopping: std::sync::atomic::AtomicBool,
+    /// Deltas stored since the checkpoint; written by applies only.
+    deltas: Mutex<Deltas>,
+    /// [`CHECKPOINT_MAX_BLOCKS`], lowered by tests.
+    checkpoint_max_blocks: std::sync::atomic::AtomicUsize,
+}
+
+/// The balance deltas stored after the checkpoint.
+#[derive(Debug, Default)]
+struct Deltas {
+    heights: Vec<u64>,
+    entries: usize,
 }
 
 /// What running a block's transactions produced, before it is written.
@@ -215,6 +253,8 @@ impl Ledger {
             digest_mismatch: std::sync::atomic::AtomicBool::new(false),
             installs: std::sync::atomic::AtomicU64::new(0),
             stopping: std::sync::atomic::AtomicBool::new(false),
+            deltas: Mutex::new(Deltas::default()),
+            checkpoint_max_blocks: std::sync::atomic::AtomicUsize::new(CHECKPOINT_MAX_BLOCKS),
         };
         if pending_install {
             tracing::warn!("finishing a snapshot install a crash interrupted");
@@ -247,14 +287,14 @@ impl Ledger {
             }
             balances.extend(exec.changes.iter().map(|(a, b)| (*a, *b)));
             batch.insert(block_key(block.height()), encode(block, "block")?)?;
-            for (account, balance) in &exec.changes {
-                batch.insert(account_key(*account), encode(balance, "balance")?)?;
-            }
             for (id, rec) in &exec.new_records {
                 batch.insert(tx_key(id), encode(rec, "tx record")?)?;
             }
         }
         let last = genesis.blocks.last().map(|b| (b.height(), b.hash()));
+        let checkpoint: Checkpoint = (genesis.last_height(), balances);
+        batch.insert(KEY_BALANCES.to_vec(), encode(&checkpoint, "balances")?)?;
+        let balances = checkpoint.1;
         batch.insert(KEY_TIP.to_vec(), encode(&last, "tip")?)?;
         batch.insert(KEY_BALANCE_DIGEST.to_vec(), balance_digest(&balances).to_vec())?;
         // The chain view is rebuilt from sled right after.
@@ -267,15 +307,8 @@ impl Ledger {
 
     /// Reloads the in-memory mirror from sled.
     fn reload(&self) -> Result<(), LedgerError> {
-        let mut balances = BTreeMap::new();
-        for kv in self.tree.scan_prefix(PREFIX_ACCOUNT) {
-            let (k, v) = kv?;
-            let account = u64::from_be_bytes(k[2..].try_into().map_err(|_| LedgerError::Corruption {
-                height: 0,
-                reason: "malformed account key".into(),
-            })?);
-            balances.insert(account, decode::<Amount>(&v, || format!("balance of {account}"))?);
-        }
+        let (balances, deltas) = self.load_balances()?;
+        *self.deltas.lock().unwrap_or_else(|p| p.into_inner()) = deltas;
         let tip: Option<(u64, Hash32)> = match self.tree.get(KEY_TIP)? {
             Some(v) => decode(&v, || "m:tip".into())?,
             None => None,
@@ -308,6 +341,76 @@ impl Ledger {
             membership,
             balance_digest: digest,
         };
+        Ok(())
+    }
+
+    /// The stored balances: the checkpoint with the deltas after it replayed.
+    fn load_balances(&self) -> Result<(BTreeMap<AccountId, Amount>, Deltas), LedgerError> {
+        self.move_account_keys()?;
+        let (since, mut balances): Checkpoint = match self.tree.get(KEY_BALANCES)? {
+            Some(v) => decode(&v, || "m:balances".into())?,
+            None => {
+                return Err(LedgerError::Corruption {
+                    height: 0,
+                    reason: "no balances recorded".into(),
+                })
+            }
+        };
+        let mut deltas = Deltas::default();
+        for kv in self.tree.scan_prefix(PREFIX_DELTA) {
+            let (k, v) = kv?;
+            let height = k
+                .get(PREFIX_DELTA.len()..)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes)
+                .ok_or_else(|| LedgerError::Corruption {
+                    height: 0,
+                    reason: "malformed balance delta key".into(),
+                })?;
+            // Only a checkpoint removes deltas, in the batch that writes it.
+            if height <= since {
+                return Err(LedgerError::Corruption {
+                    height,
+                    reason: format!("balance delta of block {height} is older than the checkpoint at {since}"),
+                });
+            }
+            let changes: Vec<(AccountId, Amount)> = decode(&v, || format!("balance delta of block {height}"))?;
+            deltas.heights.push(height);
+            deltas.entries += changes.len();
+            balances.extend(changes);
+        }
+        Ok((balances, deltas))
+    }
+
+    /// Moves balances from per-account keys (data dirs written before
+    /// checkpoints) into a checkpoint at the tip; those dirs hold no deltas.
+    fn move_account_keys(&self) -> Result<(), LedgerError> {
+        if self.tree.scan_prefix(PREFIX_ACCOUNT).next().is_none() {
+            return Ok(());
+        }
+        if self.tree.get(KEY_BALANCES)?.is_none() {
+            let mut balances = BTreeMap::new();
+            for kv in self.tree.scan_prefix(PREFIX_ACCOUNT) {
+                let (k, v) = kv?;
+                let (account, balance) = account_record(&k, &v)?;
+                balances.insert(account, balance);
+            }
+            let tip: Option<(u64, Hash32)> = match self.tree.get(KEY_TIP)? {
+                Some(v) => decode(&v, || "m:tip".into())?,
+                None => None,
+            };
+            let checkpoint: Checkpoint = (tip.map_or(0, |t| t.0), balances);
+            self.tree.insert(KEY_BALANCES, encode(&checkpoint, "balances")?)?;
+            tracing::info!("moved {} balances into a checkpoint", checkpoint.1.len());
+        }
+        // The checkpoint is in first: a crash part way leaves keys that the
+        // next start removes.
+        let mut batch = ChunkedBatch::new(&self.tree);
+        for k in self.tree.scan_prefix(PREFIX_ACCOUNT).keys() {
+            batch.remove(k?)?;
+        }
+        batch.finish()?;
+        self.db.flush()?;
         Ok(())
     }
 
@@ -416,11 +519,8 @@ impl Ledger {
         })
     }
 
-    fn stage_block(batch: &mut sled::Batch, block: &Block, _hash: Hash32, exec: &Execution) -> Result<(), LedgerError> {
+    fn stage_block(batch: &mut sled::Batch, block: &Block, exec: &Execution) -> Result<(), LedgerError> {
         batch.insert(block_key(block.height()), encode(block, "block")?);
-        for (account, balance) in &exec.changes {
-            batch.insert(account_key(*account), encode(balance, "balance")?);
-        }
         for (id, rec) in &exec.new_records {
             batch.insert(tx_key(id), encode(rec, "tx record")?);
         }
@@ -446,7 +546,8 @@ impl Ledger {
                 return Ok(BlockOutcome::Refused { reason: e.to_string() });
             }
         };
-        let (exec, digest) = {
+        let mut deltas = self.deltas.lock().unwrap_or_else(|p| p.into_inner());
+        let (exec, digest, checkpoint) = {
             let s = self.state.read().unwrap_or_else(|p| p.into_inner());
             let exec = self.execute(&s.balances, block, hash, false)?;
             let mut digest = s.balance_digest;
@@ -456,9 +557,32 @@ impl Ledger {
                 }
                 xor_into(&mut digest, balance_term(*account, *new));
             }
-            (exec, digest)
+            let entries = deltas.entries + exec.changes.len();
+            let max_blocks = self.checkpoint_max_blocks.load(std::sync::atomic::Ordering::Relaxed);
+            let checkpoint = (entries >= s.balances.len().max(CHECKPOINT_MIN_ENTRIES)
+                || deltas.heights.len() + 1 >= max_blocks)
+                .then(|| {
+                    let mut all = s.balances.clone();
+                    all.extend(exec.changes.iter().map(|(a, b)| (*a, *b)));
+                    encode(&(block.height(), all), "balances")
+                })
+                .transpose()?;
+            (exec, digest, checkpoint)
         };
-        Self::stage_block(&mut batch, block, hash, &exec)?;
+        Self::stage_block(&mut batch, block, &exec)?;
+        match &checkpoint {
+            Some(all) => {
+                batch.insert(KEY_BALANCES, all.as_slice());
+                for h in &deltas.heights {
+                    batch.remove(delta_key(*h));
+                }
+            }
+            None if exec.changes.is_empty() => {}
+            None => {
+                let changes: Vec<(AccountId, Amount)> = exec.changes.iter().map(|(a, b)| (*a, *b)).collect();
+                batch.insert(delta_key(block.height()), encode(&changes, "balance delta")?);
+            }
+        }
         batch.insert(KEY_TIP, encode(&Some((block.height(), hash)), "tip")?);
         batch.insert(KEY_BALANCE_DIGEST, digest.to_vec());
 
@@ -468,6 +592,13 @@ impl Ledger {
             batch.insert(KEY_VIEW_LEN, encode(&(view.len() + line.len() as u64), "view length")?);
         }
         self.tree.apply_batch(batch)?;
+        if checkpoint.is_some() {
+            *deltas = Deltas::default();
+        } else if !exec.changes.is_empty() {
+            deltas.heights.push(block.height());
+            deltas.entries += exec.changes.len();
+        }
+        drop(deltas);
         {
             let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
             s.balances.extend(exec.changes.iter().map(|(a, b)| (*a, *b)));
@@ -703,6 +834,23 @@ impl Ledger {
             "entries": entries,
             "next_before": next_before,
         }))
+    }
+
+    /// Lowers [`CHECKPOINT_MAX_BLOCKS`], so tests cross checkpoints quickly.
+    #[cfg(test)]
+    pub(crate) fn set_checkpoint_max_blocks(&self, blocks: usize) {
+        self.checkpoint_max_blocks
+            .store(blocks, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Heights of the balance deltas stored after the checkpoint.
+    #[cfg(test)]
+    pub(crate) fn delta_heights(&self) -> Vec<u64> {
+        self.tree
+            .scan_prefix(PREFIX_DELTA)
+            .keys()
+            .map(|k| u64::from_be_bytes(k.unwrap()[PREFIX_DELTA.len()..].try_into().unwrap()))
+            .collect()
     }
 
     /// The raw tree, for tests that damage it on purpose.
@@ -1085,29 +1233,67 @@ impl Ledger {
         }
         let mut r = SnapshotReader::open(path)?;
         let meta = r.meta.clone();
-        let mut digest = [0u8; 32];
+        let mut balances = BTreeMap::new();
+        let mut tip = None;
         while let Some((k, v)) = r.next_record()? {
-            if let Some(account) = k.strip_prefix(PREFIX_ACCOUNT) {
-                let account = account
-                    .try_into()
-                    .map(u64::from_be_bytes)
-                    .map_err(|_| LedgerError::Corruption {
-                        height: 0,
-                        reason: "malformed account key in snapshot".into(),
-                    })?;
-                xor_into(
-                    &mut digest,
-                    balance_term(account, decode(&v, || format!("balance of {account}"))?),
-                );
+            if k.starts_with(PREFIX_ACCOUNT) {
+                let (account, balance) = account_record(&k, &v)?;
+                balances.insert(account, balance);
+                continue;
+            }
+            if k == KEY_TIP {
+                tip = decode::<Option<(u64, Hash32)>>(&v, || "snapshot tip".into())?;
             }
             batch.insert(k, v)?;
         }
-        batch.insert(KEY_BALANCE_DIGEST.to_vec(), digest.to_vec())?;
+        batch.insert(KEY_BALANCE_DIGEST.to_vec(), balance_digest(&balances).to_vec())?;
+        let checkpoint: Checkpoint = (tip.map_or(0, |t| t.0), balances);
+        batch.insert(KEY_BALANCES.to_vec(), encode(&checkpoint, "balances")?)?;
         batch.insert(KEY_APPLIED.to_vec(), encode(&meta.last_log_id, "applied")?)?;
         batch.insert(KEY_MEMBERSHIP.to_vec(), encode(&meta.last_membership, "membership")?)?;
         batch.insert(KEY_VIEW_LEN.to_vec(), encode(&u64::MAX, "view length")?)?;
         batch.finish()
     }
+}
+
+/// Overwrites the stored balance of `account` where a start reads it (its
+/// latest delta, else the checkpoint), as damage on disk would; returns the
+/// balance it replaced. For tests of tamper detection.
+#[doc(hidden)]
+pub fn overwrite_stored_balance(
+    tree: &sled::Tree,
+    account: AccountId,
+    balance: Amount,
+) -> Result<Option<Amount>, LedgerError> {
+    for kv in tree.scan_prefix(PREFIX_DELTA).rev() {
+        let (k, v) = kv?;
+        let mut changes: Vec<(AccountId, Amount)> = decode(&v, || "balance delta".into())?;
+        if let Some(entry) = changes.iter_mut().find(|(a, _)| *a == account) {
+            let old = std::mem::replace(&mut entry.1, balance);
+            tree.insert(k, encode(&changes, "balance delta")?)?;
+            return Ok(Some(old));
+        }
+    }
+    let Some(v) = tree.get(KEY_BALANCES)? else {
+        return Ok(None);
+    };
+    let mut checkpoint: Checkpoint = decode(&v, || "m:balances".into())?;
+    let old = checkpoint.1.insert(account, balance);
+    tree.insert(KEY_BALANCES, encode(&checkpoint, "balances")?)?;
+    Ok(old)
+}
+
+/// Decodes one per-account balance record (snapshot files, old data dirs).
+fn account_record(key: &[u8], value: &[u8]) -> Result<(AccountId, Amount), LedgerError> {
+    let account = key
+        .get(PREFIX_ACCOUNT.len()..)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| LedgerError::Corruption {
+            height: 0,
+            reason: "malformed account key".into(),
+        })?;
+    Ok((account, decode(value, || format!("balance of {account}"))?))
 }
 
 /// Writes to a tree in batches of at most [`ChunkedBatch::MAX`] inserts, for
