@@ -42,6 +42,9 @@ pub struct LoadResult {
     pub errors: u64,
     /// Requests resubmitted after an unknown outcome.
     pub retries: u64,
+    /// What the first failed transfer of the run was told.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_error: Option<String>,
     pub p50_ms: f64,
     pub p90_ms: f64,
     pub p99_ms: f64,
@@ -84,6 +87,7 @@ async fn stages_of(addr: &str) -> Vec<StageStat> {
 struct Counters {
     committed: AtomicU64,
     errors: AtomicU64,
+    first_error: std::sync::Mutex<Option<String>>,
     retries: AtomicU64,
     requests: AtomicU64,
 }
@@ -151,17 +155,24 @@ pub async fn run_load(mut config: LoadConfig) -> Result<LoadResult, tonic::Statu
                     .collect();
                 let measured = Instant::now() >= measure_from;
                 let t0 = Instant::now();
-                let (ok, bad, unknown) = send(&config, transfers.clone()).await;
-                let (ok, bad) = if unknown {
+                let (ok, bad, unknown, error) = send(&config, transfers.clone()).await;
+                let (ok, bad, error) = if unknown {
                     // The same ids again: settles the outcome, never applies twice.
                     if measured {
                         counters.retries.fetch_add(1, Ordering::Relaxed);
                     }
-                    let (ok, bad, _) = send(&config, transfers).await;
-                    (ok, bad)
+                    let (ok, bad, _, error) = send(&config, transfers).await;
+                    (ok, bad, error)
                 } else {
-                    (ok, bad)
+                    (ok, bad, error)
                 };
+                if let Some(e) = error {
+                    counters
+                        .first_error
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_or_insert(e);
+                }
                 if measured && Instant::now() <= until {
                     counters.requests.fetch_add(1, Ordering::Relaxed);
                     counters.committed.fetch_add(ok, Ordering::Relaxed);
@@ -206,6 +217,7 @@ pub async fn run_load(mut config: LoadConfig) -> Result<LoadResult, tonic::Statu
     }
     let secs = config.duration.as_secs_f64();
     let committed = counters.committed.load(Ordering::Relaxed);
+    let first_error = counters.first_error.lock().unwrap_or_else(|p| p.into_inner()).take();
     Ok(LoadResult {
         concurrency: config.concurrency,
         batch: config.batch.max(1),
@@ -215,6 +227,7 @@ pub async fn run_load(mut config: LoadConfig) -> Result<LoadResult, tonic::Statu
         committed,
         errors: counters.errors.load(Ordering::Relaxed),
         retries: counters.retries.load(Ordering::Relaxed),
+        first_error,
         p50_ms: percentile(&all, 0.50),
         p90_ms: percentile(&all, 0.90),
         p99_ms: percentile(&all, 0.99),
@@ -223,8 +236,9 @@ pub async fn run_load(mut config: LoadConfig) -> Result<LoadResult, tonic::Statu
     })
 }
 
-/// Sends one request; returns (committed, refused, outcome unknown).
-async fn send(config: &LoadConfig, transfers: Vec<TransferRequest>) -> (u64, u64, bool) {
+/// Sends one request; returns (committed, refused, outcome unknown, the
+/// first refusal's reason).
+async fn send(config: &LoadConfig, transfers: Vec<TransferRequest>) -> (u64, u64, bool, Option<String>) {
     let n = transfers.len() as u64;
     if transfers.len() == 1 {
         let msg = transfers.into_iter().next().unwrap_or_default();
@@ -234,8 +248,8 @@ async fn send(config: &LoadConfig, transfers: Vec<TransferRequest>) -> (u64, u64
         })
         .await;
         return match r {
-            Ok(_) => (1, 0, false),
-            Err(s) => (0, 1, is_unknown(s.code())),
+            Ok(_) => (1, 0, false, None),
+            Err(s) => (0, 1, is_unknown(s.code()), Some(status_line(&s))),
         };
     }
     let msg = TransferBatchRequest { transfers };
@@ -251,10 +265,19 @@ async fn send(config: &LoadConfig, transfers: Vec<TransferRequest>) -> (u64, u64
                 .results
                 .iter()
                 .any(|r| is_unknown(tonic::Code::from_i32(r.code as i32)));
-            (ok, n - ok, unknown)
+            let error = reply
+                .results
+                .iter()
+                .find(|r| r.code != 0)
+                .map(|r| format!("{:?}: {}", tonic::Code::from_i32(r.code as i32), r.error));
+            (ok, n - ok, unknown, error)
         }
-        Err(s) => (0, n, is_unknown(s.code())),
+        Err(s) => (0, n, is_unknown(s.code()), Some(status_line(&s))),
     }
+}
+
+fn status_line(s: &tonic::Status) -> String {
+    format!("{:?}: {}", s.code(), s.message())
 }
 
 fn is_unknown(code: tonic::Code) -> bool {

@@ -189,4 +189,9 @@ fn print_results(results: &[LoadResult]) {
             r.retries
         );
     }
+    for r in results {
+        if let Some(e) = &r.first_error {
+            println!("concurrency {}, batch {}: first error: {e}", r.concurrency, r.batch);
+        }
+    }
 }
