@@ -36,6 +36,7 @@ start_node() { # id, extra args...
   pids[$id]=$!
 }
 rss_mb() { echo $(( $(ps -o rss= -p "$1") / 1024 )); }
+peak_mb() { echo $(( $(awk '/^VmHWM/ {print $2}' "/proc/$1/status") / 1024 )); } # highest RSS so far
 
 echo "data dir: $DIR"
 "$BIN/bank-server" genesis --accounts 100000 --balance 1000000000 --out "$DIR/genesis.json"
@@ -86,4 +87,5 @@ t1=$(now_ms)
 echo "node 3 added as voter after $((t1 - t0)) ms; $(grep -c 'installed snapshot' "$DIR/server_3.log") snapshot install(s); resident memory $(rss_mb "${pids[3]}") MB"
 sleep 10
 echo "10 s later: resident memory $(for i in 0 1 2 3; do echo -n "node $i $(rss_mb "${pids[$i]}") MB; "; done)"
+echo "peak resident memory: $(for i in 0 1 2 3; do echo -n "node $i $(peak_mb "${pids[$i]}") MB; "; done)"
 "$BIN/bank-client" --servers "$SERVERS,$P3" status
