@@ -344,6 +344,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn per_account_balance_keys_of_older_data_dirs_move_into_a_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (ledger, mut sm) = open(dir.path());
+            let b = next_block(&ledger, vec![transfer("m1", 0, 1, 25)]);
+            sm.apply(vec![entry(1, b)]).await.unwrap();
+            // The layout an older version wrote: a key per account, no checkpoint.
+            let t = ledger.raw_tree();
+            for (account, balance) in ledger.with_state(|s| s.balances.clone()) {
+                let key = [b"a:".as_slice(), &account.to_be_bytes()].concat();
+                t.insert(key, crate::codec::encode(&balance).unwrap()).unwrap();
+            }
+            t.remove(b"m:balances").unwrap();
+            for k in t.scan_prefix(b"d:").keys() {
+                t.remove(k.unwrap()).unwrap();
+            }
+        }
+        let (ledger, _sm) = open(dir.path());
+        assert_eq!((ledger.balance(0), ledger.balance(1)), (Some((75, 1)), Some((125, 1))));
+        assert!(ledger.raw_tree().scan_prefix(b"a:").next().is_none());
+        assert!(ledger.raw_tree().get(b"m:balances").unwrap().is_some());
+        ledger.verify().unwrap();
+    }
+
+    #[tokio::test]
     async fn state_and_views_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {
