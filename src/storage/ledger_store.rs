@@ -359,14 +359,7 @@ impl Ledger {
         let mut deltas = Deltas::default();
         for kv in self.tree.scan_prefix(PREFIX_DELTA) {
             let (k, v) = kv?;
-            let height = k
-                .get(PREFIX_DELTA.len()..)
-                .and_then(|b| b.try_into().ok())
-                .map(u64::from_be_bytes)
-                .ok_or_else(|| LedgerError::Corruption {
-                    height: 0,
-                    reason: "malformed balance delta key".into(),
-                })?;
+            let height = key_number(&k, PREFIX_DELTA, "balance delta")?;
             // Only a checkpoint removes deltas, in the batch that writes it.
             if height <= since {
                 return Err(LedgerError::Corruption {
@@ -849,7 +842,7 @@ impl Ledger {
         self.tree
             .scan_prefix(PREFIX_DELTA)
             .keys()
-            .map(|k| u64::from_be_bytes(k.unwrap()[PREFIX_DELTA.len()..].try_into().unwrap()))
+            .map(|k| key_number(&k.unwrap(), PREFIX_DELTA, "balance delta").unwrap())
             .collect()
     }
 
@@ -1285,15 +1278,19 @@ pub fn overwrite_stored_balance(
 
 /// Decodes one per-account balance record (snapshot files, old data dirs).
 fn account_record(key: &[u8], value: &[u8]) -> Result<(AccountId, Amount), LedgerError> {
-    let account = key
-        .get(PREFIX_ACCOUNT.len()..)
+    let account = key_number(key, PREFIX_ACCOUNT, "account")?;
+    Ok((account, decode(value, || format!("balance of {account}"))?))
+}
+
+/// The big-endian number after `prefix` in a key.
+fn key_number(key: &[u8], prefix: &[u8], what: &str) -> Result<u64, LedgerError> {
+    key.get(prefix.len()..)
         .and_then(|b| b.try_into().ok())
         .map(u64::from_be_bytes)
         .ok_or_else(|| LedgerError::Corruption {
             height: 0,
-            reason: "malformed account key".into(),
-        })?;
-    Ok((account, decode(value, || format!("balance of {account}"))?))
+            reason: format!("malformed {what} key"),
+        })
 }
 
 /// Writes to a tree in batches of at most [`ChunkedBatch::MAX`] inserts, for
