@@ -170,3 +170,48 @@ fn bank_bench_reports_what_it_measured() {
     let b = c.json(&["balances"]);
     assert_eq!(b["total"], 1300);
 }
+
+#[test]
+fn a_burst_of_big_batches_waits_for_signature_checks_instead_of_being_refused() {
+    // The leader checks one batch's signatures per core at a time; the rest
+    // queue until their deadline (they were refused after 1 s: in a debug
+    // build these batches take ~0.5 s each to check).
+    let c = Cluster::start(3, TEST_GENESIS);
+    let servers = bank_ledger::client::parse_servers(&c.all_servers()).unwrap();
+    let chain = c.chain_id();
+    let key = bank_ledger::ledger::AccountKey::dev(3);
+    let batches: Vec<Vec<_>> = (0..6)
+        .map(|b| {
+            (0..80)
+                .map(|i| {
+                    let id = bank_ledger::ledger::TxId::new(format!("burst-{b}-{i}")).unwrap();
+                    bank_ledger::client::signed_transfer(&key, chain, &id, 0, 1)
+                })
+                .collect()
+        })
+        .collect();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let replies = rt.block_on(futures::future::join_all(batches.into_iter().map(|transfers| {
+        let servers = servers.clone();
+        async move {
+            bank_ledger::client::call_any(&servers, std::time::Duration::from_secs(30), |mut cl, to| {
+                let msg = bank_ledger::proto::bank::TransferBatchRequest {
+                    transfers: transfers.clone(),
+                };
+                async move {
+                    Ok(cl
+                        .transfer_batch(bank_ledger::client::request(msg, to))
+                        .await?
+                        .into_inner())
+                }
+            })
+            .await
+        }
+    })));
+    for reply in replies {
+        let reply = reply.expect("every batch answered");
+        assert_eq!(reply.results.len(), 80);
+        assert!(reply.results.iter().all(|r| r.code == 0), "{:?}", reply.results);
+    }
+    assert_eq!(c.json(&["balances"])["balances"]["3"], 1000 - 6 * 80);
+}

@@ -57,6 +57,11 @@ pub const MAX_ACCOUNTS_PER_READ: usize = 1_000_000;
 
 /// Pause between attempts while a leader is being elected.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
+/// Batches that may wait for a signature-check core beyond those being
+/// checked: bounds the memory held by waiting batches (up to 8,192
+/// transfers each) while letting a burst of big batches queue instead of
+/// being refused.
+const MAX_SIGNATURE_WAITERS: usize = 32;
 
 /// The client API of one node.
 pub struct BankApi {
@@ -83,6 +88,9 @@ pub struct BankApi {
     /// Batches having their signatures checked: one per core, so clients
     /// cannot queue unbounded CPU work (a check goes on if its client leaves).
     signature_slots: Arc<tokio::sync::Semaphore>,
+    /// Batches checking or waiting to check signatures: at most
+    /// [`MAX_SIGNATURE_WAITERS`] beyond the slots.
+    signature_queue: Arc<tokio::sync::Semaphore>,
 }
 
 /// Why one attempt on the leader did not finish the request.
@@ -209,6 +217,7 @@ impl BankApi {
         peers_seen: Arc<Peers>,
         admin_token: Option<AdminToken>,
     ) -> BankApi {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         BankApi {
             id,
             addr,
@@ -223,9 +232,8 @@ impl BankApi {
             admin_token,
             verifying: tokio::sync::Semaphore::new(1),
             histories: Arc::new(tokio::sync::Semaphore::new(2)),
-            signature_slots: Arc::new(tokio::sync::Semaphore::new(
-                std::thread::available_parallelism().map_or(1, |n| n.get()),
-            )),
+            signature_slots: Arc::new(tokio::sync::Semaphore::new(cores)),
+            signature_queue: Arc::new(tokio::sync::Semaphore::new(cores + MAX_SIGNATURE_WAITERS)),
         }
     }
 
@@ -426,24 +434,27 @@ impl BankApi {
     }
 
     /// Checks every transfer's signature (~50 us each), off the async
-    /// workers: a full batch holds thousands.
+    /// workers, one batch per core at a time: a full batch holds thousands.
+    /// A batch waits for a core until its request's deadline (the caller's
+    /// timeout ends the wait); only when [`MAX_SIGNATURE_WAITERS`] batches
+    /// already wait is it refused at once.
     async fn authorize_all(&self, txs: &[Transaction]) -> Result<Vec<Result<(), TransferAuthError>>, Attempt> {
         if txs.len() <= 16 {
             return Ok(txs.iter().map(|t| self.ledger.authorize(t)).collect());
         }
-        let slot = tokio::time::timeout(
-            Duration::from_secs(1),
-            Arc::clone(&self.signature_slots).acquire_owned(),
-        )
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .ok_or_else(|| {
+        let overloaded = || {
             crate::stats::refused("overloaded");
             Attempt::Done(Status::resource_exhausted(
                 "busy checking other batches' signatures; retry",
             ))
-        })?;
+        };
+        let _queued = Arc::clone(&self.signature_queue)
+            .try_acquire_owned()
+            .map_err(|_| overloaded())?;
+        let slot = Arc::clone(&self.signature_slots)
+            .acquire_owned()
+            .await
+            .map_err(|_| overloaded())?;
         let ledger = Arc::clone(&self.ledger);
         let txs = txs.to_vec();
         tokio::task::spawn_blocking(move || {
