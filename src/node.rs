@@ -167,8 +167,10 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         heartbeat_interval: config.heartbeat_ms,
         election_timeout_min: config.election_timeout_min_ms,
         election_timeout_max: config.election_timeout_max_ms,
-        // Each entry is a whole block: keep one append message bounded.
-        max_payload_entries: 64,
+        // Each entry is a whole block of up to batch_max_bytes: one append
+        // message carries ~8 MiB of them at most (it was 64 entries, up to
+        // 64 MiB, which full blocks could push past MAX_RAFT_MESSAGE_BYTES).
+        max_payload_entries: (8 * 1024 * 1024 / config.producer.batch_max_bytes.max(1)).clamp(1, 64) as u64,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every_entries),
         max_in_snapshot_log_to_keep: config.keep_log_entries,
         install_snapshot_timeout: 2000,

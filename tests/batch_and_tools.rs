@@ -215,3 +215,27 @@ fn a_burst_of_big_batches_waits_for_signature_checks_instead_of_being_refused() 
     }
     assert_eq!(c.json(&["balances"])["balances"]["3"], 1000 - 6 * 80);
 }
+
+#[test]
+fn block_limits_that_raft_could_not_carry_are_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    for (flag, value, says) in [
+        (
+            "--batch-max-bytes",
+            "100000000",
+            "--batch-max-bytes must be between 1024 and 16777216",
+        ),
+        ("--batch-max-bytes", "0", "--batch-max-bytes must be between"),
+        ("--batch-max-txs", "0", "--batch-max-txs must be at least 1"),
+    ] {
+        let out = Command::new(common::SERVER)
+            .args(["--id", "0", flag, value, "--data-dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{flag} {value} accepted");
+        let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(says), "{err}");
+    }
+}

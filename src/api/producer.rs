@@ -29,6 +29,11 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 
+/// Largest `batch_max_bytes`: a block is one Raft entry, and every entry
+/// must fit one Raft message ([`crate::raft::network::MAX_RAFT_MESSAGE_BYTES`])
+/// with room to spare.
+pub const MAX_BLOCK_BYTES: usize = 16 * 1024 * 1024;
+
 /// Limits of the producer.
 #[derive(Debug, Clone)]
 pub struct ProducerConfig {

@@ -16,6 +16,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 pub static malloc_conf: &[u8; 70] = b"background_thread:true,narenas:1,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
 
 use anyhow::{bail, Context};
+use bank_ledger::api::producer::MAX_BLOCK_BYTES;
 use bank_ledger::auth::AdminToken;
 use bank_ledger::config::{parse_peers, NodeConfig, DEFAULT_PEERS};
 use bank_ledger::node;
@@ -312,6 +313,15 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     let Some(id) = args.id else {
         bail!("--id is required (or use `bank-server local-cluster`)");
     };
+    if !(1024..=MAX_BLOCK_BYTES).contains(&args.batch_max_bytes) {
+        bail!(
+            "--batch-max-bytes must be between 1024 and {MAX_BLOCK_BYTES} (a block is one Raft message), not {}",
+            args.batch_max_bytes
+        );
+    }
+    if args.batch_max_txs == 0 {
+        bail!("--batch-max-txs must be at least 1");
+    }
     let peers = match (&args.join, &args.listen) {
         // A joining node's topology comes from the cluster it joins.
         (Some(_), Some(listen)) => parse_peers(&format!("{id}={listen}"))?,
