@@ -6,6 +6,25 @@ use common::{Cluster, TEST_GENESIS};
 use serde_json::Value;
 use std::process::Command;
 
+type Batch = Vec<bank_ledger::proto::bank::TransferRequest>;
+type BatchReply = Result<bank_ledger::proto::bank::TransferBatchReply, tonic::Status>;
+
+/// Sends one batch through the library client (the CLI has no batch command).
+async fn send_batch(servers: &[bank_ledger::client::Server], transfers: Batch) -> BatchReply {
+    bank_ledger::client::call_any(servers, std::time::Duration::from_secs(10), |mut cl, to| {
+        let msg = bank_ledger::proto::bank::TransferBatchRequest {
+            transfers: transfers.clone(),
+        };
+        async move {
+            Ok(cl
+                .transfer_batch(bank_ledger::client::request(msg, to))
+                .await?
+                .into_inner())
+        }
+    })
+    .await
+}
+
 #[test]
 fn a_batch_gets_one_result_per_transfer_and_each_stands_alone() {
     let c = Cluster::start(3, TEST_GENESIS);
@@ -31,23 +50,7 @@ fn a_batch_gets_one_result_per_transfer_and_each_stands_alone() {
         t("batch-ok-1", 3, 0, 10), // the same transfer twice in one batch: applied once
         forged,
     ];
-    let reply = rt
-        .block_on(bank_ledger::client::call_any(
-            &servers,
-            std::time::Duration::from_secs(10),
-            |mut cl, to| {
-                let msg = bank_ledger::proto::bank::TransferBatchRequest {
-                    transfers: transfers.clone(),
-                };
-                async move {
-                    Ok(cl
-                        .transfer_batch(bank_ledger::client::request(msg, to))
-                        .await?
-                        .into_inner())
-                }
-            },
-        ))
-        .expect("batch answered");
+    let reply = rt.block_on(send_batch(&servers, transfers)).expect("batch answered");
     let codes: Vec<u32> = reply.results.iter().map(|r| r.code).collect();
     assert_eq!(codes, vec![0, 9, 5, 0, 0, 16], "{:?}", reply.results);
     assert!(reply.results[5]
@@ -63,19 +66,7 @@ fn a_batch_gets_one_result_per_transfer_and_each_stands_alone() {
     // Over the limit: refused whole, nothing applied.
     let big: Vec<_> = (0..8193).map(|i| t(&format!("big-{i}"), 3, 0, 1)).collect();
     let err = rt
-        .block_on(bank_ledger::client::call_any(
-            &servers,
-            std::time::Duration::from_secs(10),
-            |mut cl, to| {
-                let msg = bank_ledger::proto::bank::TransferBatchRequest { transfers: big.clone() };
-                async move {
-                    Ok(cl
-                        .transfer_batch(bank_ledger::client::request(msg, to))
-                        .await?
-                        .into_inner())
-                }
-            },
-        ))
+        .block_on(send_batch(&servers, big))
         .expect_err("oversized batch refused");
     assert!(err.message().contains("exceeds the limit of 8192"), "{err:?}");
     assert_eq!(c.json(&["balances"])["balances"]["3"], 1000 - 30);
@@ -191,23 +182,9 @@ fn a_burst_of_big_batches_waits_for_signature_checks_instead_of_being_refused() 
         })
         .collect();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let replies = rt.block_on(futures::future::join_all(batches.into_iter().map(|transfers| {
-        let servers = servers.clone();
-        async move {
-            bank_ledger::client::call_any(&servers, std::time::Duration::from_secs(30), |mut cl, to| {
-                let msg = bank_ledger::proto::bank::TransferBatchRequest {
-                    transfers: transfers.clone(),
-                };
-                async move {
-                    Ok(cl
-                        .transfer_batch(bank_ledger::client::request(msg, to))
-                        .await?
-                        .into_inner())
-                }
-            })
-            .await
-        }
-    })));
+    let replies = rt.block_on(futures::future::join_all(
+        batches.into_iter().map(|transfers| send_batch(&servers, transfers)),
+    ));
     for reply in replies {
         let reply = reply.expect("every batch answered");
         assert_eq!(reply.results.len(), 80);
