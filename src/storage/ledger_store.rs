@@ -292,9 +292,10 @@ impl Ledger {
             }
         }
         let last = genesis.blocks.last().map(|b| (b.height(), b.hash()));
-        let checkpoint: Checkpoint = (genesis.last_height(), balances);
-        batch.insert(KEY_BALANCES.to_vec(), encode(&checkpoint, "balances")?)?;
-        let balances = checkpoint.1;
+        batch.insert(
+            KEY_BALANCES.to_vec(),
+            encode(&(genesis.last_height(), &balances), "balances")?,
+        )?;
         batch.insert(KEY_TIP.to_vec(), encode(&last, "tip")?)?;
         batch.insert(KEY_BALANCE_DIGEST.to_vec(), balance_digest(&balances).to_vec())?;
         // The chain view is rebuilt from sled right after.
@@ -309,11 +310,7 @@ impl Ledger {
     fn reload(&self) -> Result<(), LedgerError> {
         let (balances, deltas) = self.load_balances()?;
         *self.deltas.lock().unwrap_or_else(|p| p.into_inner()) = deltas;
-        let tip: Option<(u64, Hash32)> = match self.tree.get(KEY_TIP)? {
-            Some(v) => decode(&v, || "m:tip".into())?,
-            None => None,
-        };
-        let (tip_height, tip_hash) = tip.ok_or(LedgerError::Corruption {
+        let (tip_height, tip_hash) = self.stored_tip()?.ok_or(LedgerError::Corruption {
             height: 0,
             reason: "no chain tip recorded".into(),
         })?;
@@ -342,6 +339,14 @@ impl Ledger {
             balance_digest: digest,
         };
         Ok(())
+    }
+
+    /// Height and hash of the last stored block, if any.
+    fn stored_tip(&self) -> Result<Option<(u64, Hash32)>, LedgerError> {
+        match self.tree.get(KEY_TIP)? {
+            Some(v) => decode(&v, || "m:tip".into()),
+            None => Ok(None),
+        }
     }
 
     /// The stored balances: the checkpoint with the deltas after it replayed.
@@ -388,10 +393,7 @@ impl Ledger {
                 let (account, balance) = account_record(&k, &v)?;
                 balances.insert(account, balance);
             }
-            let tip: Option<(u64, Hash32)> = match self.tree.get(KEY_TIP)? {
-                Some(v) => decode(&v, || "m:tip".into())?,
-                None => None,
-            };
+            let tip = self.stored_tip()?;
             let checkpoint: Checkpoint = (tip.map_or(0, |t| t.0), balances);
             self.tree.insert(KEY_BALANCES, encode(&checkpoint, "balances")?)?;
             tracing::info!("moved {} balances into a checkpoint", checkpoint.1.len());
