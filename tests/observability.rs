@@ -104,13 +104,15 @@ fn metrics_and_health_endpoints_tell_what_the_node_does() {
     });
     assert!(body.contains("quorum") || body.contains("no leader"), "{body}");
     c.ok(&["heal"]);
-    c.wait_leader();
+    // The partition may have moved leadership: the survivor below must be a follower.
+    let leader = c.wait_leader();
     wait_for("all ready after the heal", Duration::from_secs(20), || {
         c.nodes.iter().all(|n| get(&n.http, "/readyz").0 == 200).then_some(())
     });
 
-    // Two of three down: the survivor loses its leader and says it is not
-    // ready, while it stays alive.
+    // Two of three down: the survivor, a follower, loses its leader and says
+    // it is not ready, while it stays alive. (A leader left alone would say
+    // "leader without a quorum" instead.)
     let survivor = (leader + 1) % 3;
     for id in 0..3 {
         if id != survivor {
