@@ -160,6 +160,26 @@ fn bank_bench_reports_what_it_measured() {
     // Money moved but none was created: the cluster agrees with the report.
     let b = c.json(&["balances"]);
     assert_eq!(b["total"], 1300);
+
+    // Accounts the chain does not have: every transfer touching one fails,
+    // and the report says why, not only how many.
+    let out = Command::new(env!("CARGO_BIN_EXE_bank-bench"))
+        .args([
+            "--servers",
+            &c.all_servers(),
+            "--accounts",
+            "1000",
+            "--concurrency",
+            "1",
+        ])
+        .args(["--duration-s", "1", "--warmup-s", "0", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(r["errors"].as_u64().unwrap() > 0, "{r}");
+    let first = r["first_error"].as_str().unwrap_or_default();
+    assert!(first.contains("account"), "{r}");
 }
 
 #[test]
