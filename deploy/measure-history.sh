@@ -69,7 +69,7 @@ PY
 echo "verification of each node's whole chain (bank-client verify):"
 "$BIN/bank-client" --servers "$SERVERS" --timeout-ms 600000 verify
 sleep 5 # let allocators hand back what the fill used
-for i in 0 1 2; do echo "node $i: data dir $(du -sm "$DIR/server_${i}_db" | cut -f1) MB, resident memory $(rss_mb "${pids[$i]}") MB"; done
+for i in 0 1 2; do echo "node $i: sled $(du -sm "$DIR/server_${i}_db" | cut -f1) MB + blocks $(du -sm "$DIR/server_${i}_blocks" | cut -f1) MB, resident memory $(rss_mb "${pids[$i]}") MB"; done
 
 echo "restart: SIGKILL node 2, start it again"
 kill -9 "${pids[2]}"; wait "${pids[2]}" 2>/dev/null || true

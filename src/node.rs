@@ -75,7 +75,7 @@ pub fn verify_offline(data_dir: &Path, id: NodeId, genesis: &Path) -> Result<Ver
         path: format!("{} (is the node still running?)", paths.db.display()),
         source,
     })?;
-    let ledger = Ledger::open(&db, genesis, &paths.states, &paths.snapshot)?;
+    let ledger = Ledger::open(&db, genesis, &paths.states, &paths.snapshot, &paths.blocks)?;
     Ok(ledger.verify()?)
 }
 
@@ -138,7 +138,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         path: paths.db.display().to_string(),
         source,
     })?;
-    let ledger = Ledger::open(&db, genesis, &paths.states, &paths.snapshot)?;
+    let ledger = Ledger::open(&db, genesis, &paths.states, &paths.snapshot, &paths.blocks)?;
     // A node serves nothing it cannot vouch for: an edited block, record or
     // balance stops the start with the height it was found at.
     let report = ledger.verify_recent(config.verify_blocks, crate::storage::ledger_store::START_VERIFY_MAX_TXS)?;

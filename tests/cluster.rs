@@ -281,6 +281,7 @@ fn a_node_with_another_genesis_refuses_to_join() {
     c.kill(2);
     // Wipe node 2 and give it a different genesis file.
     std::fs::remove_dir_all(c.data_dir().join("server_2_db")).unwrap();
+    std::fs::remove_dir_all(c.data_dir().join("server_2_blocks")).unwrap();
     let other = c.data_dir().join("other.json");
     std::fs::write(
         &other,

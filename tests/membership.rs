@@ -199,6 +199,7 @@ fn a_wiped_node_under_its_old_id_is_refused_and_replaced_by_a_new_member() {
     c.transfer(3, 0, 5, "before-wipe");
     c.kill(2);
     std::fs::remove_dir_all(c.data_dir().join("server_2_db")).unwrap();
+    std::fs::remove_dir_all(c.data_dir().join("server_2_blocks")).unwrap();
     c.spawn(2);
     let status = wait_for("the wiped node to stop", Duration::from_secs(20), || {
         c.nodes[2].child.as_mut().unwrap().try_wait().unwrap()

@@ -17,7 +17,8 @@ impl StoreBuilder<TypeConfig, LogStore, LedgerStateMachine, TempDir> for SledBui
         let paths = NodePaths::new(dir.path(), 1);
         let db = open_db(&paths.db).expect("open sled");
         let genesis = Genesis::build(GenesisFile::dev(4, &[(0, 100), (1, 100)], &[(0, 1, 5)])).expect("genesis");
-        let ledger = Ledger::open(&db, Arc::new(genesis), &paths.states, &paths.snapshot).expect("open ledger");
+        let ledger =
+            Ledger::open(&db, Arc::new(genesis), &paths.states, &paths.snapshot, &paths.blocks).expect("open ledger");
         let log = LogStore::open(&db).expect("open log store");
         Ok((dir, log, LedgerStateMachine::new(ledger, paths.snapshot)))
     }

@@ -4,9 +4,11 @@
 
 mod common;
 
-use bank_ledger::ledger::{Block, Transaction};
-use bank_ledger::storage::ledger_store::overwrite_stored_balance;
+use bank_ledger::ledger::Transaction;
+use bank_ledger::storage::ledger_store::{edit_stored_block, overwrite_stored_balance};
+use bank_ledger::storage::NodePaths;
 use common::{wait_for, Cluster, SERVER, TEST_GENESIS};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -20,14 +22,16 @@ fn offline_verify(c: &Cluster, id: u64) -> std::process::Output {
         .expect("run bank-server verify")
 }
 
-/// Opens a stopped node's ledger tree, lets `f` damage it, flushes, and
-/// waits until sled has let go of the data dir's lock (its flusher thread
-/// drops the last handle shortly after we do), so a server can open it.
-fn damage(c: &Cluster, id: u64, f: impl FnOnce(&sled::Tree)) {
-    let dir = c.data_dir().join(format!("server_{id}_db"));
+/// Opens a stopped node's ledger tree, lets `f` damage it (given the tree
+/// and the node's block files dir), flushes, and waits until sled has let go
+/// of the data dir's lock (its flusher thread drops the last handle shortly
+/// after we do), so a server can open it.
+fn damage(c: &Cluster, id: u64, f: impl FnOnce(&sled::Tree, &Path)) {
+    let paths = NodePaths::new(c.data_dir(), id);
+    let dir = paths.db;
     let db = bank_ledger::storage::open_db(&dir).expect("open sled");
     let tree = db.open_tree("ledger").expect("ledger tree");
-    f(&tree);
+    f(&tree, &paths.blocks);
     db.flush().expect("flush");
     drop(tree);
     drop(db);
@@ -43,8 +47,14 @@ fn damage(c: &Cluster, id: u64, f: impl FnOnce(&sled::Tree)) {
     });
 }
 
-fn block_key(height: u64) -> Vec<u8> {
-    [b"b:".as_slice(), &height.to_be_bytes()].concat()
+/// Adds `delta` to the amount of the first transfer in stored block `height`.
+fn edit_amount(t: &sled::Tree, blocks: &Path, height: u64, delta: i64) {
+    edit_stored_block(t, blocks, height, |b| {
+        if let Some(Transaction::Transfer { amount, .. }) = b.txs.first_mut() {
+            *amount = amount.checked_add_signed(delta).expect("an amount in range");
+        }
+    })
+    .unwrap();
 }
 
 /// Starts node `id` and waits for it to refuse to start; returns its stderr.
@@ -86,7 +96,7 @@ fn damage_to_a_block_or_a_balance_is_found_and_named_by_height() {
     // (Its ledger may end a block or two before the others: applies are
     // not flushed, the log is, and a restart re-applies from it.)
     let mut healthy = None;
-    damage(&c, 2, |t| {
+    damage(&c, 2, |t, _| {
         healthy = overwrite_stored_balance(t, 1, 1_000_000).unwrap();
     });
     let out = offline_verify(&c, 2);
@@ -105,18 +115,11 @@ fn damage_to_a_block_or_a_balance_is_found_and_named_by_height() {
     );
 
     // Restore the balance, then edit an amount inside block 2.
-    damage(&c, 2, |t| {
+    damage(&c, 2, |t, _| {
         overwrite_stored_balance(t, 1, healthy.expect("balance was stored")).unwrap();
     });
     assert!(offline_verify(&c, 2).status.success(), "restored");
-    damage(&c, 2, |t| {
-        let raw = t.get(block_key(2)).unwrap().expect("block 2");
-        let mut b: Block = bank_ledger::codec::decode(&raw).unwrap();
-        if let Some(Transaction::Transfer { amount, .. }) = b.txs.first_mut() {
-            *amount += 1;
-        }
-        t.insert(block_key(2), bank_ledger::codec::encode(&b).unwrap()).unwrap();
-    });
+    damage(&c, 2, |t, blocks| edit_amount(t, blocks, 2, 1));
     let out = offline_verify(&c, 2);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
@@ -127,30 +130,17 @@ fn damage_to_a_block_or_a_balance_is_found_and_named_by_height() {
     // Damage to an old block, outside what the start-time check reads: the
     // node starts, checks the rest of its chain in the background, and
     // stops naming the height.
-    damage(&c, 2, |t| {
-        let raw = t.get(block_key(2)).unwrap().expect("block 2");
-        let mut b: Block = bank_ledger::codec::decode(&raw).unwrap();
-        if let Some(Transaction::Transfer { amount, .. }) = b.txs.first_mut() {
-            *amount -= 1;
-        }
-        t.insert(block_key(2), bank_ledger::codec::encode(&b).unwrap()).unwrap();
-    });
+    damage(&c, 2, |t, blocks| edit_amount(t, blocks, 2, -1));
     assert!(offline_verify(&c, 2).status.success(), "block 2 restored");
     // The block below node 2's stored tip: the start-time check of one
     // block does not read it.
     let mut old = 0;
-    damage(&c, 2, |t| {
+    damage(&c, 2, |t, blocks| {
         let tip: Option<(u64, bank_ledger::ledger::Hash32)> =
             bank_ledger::codec::decode(&t.get(b"m:tip").unwrap().expect("a tip")).unwrap();
         old = tip.expect("a tip").0 - 1;
         assert!(old >= 2, "an old block with a transfer: {old}");
-        let raw = t.get(block_key(old)).unwrap().expect("the old block");
-        let mut b: Block = bank_ledger::codec::decode(&raw).unwrap();
-        if let Some(Transaction::Transfer { amount, .. }) = b.txs.first_mut() {
-            *amount += 1;
-        }
-        t.insert(block_key(old), bank_ledger::codec::encode(&b).unwrap())
-            .unwrap();
+        edit_amount(t, blocks, old, 1);
     });
     c.server_args = vec!["--verify-blocks".into(), "1".into()];
     let err = refused_start(&mut c, 2);

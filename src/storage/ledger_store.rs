@@ -17,6 +17,7 @@
 //! are accounts (or span [`CHECKPOINT_MAX_BLOCKS`]): checkpoints then cost at
 //! most what the deltas did, and a start replays O(accounts) entries at most.
 
+use super::block_file::{BlockFileError, BlockFiles, Location};
 use super::snapshot::{SnapshotError, SnapshotReader, SnapshotWriter};
 use super::views::{self, ChainView};
 use crate::codec;
@@ -43,7 +44,11 @@ const KEY_MEMBERSHIP: &[u8] = b"m:membership";
 const KEY_TIP: &[u8] = b"m:tip";
 /// Node-local: length of this node's chain.jsonl; never part of a snapshot.
 const KEY_VIEW_LEN: &[u8] = b"m:view_len";
+/// Blocks as snapshot records; in data dirs written before block files,
+/// whole blocks in sled (a start moves them into the block files).
 const PREFIX_BLOCK: &[u8] = b"b:";
+/// Where block `<height>` is in the block files: a [`Location`].
+const PREFIX_LOCATION: &[u8] = b"l:";
 /// Per-account balance keys of data dirs written before checkpoints; a
 /// start moves them into `m:balances`. Snapshot files still carry balances
 /// as such records.
@@ -90,6 +95,10 @@ fn balance_digest<'a>(balances: impl IntoIterator<Item = (&'a AccountId, &'a Amo
 fn block_key(height: u64) -> Vec<u8> {
     [PREFIX_BLOCK, &height.to_be_bytes()].concat()
 }
+fn location_key(height: u64) -> Vec<u8> {
+    [PREFIX_LOCATION, &height.to_be_bytes()].concat()
+}
+
 fn account_key(account: AccountId) -> Vec<u8> {
     [PREFIX_ACCOUNT, &account.to_be_bytes()].concat()
 }
@@ -133,6 +142,9 @@ pub enum LedgerError {
     /// A snapshot file is unreadable or corrupt.
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
+    /// The block files failed (reads of a block name its height instead).
+    #[error(transparent)]
+    Blocks(#[from] BlockFileError),
 }
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], at: impl FnOnce() -> String) -> Result<T, LedgerError> {
@@ -162,6 +174,8 @@ pub struct Ledger {
     tree: sled::Tree,
     /// Holds the pending-install mark, outside the tree an install replaces.
     install_meta: sled::Tree,
+    /// Block bodies; the tree holds where each is (`l:<height>`).
+    blocks: BlockFiles,
     /// Hash of block 0: the chain's identity. Only this and the difficulty
     /// are kept of the genesis: its blocks are written once, then dropped.
     chain_id: Hash32,
@@ -211,6 +225,7 @@ impl Ledger {
         genesis: Arc<Genesis>,
         states_dir: &Path,
         snapshot_path: &Path,
+        blocks_dir: &Path,
     ) -> Result<Arc<Ledger>, LedgerError> {
         let tree = db.open_tree("ledger")?;
         let install_meta = db.open_tree("ledger_install")?;
@@ -240,6 +255,7 @@ impl Ledger {
             db: db.clone(),
             tree,
             install_meta,
+            blocks: BlockFiles::open(blocks_dir)?,
             chain_id: genesis.chain_id(),
             difficulty: genesis.difficulty(),
             keys: genesis.keys(),
@@ -261,7 +277,11 @@ impl Ledger {
             ledger.install_snapshot(snapshot_path)?;
         } else if fresh {
             genesis.check_keys().map_err(LedgerError::Genesis)?;
+            ledger.blocks.keep_through(None)?;
             ledger.write_genesis(&genesis)?;
+        } else {
+            ledger.move_block_values()?;
+            ledger.cut_unindexed_blocks()?;
         }
         ledger.reload()?;
         ledger.reconcile_chain_view()?;
@@ -286,7 +306,8 @@ impl Ledger {
                 });
             }
             balances.extend(exec.changes.iter().map(|(a, b)| (*a, *b)));
-            batch.insert(block_key(block.height()), encode(block, "block")?)?;
+            let at = self.blocks.append(&encode(block, "block")?)?;
+            batch.insert(location_key(block.height()), at.encode().to_vec())?;
             for (id, rec) in &exec.new_records {
                 batch.insert(tx_key(id), encode(rec, "tx record")?)?;
             }
@@ -301,6 +322,8 @@ impl Ledger {
         // The chain view is rebuilt from sled right after.
         batch.insert(KEY_VIEW_LEN.to_vec(), encode(&u64::MAX, "view length")?)?;
         batch.finish()?;
+        // The blocks are on disk before the mark that says genesis is written.
+        self.blocks.sync()?;
         self.tree.insert(KEY_GENESIS, encode(&self.chain_id, "genesis")?)?;
         self.db.flush()?;
         Ok(())
@@ -409,6 +432,73 @@ impl Ledger {
         Ok(())
     }
 
+    /// Moves whole blocks stored in sled (data dirs written before block
+    /// files) into the block files. Safe to cut short: each chunk moves its
+    /// blocks' index entries in and their values out in one batch, and
+    /// what a crash appended past the last indexed block is cut first.
+    fn move_block_values(&self) -> Result<(), LedgerError> {
+        if self.tree.scan_prefix(PREFIX_BLOCK).next().is_none() {
+            return Ok(());
+        }
+        let last_moved = match self.tree.scan_prefix(PREFIX_LOCATION).next_back() {
+            Some(kv) => {
+                let (k, at) = kv?;
+                let height = key_number(&k, PREFIX_LOCATION, "block location")?;
+                Some(Location::decode(&at).ok_or(LedgerError::Corruption {
+                    height,
+                    reason: "its location in the block files does not decode".into(),
+                })?)
+            }
+            None => None,
+        };
+        self.blocks.keep_through(last_moved)?;
+        let mut moved = 0u64;
+        let mut batch = sled::Batch::default();
+        let mut in_batch = 0;
+        for kv in self.tree.scan_prefix(PREFIX_BLOCK) {
+            let (k, v) = kv?;
+            let height = key_number(&k, PREFIX_BLOCK, "block")?;
+            let at = self.blocks.append(&v)?;
+            batch.insert(location_key(height), &at.encode()[..]);
+            batch.remove(k);
+            in_batch += 1;
+            moved += 1;
+            if in_batch == 64 {
+                self.blocks.sync()?;
+                self.tree.apply_batch(std::mem::take(&mut batch))?;
+                in_batch = 0;
+            }
+        }
+        self.blocks.sync()?;
+        self.tree.apply_batch(batch)?;
+        self.db.flush()?;
+        tracing::info!("moved {moved} blocks from sled into the block files");
+        Ok(())
+    }
+
+    /// Cuts off what a crash left in the block files after the tip's block:
+    /// written, but its index entry never reached sled.
+    fn cut_unindexed_blocks(&self) -> Result<(), LedgerError> {
+        let Some((height, _)) = self.stored_tip()? else {
+            return Ok(());
+        };
+        let at = self.tree.get(location_key(height))?.ok_or(LedgerError::Corruption {
+            height,
+            reason: "the tip block is not in the block files".into(),
+        })?;
+        let at = Location::decode(&at).ok_or(LedgerError::Corruption {
+            height,
+            reason: "its location in the block files does not decode".into(),
+        })?;
+        self.blocks.keep_through(Some(at)).map_err(|e| match e {
+            BlockFileError::Corrupt { .. } => LedgerError::Corruption {
+                height,
+                reason: e.to_string(),
+            },
+            other => LedgerError::Blocks(other),
+        })
+    }
+
     /// Brings `chain.jsonl` in line with sled after a crash: cut back lines
     /// sled never committed, or rebuild it if lines were lost.
     fn reconcile_chain_view(&self) -> Result<(), LedgerError> {
@@ -430,9 +520,9 @@ impl Ledger {
                     );
                 }
                 let mut view = ChainView::create(&self.states_dir).map_err(io(&self.states_dir))?;
-                for kv in self.tree.scan_prefix(PREFIX_BLOCK) {
-                    let (k, v) = kv?;
-                    let block: Block = decode(&v, || format!("block key {k:?}"))?;
+                for stored in self.stored_blocks(u64::MAX) {
+                    let (height, bytes) = stored?;
+                    let block: Block = decode(&bytes, || format!("block {height}"))?;
                     let records = self.records_of(&block)?;
                     let line = views::block_line(&block, block.hash(), &records);
                     view.append(&line).map_err(io(view.path()))?;
@@ -514,8 +604,13 @@ impl Ledger {
         })
     }
 
-    fn stage_block(batch: &mut sled::Batch, block: &Block, exec: &Execution) -> Result<(), LedgerError> {
-        batch.insert(block_key(block.height()), encode(block, "block")?);
+    /// Writes the block to the block files (durably: the batch that indexes
+    /// it may reach disk with any later sled flush) and stages its index
+    /// entry and records.
+    fn stage_block(&self, batch: &mut sled::Batch, block: &Block, exec: &Execution) -> Result<(), LedgerError> {
+        let at = self.blocks.append(&encode(block, "block")?)?;
+        self.blocks.sync()?;
+        batch.insert(location_key(block.height()), &at.encode()[..]);
         for (id, rec) in &exec.new_records {
             batch.insert(tx_key(id), encode(rec, "tx record")?);
         }
@@ -564,7 +659,7 @@ impl Ledger {
                 .transpose()?;
             (exec, digest, checkpoint)
         };
-        Self::stage_block(&mut batch, block, &exec)?;
+        self.stage_block(&mut batch, block, &exec)?;
         match &checkpoint {
             Some(all) => {
                 batch.insert(KEY_BALANCES, all.as_slice());
@@ -704,10 +799,28 @@ impl Ledger {
     }
 
     pub fn block(&self, height: u64) -> Result<Option<Block>, LedgerError> {
-        match self.tree.get(block_key(height))? {
+        match self.block_bytes(height)? {
             None => Ok(None),
             Some(v) => decode(&v, || format!("block {height}")).map(Some),
         }
+    }
+
+    /// The stored encoding of block `height`, if the chain has it.
+    pub(crate) fn block_bytes(&self, height: u64) -> Result<Option<Vec<u8>>, LedgerError> {
+        match self.tree.get(location_key(height))? {
+            None => Ok(None),
+            Some(at) => read_block(&self.blocks, height, &at).map(Some),
+        }
+    }
+
+    /// Blocks `0..=last` in order, as (height in the index, stored bytes); a
+    /// gap shows as the next height present.
+    fn stored_blocks(&self, last: u64) -> impl Iterator<Item = Result<(u64, Vec<u8>), LedgerError>> + '_ {
+        self.tree.range(location_key(0)..=location_key(last)).map(move |kv| {
+            let (k, at) = kv?;
+            let height = key_number(&k, PREFIX_LOCATION, "block location")?;
+            Ok((height, read_block(&self.blocks, height, &at)?))
+        })
     }
 
     /// A stored block as its `chain.jsonl` line (without the newline).
@@ -850,6 +963,18 @@ impl Ledger {
 
     /// The raw tree, for tests that damage it on purpose.
     #[cfg(test)]
+    #[cfg(test)]
+    pub(crate) fn blocks_for_test(&self) -> &BlockFiles {
+        &self.blocks
+    }
+
+    /// [`edit_stored_block`] on this open ledger.
+    #[cfg(test)]
+    pub(crate) fn edit_block(&self, height: u64, f: impl FnOnce(&mut Block)) -> Result<(), LedgerError> {
+        edit_block_in(&self.tree, &self.blocks, height, f)
+    }
+
+    #[cfg(test)]
     pub(crate) fn raw_tree(&self) -> &sled::Tree {
         &self.tree
     }
@@ -889,13 +1014,13 @@ impl Ledger {
         let mut balances: BTreeMap<AccountId, Amount> = BTreeMap::new();
         let mut report = VerifyReport::default();
         let mut prev: Option<Hash32> = None;
-        for kv in self.tree.range(block_key(0)..=block_key(cut.height)) {
+        for stored in self.stored_blocks(cut.height) {
             if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
                 return Err(LedgerError::VerifyStopped);
             }
-            let (k, v) = kv?;
             let height = report.blocks;
-            let key_height = k.get(2..).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes);
+            let (key_height, v) = stored?;
+            let key_height = Some(key_height);
             if key_height != Some(height) {
                 return Err(corrupt(
                     height,
@@ -1162,9 +1287,9 @@ impl Ledger {
             records += 1;
         }
         // Blocks up to the cut never change: read them while applies go on.
-        for kv in self.tree.range(block_key(0)..=block_key(cut.height)) {
-            let (k, v) = kv?;
-            w.record(&k, &v)?;
+        for stored in self.stored_blocks(cut.height) {
+            let (height, bytes) = stored?;
+            w.record(&block_key(height), &bytes)?;
             records += 1;
         }
         let last: Option<Block> = self.block(cut.height)?;
@@ -1226,6 +1351,7 @@ impl Ledger {
         for kv in self.tree.iter().keys() {
             batch.remove(kv?)?;
         }
+        self.blocks.keep_through(None)?;
         let mut r = SnapshotReader::open(path)?;
         let meta = r.meta.clone();
         let mut balances = BTreeMap::new();
@@ -1236,11 +1362,19 @@ impl Ledger {
                 balances.insert(account, balance);
                 continue;
             }
+            if k.starts_with(PREFIX_BLOCK) {
+                let height = key_number(&k, PREFIX_BLOCK, "snapshot block")?;
+                let at = self.blocks.append(&v)?;
+                batch.insert(location_key(height), at.encode().to_vec())?;
+                continue;
+            }
             if k == KEY_TIP {
                 tip = decode::<Option<(u64, Hash32)>>(&v, || "snapshot tip".into())?;
             }
             batch.insert(k, v)?;
         }
+        // Before the batch that finishes the install (and the flush after it).
+        self.blocks.sync()?;
         batch.insert(KEY_BALANCE_DIGEST.to_vec(), balance_digest(&balances).to_vec())?;
         let checkpoint: Checkpoint = (tip.map_or(0, |t| t.0), balances);
         batch.insert(KEY_BALANCES.to_vec(), encode(&checkpoint, "balances")?)?;
@@ -1285,6 +1419,64 @@ fn account_record(key: &[u8], value: &[u8]) -> Result<(AccountId, Amount), Ledge
 }
 
 /// The big-endian number after `prefix` in a key.
+/// Reads block `height` from the block files at the location `at` (as
+/// stored); damage is a [`LedgerError::Corruption`] naming the height.
+fn read_block(blocks: &BlockFiles, height: u64, at: &[u8]) -> Result<Vec<u8>, LedgerError> {
+    let corrupt = |reason: String| LedgerError::Corruption { height, reason };
+    let at = Location::decode(at).ok_or_else(|| corrupt("its location in the block files does not decode".into()))?;
+    blocks.read(at).map_err(|e| match e {
+        BlockFileError::Corrupt { .. } => corrupt(e.to_string()),
+        other => LedgerError::Blocks(other),
+    })
+}
+
+/// Replaces the stored bytes of block `height` with `f`'s edit of them, as
+/// damage on disk would: the blocks after it are written again behind it.
+/// For tests of tamper detection, on a stopped node (`tree` is its ledger
+/// tree, `blocks_dir` its [`super::NodePaths::blocks`]).
+#[doc(hidden)]
+pub fn edit_stored_block(
+    tree: &sled::Tree,
+    blocks_dir: &Path,
+    height: u64,
+    f: impl FnOnce(&mut Block),
+) -> Result<(), LedgerError> {
+    edit_block_in(tree, &BlockFiles::open(blocks_dir)?, height, f)
+}
+
+fn edit_block_in(
+    tree: &sled::Tree,
+    blocks: &BlockFiles,
+    height: u64,
+    f: impl FnOnce(&mut Block),
+) -> Result<(), LedgerError> {
+    let at = |h: u64| -> Result<Option<Location>, LedgerError> {
+        Ok(tree.get(location_key(h))?.as_deref().and_then(Location::decode))
+    };
+    let mut later = Vec::new();
+    let mut h = height;
+    while let Some(loc) = at(h)? {
+        later.push(read_block(blocks, h, &loc.encode())?);
+        h += 1;
+    }
+    let Some(first) = later.first_mut() else {
+        return Err(LedgerError::Corruption {
+            height,
+            reason: "no such block".into(),
+        });
+    };
+    let mut block: Block = decode(first, || format!("block {height}"))?;
+    f(&mut block);
+    *first = encode(&block, "block")?;
+    blocks.keep_through(height.checked_sub(1).map(at).transpose()?.flatten())?;
+    for (i, bytes) in later.iter().enumerate() {
+        let loc = blocks.append(bytes)?;
+        tree.insert(location_key(height + i as u64), &loc.encode()[..])?;
+    }
+    blocks.sync()?;
+    Ok(())
+}
+
 fn key_number(key: &[u8], prefix: &[u8], what: &str) -> Result<u64, LedgerError> {
     key.get(prefix.len()..)
         .and_then(|b| b.try_into().ok())

@@ -1,7 +1,9 @@
 //! Persistence in sled: the Raft log store, the ledger state machine, and the
 //! JSON views derived from it. One sled database per node holds both the log
-//! (trees `raft_log`, `raft_meta`) and the ledger (tree `ledger`).
+//! (trees `raft_log`, `raft_meta`) and the ledger (tree `ledger`); block
+//! bodies are in segment files beside it ([`block_file`]).
 
+pub mod block_file;
 pub mod ledger_store;
 pub mod log_store;
 pub mod snapshot;
@@ -19,6 +21,8 @@ use std::path::{Path, PathBuf};
 pub struct NodePaths {
     /// sled database.
     pub db: PathBuf,
+    /// Block bodies ([`block_file`]); sled indexes them.
+    pub blocks: PathBuf,
     /// JSON views for people: `server_<id>_states/`.
     pub states: PathBuf,
     /// The last snapshot built or installed.
@@ -31,6 +35,7 @@ impl NodePaths {
     pub fn new(data_dir: &Path, id: u64) -> NodePaths {
         NodePaths {
             db: data_dir.join(format!("server_{id}_db")),
+            blocks: data_dir.join(format!("server_{id}_blocks")),
             states: data_dir.join(format!("server_{id}_states")),
             snapshot: data_dir.join(format!("server_{id}_snapshot.bin")),
             log: data_dir.join(format!("server_{id}.log")),

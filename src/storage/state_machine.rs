@@ -252,7 +252,14 @@ mod tests {
             }
         };
         let genesis = Arc::new(Genesis::from_json(&crate::ledger::genesis::with_dev_keys(json)).unwrap());
-        let ledger = Ledger::open(&db, genesis, &dir.join("states"), &dir.join("snap.bin")).unwrap();
+        let ledger = Ledger::open(
+            &db,
+            genesis,
+            &dir.join("states"),
+            &dir.join("snap.bin"),
+            &dir.join("blocks"),
+        )
+        .unwrap();
         let sm = LedgerStateMachine::new(Arc::clone(&ledger), dir.join("snap.bin"));
         (ledger, sm)
     }
@@ -369,6 +376,67 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn whole_blocks_in_sled_of_older_data_dirs_move_into_block_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let chain: Vec<Block> = {
+            let (ledger, mut sm) = open(dir.path());
+            for i in 1..=3 {
+                let b = next_block(&ledger, vec![transfer(&format!("w{i}"), 0, 1, i)]);
+                sm.apply(vec![entry(i, b)]).await.unwrap();
+            }
+            let chain: Vec<Block> = (0..=3).map(|h| ledger.block(h).unwrap().unwrap()).collect();
+            // The layout an older version wrote: `b:<height>` holds the
+            // block. A move cut short by a crash: block 0 already moved
+            // (and a record past it written), blocks 1..=3 not yet.
+            let t = ledger.raw_tree();
+            for b in &chain[1..] {
+                let key = [b"b:".as_slice(), &b.height().to_be_bytes()].concat();
+                t.insert(key, crate::codec::encode(b).unwrap()).unwrap();
+                t.remove([b"l:".as_slice(), &b.height().to_be_bytes()].concat())
+                    .unwrap();
+            }
+            chain
+        };
+        let (ledger, mut sm) = open(dir.path());
+        assert!(ledger.raw_tree().scan_prefix(b"b:").next().is_none());
+        for b in &chain {
+            assert_eq!(ledger.block(b.height()).unwrap().as_ref(), Some(b));
+        }
+        ledger.verify().unwrap();
+        // Applies go on after the moved blocks, and all of it survives a reopen.
+        let b = next_block(&ledger, vec![transfer("w4", 1, 0, 4)]);
+        sm.apply(vec![entry(4, b.clone())]).await.unwrap();
+        drop((ledger, sm));
+        let (ledger, _sm) = open(dir.path());
+        assert_eq!(ledger.block(4).unwrap(), Some(b));
+        ledger.verify().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_block_written_but_never_indexed_is_cut_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (next, indexed_bytes) = {
+            let (ledger, mut sm) = open(dir.path());
+            let b = next_block(&ledger, vec![transfer("u1", 0, 1, 5)]);
+            sm.apply(vec![entry(1, b)]).await.unwrap();
+            let next = next_block(&ledger, vec![transfer("u2", 1, 0, 7)]);
+            let indexed_bytes = ledger.blocks_for_test().disk_bytes().unwrap();
+            // A crash after the block's record was written and before
+            // sled's batch: a record past the tip's.
+            ledger.blocks_for_test().append(b"torn").unwrap();
+            (next, indexed_bytes)
+        };
+        let (ledger, mut sm) = open(dir.path());
+        assert_eq!(ledger.tip().0, 1);
+        assert_eq!(ledger.blocks_for_test().disk_bytes().unwrap(), indexed_bytes);
+        sm.apply(vec![entry(2, next.clone())]).await.unwrap();
+        drop((ledger, sm));
+        let (ledger, _sm) = open(dir.path());
+        assert_eq!(ledger.block(2).unwrap(), Some(next));
+        ledger.verify().unwrap();
+    }
+
+    #[tokio::test]
     async fn state_and_views_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {
@@ -411,14 +479,10 @@ mod tests {
             *amount = 50;
         }
         let edited = Block::new(ledger.chain_id(), 2, edited.header.prev_hash, 1, 4, edited.txs).mined();
-        let key = [b"b:".as_slice(), &2u64.to_be_bytes()].concat();
-        let original = ledger.raw_tree().get(&key).unwrap().unwrap();
+        let original = ledger.block(2).unwrap().unwrap();
         // Stores `b` as block 2 and returns what verify then says.
         let damaged = |b: &Block| {
-            ledger
-                .raw_tree()
-                .insert(&key, crate::codec::encode(b).unwrap())
-                .unwrap();
+            ledger.edit_block(2, |stored| *stored = b.clone()).unwrap();
             ledger.verify().unwrap_err().to_string()
         };
         let err = damaged(&edited);
@@ -453,7 +517,7 @@ mod tests {
             err.contains("corrupt chain at height 2") && err.contains("merkle"),
             "{err}"
         );
-        ledger.raw_tree().insert(&key, original).unwrap();
+        ledger.edit_block(2, |stored| *stored = original).unwrap();
         ledger.verify().unwrap();
 
         // An edited balance: the chain gives another.
@@ -518,20 +582,14 @@ mod tests {
         assert_eq!(ledger.verify_recent(3, 0).unwrap().blocks, 1);
         // Damage to block 4, inside the window: its hash changes, so block 5
         // no longer links to it (or block 4 lacks its work).
-        let key = |h: u64| [b"b:".as_slice(), &h.to_be_bytes()].concat();
-        let four = ledger.raw_tree().get(key(4)).unwrap().unwrap();
-        let mut b: Block = crate::codec::decode(&four).unwrap();
-        b.header.timestamp_ms += 1;
-        ledger
-            .raw_tree()
-            .insert(key(4), crate::codec::encode(&b).unwrap())
-            .unwrap();
+        let four = ledger.block(4).unwrap().unwrap();
+        ledger.edit_block(4, |b| b.header.timestamp_ms += 1).unwrap();
         let err = ledger.verify_recent(3, usize::MAX).unwrap_err().to_string();
         assert!(
             err.contains("corrupt chain at height 4") || err.contains("corrupt chain at height 5"),
             "{err}"
         );
-        ledger.raw_tree().insert(key(4), four).unwrap();
+        ledger.edit_block(4, |b| *b = four).unwrap();
         ledger.verify_recent(3, usize::MAX).unwrap();
         // Balances changed by applying stay consistent with their digest
         // across a restart.
