@@ -10,7 +10,8 @@
 //! Consistency without stopping the world: a snapshot is cut at a height H
 //! between two applies (balances copied, O(accounts)); blocks up to H and
 //! transaction records of height <= H never change afterwards, so they are
-//! streamed from sled while the node goes on applying.
+//! streamed (blocks from the block files, records from the previous snapshot
+//! plus those of later blocks) while the node goes on applying.
 
 use crate::codec;
 use crate::raft::SnapshotMeta;

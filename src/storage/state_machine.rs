@@ -91,7 +91,7 @@ impl RaftSnapshotBuilder<TypeConfig> for LedgerSnapshotBuilder {
         );
         // Streaming the chain from sled is blocking I/O: keep it off the async workers.
         let records = tokio::task::spawn_blocking(move || {
-            let records = ledger.write_snapshot(&cut, &m, &files.building())?;
+            let records = ledger.write_snapshot(&cut, &m, &files.building(), Some(&files.current))?;
             durable_rename(&files.building(), &files.current).map_err(|source| LedgerError::Io {
                 path: files.current.display().to_string(),
                 source,
@@ -102,9 +102,11 @@ impl RaftSnapshotBuilder<TypeConfig> for LedgerSnapshotBuilder {
         .map_err(|e| snap_err(ErrorVerb::Write, std::io::Error::other(e.to_string())))?
         .map_err(|e| sm_err(ErrorVerb::Write, e))?;
         tracing::info!(
-            "built snapshot {} at height {} ({records} records)",
+            "built snapshot {} at height {} ({} records, {} taken from the previous snapshot)",
             meta.snapshot_id,
-            self.cut.height
+            self.cut.height,
+            records.records,
+            records.reused_records
         );
         let file = tokio::fs::File::open(&self.files.current)
             .await
@@ -664,6 +666,49 @@ mod snapshot_tests {
         );
         let view = std::fs::read_to_string(b_dir.path().join("states").join("chain.jsonl")).unwrap();
         assert_eq!(view.lines().count(), 31, "the chain view is rebuilt");
+    }
+
+    /// Every record of a snapshot file, sorted.
+    fn records_of(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut r = crate::storage::snapshot::SnapshotReader::open(path).unwrap();
+        let mut out = Vec::new();
+        while let Some(rec) = r.next_record().unwrap() {
+            out.push(rec);
+        }
+        out.sort();
+        out
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_takes_the_records_of_the_previous_one_and_holds_what_a_full_scan_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, mut sm_a) = open(dir.path());
+        grow(&a, &mut sm_a, 1..=10).await;
+        let meta = SnapshotMeta::default();
+        let first = dir.path().join("first.bin");
+        let w = a.write_snapshot(&a.cut(), &meta, &first, None).unwrap();
+        assert_eq!(w.reused_records, 0);
+        grow(&a, &mut sm_a, 11..=20).await;
+        let cut = a.cut();
+        // Applied after the cut: none of it may appear.
+        grow(&a, &mut sm_a, 21..=22).await;
+        let (full, incremental) = (dir.path().join("full.bin"), dir.path().join("incr.bin"));
+        a.write_snapshot(&cut, &meta, &full, None).unwrap();
+        let w = a.write_snapshot(&cut, &meta, &incremental, Some(&first)).unwrap();
+        assert_eq!(w.reused_records, 10, "the records of t1..t10");
+        assert_eq!(records_of(&incremental), records_of(&full));
+        assert!(records_of(&full)
+            .iter()
+            .any(|(k, _)| k.as_slice() == [b"t:".as_slice(), b"t20"].concat()));
+
+        // A damaged previous snapshot: the records are read from the ledger.
+        let mut bytes = std::fs::read(&first).unwrap();
+        let end = bytes.len() - 1;
+        bytes[end] ^= 0xff;
+        std::fs::write(&first, bytes).unwrap();
+        let w = a.write_snapshot(&cut, &meta, &incremental, Some(&first)).unwrap();
+        assert_eq!(w.reused_records, 0);
+        assert_eq!(records_of(&incremental), records_of(&full));
     }
 
     #[tokio::test]
