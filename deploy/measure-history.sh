@@ -69,7 +69,8 @@ PY
 echo "verification of each node's whole chain (bank-client verify):"
 "$BIN/bank-client" --servers "$SERVERS" --timeout-ms 600000 verify
 sleep 5 # let allocators hand back what the fill used
-for i in 0 1 2; do echo "node $i: sled $(du -sm "$DIR/server_${i}_db" | cut -f1) MB + blocks $(du -sm "$DIR/server_${i}_blocks" | cut -f1) MB, resident memory $(rss_mb "${pids[$i]}") MB"; done
+for i in 0 1 2; do echo "node $i: sled $(du -sm "$DIR/server_${i}_db" | cut -f1) MB + blocks $(du -sm "$DIR/server_${i}_blocks" | cut -f1) MB, resident memory $(rss_mb "${pids[$i]}") MB, peak so far $(peak_mb "${pids[$i]}") MB"; done
+echo "leader during the fill: node $("$BIN/bank-client" --servers "$SERVERS" status --json | json_field '[s["id"] for s in d if s.get("role") == "leader"][0]')"
 
 echo "restart: SIGKILL node 2, start it again"
 kill -9 "${pids[2]}"; wait "${pids[2]}" 2>/dev/null || true
@@ -87,5 +88,5 @@ t1=$(now_ms)
 echo "node 3 added as voter after $((t1 - t0)) ms; $(grep -c 'installed snapshot' "$DIR/server_3.log") snapshot install(s); resident memory $(rss_mb "${pids[3]}") MB"
 sleep 10
 echo "10 s later: resident memory $(for i in 0 1 2 3; do echo -n "node $i $(rss_mb "${pids[$i]}") MB; "; done)"
-echo "peak resident memory: $(for i in 0 1 2 3; do echo -n "node $i $(peak_mb "${pids[$i]}") MB; "; done)"
+echo "peak resident memory over the whole run (node 2 since its restart): $(for i in 0 1 2 3; do echo -n "node $i $(peak_mb "${pids[$i]}") MB; "; done)"
 "$BIN/bank-client" --servers "$SERVERS,$P3" status
