@@ -443,11 +443,10 @@ impl Ledger {
         let last_moved = match self.tree.scan_prefix(PREFIX_LOCATION).next_back() {
             Some(kv) => {
                 let (k, at) = kv?;
-                let height = key_number(&k, PREFIX_LOCATION, "block location")?;
-                Some(Location::decode(&at).ok_or(LedgerError::Corruption {
-                    height,
-                    reason: "its location in the block files does not decode".into(),
-                })?)
+                Some(decode_location(
+                    key_number(&k, PREFIX_LOCATION, "block location")?,
+                    &at,
+                )?)
             }
             None => None,
         };
@@ -486,17 +485,9 @@ impl Ledger {
             height,
             reason: "the tip block is not in the block files".into(),
         })?;
-        let at = Location::decode(&at).ok_or(LedgerError::Corruption {
-            height,
-            reason: "its location in the block files does not decode".into(),
-        })?;
-        self.blocks.keep_through(Some(at)).map_err(|e| match e {
-            BlockFileError::Corrupt { .. } => LedgerError::Corruption {
-                height,
-                reason: e.to_string(),
-            },
-            other => LedgerError::Blocks(other),
-        })
+        self.blocks
+            .keep_through(Some(decode_location(height, &at)?))
+            .map_err(block_damage(height))
     }
 
     /// Brings `chain.jsonl` in line with sled after a crash: cut back lines
@@ -1521,16 +1512,29 @@ fn account_record(key: &[u8], value: &[u8]) -> Result<(AccountId, Amount), Ledge
     Ok((account, decode(value, || format!("balance of {account}"))?))
 }
 
-/// The big-endian number after `prefix` in a key.
 /// Reads block `height` from the block files at the location `at` (as
 /// stored); damage is a [`LedgerError::Corruption`] naming the height.
 fn read_block(blocks: &BlockFiles, height: u64, at: &[u8]) -> Result<Vec<u8>, LedgerError> {
-    let corrupt = |reason: String| LedgerError::Corruption { height, reason };
-    let at = Location::decode(at).ok_or_else(|| corrupt("its location in the block files does not decode".into()))?;
-    blocks.read(at).map_err(|e| match e {
-        BlockFileError::Corrupt { .. } => corrupt(e.to_string()),
-        other => LedgerError::Blocks(other),
+    blocks.read(decode_location(height, at)?).map_err(block_damage(height))
+}
+
+/// A stored location of block `height`.
+fn decode_location(height: u64, at: &[u8]) -> Result<Location, LedgerError> {
+    Location::decode(at).ok_or(LedgerError::Corruption {
+        height,
+        reason: "its location in the block files does not decode".into(),
     })
+}
+
+/// Damage found in the block files is corruption of the chain at `height`.
+fn block_damage(height: u64) -> impl FnOnce(BlockFileError) -> LedgerError {
+    move |e| match e {
+        BlockFileError::Corrupt { .. } => LedgerError::Corruption {
+            height,
+            reason: e.to_string(),
+        },
+        other => LedgerError::Blocks(other),
+    }
 }
 
 /// Replaces the stored bytes of block `height` with `f`'s edit of them, as
@@ -1580,6 +1584,7 @@ fn edit_block_in(
     Ok(())
 }
 
+/// The big-endian number after `prefix` in a key.
 fn key_number(key: &[u8], prefix: &[u8], what: &str) -> Result<u64, LedgerError> {
     key.get(prefix.len()..)
         .and_then(|b| b.try_into().ok())
