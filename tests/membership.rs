@@ -191,6 +191,21 @@ fn a_far_behind_node_catches_up_by_snapshot_and_the_log_stays_bounded() {
     );
     assert!(chain.lines().last().unwrap().contains(&tip));
     assert_eq!(c.json_at(c.addr(2), &["balances"])["balances"]["1"], 95 + 30);
+    // The leader's later snapshots took the transaction records of its
+    // earlier ones; the installed node still knows every transfer by id.
+    let reused = c
+        .log_of(leader)
+        .lines()
+        .filter_map(|l| {
+            let (before, _) = l.split_once(" taken from the previous snapshot")?;
+            before.rsplit(' ').next()?.parse::<u64>().ok()
+        })
+        .max();
+    assert!(reused > Some(0), "{}", c.log_of(leader));
+    for i in [0, 15, 29] {
+        let tx = c.json_at(c.addr(2), &["tx", &format!("while-down-{i}")]);
+        assert_eq!(tx["status"], "committed", "{tx}");
+    }
 }
 
 #[test]
