@@ -16,7 +16,6 @@
 //! and sled's batch) are cut off at open by [`BlockFiles::keep_through`].
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -63,9 +62,9 @@ impl Location {
         })
     }
 
-    /// Offset just past the record.
-    fn end(&self) -> u64 {
-        self.offset + HEADER + u64::from(self.len)
+    /// Offset just past the record (`None` for a location no file can hold).
+    fn end(&self) -> Option<u64> {
+        self.offset.checked_add(HEADER + u64::from(self.len))
     }
 }
 
@@ -124,10 +123,13 @@ impl BlockFiles {
 
     fn open_segment(dir: &Path, segment: u32) -> Result<Active, BlockFileError> {
         let path = Self::segment_path(dir, segment);
+        // Positional writes at `len`, not O_APPEND: a failed write leaves
+        // bytes past `len` that the next record overwrites.
         let file = OpenOptions::new()
             .create(true)
+            .truncate(false)
             .read(true)
-            .append(true)
+            .write(true)
             .open(&path)
             .map_err(io_at(&path))?;
         let len = file.metadata().map_err(io_at(&path))?.len();
@@ -174,11 +176,7 @@ impl BlockFiles {
             len,
         };
         let path = Self::segment_path(&self.dir, active.segment);
-        if let Err(e) = active.file.write_all(&record) {
-            // A partial record would shift every later one: cut it off.
-            let _ = active.file.set_len(loc.offset);
-            return Err(io_at(&path)(e));
-        }
+        active.file.write_all_at(&record, loc.offset).map_err(io_at(&path))?;
         active.len += record.len() as u64;
         Ok(loc)
     }
@@ -224,20 +222,33 @@ impl BlockFiles {
     /// chain about to be replaced.
     pub fn keep_through(&self, last: Option<Location>) -> Result<(), BlockFileError> {
         let mut active = self.lock();
-        let (segment, end) = last.map_or((0, 0), |l| (l.segment, l.end()));
+        let segment = last.map_or(0, |l| l.segment);
+        let path = Self::segment_path(&self.dir, segment);
+        // Checked before anything is removed.
+        let end = match last {
+            None => 0,
+            Some(l) => {
+                let on_disk = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                match l.end() {
+                    Some(end) if end <= on_disk => end,
+                    _ => {
+                        return Err(BlockFileError::Corrupt {
+                            path: path.display().to_string(),
+                            offset: l.offset,
+                            reason: format!(
+                                "the file ({on_disk} bytes) ends before the last indexed block ({} bytes at {})",
+                                l.len, l.offset
+                            ),
+                        })
+                    }
+                }
+            }
+        };
         for s in Self::segments(&self.dir)?.into_iter().filter(|s| *s > segment) {
             let path = Self::segment_path(&self.dir, s);
             std::fs::remove_file(&path).map_err(io_at(&path))?;
         }
         let kept = Self::open_segment(&self.dir, segment)?;
-        let path = Self::segment_path(&self.dir, segment);
-        if kept.len < end {
-            return Err(BlockFileError::Corrupt {
-                path: path.display().to_string(),
-                offset: kept.len,
-                reason: format!("the file ends before the last indexed block (which ends at {end})"),
-            });
-        }
         kept.file.set_len(end).map_err(io_at(&path))?;
         kept.file.sync_all().map_err(io_at(&path))?;
         *active = Active { len: end, ..kept };

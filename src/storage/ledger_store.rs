@@ -145,6 +145,9 @@ pub enum LedgerError {
     /// The block files failed (reads of a block name its height instead).
     #[error(transparent)]
     Blocks(#[from] BlockFileError),
+    /// The previous snapshot cannot lend its records to a new one.
+    #[error("previous snapshot: {0}")]
+    PreviousSnapshot(Box<LedgerError>),
 }
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], at: impl FnOnce() -> String) -> Result<T, LedgerError> {
@@ -790,10 +793,17 @@ impl Ledger {
     }
 
     pub fn block(&self, height: u64) -> Result<Option<Block>, LedgerError> {
-        match self.block_bytes(height)? {
-            None => Ok(None),
-            Some(v) => decode(&v, || format!("block {height}")).map(Some),
+        let Some(v) = self.block_bytes(height)? else {
+            return Ok(None);
+        };
+        let block: Block = decode(&v, || format!("block {height}"))?;
+        if block.height() != height {
+            return Err(LedgerError::Corruption {
+                height,
+                reason: format!("the block stored for it says height {}", block.height()),
+            });
         }
+        Ok(Some(block))
     }
 
     /// The stored encoding of block `height`, if the chain has it.
@@ -952,8 +962,6 @@ impl Ledger {
             .collect()
     }
 
-    /// The raw tree, for tests that damage it on purpose.
-    #[cfg(test)]
     #[cfg(test)]
     pub(crate) fn blocks_for_test(&self) -> &BlockFiles {
         &self.blocks
@@ -965,6 +973,7 @@ impl Ledger {
         edit_block_in(&self.tree, &self.blocks, height, f)
     }
 
+    /// The raw tree, for tests that damage it on purpose.
     #[cfg(test)]
     pub(crate) fn raw_tree(&self) -> &sled::Tree {
         &self.tree
@@ -991,6 +1000,13 @@ impl Ledger {
             }
             other => other,
         }
+    }
+
+    /// Whether a snapshot install began or ran since `cut` was taken: the
+    /// ledger a build reads from has then been replaced under it.
+    pub fn installed_since(&self, cut: &SnapshotCut) -> bool {
+        let now = self.installs.load(std::sync::atomic::Ordering::SeqCst);
+        now != cut.installs || now % 2 == 1
     }
 
     /// Makes any verification in progress end at its next block.
@@ -1257,6 +1273,7 @@ impl Ledger {
     /// between two applies, so it is a consistent cut. Costs O(accounts).
     pub fn cut(&self) -> SnapshotCut {
         self.with_state(|s| SnapshotCut {
+            installs: self.installs.load(std::sync::atomic::Ordering::SeqCst),
             last_applied: s.last_applied,
             membership: s.membership.clone(),
             height: s.tip_height,
@@ -1284,11 +1301,11 @@ impl Ledger {
     ) -> Result<SnapshotWritten, LedgerError> {
         if let Some(prev) = previous.filter(|p| p.exists()) {
             match self.write_snapshot_from(cut, meta, path, Some(prev)) {
-                Ok(written) => return Ok(written),
-                Err(e) => tracing::warn!(
+                Err(LedgerError::PreviousSnapshot(e)) => tracing::warn!(
                     "cannot take transaction records from {}: {e}; reading them from the ledger",
                     prev.display()
                 ),
+                other => return other,
             }
         }
         self.write_snapshot_from(cut, meta, path, None)
@@ -1301,7 +1318,12 @@ impl Ledger {
         path: &Path,
         previous: Option<&Path>,
     ) -> Result<SnapshotWritten, LedgerError> {
-        let previous = previous.map(|p| self.open_previous_snapshot(p, cut)).transpose()?;
+        let previous = previous
+            .map(|p| {
+                self.open_previous_snapshot(p, cut)
+                    .map_err(|e| LedgerError::PreviousSnapshot(Box::new(e)))
+            })
+            .transpose()?;
         let mut w = SnapshotWriter::create(path, meta)?;
         let mut written = SnapshotWritten::default();
         w.record(KEY_GENESIS, &encode(&self.chain_id(), "genesis")?)?;
@@ -1313,8 +1335,14 @@ impl Ledger {
             written.records += 1;
         }
         // Blocks up to the cut never change: read them while applies go on.
-        for stored in self.stored_blocks(cut.height) {
+        for (expected, stored) in (0u64..).zip(self.stored_blocks(cut.height)) {
             let (height, bytes) = stored?;
+            if height != expected {
+                return Err(LedgerError::Corruption {
+                    height: expected,
+                    reason: format!("block {expected} is missing under a snapshot's cut (next stored: {height})"),
+                });
+            }
             w.record(&block_key(height), &bytes)?;
             written.records += 1;
         }
@@ -1327,7 +1355,10 @@ impl Ledger {
         }
         match previous {
             Some((mut reader, prev_height)) => {
-                while let Some((k, v)) = reader.next_record()? {
+                while let Some((k, v)) = reader
+                    .next_record()
+                    .map_err(|e| LedgerError::PreviousSnapshot(Box::new(e.into())))?
+                {
                     if k.starts_with(PREFIX_TX) {
                         w.record(&k, &v)?;
                         written.records += 1;
@@ -1342,12 +1373,13 @@ impl Ledger {
                     let mut seen = std::collections::HashSet::new();
                     for id in block.txs.iter().filter_map(Transaction::id) {
                         // A record belongs to the block that first applied its id.
-                        match self.tx_record(id)? {
-                            Some(rec) if rec.height == height && seen.insert(id) => {
-                                w.record(&tx_key(id), &encode(&rec, "tx record")?)?;
-                                written.records += 1;
-                            }
-                            _ => {}
+                        let rec = self.tx_record(id)?.ok_or_else(|| LedgerError::Corruption {
+                            height,
+                            reason: format!("transaction {id} has no record"),
+                        })?;
+                        if rec.height == height && seen.insert(id) {
+                            w.record(&tx_key(id), &encode(&rec, "tx record")?)?;
+                            written.records += 1;
                         }
                     }
                 }
@@ -1683,6 +1715,8 @@ pub struct SnapshotWritten {
 /// What a snapshot at one applied state holds besides immutable blocks and records.
 #[derive(Debug, Clone)]
 pub struct SnapshotCut {
+    /// [`Ledger::installs`] when the cut was taken.
+    pub installs: u64,
     pub last_applied: Option<LogId>,
     pub membership: StoredMembership,
     pub height: u64,

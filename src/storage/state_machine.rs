@@ -21,6 +21,10 @@ fn snap_err(verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageErro
 #[derive(Debug, Clone)]
 struct SnapshotFiles {
     current: PathBuf,
+    /// Held while a build puts its file in place and while an install puts
+    /// its file in place and loads it: a build's rename must not land
+    /// between an install's rename and its load.
+    swap: Arc<std::sync::Mutex<()>>,
 }
 
 impl SnapshotFiles {
@@ -58,7 +62,10 @@ impl LedgerStateMachine {
     pub fn new(ledger: Arc<Ledger>, snapshot_path: PathBuf) -> LedgerStateMachine {
         LedgerStateMachine {
             ledger,
-            files: SnapshotFiles { current: snapshot_path },
+            files: SnapshotFiles {
+                current: snapshot_path,
+                swap: Arc::default(),
+            },
         }
     }
 }
@@ -89,25 +96,42 @@ impl RaftSnapshotBuilder<TypeConfig> for LedgerSnapshotBuilder {
             self.files.clone(),
             meta.clone(),
         );
-        // Streaming the chain from sled is blocking I/O: keep it off the async workers.
-        let records = tokio::task::spawn_blocking(move || {
-            let records = ledger.write_snapshot(&cut, &m, &files.building(), Some(&files.current))?;
+        // Streaming the chain is blocking I/O: keep it off the async workers.
+        let built = tokio::task::spawn_blocking(move || {
+            let written = ledger.write_snapshot(&cut, &m, &files.building(), Some(&files.current));
+            let _swap = files.swap.lock().unwrap_or_else(|p| p.into_inner());
+            // openraft builds while it applies and installs: an install since
+            // the cut replaced what this build read (gaps, not a cut of one
+            // state). Keep the installed file; openraft ignores a built
+            // snapshot older than the installed one.
+            if ledger.installed_since(&cut) {
+                let _ = std::fs::remove_file(files.building());
+                return Ok::<_, LedgerError>(None);
+            }
+            let written = written?;
             durable_rename(&files.building(), &files.current).map_err(|source| LedgerError::Io {
                 path: files.current.display().to_string(),
                 source,
             })?;
-            Ok::<_, LedgerError>(records)
+            Ok(Some(written))
         })
         .await
         .map_err(|e| snap_err(ErrorVerb::Write, std::io::Error::other(e.to_string())))?
         .map_err(|e| sm_err(ErrorVerb::Write, e))?;
-        tracing::info!(
-            "built snapshot {} at height {} ({} records, {} taken from the previous snapshot)",
-            meta.snapshot_id,
-            self.cut.height,
-            records.records,
-            records.reused_records
-        );
+        match built {
+            Some(records) => tracing::info!(
+                "built snapshot {} at height {} ({} records, {} taken from the previous snapshot)",
+                meta.snapshot_id,
+                self.cut.height,
+                records.records,
+                records.reused_records
+            ),
+            None => tracing::warn!(
+                "dropped snapshot {} at height {}: a snapshot was installed while it was being built",
+                meta.snapshot_id,
+                self.cut.height
+            ),
+        }
         let file = tokio::fs::File::open(&self.files.current)
             .await
             .map_err(|e| snap_err(ErrorVerb::Read, e))?;
@@ -189,6 +213,7 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
         let _ = tokio::fs::remove_file(self.files.receiving()).await;
         let (ledger, files) = (Arc::clone(&self.ledger), self.files.clone());
         tokio::task::spawn_blocking(move || {
+            let _swap = files.swap.lock().unwrap_or_else(|p| p.into_inner());
             durable_rename(&files.installing(), &files.current).map_err(|source| LedgerError::Io {
                 path: files.current.display().to_string(),
                 source,
@@ -709,6 +734,30 @@ mod snapshot_tests {
         let w = a.write_snapshot(&cut, &meta, &incremental, Some(&first)).unwrap();
         assert_eq!(w.reused_records, 0);
         assert_eq!(records_of(&incremental), records_of(&full));
+    }
+
+    #[tokio::test]
+    async fn a_build_cut_before_an_install_keeps_the_installed_snapshot() {
+        let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (a, mut sm_a) = open(a_dir.path());
+        grow(&a, &mut sm_a, 1..=12).await;
+        let snap = sm_a.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        let (b, mut sm_b) = open(b_dir.path());
+        grow(&b, &mut sm_b, 1..=2).await;
+        // openraft runs builds in a task of their own: one cut here...
+        let mut stale = sm_b.get_snapshot_builder().await;
+        // ...an install of a newer snapshot...
+        sm_b.install_snapshot(&snap.meta, snap.snapshot).await.unwrap();
+        // ...then the build runs on what the install left.
+        let built = stale.build_snapshot().await.unwrap();
+        assert_ne!(built.meta.snapshot_id, snap.meta.snapshot_id);
+        let current = sm_b.get_current_snapshot().await.unwrap().expect("a snapshot");
+        assert_eq!(
+            current.meta.snapshot_id, snap.meta.snapshot_id,
+            "the installed file stays"
+        );
+        assert_eq!(b.tip(), a.tip());
+        assert!(b.tx_record(&TxId::new("t12").unwrap()).unwrap().is_some());
     }
 
     #[tokio::test]
