@@ -1558,14 +1558,17 @@ fn decode_location(height: u64, at: &[u8]) -> Result<Location, LedgerError> {
     })
 }
 
-/// Damage found in the block files is corruption of the chain at `height`.
+/// Damage found in the block files (a bad record, or the file of an indexed
+/// one gone) is corruption of the chain at `height`.
 fn block_damage(height: u64) -> impl FnOnce(BlockFileError) -> LedgerError {
     move |e| match e {
-        BlockFileError::Corrupt { .. } => LedgerError::Corruption {
+        BlockFileError::Io { ref source, .. } if source.kind() != std::io::ErrorKind::NotFound => {
+            LedgerError::Blocks(e)
+        }
+        _ => LedgerError::Corruption {
             height,
             reason: e.to_string(),
         },
-        other => LedgerError::Blocks(other),
     }
 }
 

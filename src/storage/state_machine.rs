@@ -440,6 +440,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_lost_block_file_is_corruption_at_the_height_it_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, mut sm) = open(dir.path());
+        let b = next_block(&ledger, vec![transfer("g1", 0, 1, 5)]);
+        sm.apply(vec![entry(1, b)]).await.unwrap();
+        for f in std::fs::read_dir(dir.path().join("blocks")).unwrap() {
+            std::fs::remove_file(f.unwrap().path()).unwrap();
+        }
+        let err = ledger.block(1).unwrap_err().to_string();
+        assert!(err.contains("corrupt chain at height 1"), "{err}");
+        let err = ledger.verify().unwrap_err().to_string();
+        assert!(err.contains("corrupt chain at height 0"), "{err}");
+    }
+
+    #[tokio::test]
     async fn a_block_written_but_never_indexed_is_cut_at_open() {
         let dir = tempfile::tempdir().unwrap();
         let (next, indexed_bytes) = {
