@@ -807,7 +807,7 @@ impl Ledger {
     }
 
     /// The stored encoding of block `height`, if the chain has it.
-    pub(crate) fn block_bytes(&self, height: u64) -> Result<Option<Vec<u8>>, LedgerError> {
+    fn block_bytes(&self, height: u64) -> Result<Option<Vec<u8>>, LedgerError> {
         match self.tree.get(location_key(height))? {
             None => Ok(None),
             Some(at) => read_block(&self.blocks, height, &at).map(Some),
@@ -1027,11 +1027,10 @@ impl Ledger {
             }
             let height = report.blocks;
             let (key_height, v) = stored?;
-            let key_height = Some(key_height);
-            if key_height != Some(height) {
+            if key_height != height {
                 return Err(corrupt(
                     height,
-                    format!("block {height} is missing (next stored: {key_height:?})"),
+                    format!("block {height} is missing (next stored: {key_height})"),
                 ));
             }
             let block: Block = decode(&v, || format!("block {height}"))
@@ -1345,6 +1344,12 @@ impl Ledger {
             }
             w.record(&block_key(height), &bytes)?;
             written.records += 1;
+            // Blocks after the previous snapshot: their records, by id, while
+            // the block is at hand.
+            if previous.as_ref().is_some_and(|(_, prev_height)| height > *prev_height) {
+                let block: Block = decode(&bytes, || format!("block {height}"))?;
+                written.records += self.write_records_of(&mut w, &block)?;
+            }
         }
         let last: Option<Block> = self.block(cut.height)?;
         if last.map(|b| b.hash()) != Some(cut.tip_hash) {
@@ -1354,7 +1359,7 @@ impl Ledger {
             });
         }
         match previous {
-            Some((mut reader, prev_height)) => {
+            Some((mut reader, _)) => {
                 while let Some((k, v)) = reader
                     .next_record()
                     .map_err(|e| LedgerError::PreviousSnapshot(Box::new(e.into())))?
@@ -1363,24 +1368,6 @@ impl Ledger {
                         w.record(&k, &v)?;
                         written.records += 1;
                         written.reused_records += 1;
-                    }
-                }
-                for height in prev_height + 1..=cut.height {
-                    let block = self.block(height)?.ok_or(LedgerError::Corruption {
-                        height,
-                        reason: "block missing under the cut".into(),
-                    })?;
-                    let mut seen = std::collections::HashSet::new();
-                    for id in block.txs.iter().filter_map(Transaction::id) {
-                        // A record belongs to the block that first applied its id.
-                        let rec = self.tx_record(id)?.ok_or_else(|| LedgerError::Corruption {
-                            height,
-                            reason: format!("transaction {id} has no record"),
-                        })?;
-                        if rec.height == height && seen.insert(id) {
-                            w.record(&tx_key(id), &encode(&rec, "tx record")?)?;
-                            written.records += 1;
-                        }
                     }
                 }
             }
@@ -1398,6 +1385,25 @@ impl Ledger {
         }
         w.finish()?;
         Ok(written)
+    }
+
+    /// Writes the records `block` created (a record belongs to the block
+    /// that first applied its id); returns how many.
+    fn write_records_of(&self, w: &mut SnapshotWriter, block: &Block) -> Result<u64, LedgerError> {
+        let height = block.height();
+        let mut seen = std::collections::HashSet::new();
+        let mut n = 0;
+        for id in block.txs.iter().filter_map(Transaction::id) {
+            let rec = self.tx_record(id)?.ok_or_else(|| LedgerError::Corruption {
+                height,
+                reason: format!("transaction {id} has no record"),
+            })?;
+            if rec.height == height && seen.insert(id) {
+                w.record(&tx_key(id), &encode(&rec, "tx record")?)?;
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     /// A snapshot of this chain at or below `cut`, positioned after the
@@ -1598,7 +1604,7 @@ fn edit_block_in(
     let mut later = Vec::new();
     let mut h = height;
     while let Some(loc) = at(h)? {
-        later.push(read_block(blocks, h, &loc.encode())?);
+        later.push(blocks.read(loc).map_err(block_damage(h))?);
         h += 1;
     }
     let Some(first) = later.first_mut() else {
