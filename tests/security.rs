@@ -4,8 +4,9 @@
 
 mod common;
 
-use common::{Cluster, TEST_GENESIS};
+use common::{wait_for, Cluster, TEST_GENESIS};
 use std::path::Path;
+use std::time::Duration;
 
 fn write_token(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(name);
@@ -14,12 +15,14 @@ fn write_token(dir: &Path, name: &str, text: &str) -> String {
 }
 
 fn voters(c: &Cluster) -> Vec<u64> {
-    let st = c.status();
-    let leader = st.iter().find(|s| s["role"] == "leader").cloned().unwrap_or_default();
-    leader["voters"]
-        .as_array()
-        .map(|v| v.iter().filter_map(|x| x.as_u64()).collect())
-        .unwrap_or_default()
+    // A status taken during an election has no leader: wait for one.
+    wait_for("a leader to report its voters", Duration::from_secs(20), || {
+        let st = c.status();
+        let leader = st.iter().find(|s| s["role"] == "leader")?;
+        leader["voters"]
+            .as_array()
+            .map(|v| v.iter().filter_map(|x| x.as_u64()).collect())
+    })
 }
 
 /// Runs a client command that must be refused; returns its one-line error.
