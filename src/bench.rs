@@ -1,7 +1,8 @@
 //! Closed-loop load for `bank-bench`: each client sends a request, waits for
 //! its answer, and sends the next, for a fixed time.
 
-use crate::client::{call_any, chain_id, connect, request, signed_transfer, Server};
+use crate::client::{chain_id, connect, request, signed_transfer, Connections, Server};
+use crate::cpu::{CpuReport, CpuSample, Watched};
 use crate::ledger::{AccountKey, Hash32, TxId};
 use crate::proto::bank::{StageStat, StatusRequest, TransferBatchRequest, TransferRequest};
 use rand::rngs::StdRng;
@@ -27,6 +28,9 @@ pub struct LoadConfig {
     /// Transfers go between accounts `0..accounts`.
     pub accounts: u64,
     pub request_timeout: Duration,
+    /// Node processes on this machine and their pids, whose CPU time the
+    /// run reports (`bank-bench --local`); the benchmark's own is always read.
+    pub local_pids: Vec<(Server, u32)>,
 }
 
 /// What one run measured.
@@ -51,6 +55,10 @@ pub struct LoadResult {
     pub max_ms: f64,
     /// Leader's time per stage during the run: count and mean in ms.
     pub stages: BTreeMap<String, StageTime>,
+    /// CPU time per committed transfer by process, and how busy the
+    /// machine was (Linux only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<CpuReport>,
 }
 
 /// Time one stage took during a run, on the leader.
@@ -61,11 +69,15 @@ pub struct StageTime {
     pub max_ms_since_start: f64,
 }
 
+/// How long a status call may take: a saturated leader (or a debug
+/// build's) answers slowly, and without it a run has no stages.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The leader's stage counters, and which node it is.
 async fn leader_stages(servers: &[Server]) -> Option<(String, Vec<StageStat>)> {
     for s in servers {
         let Ok(mut c) = connect(&s.addr) else { continue };
-        if let Ok(r) = c.status(request(StatusRequest {}, Duration::from_secs(2))).await {
+        if let Ok(r) = c.status(request(StatusRequest {}, STATUS_TIMEOUT)).await {
             let st = r.into_inner();
             if st.role == "leader" {
                 return Some((s.addr.clone(), st.stages));
@@ -77,7 +89,7 @@ async fn leader_stages(servers: &[Server]) -> Option<(String, Vec<StageStat>)> {
 
 async fn stages_of(addr: &str) -> Vec<StageStat> {
     let Ok(mut c) = connect(addr) else { return Vec::new() };
-    c.status(request(StatusRequest {}, Duration::from_secs(2)))
+    c.status(request(StatusRequest {}, STATUS_TIMEOUT))
         .await
         .map(|r| r.into_inner().stages)
         .unwrap_or_default()
@@ -143,6 +155,9 @@ pub async fn run_load(mut config: LoadConfig) -> Result<LoadResult, tonic::Statu
             let mut rng = StdRng::seed_from_u64(u64::from(run_id) << 20 | worker as u64);
             let mut samples: Vec<u32> = Vec::new();
             let mut seq = 0u64;
+            // Each client keeps its own connections, as separate client
+            // processes would.
+            let mut conns = Connections::default();
             while Instant::now() < until {
                 let transfers: Vec<TransferRequest> = (0..config.batch.max(1))
                     .map(|_| {
@@ -155,13 +170,13 @@ pub async fn run_load(mut config: LoadConfig) -> Result<LoadResult, tonic::Statu
                     .collect();
                 let measured = Instant::now() >= measure_from;
                 let t0 = Instant::now();
-                let (ok, bad, unknown, error) = send(&config, transfers.clone()).await;
+                let (ok, bad, unknown, error) = send(&mut conns, &config, transfers.clone()).await;
                 let (ok, bad, error) = if unknown {
                     // The same ids again: settles the outcome, never applies twice.
                     if measured {
                         counters.retries.fetch_add(1, Ordering::Relaxed);
                     }
-                    let (ok, bad, _, error) = send(&config, transfers).await;
+                    let (ok, bad, _, error) = send(&mut conns, &config, transfers).await;
                     (ok, bad, error)
                 } else {
                     (ok, bad, error)
@@ -188,6 +203,10 @@ pub async fn run_load(mut config: LoadConfig) -> Result<LoadResult, tonic::Statu
     // Stage counters are read once the warm-up is over, and again at the end.
     tokio::time::sleep_until(measure_from).await;
     let before = leader_stages(&config.servers).await;
+    let watched = watched(&config, before.as_ref().map(|(addr, _)| addr.as_str()));
+    let cpu_before = CpuSample::take(&watched);
+    tokio::time::sleep_until(until).await;
+    let cpu_after = CpuSample::take(&watched);
     let mut all = Vec::new();
     for t in tasks {
         if let Ok(s) = t.await {
@@ -233,31 +252,64 @@ pub async fn run_load(mut config: LoadConfig) -> Result<LoadResult, tonic::Statu
         p99_ms: percentile(&all, 0.99),
         max_ms: all.last().map_or(0.0, |m| f64::from(*m) / 1000.0),
         stages,
+        cpu: CpuReport::between(&cpu_before, &cpu_after, committed),
     })
+}
+
+/// The processes a run's CPU report covers: the local nodes (the leader
+/// named as such) and this benchmark.
+fn watched(config: &LoadConfig, leader: Option<&str>) -> Vec<Watched> {
+    let mut out: Vec<Watched> = config
+        .local_pids
+        .iter()
+        .map(|(s, pid)| {
+            let id = s.id.map_or_else(|| s.addr.clone(), |i| i.to_string());
+            let role = if leader == Some(s.addr.as_str()) {
+                " (leader)"
+            } else {
+                ""
+            };
+            Watched {
+                name: format!("node {id}{role}"),
+                pid: *pid,
+            }
+        })
+        .collect();
+    out.push(Watched {
+        name: "client".into(),
+        pid: std::process::id(),
+    });
+    out
 }
 
 /// Sends one request; returns (committed, refused, outcome unknown, the
 /// first refusal's reason).
-async fn send(config: &LoadConfig, transfers: Vec<TransferRequest>) -> (u64, u64, bool, Option<String>) {
+async fn send(
+    conns: &mut Connections,
+    config: &LoadConfig,
+    transfers: Vec<TransferRequest>,
+) -> (u64, u64, bool, Option<String>) {
     let n = transfers.len() as u64;
     if transfers.len() == 1 {
         let msg = transfers.into_iter().next().unwrap_or_default();
-        let r = call_any(&config.servers, config.request_timeout, |mut c, t| {
-            let msg = msg.clone();
-            async move { Ok(c.transfer(request(msg, t)).await?.into_inner()) }
-        })
-        .await;
+        let r = conns
+            .call_any(&config.servers, config.request_timeout, |mut c, t| {
+                let msg = msg.clone();
+                async move { Ok(c.transfer(request(msg, t)).await?.into_inner()) }
+            })
+            .await;
         return match r {
             Ok(_) => (1, 0, false, None),
             Err(s) => (0, 1, is_unknown(s.code()), Some(status_line(&s))),
         };
     }
     let msg = TransferBatchRequest { transfers };
-    let r = call_any(&config.servers, config.request_timeout, |mut c, t| {
-        let msg = msg.clone();
-        async move { Ok(c.transfer_batch(request(msg, t)).await?.into_inner()) }
-    })
-    .await;
+    let r = conns
+        .call_any(&config.servers, config.request_timeout, |mut c, t| {
+            let msg = msg.clone();
+            async move { Ok(c.transfer_batch(request(msg, t)).await?.into_inner()) }
+        })
+        .await;
     match r {
         Ok(reply) => {
             let ok = reply.results.iter().filter(|r| r.code == 0).count() as u64;

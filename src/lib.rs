@@ -16,6 +16,7 @@ pub mod chaos;
 pub mod client;
 pub mod codec;
 pub mod config;
+pub mod cpu;
 pub mod http;
 pub mod ledger;
 pub mod node;

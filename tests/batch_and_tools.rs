@@ -183,6 +183,57 @@ fn bank_bench_reports_what_it_measured() {
 }
 
 #[test]
+fn bank_bench_local_runs_its_own_cluster_and_says_where_the_cpu_went() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_bank-bench"))
+        .args(["--local", "--runs", "4x1,1x8", "--accounts", "200"])
+        .args(["--duration-s", "2", "--warmup-s", "1", "--json", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let runs: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let runs = runs.as_array().expect("one JSON array");
+    let shapes: Vec<(u64, u64)> = runs
+        .iter()
+        .map(|r| (r["concurrency"].as_u64().unwrap(), r["batch"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(shapes, [(4, 1), (1, 8)]);
+    for r in runs {
+        assert!(r["committed"].as_u64().unwrap() > 0, "{r}");
+        assert_eq!(r["errors"], 0, "{r}");
+        // CPU per committed transfer: each node (one of them the leader)
+        // and the client, which together are the total.
+        let cpu = &r["cpu"]["us_per_tx"];
+        let names: Vec<&String> = cpu.as_object().expect("cpu report on Linux").keys().collect();
+        assert_eq!(names.len(), 4, "{r}");
+        assert_eq!(names.iter().filter(|n| n.ends_with("(leader)")).count(), 1, "{r}");
+        assert!(names.iter().any(|n| *n == "client"), "{r}");
+        let sum: f64 = cpu.as_object().unwrap().values().map(|v| v.as_f64().unwrap()).sum();
+        let total = r["cpu"]["total_us_per_tx"].as_f64().unwrap();
+        assert!(total > 0.0 && (sum - total).abs() < 1e-6 * total.max(1.0), "{r}");
+        assert!(r["cpu"]["machine_busy"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    // Its nodes kept their data where it was told, and stopped with it.
+    assert!(dir.path().join("server_0_states").exists());
+    let left = Command::new("pgrep")
+        .args(["-f", &dir.path().display().to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "nodes still running: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+    let bad = Command::new(env!("CARGO_BIN_EXE_bank-bench"))
+        .args(["--local", "--runs", "4"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("CONCURRENCYxBATCH"));
+}
+
+#[test]
 fn a_burst_of_big_batches_waits_for_signature_checks_instead_of_being_refused() {
     // The leader checks one batch's signatures per core at a time; the rest
     // queue until their deadline (they were refused after 1 s: in a debug

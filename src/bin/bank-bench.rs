@@ -48,9 +48,29 @@ struct Cli {
     /// With --local: extra bank-server flags, e.g. "--batch-max-txs 8192".
     #[arg(long, allow_hyphen_values = true)]
     server_args: Option<String>,
+    /// With --local: the runs to make, as CONCURRENCYxBATCH (e.g. "256x1,4x1024");
+    /// default the standard matrix.
+    #[arg(long, value_delimiter = ',', value_parser = parse_run)]
+    runs: Vec<(usize, usize)>,
     /// Print JSON: one object for a single run, an array for --local.
     #[arg(long)]
     json: bool,
+}
+
+/// The runs of `--local`: (concurrency, transfers per request).
+const STANDARD_MATRIX: [(usize, usize); 7] = [(1, 1), (16, 1), (64, 1), (256, 1), (1, 1024), (4, 1024), (16, 1024)];
+
+fn parse_run(s: &str) -> Result<(usize, usize), String> {
+    let bad = || format!("{s:?} is not a run: expected CONCURRENCYxBATCH, e.g. 256x1 (batch 1-8192)");
+    let (c, b) = s.split_once('x').ok_or_else(bad)?;
+    let (c, b): (usize, usize) = (
+        c.trim().parse().map_err(|_| bad())?,
+        b.trim().parse().map_err(|_| bad())?,
+    );
+    if c == 0 || !(1..=8192).contains(&b) {
+        return Err(bad());
+    }
+    Ok((c, b))
 }
 
 fn main() {
@@ -75,6 +95,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         warmup: Duration::from_secs(cli.warmup_s),
         accounts: cli.accounts,
         request_timeout: Duration::from_millis(cli.timeout_ms.max(1)),
+        local_pids: Vec::new(),
     };
     if !cli.local {
         let servers = parse_servers(&cli.servers).map_err(|e| anyhow!(e))?;
@@ -121,10 +142,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             dir.display()
         );
     }
-    let matrix: [(usize, usize); 7] = [(1, 1), (16, 1), (64, 1), (256, 1), (1, 1024), (4, 1024), (16, 1024)];
+    let matrix = if cli.runs.is_empty() {
+        STANDARD_MATRIX.to_vec()
+    } else {
+        cli.runs.clone()
+    };
     let mut results = Vec::new();
     for (concurrency, batch) in matrix {
-        let r = run_load(base(cluster.servers(), concurrency, batch))
+        let mut config = base(cluster.servers(), concurrency, batch);
+        config.local_pids = cluster.pids();
+        let r = run_load(config)
             .await
             .map_err(|e| anyhow!("cannot reach the local cluster: {}", e.message()))?;
         if !cli.json {
@@ -146,6 +173,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn print_table(results: &[LoadResult]) {
     print_results(results);
+    print_cpu(results);
     println!();
     println!("leader's mean time per stage (ms; count during the run):");
     let names: Vec<String> = results
@@ -166,6 +194,40 @@ fn print_table(results: &[LoadResult]) {
             }
         }
         println!();
+    }
+}
+
+/// Where each run's CPU went: the figure that bounds throughput once the
+/// machine is busy (cores x 1e6 / total us per transfer).
+fn print_cpu(results: &[LoadResult]) {
+    let Some(names) = results.iter().find_map(|r| r.cpu.as_ref()) else {
+        return;
+    };
+    let names: Vec<String> = names.us_per_tx.keys().map(|n| n.replace(" (leader)", "")).collect();
+    println!();
+    println!("CPU time per committed transfer (us, user + kernel; * = leader):");
+    print!("{:>5} {:>6}", "conc", "batch");
+    for n in &names {
+        print!(" {:>9}", n);
+    }
+    println!(" {:>9} {:>9} {:>9}", "total", "kernel", "busy");
+    for r in results {
+        let Some(c) = &r.cpu else { continue };
+        print!("{:>5} {:>6}", r.concurrency, r.batch);
+        for n in &names {
+            let leader = format!("{n} (leader)");
+            match (c.us_per_tx.get(n), c.us_per_tx.get(&leader)) {
+                (Some(v), _) => print!(" {:>9.1}", v),
+                (None, Some(v)) => print!(" {:>8.1}*", v),
+                (None, None) => print!(" {:>9}", "-"),
+            }
+        }
+        println!(
+            " {:>9.1} {:>9.1} {:>8.0}%",
+            c.total_us_per_tx,
+            c.kernel_us_per_tx,
+            c.machine_busy * 100.0
+        );
     }
 }
 

@@ -128,6 +128,23 @@ impl ProcessCluster {
             .collect()
     }
 
+    /// Every running node and its process id.
+    pub fn pids(&self) -> Vec<(Server, u32)> {
+        self.procs
+            .iter()
+            .filter_map(|p| {
+                let pid = p.child.as_ref()?.id();
+                Some((
+                    Server {
+                        id: Some(p.id),
+                        addr: p.addr.clone(),
+                    },
+                    pid,
+                ))
+            })
+            .collect()
+    }
+
     /// Each node's status, `None` where it does not answer.
     pub async fn statuses(&self) -> Vec<Option<StatusReply>> {
         let calls = self.procs.iter().map(|p| async move {
