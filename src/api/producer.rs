@@ -56,7 +56,7 @@ impl Default for ProducerConfig {
             batch_max_txs: 4096,
             batch_max_bytes: 1024 * 1024,
             queue_max_txs: 65_536,
-            pipeline_depth: 8,
+            pipeline_depth: 3,
             batch_max_wait: std::time::Duration::ZERO,
         }
     }
