@@ -136,8 +136,7 @@ fn damage_to_a_block_or_a_balance_is_found_and_named_by_height() {
     // block does not read it.
     let mut old = 0;
     damage(&c, 2, |t, blocks| {
-        let tip: Option<(u64, bank_ledger::ledger::Hash32)> =
-            bank_ledger::codec::decode(&t.get(b"m:tip").unwrap().expect("a tip")).unwrap();
+        let tip = bank_ledger::storage::ledger_store::stored_tip(t).unwrap();
         old = tip.expect("a tip").0 - 1;
         assert!(old >= 2, "an old block with a transfer: {old}");
         edit_amount(t, blocks, old, 1);

@@ -39,11 +39,18 @@ pub const HISTORY_MAX_BLOCKS: u64 = 2048;
 /// Most transactions one [`Ledger::account_history`] call reads (whole
 /// blocks; at least one): full blocks hold thousands each.
 pub const HISTORY_MAX_TXS: usize = 65_536;
+/// What every applied block updates, in one value: a [`Head`]. Four keys
+/// (`m:applied`, `m:tip`, `m:balance_digest`, `m:view_len`) before: sled
+/// rewrites a leaf for each insert, and one insert instead of four cut a
+/// follower's CPU per small block by ~25% (measured by `bank-bench --local`).
+const KEY_HEAD: &[u8] = b"m:head";
+/// The four keys of data dirs written before [`KEY_HEAD`]; a start moves
+/// them into it. Snapshot files still carry the tip and the applied log id
+/// as `m:tip` and `m:applied` records.
 const KEY_APPLIED: &[u8] = b"m:applied";
-const KEY_MEMBERSHIP: &[u8] = b"m:membership";
 const KEY_TIP: &[u8] = b"m:tip";
-/// Node-local: length of this node's chain.jsonl; never part of a snapshot.
 const KEY_VIEW_LEN: &[u8] = b"m:view_len";
+const KEY_MEMBERSHIP: &[u8] = b"m:membership";
 /// Blocks as snapshot records; in data dirs written before block files,
 /// whole blocks in sled (a start moves them into the block files).
 const PREFIX_BLOCK: &[u8] = b"b:";
@@ -69,10 +76,60 @@ const PREFIX_TX: &[u8] = b"t:";
 /// In tree `ledger_install`: set while a snapshot install is under way.
 const KEY_PENDING_INSTALL: &[u8] = b"pending";
 
-/// Digest of all balances: XOR of SHA-256(account, balance) over accounts,
-/// kept up to date per block, so a balance edited outside the ledger is
-/// caught at start in O(accounts) without replaying history.
+/// Digest of all balances ([`Head::balance_digest`]; this key in old data dirs).
 const KEY_BALANCE_DIGEST: &[u8] = b"m:balance_digest";
+
+/// The applied state's head, rewritten by every block (see [`KEY_HEAD`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Head {
+    /// The last log entry applied.
+    applied: Option<LogId>,
+    /// Height and hash of the last stored block.
+    tip: Option<(u64, Hash32)>,
+    /// XOR of SHA-256(account, balance) over all accounts, kept up to date
+    /// per block, so a balance edited outside the ledger is caught at start
+    /// in O(accounts) without replaying history.
+    balance_digest: Option<[u8; 32]>,
+    /// Node-local: length of this node's chain.jsonl (`u64::MAX`: rebuild
+    /// it); never part of a snapshot.
+    view_len: u64,
+}
+
+/// The stored head: [`KEY_HEAD`], or in a data dir from before it, the
+/// keys it replaced.
+fn stored_head(tree: &sled::Tree) -> Result<Head, LedgerError> {
+    if let Some(v) = tree.get(KEY_HEAD)? {
+        return decode(&v, || "m:head".into());
+    }
+    Ok(Head {
+        applied: match tree.get(KEY_APPLIED)? {
+            Some(v) => decode(&v, || "m:applied".into())?,
+            None => None,
+        },
+        tip: match tree.get(KEY_TIP)? {
+            Some(v) => decode(&v, || "m:tip".into())?,
+            None => None,
+        },
+        balance_digest: match tree.get(KEY_BALANCE_DIGEST)? {
+            Some(v) => Some(v.as_ref().try_into().map_err(|_| LedgerError::Corruption {
+                height: 0,
+                reason: format!("m:balance_digest holds {} bytes, not 32", v.len()),
+            })?),
+            None => None,
+        },
+        view_len: match tree.get(KEY_VIEW_LEN)? {
+            Some(v) => decode(&v, || "m:view_len".into())?,
+            None => u64::MAX,
+        },
+    })
+}
+
+/// Height and hash of the last block stored in a ledger tree. For tests
+/// that damage a data dir.
+#[doc(hidden)]
+pub fn stored_tip(tree: &sled::Tree) -> Result<Option<(u64, Hash32)>, LedgerError> {
+    Ok(stored_head(tree)?.tip)
+}
 
 fn balance_term(account: AccountId, balance: Amount) -> [u8; 32] {
     Hash32::digest(&[b"balance", &account.to_be_bytes(), &balance.to_be_bytes()]).0
@@ -167,7 +224,7 @@ pub struct LedgerState {
     pub tip_hash: Hash32,
     pub last_applied: Option<LogId>,
     pub membership: StoredMembership,
-    /// See [`KEY_BALANCE_DIGEST`].
+    /// XOR of SHA-256(account, balance) over all accounts, as stored in the head.
     pub balance_digest: [u8; 32],
 }
 
@@ -283,6 +340,7 @@ impl Ledger {
             ledger.blocks.keep_through(None)?;
             ledger.write_genesis(&genesis)?;
         } else {
+            ledger.move_head_keys()?;
             ledger.move_block_values()?;
             ledger.cut_unindexed_blocks()?;
         }
@@ -320,10 +378,14 @@ impl Ledger {
             KEY_BALANCES.to_vec(),
             encode(&(genesis.last_height(), &balances), "balances")?,
         )?;
-        batch.insert(KEY_TIP.to_vec(), encode(&last, "tip")?)?;
-        batch.insert(KEY_BALANCE_DIGEST.to_vec(), balance_digest(&balances).to_vec())?;
-        // The chain view is rebuilt from sled right after.
-        batch.insert(KEY_VIEW_LEN.to_vec(), encode(&u64::MAX, "view length")?)?;
+        let head = Head {
+            applied: None,
+            tip: last,
+            balance_digest: Some(balance_digest(&balances)),
+            // The chain view is rebuilt from sled right after.
+            view_len: u64::MAX,
+        };
+        batch.insert(KEY_HEAD.to_vec(), encode(&head, "head")?)?;
         batch.finish()?;
         // The blocks are on disk before the mark that says genesis is written.
         self.blocks.sync()?;
@@ -336,24 +398,21 @@ impl Ledger {
     fn reload(&self) -> Result<(), LedgerError> {
         let (balances, deltas) = self.load_balances()?;
         *self.deltas.lock().unwrap_or_else(|p| p.into_inner()) = deltas;
-        let (tip_height, tip_hash) = self.stored_tip()?.ok_or(LedgerError::Corruption {
+        let head = stored_head(&self.tree)?;
+        let (tip_height, tip_hash) = head.tip.ok_or(LedgerError::Corruption {
             height: 0,
             reason: "no chain tip recorded".into(),
         })?;
-        let last_applied = match self.tree.get(KEY_APPLIED)? {
-            Some(v) => decode(&v, || "m:applied".into())?,
-            None => None,
-        };
+        let last_applied = head.applied;
         let membership = match self.tree.get(KEY_MEMBERSHIP)? {
             Some(v) => decode(&v, || "m:membership".into())?,
             None => StoredMembership::default(),
         };
-        let stored_digest = self.tree.get(KEY_BALANCE_DIGEST)?;
         let digest = balance_digest(&balances);
         // Reported by the verify functions, so an audit can still open the
         // ledger and name the account.
         self.digest_mismatch.store(
-            stored_digest.as_deref() != Some(&digest[..]),
+            head.balance_digest != Some(digest),
             std::sync::atomic::Ordering::Relaxed,
         );
         *self.state.write().unwrap_or_else(|p| p.into_inner()) = LedgerState {
@@ -369,10 +428,32 @@ impl Ledger {
 
     /// Height and hash of the last stored block, if any.
     fn stored_tip(&self) -> Result<Option<(u64, Hash32)>, LedgerError> {
-        match self.tree.get(KEY_TIP)? {
-            Some(v) => decode(&v, || "m:tip".into()),
-            None => Ok(None),
+        stored_tip(&self.tree)
+    }
+
+    /// Rewrites the stored head with `change` applied, in `batch` (the
+    /// blocks' path builds its head whole instead).
+    fn update_head(&self, batch: &mut sled::Batch, change: impl FnOnce(&mut Head)) -> Result<(), LedgerError> {
+        let mut head = stored_head(&self.tree)?;
+        change(&mut head);
+        batch.insert(KEY_HEAD, encode(&head, "head")?);
+        Ok(())
+    }
+
+    /// Moves the head of a data dir from before [`KEY_HEAD`] into it, in one
+    /// batch (a crash leaves either form, both readable).
+    fn move_head_keys(&self) -> Result<(), LedgerError> {
+        if self.tree.get(KEY_HEAD)?.is_some() {
+            return Ok(());
         }
+        let head = stored_head(&self.tree)?;
+        let mut batch = sled::Batch::default();
+        batch.insert(KEY_HEAD, encode(&head, "head")?);
+        for k in [KEY_APPLIED, KEY_TIP, KEY_BALANCE_DIGEST, KEY_VIEW_LEN] {
+            batch.remove(k);
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(())
     }
 
     /// The stored balances: the checkpoint with the deltas after it replayed.
@@ -500,10 +581,7 @@ impl Ledger {
             let path = path.display().to_string();
             move |source| LedgerError::Io { path, source }
         };
-        let expected: u64 = match self.tree.get(KEY_VIEW_LEN)? {
-            Some(v) => decode(&v, || "m:view_len".into())?,
-            None => u64::MAX,
-        };
+        let expected = stored_head(&self.tree)?.view_len;
         let view = match ChainView::open(&self.states_dir, expected).map_err(io(&self.states_dir))? {
             Some(view) => view,
             None => {
@@ -521,7 +599,9 @@ impl Ledger {
                     let line = views::block_line(&block, block.hash(), &records);
                     view.append(&line).map_err(io(view.path()))?;
                 }
-                self.tree.insert(KEY_VIEW_LEN, encode(&view.len(), "view length")?)?;
+                let mut batch = sled::Batch::default();
+                self.update_head(&mut batch, |h| h.view_len = view.len())?;
+                self.tree.apply_batch(batch)?;
                 view
             }
         };
@@ -619,12 +699,12 @@ impl Ledger {
             (s.tip_height, s.tip_hash)
         };
         let mut batch = sled::Batch::default();
-        batch.insert(KEY_APPLIED, encode(&Some(log_id), "applied")?);
         let hash = match block.verify_extends(self.chain_id, self.difficulty, tip_height, tip_hash) {
             Ok(hash) => hash,
             Err(e) => {
                 // Deterministic on every node: same tip, same block, same verdict.
                 tracing::warn!("refused block at log index {}: {e}", log_id.index);
+                self.update_head(&mut batch, |h| h.applied = Some(log_id))?;
                 self.tree.apply_batch(batch)?;
                 self.state.write().unwrap_or_else(|p| p.into_inner()).last_applied = Some(log_id);
                 return Ok(BlockOutcome::Refused { reason: e.to_string() });
@@ -667,14 +747,20 @@ impl Ledger {
                 batch.insert(delta_key(block.height()), encode(&changes, "balance delta")?);
             }
         }
-        batch.insert(KEY_TIP, encode(&Some((block.height(), hash)), "tip")?);
-        batch.insert(KEY_BALANCE_DIGEST, digest.to_vec());
-
         let line = views::block_line(block, hash, &exec.records);
         let mut view_guard = self.chain_view.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(view) = view_guard.as_ref() {
-            batch.insert(KEY_VIEW_LEN, encode(&(view.len() + line.len() as u64), "view length")?);
-        }
+        let view_len = match view_guard.as_ref() {
+            Some(view) => view.len() + line.len() as u64,
+            // No view open (an install under way): keep what is stored.
+            None => stored_head(&self.tree)?.view_len,
+        };
+        let head = Head {
+            applied: Some(log_id),
+            tip: Some((block.height(), hash)),
+            balance_digest: Some(digest),
+            view_len,
+        };
+        batch.insert(KEY_HEAD, encode(&head, "head")?);
         self.tree.apply_batch(batch)?;
         if checkpoint.is_some() {
             *deltas = Deltas::default();
@@ -726,7 +812,7 @@ impl Ledger {
 
     pub(crate) fn apply_marker(&self, log_id: LogId, membership: Option<StoredMembership>) -> Result<(), LedgerError> {
         let mut batch = sled::Batch::default();
-        batch.insert(KEY_APPLIED, encode(&Some(log_id), "applied")?);
+        self.update_head(&mut batch, |h| h.applied = Some(log_id))?;
         if let Some(m) = &membership {
             batch.insert(KEY_MEMBERSHIP, encode(m, "membership")?);
         }
@@ -1489,6 +1575,10 @@ impl Ledger {
         let mut balances = BTreeMap::new();
         let mut tip = None;
         while let Some((k, v)) = r.next_record()? {
+            // Folded into the head below; the log id is the metadata's.
+            if k == KEY_APPLIED {
+                continue;
+            }
             if k.starts_with(PREFIX_ACCOUNT) {
                 let (account, balance) = account_record(&k, &v)?;
                 balances.insert(account, balance);
@@ -1502,17 +1592,22 @@ impl Ledger {
             }
             if k == KEY_TIP {
                 tip = decode::<Option<(u64, Hash32)>>(&v, || "snapshot tip".into())?;
+                continue;
             }
             batch.insert(k, v)?;
         }
         // Before the batch that finishes the install (and the flush after it).
         self.blocks.sync()?;
-        batch.insert(KEY_BALANCE_DIGEST.to_vec(), balance_digest(&balances).to_vec())?;
+        let head = Head {
+            applied: meta.last_log_id,
+            tip,
+            balance_digest: Some(balance_digest(&balances)),
+            view_len: u64::MAX,
+        };
         let checkpoint: Checkpoint = (tip.map_or(0, |t| t.0), balances);
         batch.insert(KEY_BALANCES.to_vec(), encode(&checkpoint, "balances")?)?;
-        batch.insert(KEY_APPLIED.to_vec(), encode(&meta.last_log_id, "applied")?)?;
         batch.insert(KEY_MEMBERSHIP.to_vec(), encode(&meta.last_membership, "membership")?)?;
-        batch.insert(KEY_VIEW_LEN.to_vec(), encode(&u64::MAX, "view length")?)?;
+        batch.insert(KEY_HEAD.to_vec(), encode(&head, "head")?)?;
         batch.finish()
     }
 }

@@ -456,6 +456,49 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_four_head_keys_of_older_data_dirs_move_into_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let chain = dir.path().join("states").join(views::CHAIN_FILE);
+        let (tip, applied, view) = {
+            let (ledger, mut sm) = open(dir.path());
+            let b = next_block(&ledger, vec![transfer("h1", 0, 1, 25)]);
+            sm.apply(vec![entry(1, b)]).await.unwrap();
+            // The layout an older version wrote: four keys, no `m:head`.
+            let t = ledger.raw_tree();
+            let (tip, applied, digest) =
+                ledger.with_state(|s| (Some((s.tip_height, s.tip_hash)), s.last_applied, s.balance_digest));
+            let view = std::fs::read_to_string(&chain).unwrap();
+            t.insert(b"m:tip", crate::codec::encode(&tip).unwrap()).unwrap();
+            t.insert(b"m:applied", crate::codec::encode(&applied).unwrap()).unwrap();
+            t.insert(b"m:balance_digest", digest.to_vec()).unwrap();
+            t.insert(b"m:view_len", crate::codec::encode(&(view.len() as u64)).unwrap())
+                .unwrap();
+            t.remove(b"m:head").unwrap();
+            (tip, applied, view)
+        };
+        let (ledger, mut sm) = open(dir.path());
+        let t = ledger.raw_tree();
+        assert!(t.get(b"m:head").unwrap().is_some());
+        for old in [&b"m:tip"[..], b"m:applied", b"m:balance_digest", b"m:view_len"] {
+            assert!(t.get(old).unwrap().is_none(), "{}", String::from_utf8_lossy(old));
+        }
+        assert_eq!(
+            ledger.with_state(|s| (Some((s.tip_height, s.tip_hash)), s.last_applied)),
+            (tip, applied)
+        );
+        assert_eq!(ledger.balance(1), Some((125, 1)));
+        // The digest and the view length carried over: nothing to rebuild.
+        ledger.verify().unwrap();
+        assert_eq!(std::fs::read_to_string(&chain).unwrap(), view);
+        let b = next_block(&ledger, vec![transfer("h2", 1, 0, 5)]);
+        sm.apply(vec![entry(2, b)]).await.unwrap();
+        drop((ledger, sm));
+        let (ledger, _sm) = open(dir.path());
+        assert_eq!(ledger.balance(0), Some((80, 2)));
+        ledger.verify().unwrap();
+    }
+
+    #[tokio::test]
     async fn whole_blocks_in_sled_of_older_data_dirs_move_into_block_files() {
         let dir = tempfile::tempdir().unwrap();
         let chain: Vec<Block> = {
