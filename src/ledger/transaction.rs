@@ -2,7 +2,7 @@
 //! binary encoding: its hash (and so the merkle root and the block hash)
 //! depends on nothing a serializer might reorder.
 
-use super::keys::{PublicKey, Signature};
+use super::keys::{PublicKey, Signature, SignedTransfer};
 use super::{merkle, AccountId, Amount, Hash32};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -173,6 +173,26 @@ const KIND_BALANCE_CHECK: u8 = 2;
 const KIND_ALLOCATION: u8 = 3;
 
 impl Transaction {
+    /// A transfer's signed fields; other transactions carry no signature.
+    pub fn signed(&self) -> Option<SignedTransfer<'_>> {
+        match self {
+            Transaction::Transfer {
+                id,
+                from,
+                to,
+                amount,
+                signature,
+            } => Some(SignedTransfer {
+                id,
+                from: *from,
+                to: *to,
+                amount: *amount,
+                signature,
+            }),
+            _ => None,
+        }
+    }
+
     /// The id clients know this transaction by; allocations have none.
     pub fn id(&self) -> Option<&TxId> {
         match self {

@@ -835,47 +835,18 @@ impl Ledger {
     /// Checks that a transfer is signed by its source account's key; other
     /// transactions need no signature.
     pub fn authorize(&self, tx: &Transaction) -> Result<(), TransferAuthError> {
-        match tx {
-            Transaction::Transfer {
-                id,
-                from,
-                to,
-                amount,
-                signature,
-            } => self
-                .keys
-                .verify_transfer(self.chain_id, id, *from, *to, *amount, signature),
-            _ => Ok(()),
-        }
+        self.authorize_many(std::slice::from_ref(tx)).pop().unwrap_or(Ok(()))
     }
 
     /// [`Ledger::authorize`] for many transactions at once (their
     /// signatures checked in batches); one result each, in order.
     pub fn authorize_many(&self, txs: &[Transaction]) -> Vec<Result<(), TransferAuthError>> {
-        let signed: Vec<SignedTransfer> = txs
-            .iter()
-            .filter_map(|t| match t {
-                Transaction::Transfer {
-                    id,
-                    from,
-                    to,
-                    amount,
-                    signature,
-                } => Some(SignedTransfer {
-                    id,
-                    from: *from,
-                    to: *to,
-                    amount: *amount,
-                    signature,
-                }),
-                _ => None,
-            })
-            .collect();
+        let signed: Vec<SignedTransfer> = txs.iter().filter_map(Transaction::signed).collect();
         let mut verdicts = self.keys.verify_transfers(self.chain_id, &signed).into_iter();
         txs.iter()
-            .map(|t| match t {
-                Transaction::Transfer { .. } => verdicts.next().unwrap_or(Ok(())),
-                _ => Ok(()),
+            .map(|t| match t.signed() {
+                Some(_) => verdicts.next().unwrap_or(Ok(())),
+                None => Ok(()),
             })
             .collect()
     }
