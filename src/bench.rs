@@ -202,9 +202,11 @@ pub async fn run_load(mut config: LoadConfig) -> Result<LoadResult, tonic::Statu
     }
     // Stage counters are read once the warm-up is over, and again at the end.
     tokio::time::sleep_until(measure_from).await;
-    let before = leader_stages(&config.servers).await;
-    let watched = watched(&config, before.as_ref().map(|(addr, _)| addr.as_str()));
+    // CPU first: the status call that finds the leader may take seconds.
+    let watched = watched(&config);
     let cpu_before = CpuSample::take(&watched);
+    let before = leader_stages(&config.servers).await;
+    let leader_addr = before.as_ref().map(|(addr, _)| addr.clone());
     tokio::time::sleep_until(until).await;
     let cpu_after = CpuSample::take(&watched);
     let mut all = Vec::new();
@@ -252,27 +254,31 @@ pub async fn run_load(mut config: LoadConfig) -> Result<LoadResult, tonic::Statu
         p99_ms: percentile(&all, 0.99),
         max_ms: all.last().map_or(0.0, |m| f64::from(*m) / 1000.0),
         stages,
-        cpu: CpuReport::between(&cpu_before, &cpu_after, committed),
+        cpu: CpuReport::between(&cpu_before, &cpu_after, committed).map(|mut report| {
+            if let Some((leader, _)) = config
+                .local_pids
+                .iter()
+                .find(|(s, _)| Some(&s.addr) == leader_addr.as_ref())
+            {
+                let name = node_name(leader);
+                if let Some(v) = report.us_per_tx.remove(&name) {
+                    report.us_per_tx.insert(format!("{name} (leader)"), v);
+                }
+            }
+            report
+        }),
     })
 }
 
-/// The processes a run's CPU report covers: the local nodes (the leader
-/// named as such) and this benchmark.
-fn watched(config: &LoadConfig, leader: Option<&str>) -> Vec<Watched> {
+/// The processes a run's CPU report covers: the local nodes and this
+/// benchmark.
+fn watched(config: &LoadConfig) -> Vec<Watched> {
     let mut out: Vec<Watched> = config
         .local_pids
         .iter()
-        .map(|(s, pid)| {
-            let id = s.id.map_or_else(|| s.addr.clone(), |i| i.to_string());
-            let role = if leader == Some(s.addr.as_str()) {
-                " (leader)"
-            } else {
-                ""
-            };
-            Watched {
-                name: format!("node {id}{role}"),
-                pid: *pid,
-            }
+        .map(|(s, pid)| Watched {
+            name: node_name(s),
+            pid: *pid,
         })
         .collect();
     out.push(Watched {
@@ -280,6 +286,10 @@ fn watched(config: &LoadConfig, leader: Option<&str>) -> Vec<Watched> {
         pid: std::process::id(),
     });
     out
+}
+
+fn node_name(s: &Server) -> String {
+    format!("node {}", s.id.map_or_else(|| s.addr.clone(), |i| i.to_string()))
 }
 
 /// Sends one request; returns (committed, refused, outcome unknown, the

@@ -98,6 +98,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         local_pids: Vec::new(),
     };
     if !cli.local {
+        if !cli.runs.is_empty() {
+            bail!("--runs needs --local (against a running cluster use --concurrency and --batch)");
+        }
         let servers = parse_servers(&cli.servers).map_err(|e| anyhow!(e))?;
         let r = run_load(base(servers, cli.concurrency, cli.batch))
             .await

@@ -8,9 +8,14 @@
 //! chain, keeps it from being replayed on this one.
 
 use super::{AccountId, Amount, Hash32, TxId};
+use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
+use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use rand::Rng;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use sha2::{Digest, Sha256};
+use sha2::{Digest, Sha256, Sha512};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -259,32 +264,42 @@ impl AccountKeys {
             amount,
             signature,
         };
-        self.verify_transfers(chain_id, &[one]).pop().unwrap_or(Ok(()))
+        // One verdict per transfer; refuse rather than pass if there were none.
+        self.verify_transfers(chain_id, &[one]).pop().unwrap_or_else(|| {
+            Err(SignatureError::Invalid {
+                id: id.clone(),
+                account: from,
+            }
+            .into())
+        })
     }
 
     /// Checks many transfers' signatures; one result per transfer, in order.
     ///
     /// The rule, the same for the leader (one transfer or many) and for
-    /// audits: the cofactored ed25519 equation `[8][s]B = [8]R + [8][k]A`,
-    /// with `s` canonical and `A` not of small order (genesis refuses weak
-    /// keys). Every signature that passes strict verification passes it. It
-    /// is the equation batch verification checks, so a leader and an audit
-    /// can never disagree about a signature whether they check it alone or
-    /// in a batch (strict checks alone and cofactored batches would: a key's
-    /// owner could craft a signature only one of them accepts).
+    /// audits: the cofactored ed25519 equation `[8]([s]B - R - [k]A) = 0`,
+    /// `k = SHA-512(R || A || M)`, with `s` canonical and `A` not of small
+    /// order. Every signature that passes strict (cofactorless) verification
+    /// passes it, so chains checked strictly before still verify. Unlike
+    /// the cofactorless equation, its verdict on a signature does not depend
+    /// on which other signatures share its batch: a key's owner can add a
+    /// small-order component to `R`, which the cofactorless batch check of
+    /// ed25519-dalek accepts or not depending on the batch's random weights,
+    /// so a leader and an audit could have disagreed. This is the
+    /// verification rule of ZIP-215.
     ///
-    /// Valid signatures are checked [`VERIFY_BATCH`] at a time (~20 us each
-    /// measured here, against ~48 us one by one); a batch that fails is
-    /// checked one by one to name the bad ones (~53 us each), so a bad
-    /// signature costs its sender's request, not others'.
+    /// Signatures are checked [`VERIFY_BATCH`] at a time in one multiscalar
+    /// multiplication (~20 us each measured here, against ~48 us one by
+    /// one); a batch that fails is checked one by one to name the bad
+    /// ones, so a bad signature costs its sender's request, not others'.
     pub fn verify_transfers(
         &self,
         chain_id: Hash32,
         transfers: &[SignedTransfer<'_>],
     ) -> Vec<Result<(), TransferAuthError>> {
         let mut out: Vec<Result<(), TransferAuthError>> = Vec::with_capacity(transfers.len());
-        // (index, key, signature, message) of those that get to the equation.
-        let mut checked = Vec::with_capacity(transfers.len());
+        // Those that get to the equation, with the index of their result.
+        let mut checked: Vec<(usize, Equation)> = Vec::with_capacity(transfers.len());
         for (i, t) in transfers.iter().enumerate() {
             let key = match self.get(t.from) {
                 Some(k) => k,
@@ -301,29 +316,38 @@ impl AccountKeys {
                 .into()));
                 continue;
             }
-            match VerifyingKey::from_bytes(&key.0) {
-                Ok(vk) => {
-                    out.push(Ok(()));
-                    let msg = transfer_message(chain_id, t.id, t.from, t.to, t.amount);
-                    checked.push((i, vk, ed25519_dalek::Signature::from_bytes(&t.signature.0), msg));
+            let invalid = || {
+                Err(SignatureError::Invalid {
+                    id: t.id.clone(),
+                    account: t.from,
                 }
-                Err(_) => out.push(Err(SignatureError::BadKey { account: t.from }.into())),
+                .into())
+            };
+            match Equation::of(
+                &key,
+                t.signature,
+                &transfer_message(chain_id, t.id, t.from, t.to, t.amount),
+            ) {
+                Ok(eq) => {
+                    out.push(Ok(()));
+                    checked.push((i, eq));
+                }
+                Err(EquationError::BadKey) => out.push(Err(SignatureError::BadKey { account: t.from }.into())),
+                Err(EquationError::BadSignature) => out.push(invalid()),
             }
         }
-        let invalid = |i: usize| -> Result<(), TransferAuthError> {
-            Err(SignatureError::Invalid {
-                id: transfers[i].id.clone(),
-                account: transfers[i].from,
-            }
-            .into())
-        };
         for part in checked.chunks(VERIFY_BATCH) {
-            if equation_holds(part) {
+            if Equation::all_hold(part.iter().map(|(_, eq)| eq)) {
                 continue;
             }
-            for one in part.chunks(1) {
-                if !equation_holds(one) {
-                    out[one[0].0] = invalid(one[0].0);
+            for (i, eq) in part {
+                if !Equation::all_hold(std::iter::once(eq)) {
+                    let t = &transfers[*i];
+                    out[*i] = Err(SignatureError::Invalid {
+                        id: t.id.clone(),
+                        account: t.from,
+                    }
+                    .into());
                 }
             }
         }
@@ -335,12 +359,70 @@ impl AccountKeys {
 /// per signature, and its scratch memory grows with it.
 pub const VERIFY_BATCH: usize = 1024;
 
-/// Whether every signature in `part` satisfies the cofactored equation.
-fn equation_holds(part: &[(usize, VerifyingKey, ed25519_dalek::Signature, Vec<u8>)]) -> bool {
-    let msgs: Vec<&[u8]> = part.iter().map(|p| p.3.as_slice()).collect();
-    let sigs: Vec<ed25519_dalek::Signature> = part.iter().map(|p| p.2).collect();
-    let keys: Vec<VerifyingKey> = part.iter().map(|p| p.1).collect();
-    ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok()
+/// One signature's verification equation, decoded: `[8]([s]B - R - [k]A) = 0`.
+struct Equation {
+    s: Scalar,
+    r: EdwardsPoint,
+    k: Scalar,
+    a: EdwardsPoint,
+}
+
+enum EquationError {
+    /// The key is not a point, or is of small order (it could sign anything).
+    BadKey,
+    /// `R` is not a point, or `s` is not canonical.
+    BadSignature,
+}
+
+impl Equation {
+    fn of(key: &PublicKey, signature: &Signature, message: &[u8]) -> Result<Equation, EquationError> {
+        let a = CompressedEdwardsY(key.0).decompress().ok_or(EquationError::BadKey)?;
+        if a.is_small_order() {
+            return Err(EquationError::BadKey);
+        }
+        let mut r_bytes = [0u8; 32];
+        r_bytes.copy_from_slice(&signature.0[..32]);
+        let mut s_bytes = [0u8; 32];
+        s_bytes.copy_from_slice(&signature.0[32..]);
+        let r = CompressedEdwardsY(r_bytes)
+            .decompress()
+            .ok_or(EquationError::BadSignature)?;
+        let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes)).ok_or(EquationError::BadSignature)?;
+        // k = SHA-512(R || A || M), over the bytes as sent (RFC 8032).
+        let mut h = Sha512::new();
+        h.update(r_bytes);
+        h.update(key.0);
+        h.update(message);
+        let k = Scalar::from_bytes_mod_order_wide(&h.finalize().into());
+        Ok(Equation { s, r, k, a })
+    }
+
+    /// Whether every equation holds: one multiscalar multiplication of
+    /// `sum z_i ([s_i]B - R_i - [k_i]A_i)` with random 128-bit weights
+    /// `z_i`, times the cofactor. Multiplying by 8 removes every small-order
+    /// component, so what remains lies in the prime-order group, where a sum
+    /// with a failing term vanishes only for weights that hit a linear
+    /// relation (probability ~2^-128): the verdict is each equation's, not
+    /// the batch's.
+    fn all_hold<'a>(eqs: impl Iterator<Item = &'a Equation>) -> bool {
+        let eqs: Vec<&Equation> = eqs.collect();
+        if let [one] = eqs.as_slice() {
+            let e = EdwardsPoint::vartime_double_scalar_mul_basepoint(&one.k, &(-one.a), &one.s) - one.r;
+            return e.mul_by_cofactor().is_identity();
+        }
+        let mut rng = rand::thread_rng();
+        let zs: Vec<Scalar> = eqs.iter().map(|_| Scalar::from(rng.gen::<u128>())).collect();
+        let b_coefficient: Scalar = eqs.iter().zip(&zs).map(|(eq, z)| z * eq.s).sum();
+        let scalars = std::iter::once(b_coefficient)
+            .chain(zs.iter().map(|z| -z))
+            .chain(eqs.iter().zip(&zs).map(|(eq, z)| -(z * eq.k)));
+        let points = std::iter::once(ED25519_BASEPOINT_POINT)
+            .chain(eqs.iter().map(|eq| eq.r))
+            .chain(eqs.iter().map(|eq| eq.a));
+        EdwardsPoint::vartime_multiscalar_mul(scalars, points)
+            .mul_by_cofactor()
+            .is_identity()
+    }
 }
 
 /// A transfer's signed fields, for [`AccountKeys::verify_transfers`].
@@ -564,6 +646,122 @@ mod tests {
         ));
         assert_eq!(together[300], Err(TransferAuthError::UnknownAccount(99)));
         assert!(keys.verify_transfers(chain, &[]).is_empty());
+    }
+
+    /// A key's owner signs with a small-order component added to `R`:
+    /// strict verification refuses it, the cofactored rule accepts it, and
+    /// the verdict must not depend on the batch it is checked in.
+    #[test]
+    fn a_crafted_small_order_component_gets_one_verdict_alone_and_in_any_batch() {
+        use curve25519_dalek::constants::EIGHT_TORSION;
+        let chain = Hash32([7; 32]);
+        let random_scalar = || {
+            let mut b = [0u8; 64];
+            rand::thread_rng().fill(&mut b[..]);
+            Scalar::from_bytes_mod_order_wide(&b)
+        };
+        let secret = random_scalar();
+        let public = PublicKey(EdwardsPoint::mul_base(&secret).compress().0);
+        let keys = AccountKeys::new(
+            std::iter::once((5, public))
+                .chain((0..4).map(|a| (a, AccountKey::dev(a).public())))
+                .collect(),
+        );
+        let crafted_id = id("crafted");
+        let msg = transfer_message(chain, &crafted_id, 5, 1, 10);
+        let nonce = random_scalar();
+        let r = (EdwardsPoint::mul_base(&nonce) + EIGHT_TORSION[1]).compress().0;
+        let k = Scalar::from_bytes_mod_order_wide(
+            &Sha512::new()
+                .chain_update(r)
+                .chain_update(public.0)
+                .chain_update(&msg)
+                .finalize()
+                .into(),
+        );
+        let mut sig = [0u8; 64];
+        sig[..32].copy_from_slice(&r);
+        sig[32..].copy_from_slice((nonce + k * secret).as_bytes());
+        let crafted = Signature(sig);
+        let strict = VerifyingKey::from_bytes(&public.0)
+            .unwrap()
+            .verify_strict(&msg, &ed25519_dalek::Signature::from_bytes(&sig));
+        assert!(strict.is_err(), "the case where the rules differ");
+        assert_eq!(keys.verify_transfer(chain, &crafted_id, 5, 1, 10, &crafted), Ok(()));
+
+        let ids: Vec<TxId> = (0..40).map(|i| id(&format!("c{i}"))).collect();
+        let sigs: Vec<Signature> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, t)| AccountKey::dev(i as u64 % 4).sign_transfer(chain, t, 1, 10))
+            .collect();
+        for size in [1, 2, 3, 7, 16, 40] {
+            for _ in 0..8 {
+                let mut batch: Vec<SignedTransfer> = ids[..size]
+                    .iter()
+                    .zip(&sigs)
+                    .enumerate()
+                    .map(|(i, (t, signature))| SignedTransfer {
+                        id: t,
+                        from: i as u64 % 4,
+                        to: 1,
+                        amount: 10,
+                        signature,
+                    })
+                    .collect();
+                let at = rand::thread_rng().gen_range(0..=batch.len());
+                batch.insert(
+                    at,
+                    SignedTransfer {
+                        id: &crafted_id,
+                        from: 5,
+                        to: 1,
+                        amount: 10,
+                        signature: &crafted,
+                    },
+                );
+                assert!(
+                    keys.verify_transfers(chain, &batch).iter().all(Result::is_ok),
+                    "batch of {}",
+                    batch.len()
+                );
+                // The same signature on other content is refused, wherever it sits.
+                batch[at].amount = 11;
+                let verdicts = keys.verify_transfers(chain, &batch);
+                let bad: Vec<usize> = (0..batch.len()).filter(|i| verdicts[*i].is_err()).collect();
+                assert_eq!(bad, [at]);
+            }
+        }
+    }
+
+    /// For signatures made the usual way, and for damaged ones, the rule
+    /// agrees with strict verification.
+    #[test]
+    fn honest_and_damaged_signatures_get_the_verdict_strict_verification_gives() {
+        let chain = Hash32([9; 32]);
+        let keys = AccountKeys::new((0..3).map(|a| (a, AccountKey::dev(a).public())).collect());
+        let mut rng = rand::thread_rng();
+        for i in 0..200u64 {
+            let t = id(&format!("s{i}"));
+            let from = i % 3;
+            let mut sig = AccountKey::dev(from).sign_transfer(chain, &t, 2, i);
+            if i % 2 == 1 {
+                let byte = rng.gen_range(0..64);
+                sig.0[byte] ^= 1 << rng.gen_range(0..8);
+            }
+            let strict = VerifyingKey::from_bytes(&keys.get(from).unwrap().0)
+                .unwrap()
+                .verify_strict(
+                    &transfer_message(chain, &t, from, 2, i),
+                    &ed25519_dalek::Signature::from_bytes(&sig.0),
+                )
+                .is_ok();
+            assert_eq!(
+                keys.verify_transfer(chain, &t, from, 2, i, &sig).is_ok(),
+                strict,
+                "transfer {i}"
+            );
+        }
     }
 
     #[test]
