@@ -459,8 +459,9 @@ impl PublicKey {
         Ok(PublicKey(arr))
     }
 
-    /// Whether the key is a valid ed25519 public key that can sign: a point
-    /// of small order (weak) would make every signature fail strict checks.
+    /// Whether the key is a valid ed25519 public key that can sign: under
+    /// the cofactored rule anyone could sign for a point of small order
+    /// (weak), so [`AccountKeys::verify_transfers`] refuses such keys too.
     pub fn check(&self) -> Result<(), String> {
         match VerifyingKey::from_bytes(&self.0) {
             Err(_) => Err(format!("public key {self} is not an ed25519 point")),
