@@ -231,6 +231,12 @@ fn bank_bench_local_runs_its_own_cluster_and_says_where_the_cpu_went() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("CONCURRENCYxBATCH"));
+    let bad = Command::new(env!("CARGO_BIN_EXE_bank-bench"))
+        .args(["--runs", "4x1", "--servers", "127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--runs needs --local"));
 }
 
 #[test]

@@ -265,13 +265,9 @@ impl AccountKeys {
             signature,
         };
         // One verdict per transfer; refuse rather than pass if there were none.
-        self.verify_transfers(chain_id, &[one]).pop().unwrap_or_else(|| {
-            Err(SignatureError::Invalid {
-                id: id.clone(),
-                account: from,
-            }
-            .into())
-        })
+        self.verify_transfers(chain_id, &[one])
+            .pop()
+            .unwrap_or_else(|| Err(one.invalid()))
     }
 
     /// Checks many transfers' signatures; one result per transfer, in order.
@@ -316,13 +312,6 @@ impl AccountKeys {
                 .into()));
                 continue;
             }
-            let invalid = || {
-                Err(SignatureError::Invalid {
-                    id: t.id.clone(),
-                    account: t.from,
-                }
-                .into())
-            };
             match Equation::of(
                 &key,
                 t.signature,
@@ -333,7 +322,7 @@ impl AccountKeys {
                     checked.push((i, eq));
                 }
                 Err(EquationError::BadKey) => out.push(Err(SignatureError::BadKey { account: t.from }.into())),
-                Err(EquationError::BadSignature) => out.push(invalid()),
+                Err(EquationError::BadSignature) => out.push(Err(t.invalid())),
             }
         }
         for part in checked.chunks(VERIFY_BATCH) {
@@ -342,12 +331,7 @@ impl AccountKeys {
             }
             for (i, eq) in part {
                 if !Equation::all_hold(std::iter::once(eq)) {
-                    let t = &transfers[*i];
-                    out[*i] = Err(SignatureError::Invalid {
-                        id: t.id.clone(),
-                        account: t.from,
-                    }
-                    .into());
+                    out[*i] = Err(transfers[*i].invalid());
                 }
             }
         }
@@ -433,6 +417,17 @@ pub struct SignedTransfer<'a> {
     pub to: AccountId,
     pub amount: Amount,
     pub signature: &'a Signature,
+}
+
+impl SignedTransfer<'_> {
+    /// Its signature does not verify with its source account's key.
+    fn invalid(&self) -> TransferAuthError {
+        SignatureError::Invalid {
+            id: self.id.clone(),
+            account: self.from,
+        }
+        .into()
+    }
 }
 
 /// Why a transfer is not authorized.
