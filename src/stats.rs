@@ -16,7 +16,7 @@ pub enum Stage {
     PreCheck,
     /// Leader: proof of work for one block.
     Mine,
-    /// Leader: from proposing a block to its commit and apply (replication, fsyncs, apply).
+    /// Leader: from proposing a block to knowing its outcome: committed and executed on the leader (replication, fsyncs; the leader's writes of the block come after).
     Commit,
     /// Every node: appending entries to the Raft log, fsync included.
     LogAppend,

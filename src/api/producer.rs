@@ -21,7 +21,8 @@ use crate::ledger::{AccountId, Amount, Block, Hash32, RejectReason, Transaction,
 use crate::raft::{BlockOutcome, NodeId, Raft, TxRecord, TypeConfig};
 use crate::stats::{self, Stage};
 use crate::storage::Ledger;
-use futures::stream::{FuturesOrdered, StreamExt};
+use futures::future::{BoxFuture, FutureExt};
+use futures::stream::{FuturesOrdered, FuturesUnordered, StreamExt};
 use openraft::error::ClientWriteError;
 use openraft::raft::ClientWriteResponse;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -166,11 +167,17 @@ struct Slot {
 /// A block proposed to Raft and not yet answered.
 struct Inflight {
     seq: u64,
+    hash: Hash32,
     slots: Vec<Slot>,
     proposed_at: Instant,
+    /// Its callers already have the outcome (see [`Worker::answer_early`]).
+    answered: bool,
 }
 
 type WriteResult = Result<ClientWriteResponse<TypeConfig>, SubmitError>;
+type Answer = tokio::task::JoinHandle<(u64, WriteResult)>;
+/// A block's records, announced by this node's apply before its writes.
+type EarlyOutcome = BoxFuture<'static, (u64, Option<Vec<TxRecord>>)>;
 
 /// Balances as the next block will find them: applied state, then the
 /// effects of blocks in flight.
@@ -200,7 +207,8 @@ impl Worker {
     async fn run(mut self, mut rx: mpsc::Receiver<Pending>) {
         let max_txs = self.config.batch_max_txs.clamp(1, MAX_BLOCK_TXS);
         let depth = self.config.pipeline_depth.max(1);
-        let mut answers: FuturesOrdered<tokio::task::JoinHandle<(u64, WriteResult)>> = FuturesOrdered::new();
+        let mut answers: FuturesOrdered<Answer> = FuturesOrdered::new();
+        let mut early: FuturesUnordered<EarlyOutcome> = FuturesUnordered::new();
         loop {
             stats::set_producer_depths(self.inflight.len(), rx.len());
             tokio::select! {
@@ -209,6 +217,11 @@ impl Worker {
                     match done {
                         Ok((seq, result)) => self.finish(seq, result),
                         Err(e) => self.fail_inflight(SubmitError::Fatal(format!("proposal task failed: {e}"))),
+                    }
+                }
+                Some((seq, records)) = early.next(), if !early.is_empty() => {
+                    if let Some(records) = records {
+                        self.answer_early(seq, records);
                     }
                 }
                 first = rx.recv(), if self.inflight.len() < depth => {
@@ -235,8 +248,9 @@ impl Worker {
                             None => break,
                         }
                     }
-                    if let Some(answer) = self.propose(batch).await {
+                    if let Some((answer, outcome)) = self.propose(batch).await {
                         answers.push_back(answer);
+                        early.extend(outcome);
                     }
                 }
             }
@@ -273,8 +287,9 @@ impl Worker {
         )
     }
 
-    /// Checks, mines and proposes one block; returns the task that awaits its answer.
-    async fn propose(&mut self, batch: Vec<Pending>) -> Option<tokio::task::JoinHandle<(u64, WriteResult)>> {
+    /// Checks, mines and proposes one block; returns the task that awaits
+    /// Raft's answer, and the block's outcome as soon as this node applies it.
+    async fn propose(&mut self, batch: Vec<Pending>) -> Option<(Answer, Option<EarlyOutcome>)> {
         let cut_at = Instant::now();
         for p in &batch {
             stats::record(Stage::QueueWait, cut_at.duration_since(p.queued_at));
@@ -330,9 +345,16 @@ impl Worker {
         };
         stats::record(Stage::Mine, mine_start.elapsed());
         let hash = block.hash();
+        // Registered before proposing: the apply may run before
+        // `client_write_ff` returns.
+        let outcome = self
+            .ledger
+            .watch_outcome(hash)
+            .map(|rx| async move { (seq, rx.await.ok()) }.boxed());
         let receiver = match self.raft.client_write_ff(block).await {
             Ok(r) => r,
             Err(e) => {
+                self.ledger.forget_outcome(&hash);
                 self.forget_ids(seq, &slots);
                 fail_slots(slots, SubmitError::Fatal(e.to_string()));
                 return None;
@@ -344,10 +366,12 @@ impl Worker {
         self.proposed_tip = Some((height, hash));
         self.inflight.push_back(Inflight {
             seq,
+            hash,
             slots,
             proposed_at: Instant::now(),
+            answered: false,
         });
-        Some(tokio::spawn(async move {
+        let answer = tokio::spawn(async move {
             let result = match receiver.await {
                 Ok(Ok(resp)) => Ok(resp),
                 Ok(Err(ClientWriteError::ForwardToLeader(f))) => Err(SubmitError::NotLeader(f.leader_id)),
@@ -355,7 +379,33 @@ impl Worker {
                 Err(_) => Err(SubmitError::NotLeader(None)),
             };
             (seq, result)
-        }))
+        });
+        Some((answer, outcome))
+    }
+
+    /// Answers a block's callers with the records this node's apply computed
+    /// for it: the block is committed, and its outcome is the one every node
+    /// computes. The block stays in flight (its ids still dedup, and later
+    /// blocks still build on its projection) until Raft answers too.
+    fn answer_early(&mut self, seq: u64, records: Vec<TxRecord>) {
+        let Some(block) = self.inflight.iter_mut().find(|b| b.seq == seq) else {
+            return;
+        };
+        if block.slots.len() != records.len() {
+            // Not this producer's block after all; Raft's answer will do.
+            return;
+        }
+        stats::record(Stage::Commit, block.proposed_at.elapsed());
+        block.answered = true;
+        for (slot, record) in block.slots.iter_mut().zip(records) {
+            let answer = match &record.outcome {
+                Ok(_) => Ok(record.clone()),
+                Err(reason) => Err(SubmitError::Rejected(reason.clone())),
+            };
+            for r in slot.replies.drain(..) {
+                let _ = r.send(answer.clone());
+            }
+        }
     }
 
     /// Delivers the answer for the oldest block in flight.
@@ -364,7 +414,10 @@ impl Worker {
             return;
         };
         debug_assert_eq!(block.seq, seq, "answers arrive in proposal order");
-        stats::record(Stage::Commit, block.proposed_at.elapsed());
+        self.ledger.forget_outcome(&block.hash);
+        if !block.answered {
+            stats::record(Stage::Commit, block.proposed_at.elapsed());
+        }
         self.forget_ids(block.seq, &block.slots);
         match result.map(|r| r.data) {
             Ok(BlockOutcome::Committed { records, .. }) => {
@@ -402,6 +455,7 @@ impl Worker {
     /// block starts again from the applied state.
     fn fail_inflight(&mut self, err: SubmitError) {
         for block in self.inflight.iter_mut() {
+            self.ledger.forget_outcome(&block.hash);
             for slot in block.slots.iter_mut() {
                 for r in slot.replies.drain(..) {
                     let _ = r.send(Err(err.clone()));

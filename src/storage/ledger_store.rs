@@ -256,6 +256,33 @@ pub struct Ledger {
     deltas: Mutex<Deltas>,
     /// [`CHECKPOINT_MAX_BLOCKS`], lowered by tests.
     checkpoint_max_blocks: std::sync::atomic::AtomicUsize,
+    /// Who waits for a block's outcome, by block hash: the leader's producer
+    /// answers its clients as soon as the outcome is computed, before the
+    /// block is written here (see [`Ledger::watch_outcome`]).
+    outcome_waiters: Mutex<HashMap<Hash32, tokio::sync::oneshot::Sender<Vec<TxRecord>>>>,
+}
+
+/// Most blocks whose outcome can be awaited at once: the producer waits for
+/// at most its pipeline depth; beyond this, callers wait for the apply.
+pub const MAX_OUTCOME_WAITERS: usize = 64;
+
+/// A committed block verified and executed, not yet written.
+pub(crate) struct PreparedBlock {
+    hash: Hash32,
+    exec: Execution,
+    digest: [u8; 32],
+    checkpoint: Option<Vec<u8>>,
+    started: std::time::Instant,
+    /// Someone was handed the block's records already.
+    pub(crate) announced: bool,
+}
+
+/// What [`Ledger::prepare_block`] leaves to do.
+pub(crate) enum Prepared {
+    /// Nothing: the block was refused and that is recorded.
+    Done(BlockOutcome),
+    /// The block is to be written by [`Ledger::write_block`].
+    Ready(PreparedBlock),
 }
 
 /// The balance deltas stored after the checkpoint.
@@ -327,6 +354,7 @@ impl Ledger {
             stopping: std::sync::atomic::AtomicBool::new(false),
             deltas: Mutex::new(Deltas::default()),
             checkpoint_max_blocks: std::sync::atomic::AtomicUsize::new(CHECKPOINT_MAX_BLOCKS),
+            outcome_waiters: Mutex::new(HashMap::new()),
         };
         if pending_install {
             tracing::warn!("finishing a snapshot install a crash interrupted");
@@ -687,8 +715,11 @@ impl Ledger {
         Ok(())
     }
 
-    /// Applies one committed block at `log_id`.
-    pub(crate) fn apply_block(&self, block: &Block, log_id: LogId) -> Result<BlockOutcome, LedgerError> {
+    /// First half of applying one committed block at `log_id`: verifies and
+    /// executes it in memory and hands its records to whoever waits for them
+    /// ([`Ledger::watch_outcome`]). A refused block is recorded at once.
+    /// [`Ledger::write_block`] must follow before the next entry.
+    pub(crate) fn prepare_block(&self, block: &Block, log_id: LogId) -> Result<Prepared, LedgerError> {
         let started = std::time::Instant::now();
         let (tip_height, tip_hash) = {
             let s = self.state.read().unwrap_or_else(|p| p.into_inner());
@@ -703,10 +734,10 @@ impl Ledger {
                 self.update_head(&mut batch, |h| h.applied = Some(log_id))?;
                 self.tree.apply_batch(batch)?;
                 self.state.write().unwrap_or_else(|p| p.into_inner()).last_applied = Some(log_id);
-                return Ok(BlockOutcome::Refused { reason: e.to_string() });
+                return Ok(Prepared::Done(BlockOutcome::Refused { reason: e.to_string() }));
             }
         };
-        let mut deltas = self.deltas.lock().unwrap_or_else(|p| p.into_inner());
+        let deltas = self.deltas.lock().unwrap_or_else(|p| p.into_inner());
         let (exec, digest, checkpoint) = {
             let s = self.state.read().unwrap_or_else(|p| p.into_inner());
             let exec = self.execute(&s.balances, block, hash, false)?;
@@ -729,6 +760,40 @@ impl Ledger {
                 .transpose()?;
             (exec, digest, checkpoint)
         };
+        drop(deltas);
+        // The entry is committed (on disk on a majority) and apply is
+        // deterministic: every node computes these records for it. Whoever
+        // waits can have them now; the writes only make this node's copy
+        // durable, and a crash before them re-applies the entry.
+        let announced = self.announce_outcome(&hash, &exec.records);
+        Ok(Prepared::Ready(PreparedBlock {
+            hash,
+            exec,
+            digest,
+            checkpoint,
+            started,
+            announced,
+        }))
+    }
+
+    /// Second half of applying a block: writes what
+    /// [`Ledger::prepare_block`] computed, then makes it visible.
+    pub(crate) fn write_block(
+        &self,
+        block: &Block,
+        log_id: LogId,
+        p: PreparedBlock,
+    ) -> Result<BlockOutcome, LedgerError> {
+        let PreparedBlock {
+            hash,
+            exec,
+            digest,
+            checkpoint,
+            started,
+            ..
+        } = p;
+        let mut batch = sled::Batch::default();
+        let mut deltas = self.deltas.lock().unwrap_or_else(|p| p.into_inner());
         self.stage_block(&mut batch, block, &exec)?;
         match &checkpoint {
             Some(all) => {
@@ -804,6 +869,42 @@ impl Ledger {
             hash,
             records: exec.records,
         })
+    }
+
+    /// Registers interest in the outcome of the block with `hash`: the
+    /// receiver gets its records once the block is committed and executed
+    /// on this node, before it is written. Nothing arrives if the block is
+    /// refused or never committed; [`Ledger::forget_outcome`] withdraws the
+    /// interest. None when [`MAX_OUTCOME_WAITERS`] are already waiting.
+    pub fn watch_outcome(&self, hash: Hash32) -> Option<tokio::sync::oneshot::Receiver<Vec<TxRecord>>> {
+        let mut waiters = self.outcome_waiters.lock().unwrap_or_else(|p| p.into_inner());
+        waiters.retain(|_, tx| !tx.is_closed());
+        if waiters.len() >= MAX_OUTCOME_WAITERS {
+            return None;
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        waiters.insert(hash, tx);
+        Some(rx)
+    }
+
+    /// Withdraws interest in the outcome of the block with `hash`.
+    pub fn forget_outcome(&self, hash: &Hash32) {
+        self.outcome_waiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(hash);
+    }
+
+    /// Hands `records` to whoever waits for the block `hash`; true if someone did.
+    fn announce_outcome(&self, hash: &Hash32, records: &[TxRecord]) -> bool {
+        let waiter = {
+            let mut waiters = self.outcome_waiters.lock().unwrap_or_else(|p| p.into_inner());
+            if waiters.is_empty() {
+                return false;
+            }
+            waiters.remove(hash)
+        };
+        waiter.is_some_and(|tx| tx.send(records.to_vec()).is_ok())
     }
 
     pub(crate) fn apply_marker(&self, log_id: LogId, membership: Option<StoredMembership>) -> Result<(), LedgerError> {

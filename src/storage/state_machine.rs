@@ -1,7 +1,7 @@
 //! The openraft face of the [`Ledger`]: applying entries, and snapshots as
 //! files streamed to and from disk.
 
-use super::ledger_store::{Ledger, LedgerError, SnapshotCut};
+use super::ledger_store::{Ledger, LedgerError, Prepared, SnapshotCut};
 use crate::raft::{BlockOutcome, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{AnyError, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder, StorageIOError};
@@ -197,7 +197,20 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
                     .ledger
                     .apply_marker(log_id, Some(StoredMembership::new(Some(log_id), m.clone())))
                     .map(|_| BlockOutcome::NoBlock),
-                EntryPayload::Normal(block) => self.ledger.apply_block(block, log_id),
+                EntryPayload::Normal(block) => match self.ledger.prepare_block(block, log_id) {
+                    Ok(Prepared::Ready(prepared)) => {
+                        if prepared.announced {
+                            // The producer waiting for this outcome was just
+                            // woken on this worker thread; let it (and the
+                            // replies it sends) run before this task blocks
+                            // the thread on the block's writes and fsync.
+                            tokio::task::yield_now().await;
+                        }
+                        self.ledger.write_block(block, log_id, prepared)
+                    }
+                    Ok(Prepared::Done(outcome)) => Ok(outcome),
+                    Err(e) => Err(e),
+                },
             };
             out.push(outcome.map_err(|e| sm_err(ErrorVerb::Write, e))?);
         }
@@ -294,7 +307,7 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::{Block, Genesis, RejectReason, Transaction, TxId};
+    use crate::ledger::{Block, Genesis, Hash32, RejectReason, Transaction, TxId};
     use crate::storage::views;
     use openraft::{CommittedLeaderId, EntryPayload};
 
@@ -389,6 +402,66 @@ mod tests {
         assert_eq!(ledger.balance(0), Some((90, 1)));
         assert_eq!(ledger.tx_record(&TxId::new("b").unwrap()).unwrap(), None);
         assert_eq!(ledger.with_state(|s| s.last_applied.map(|l| l.index)), Some(2));
+    }
+
+    #[tokio::test]
+    async fn a_waiter_gets_a_blocks_records_once_executed_before_the_block_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, mut sm) = open(dir.path());
+        let b1 = next_block(&ledger, vec![transfer("w1", 0, 1, 10), transfer("w2", 1, 0, 1_000)]);
+        let (h0, _) = ledger.tip();
+        let mut rx = ledger.watch_outcome(b1.hash()).unwrap();
+        assert!(rx.try_recv().is_err(), "nothing before the block is applied");
+        let Prepared::Ready(prepared) = ledger.prepare_block(&b1, entry(1, b1.clone()).log_id).unwrap() else {
+            panic!("block 1 links");
+        };
+        assert!(prepared.announced);
+        let early = rx.try_recv().expect("the records arrive when the block is executed");
+        // Nothing is written or visible yet: a crash here re-applies the entry.
+        assert_eq!(ledger.tip().0, h0);
+        assert_eq!(ledger.tx_record(&TxId::new("w1").unwrap()).unwrap(), None);
+        let written = ledger.write_block(&b1, entry(1, b1.clone()).log_id, prepared).unwrap();
+        let BlockOutcome::Committed { records, .. } = written else {
+            panic!("block 1 must commit: {written:?}");
+        };
+        assert_eq!(early, records, "the early records are the apply's");
+        assert!(early[0].outcome.is_ok());
+        assert!(matches!(early[1].outcome, Err(RejectReason::InsufficientFunds { .. })));
+        assert_eq!(ledger.tip().0, h0 + 1);
+
+        // A refused block announces nothing; a withdrawn interest closes the channel.
+        let stale = Block::new(
+            ledger.chain_id(),
+            h0 + 1,
+            Hash32::ZERO,
+            1,
+            4,
+            vec![transfer("w3", 0, 1, 1)],
+        )
+        .mined();
+        let mut rx = ledger.watch_outcome(stale.hash()).unwrap();
+        let out = sm.apply(vec![entry(2, stale.clone())]).await.unwrap();
+        assert!(matches!(out[0], BlockOutcome::Refused { .. }));
+        assert!(matches!(
+            rx.try_recv(),
+            Err(tokio::sync::oneshot::error::TryRecvError::Empty)
+        ));
+        ledger.forget_outcome(&stale.hash());
+        assert!(matches!(
+            rx.try_recv(),
+            Err(tokio::sync::oneshot::error::TryRecvError::Closed)
+        ));
+
+        // Bounded: beyond the limit, callers wait for Raft's answer instead.
+        let held: Vec<_> = (0..crate::storage::ledger_store::MAX_OUTCOME_WAITERS as u8)
+            .map(|i| ledger.watch_outcome(Hash32([i; 32])).unwrap())
+            .collect();
+        assert!(ledger.watch_outcome(Hash32([255; 32])).is_none());
+        drop(held);
+        assert!(
+            ledger.watch_outcome(Hash32([255; 32])).is_some(),
+            "dropped receivers free their places"
+        );
     }
 
     #[tokio::test]
