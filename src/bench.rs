@@ -117,13 +117,48 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 
 /// Puts the current leader first, as a client that remembers where the
 /// leader is would: a follower would forward every request, one hop more.
+/// Right after a cluster starts, a node may still call itself leader of an
+/// older term; the leader chosen is the one every answering node agrees on
+/// (waiting up to [`LEADER_SETTLE`] for that), else the newest term's.
 async fn leader_first(servers: &[Server]) -> Vec<Server> {
     let mut out = servers.to_vec();
-    if let Some((addr, _)) = leader_stages(servers).await {
+    let deadline = Instant::now() + LEADER_SETTLE;
+    let mut best = None;
+    loop {
+        let mut statuses = Vec::new();
+        for s in servers {
+            let Ok(mut c) = connect(&s.addr) else { continue };
+            if let Ok(r) = c.status(request(StatusRequest {}, STATUS_TIMEOUT)).await {
+                statuses.push((s.addr.clone(), r.into_inner()));
+            }
+        }
+        let newest = statuses
+            .iter()
+            .filter(|(_, st)| st.role == "leader")
+            .max_by_key(|(_, st)| st.term)
+            .map(|(addr, st)| (addr.clone(), st.id, st.term));
+        if let Some((addr, id, term)) = newest {
+            let agreed = statuses
+                .iter()
+                .all(|(_, st)| st.term <= term && st.leader_id.is_none_or(|l| l == id));
+            best = Some(addr);
+            if agreed {
+                break;
+            }
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if let Some(addr) = best {
         out.sort_by_key(|s| s.addr != addr);
     }
     out
 }
+
+/// How long [`leader_first`] waits for the nodes to agree on a leader.
+const LEADER_SETTLE: Duration = Duration::from_secs(10);
 
 fn sign(key: &AccountKey, chain: Hash32, id: String, to: u64) -> TransferRequest {
     // Bench ids ("b" + 8 hex + two decimal u64s) are at most 51 plain bytes.
