@@ -214,6 +214,9 @@ async fn api_tx(State(s): State<HttpState>, Path(id): Path<String>) -> Response 
         Ok(id) => id,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
+    if matches!(s.ledger.tx_json(&id), Ok(None)) {
+        crate::api::catch_up_with_commit(&s.raft, &s.log_store).await;
+    }
     match s.ledger.tx_json(&id) {
         Ok(Some(v)) => Json(v).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, format!("no committed transaction {id}")),

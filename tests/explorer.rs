@@ -97,3 +97,32 @@ fn tx_history_and_watch_show_what_the_chain_holds() {
     assert_eq!(heights, (start..=tip).collect::<Vec<_>>());
     assert!(start <= ok["height"].as_u64().unwrap());
 }
+
+/// The leader answers a transfer as soon as its apply has the outcome, before
+/// the block is written; a lookup on the same node right after the answer
+/// must still find it.
+#[test]
+fn a_transfer_is_found_on_the_node_that_answered_it_right_after_the_answer() {
+    use bank_ledger::proto::bank::{bank_client::BankClient, GetTxRequest};
+    let c = Cluster::start(3, TEST_GENESIS);
+    let leader = c.wait_leader();
+    let addr = format!("http://{}", c.addr(leader));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut client = BankClient::connect(addr).await.expect("connect to the leader");
+        for i in 0..40 {
+            let id = format!("ryw-{i}");
+            let reply = client
+                .transfer(c.signed(&id, 3, 0, 1))
+                .await
+                .unwrap_or_else(|e| panic!("transfer {id}: {e}"));
+            assert_eq!(reply.get_ref().tx_id, id);
+            let found = client
+                .get_tx(GetTxRequest { tx_id: id.clone() })
+                .await
+                .unwrap_or_else(|e| panic!("{id} was answered but the same node does not find it: {e}"));
+            let tx: Value = serde_json::from_str(&found.get_ref().json).unwrap();
+            assert_eq!(tx["status"], "committed", "{tx}");
+        }
+    });
+}

@@ -801,6 +801,9 @@ impl Bank for BankApi {
 
     async fn get_tx(&self, req: Request<GetTxRequest>) -> Result<Response<JsonReply>, Status> {
         let id = TxId::new(req.into_inner().tx_id).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if matches!(self.ledger.tx_json(&id), Ok(None)) {
+            super::catch_up_with_commit(&self.raft, &self.log_store).await;
+        }
         match self.ledger.tx_json(&id) {
             Ok(Some(v)) => Ok(Response::new(JsonReply { json: v.to_string() })),
             Ok(None) => Err(Status::not_found(format!(
