@@ -35,6 +35,15 @@ use tokio::sync::{mpsc, oneshot};
 /// with room to spare.
 pub const MAX_BLOCK_BYTES: usize = 16 * 1024 * 1024;
 
+/// Longest the producer waits for Raft's answer to one proposal. openraft
+/// 0.9 answers a proposal when this node applies its entry or truncates it;
+/// a deposed leader that receives the entry inside a snapshot (committed by
+/// the next leader, never applied here) is never answered, and without a
+/// bound that block would hold a pipeline slot, and every block after it,
+/// forever. Callers told to retry resubmit the same ids, which answers them
+/// with the first outcome if the block did commit.
+const RAFT_ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Limits of the producer.
 #[derive(Debug, Clone)]
 pub struct ProducerConfig {
@@ -69,8 +78,10 @@ pub enum SubmitError {
     /// This node is not the leader (any more).
     #[error("not the leader")]
     NotLeader(Option<NodeId>),
-    /// The block was overtaken by a leader change and refused on every node;
-    /// nothing of it was applied, and the transaction may be submitted again.
+    /// The block was overtaken by a leader change and refused on every node
+    /// (nothing of it was applied), or Raft gave no answer in time (outcome
+    /// unknown). Either way the transaction may be submitted again under
+    /// the same id: a committed one answers with its first outcome.
     #[error("block refused, retry: {0}")]
     Retry(String),
     /// The transaction breaks a rule (pre-check on the leader).
@@ -216,7 +227,11 @@ impl Worker {
                 Some(done) = answers.next(), if !answers.is_empty() => {
                     match done {
                         Ok((seq, result)) => self.finish(seq, result),
-                        Err(e) => self.fail_inflight(SubmitError::Fatal(format!("proposal task failed: {e}"))),
+                        // Answers come in order: the failed task was the oldest block's.
+                        Err(e) => {
+                            let seq = self.inflight.front().map_or(0, |b| b.seq);
+                            self.finish(seq, Err(SubmitError::Fatal(format!("proposal task failed: {e}"))));
+                        }
                     }
                 }
                 Some((seq, records)) = early.next(), if !early.is_empty() => {
@@ -372,11 +387,15 @@ impl Worker {
             answered: false,
         });
         let answer = tokio::spawn(async move {
-            let result = match receiver.await {
-                Ok(Ok(resp)) => Ok(resp),
-                Ok(Err(ClientWriteError::ForwardToLeader(f))) => Err(SubmitError::NotLeader(f.leader_id)),
-                Ok(Err(e)) => Err(SubmitError::Retry(e.to_string())),
-                Err(_) => Err(SubmitError::NotLeader(None)),
+            let result = match tokio::time::timeout(RAFT_ANSWER_TIMEOUT, receiver).await {
+                Ok(Ok(Ok(resp))) => Ok(resp),
+                Ok(Ok(Err(ClientWriteError::ForwardToLeader(f)))) => Err(SubmitError::NotLeader(f.leader_id)),
+                Ok(Ok(Err(e))) => Err(SubmitError::Retry(e.to_string())),
+                Ok(Err(_)) => Err(SubmitError::NotLeader(None)),
+                Err(_) => Err(SubmitError::Retry(format!(
+                    "no answer from Raft within {} s; resubmit the same id to learn the outcome",
+                    RAFT_ANSWER_TIMEOUT.as_secs()
+                ))),
             };
             (seq, result)
         });
