@@ -23,6 +23,7 @@ pub mod node;
 pub mod raft;
 pub mod stats;
 pub mod storage;
+pub mod timeline;
 pub mod tls;
 
 /// Code generated from `proto/`.

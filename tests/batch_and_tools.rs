@@ -183,6 +183,62 @@ fn bank_bench_reports_what_it_measured() {
 }
 
 #[test]
+fn bank_bench_timeline_shows_one_requests_path_across_the_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_bank-bench"))
+        .args(["--local", "--runs", "1x1", "--accounts", "200", "--timeline"])
+        .args(["--duration-s", "2", "--warmup-s", "1", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (_, timeline) = text
+        .split_once("timeline of one request, 1 client x 1 transfers per request:")
+        .unwrap_or_else(|| panic!("no timeline in:\n{text}"));
+    // Rows: "<us after arrival>  <node>  <point>[ #n]", in order of time.
+    let rows: Vec<(f64, String, String)> = timeline
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            Some((
+                f.next()?.parse().ok()?,
+                f.next()?.to_string(),
+                f.collect::<Vec<_>>().join(" "),
+            ))
+        })
+        .collect();
+    let at = |node: &str, point: &str| {
+        rows.iter()
+            .find(|(_, n, p)| n == node && p == point)
+            .map(|(t, _, _)| *t)
+            .unwrap_or_else(|| panic!("no {point} on {node} in:\n{timeline}"))
+    };
+    // The node the client sent to (the leader) cut, mined, logged and
+    // answered, in that order; the other two appended the block to their logs.
+    let entry = rows
+        .iter()
+        .find(|(_, _, p)| p == "block_cut")
+        .map(|(_, n, _)| n.clone())
+        .unwrap_or_else(|| panic!("no block_cut in:\n{timeline}"));
+    let path = ["block_cut", "block_mined", "log_flushed", "answered", "transfer_out"].map(|p| at(&entry, p));
+    assert!(path.windows(2).all(|w| w[0] <= w[1]), "{path:?} in:\n{timeline}");
+    let followers: Vec<&String> = rows
+        .iter()
+        .filter(|(_, n, p)| *n != entry && p == "log_flushed")
+        .map(|(_, n, _)| n)
+        .collect();
+    assert_eq!(followers.len(), 2, "{timeline}");
+    for f in followers {
+        assert!(at(f, "log_flushed") < at(&entry, "answered"), "{timeline}");
+    }
+    for id in 0..3 {
+        assert!(dir.path().join(format!("timeline/node{id}.timeline")).exists());
+    }
+}
+
+#[test]
 fn bank_bench_local_runs_its_own_cluster_and_says_where_the_cpu_went() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_bank-bench"))
@@ -237,6 +293,12 @@ fn bank_bench_local_runs_its_own_cluster_and_says_where_the_cpu_went() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--runs needs --local"));
+    let bad = Command::new(env!("CARGO_BIN_EXE_bank-bench"))
+        .args(["--timeline", "--servers", "127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--timeline needs --local"));
 }
 
 #[test]

@@ -306,6 +306,7 @@ impl Worker {
     /// Raft's answer, and the block's outcome as soon as this node applies it.
     async fn propose(&mut self, batch: Vec<Pending>) -> Option<(Answer, Option<EarlyOutcome>)> {
         let cut_at = Instant::now();
+        crate::timeline::mark(crate::timeline::Point::BlockCut);
         for p in &batch {
             stats::record(Stage::QueueWait, cut_at.duration_since(p.queued_at));
         }
@@ -359,6 +360,7 @@ impl Worker {
             }
         };
         stats::record(Stage::Mine, mine_start.elapsed());
+        crate::timeline::mark(crate::timeline::Point::BlockMined);
         let hash = block.hash();
         // Registered before proposing: the apply may run before
         // `client_write_ff` returns.
@@ -415,6 +417,7 @@ impl Worker {
             return;
         }
         stats::record(Stage::Commit, block.proposed_at.elapsed());
+        crate::timeline::mark(crate::timeline::Point::Answered);
         block.answered = true;
         for (slot, record) in block.slots.iter_mut().zip(records) {
             let answer = match &record.outcome {

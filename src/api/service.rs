@@ -664,6 +664,7 @@ fn faults_msg(f: &FaultSettings) -> FaultsMsg {
 impl Bank for BankApi {
     async fn transfer(&self, req: Request<TransferRequest>) -> Result<Response<TxReply>, Status> {
         let _timer = crate::stats::RequestTimer::start(crate::stats::Method::Transfer);
+        crate::timeline::mark(crate::timeline::Point::TransferIn);
         let deadline = self.deadline(&req);
         let forwarded = Self::forwarded(&req);
         let msg = req.into_inner();
@@ -688,6 +689,7 @@ impl Bank for BankApi {
                 },
             )
             .await?;
+        crate::timeline::mark(crate::timeline::Point::TransferOut);
         Ok(Response::new(reply))
     }
 

@@ -55,6 +55,11 @@ struct Cli {
     /// Print JSON: one object for a single run, an array for --local.
     #[arg(long)]
     json: bool,
+    /// With --local: record each transfer's path through the nodes
+    /// (bank-server --timeline-dir) and print, for one-client runs, when it
+    /// reaches each point on each node: what waits for what.
+    #[arg(long)]
+    timeline: bool,
 }
 
 /// The runs of `--local`: (concurrency, transfers per request).
@@ -101,6 +106,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         if !cli.runs.is_empty() {
             bail!("--runs needs --local (against a running cluster use --concurrency and --batch)");
         }
+        if cli.timeline {
+            bail!("--timeline needs --local (a running cluster's servers take --timeline-dir themselves)");
+        }
         let servers = parse_servers(&cli.servers).map_err(|e| anyhow!(e))?;
         let r = run_load(base(servers, cli.concurrency, cli.batch))
             .await
@@ -126,13 +134,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(p) => p.clone(),
         None => std::env::current_exe()?.with_file_name("bank-server"),
     };
-    let server_args: Vec<String> = cli
+    let mut server_args: Vec<String> = cli
         .server_args
         .as_deref()
         .unwrap_or("")
         .split_whitespace()
         .map(str::to_string)
         .collect();
+    let timeline_dir = dir.join("timeline");
+    if cli.timeline {
+        server_args.push("--timeline-dir".into());
+        server_args.push(timeline_dir.display().to_string());
+    }
     let cluster = ProcessCluster::start(3, &server_bin, &server_args, &dir, &genesis_path)?;
     cluster
         .wait_leader(Duration::from_secs(30))
@@ -151,12 +164,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         cli.runs.clone()
     };
     let mut results = Vec::new();
+    let mut timelines = Vec::new();
     for (concurrency, batch) in matrix {
         let mut config = base(cluster.servers(), concurrency, batch);
         config.local_pids = cluster.pids();
+        let from = bank_ledger::timeline::now_ns();
         let r = run_load(config)
             .await
             .map_err(|e| anyhow!("cannot reach the local cluster: {}", e.message()))?;
+        // With more clients requests overlap and a median path means nothing.
+        if cli.timeline && concurrency == 1 {
+            let processes = bank_ledger::timeline::read_dir(&timeline_dir)
+                .with_context(|| format!("cannot read the timelines in {}", timeline_dir.display()))?;
+            timelines.push((batch, timeline_text(&processes, from, bank_ledger::timeline::now_ns())));
+        }
         if !cli.json {
             eprintln!(
                 "  concurrency {concurrency:>3} batch {batch:>4}: {:>9.0} tx/s  p50 {:.2} ms  p99 {:.2} ms",
@@ -170,8 +191,48 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&results)?);
     } else {
         print_table(&results);
+        for (batch, text) in timelines {
+            println!();
+            println!("timeline of one request, 1 client x {batch} transfers per request:");
+            print!("{text}");
+        }
     }
     Ok(())
+}
+
+/// The median path of a one-client run's requests, as a table.
+fn timeline_text(
+    processes: &std::collections::BTreeMap<String, Vec<(u64, bank_ledger::timeline::Point)>>,
+    from: u64,
+    to: u64,
+) -> String {
+    use bank_ledger::timeline::{median_path, Point};
+    // The node the client sent to saw the most requests arrive.
+    let entry = processes
+        .iter()
+        .max_by_key(|(_, evs)| {
+            evs.iter()
+                .filter(|(t, p)| *p == Point::TransferIn && (from..to).contains(t))
+                .count()
+        })
+        .map(|(name, _)| name.clone())
+        .unwrap_or_default();
+    let (requests, steps) = median_path(processes, &entry, from, to);
+    let mut out = format!("  median of {requests} requests; us after the request reached {entry}\n");
+    for s in steps {
+        let nth = if s.nth == 0 {
+            String::new()
+        } else {
+            format!(" #{}", s.nth + 1)
+        };
+        out.push_str(&format!(
+            "  {:>9.0}  {:<6} {}{nth}\n",
+            s.median_us,
+            s.process,
+            s.point.name()
+        ));
+    }
+    out
 }
 
 fn print_table(results: &[LoadResult]) {

@@ -184,6 +184,12 @@ struct NodeArgs {
     /// transactions before it is cut (0: cut at once).
     #[arg(long, default_value_t = 0)]
     batch_max_wait_ms: u64,
+    /// Record when each transfer passes each point of its path (received,
+    /// block cut, mined, log flushed, replicated, applied, answered) into
+    /// DIR/node<id>.timeline, for `bank-bench --local --timeline`. A
+    /// diagnostic: off by default, at most 4 M events.
+    #[arg(long)]
+    timeline_dir: Option<PathBuf>,
     /// Raft heartbeat interval.
     #[arg(long, default_value_t = 100)]
     heartbeat_ms: u64,
@@ -333,6 +339,11 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
     let paths = NodePaths::new(&args.data_dir, id);
     let _guard = init_logging(&paths.log)?;
+    if let Some(dir) = &args.timeline_dir {
+        let path = bank_ledger::timeline::start(dir, &format!("node{id}"))
+            .with_context(|| format!("cannot record a timeline in {}", dir.display()))?;
+        tracing::info!("recording the timeline of transfers in {}", path.display());
+    }
 
     let mut config = NodeConfig::new(id, peers, args.data_dir, args.genesis);
     config.listen = args.listen;

@@ -141,11 +141,13 @@ impl PeerClient {
         if let Some(v) = self.peers.known(self.target).and_then(|k| k.parse().ok()) {
             md.insert(EXPECT_HEADER, v);
         }
+        crate::timeline::mark(crate::timeline::Point::RpcSent);
         let result = match rpc {
             Rpc::Append => client.append_entries(request).await,
             Rpc::Vote => client.vote(request).await,
             Rpc::Snapshot => client.install_snapshot(request).await,
         };
+        crate::timeline::mark(crate::timeline::Point::RpcAnswered);
         let reply: RaftReply = match result {
             Ok(r) => {
                 let theirs = r

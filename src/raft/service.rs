@@ -152,8 +152,11 @@ fn reply<T: Serialize, E: Serialize>(result: Result<T, RaftError<NodeId, E>>) ->
 #[tonic::async_trait]
 impl RaftService for RaftRpc {
     async fn append_entries(&self, req: Request<RaftPayload>) -> Result<Response<RaftReply>, Status> {
+        crate::timeline::mark(crate::timeline::Point::AppendIn);
         let rpc = self.admit(req)?;
-        self.reply(self.raft.append_entries(rpc).await)
+        let result = self.raft.append_entries(rpc).await;
+        crate::timeline::mark(crate::timeline::Point::AppendOut);
+        self.reply(result)
     }
 
     async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftReply>, Status> {

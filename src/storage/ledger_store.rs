@@ -721,6 +721,7 @@ impl Ledger {
     /// [`Ledger::write_block`] must follow before the next entry.
     pub(crate) fn prepare_block(&self, block: &Block, log_id: LogId) -> Result<Prepared, LedgerError> {
         let started = std::time::Instant::now();
+        crate::timeline::mark(crate::timeline::Point::ApplyIn);
         let (tip_height, tip_hash) = {
             let s = self.state.read().unwrap_or_else(|p| p.into_inner());
             (s.tip_height, s.tip_hash)
@@ -848,6 +849,7 @@ impl Ledger {
         }
         drop(view_guard);
         stats::record(Stage::ChainView, view_started.elapsed());
+        crate::timeline::mark(crate::timeline::Point::ApplyDone);
         let committed = exec
             .records
             .iter()

@@ -174,6 +174,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let started = std::time::Instant::now();
+        crate::timeline::mark(crate::timeline::Point::LogAppend);
         let mut batch = sled::Batch::default();
         for entry in entries {
             let bytes = codec::encode(&entry).map_err(write_logs_err)?;
@@ -183,6 +184,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // The callback tells openraft the entries are durable: flush first.
         match self.flush().await {
             Ok(_) => {
+                crate::timeline::mark(crate::timeline::Point::LogFlushed);
                 crate::stats::record(crate::stats::Stage::LogAppend, started.elapsed());
                 callback.log_io_completed(Ok(()));
                 Ok(())
