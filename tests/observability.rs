@@ -104,11 +104,13 @@ fn metrics_and_health_endpoints_tell_what_the_node_does() {
     });
     assert!(body.contains("quorum") || body.contains("no leader"), "{body}");
     c.ok(&["heal"]);
-    // The partition may have moved leadership: the survivor below must be a follower.
-    let leader = c.wait_leader();
     wait_for("all ready after the heal", Duration::from_secs(20), || {
         c.nodes.iter().all(|n| get(&n.http, "/readyz").0 == 200).then_some(())
     });
+    // The partition may have moved leadership, and the healed node's higher
+    // term can move it again while the others get ready: the leader is read
+    // only now, so that the survivor below is a follower.
+    let leader = c.wait_leader();
 
     // Two of three down: the survivor, a follower, loses its leader and says
     // it is not ready, while it stays alive. (A leader left alone would say
