@@ -4,7 +4,7 @@
 use crate::client::{chain_id, connect, request, signed_transfer, Connections, Server};
 use crate::cpu::{CpuReport, CpuSample, Watched};
 use crate::ledger::{AccountKey, Hash32, TxId};
-use crate::proto::bank::{StageStat, StatusRequest, TransferBatchRequest, TransferRequest};
+use crate::proto::bank::{StageStat, StatusReply, StatusRequest, TransferBatchRequest, TransferRequest};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -73,18 +73,30 @@ pub struct StageTime {
 /// build's) answers slowly, and without it a run has no stages.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The leader's stage counters, and which node it is.
-async fn leader_stages(servers: &[Server]) -> Option<(String, Vec<StageStat>)> {
+/// Every answering server's status, by address.
+async fn statuses(servers: &[Server]) -> Vec<(String, StatusReply)> {
+    let mut out = Vec::new();
     for s in servers {
         let Ok(mut c) = connect(&s.addr) else { continue };
         if let Ok(r) = c.status(request(StatusRequest {}, STATUS_TIMEOUT)).await {
-            let st = r.into_inner();
-            if st.role == "leader" {
-                return Some((s.addr.clone(), st.stages));
-            }
+            out.push((s.addr.clone(), r.into_inner()));
         }
     }
-    None
+    out
+}
+
+/// The node that calls itself leader in the newest term: right after an
+/// election, the leader of an older term may not know it yet.
+fn newest_leader(statuses: &[(String, StatusReply)]) -> Option<&(String, StatusReply)> {
+    statuses
+        .iter()
+        .filter(|(_, st)| st.role == "leader")
+        .max_by_key(|(_, st)| st.term)
+}
+
+/// The leader's stage counters, and which node it is.
+async fn leader_stages(servers: &[Server]) -> Option<(String, Vec<StageStat>)> {
+    newest_leader(&statuses(servers).await).map(|(addr, st)| (addr.clone(), st.stages.clone()))
 }
 
 async fn stages_of(addr: &str) -> Vec<StageStat> {
@@ -125,23 +137,12 @@ async fn leader_first(servers: &[Server]) -> Vec<Server> {
     let deadline = Instant::now() + LEADER_SETTLE;
     let mut best = None;
     loop {
-        let mut statuses = Vec::new();
-        for s in servers {
-            let Ok(mut c) = connect(&s.addr) else { continue };
-            if let Ok(r) = c.status(request(StatusRequest {}, STATUS_TIMEOUT)).await {
-                statuses.push((s.addr.clone(), r.into_inner()));
-            }
-        }
-        let newest = statuses
-            .iter()
-            .filter(|(_, st)| st.role == "leader")
-            .max_by_key(|(_, st)| st.term)
-            .map(|(addr, st)| (addr.clone(), st.id, st.term));
-        if let Some((addr, id, term)) = newest {
+        let statuses = statuses(servers).await;
+        if let Some((addr, leader)) = newest_leader(&statuses) {
             let agreed = statuses
                 .iter()
-                .all(|(_, st)| st.term <= term && st.leader_id.is_none_or(|l| l == id));
-            best = Some(addr);
+                .all(|(_, st)| st.term <= leader.term && st.leader_id.is_none_or(|l| l == leader.id));
+            best = Some(addr.clone());
             if agreed {
                 break;
             }

@@ -214,10 +214,12 @@ async fn api_tx(State(s): State<HttpState>, Path(id): Path<String>) -> Response 
         Ok(id) => id,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    if matches!(s.ledger.tx_json(&id), Ok(None)) {
+    let mut found = s.ledger.tx_json(&id);
+    if matches!(found, Ok(None)) {
         crate::api::catch_up_with_commit(&s.raft, &s.log_store).await;
+        found = s.ledger.tx_json(&id);
     }
-    match s.ledger.tx_json(&id) {
+    match found {
         Ok(Some(v)) => Json(v).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, format!("no committed transaction {id}")),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),

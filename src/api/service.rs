@@ -803,10 +803,12 @@ impl Bank for BankApi {
 
     async fn get_tx(&self, req: Request<GetTxRequest>) -> Result<Response<JsonReply>, Status> {
         let id = TxId::new(req.into_inner().tx_id).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        if matches!(self.ledger.tx_json(&id), Ok(None)) {
+        let mut found = self.ledger.tx_json(&id);
+        if matches!(found, Ok(None)) {
             super::catch_up_with_commit(&self.raft, &self.log_store).await;
+            found = self.ledger.tx_json(&id);
         }
-        match self.ledger.tx_json(&id) {
+        match found {
             Ok(Some(v)) => Ok(Response::new(JsonReply { json: v.to_string() })),
             Ok(None) => Err(Status::not_found(format!(
                 "no committed transaction {id} on node {} (at height {})",
