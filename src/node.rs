@@ -143,7 +143,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
     // balance stops the start with the height it was found at.
     let report = ledger.verify_recent(config.verify_blocks, crate::storage::ledger_store::START_VERIFY_MAX_TXS)?;
     tracing::info!("node {id}: chain verified: {}", report.describe());
-    let log_store = LogStore::open(&db).map_err(|source| NodeError::Db {
+    let log_store = LogStore::open(&db, &paths.db).map_err(|source| NodeError::Db {
         path: paths.db.display().to_string(),
         source,
     })?;

@@ -19,7 +19,7 @@ impl StoreBuilder<TypeConfig, LogStore, LedgerStateMachine, TempDir> for SledBui
         let genesis = Genesis::build(GenesisFile::dev(4, &[(0, 100), (1, 100)], &[(0, 1, 5)])).expect("genesis");
         let ledger =
             Ledger::open(&db, Arc::new(genesis), &paths.states, &paths.snapshot, &paths.blocks).expect("open ledger");
-        let log = LogStore::open(&db).expect("open log store");
+        let log = LogStore::open(&db, &paths.db).expect("open log store");
         Ok((dir, log, LedgerStateMachine::new(ledger, paths.snapshot)))
     }
 }
