@@ -195,12 +195,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let started = std::time::Instant::now();
         crate::timeline::mark(crate::timeline::Point::LogAppend);
-        let mut batch = sled::Batch::default();
+        // One insert per entry, not a batch: every sled 0.34 batch seals the
+        // write buffer before and after it, two more writes (each with its
+        // sync_file_range) that the flush below then waits for. Atomicity is
+        // not needed: sled recovers a prefix of its log, so a crash part way
+        // leaves a prefix of these entries, which is a valid log, and none of
+        // them was reported durable.
         for entry in entries {
             let bytes = codec::encode(&entry).map_err(write_logs_err)?;
-            batch.insert(&entry.log_id.index.to_be_bytes(), bytes);
+            self.log
+                .insert(entry.log_id.index.to_be_bytes(), bytes)
+                .map_err(write_logs_err)?;
         }
-        self.log.apply_batch(batch).map_err(write_logs_err)?;
         // The callback tells openraft the entries are durable: flush first.
         match self.flush().await {
             Ok(_) => {
