@@ -1,6 +1,7 @@
 //! Blocks: a header hashed over a canonical fixed layout, proof of work over
 //! that header, and the transactions committed to by a merkle root.
 
+use super::sha256x2::compress_pair;
 use super::{merkle, Hash32, Transaction};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -149,7 +150,7 @@ const PARALLEL_MINING_FROM: u8 = 8;
 /// with a full hash).
 struct NonceSearch {
     mid: [u32; 8],
-    blocks: [Sha256Block; 2],
+    blocks: [[u8; 64]; 2],
     difficulty: u32,
 }
 
@@ -191,8 +192,8 @@ impl NonceSearch {
         NonceSearch {
             mid,
             blocks: [
-                *Sha256Block::from_slice(&padded[..64]),
-                *Sha256Block::from_slice(&padded[64..]),
+                padded[..64].try_into().expect("64 of 128 bytes"),
+                padded[64..].try_into().expect("64 of 128 bytes"),
             ],
             difficulty: u32::from(header.difficulty),
         }
@@ -201,7 +202,7 @@ impl NonceSearch {
     /// The header hash with `nonce`, computed as the search does.
     #[cfg(test)]
     fn hash_at(&self, nonce: u64) -> Hash32 {
-        let mut blocks = self.blocks;
+        let mut blocks = self.blocks.map(|b| *Sha256Block::from_slice(&b));
         blocks[0][NONCE_AT..NONCE_AT + 8].copy_from_slice(&nonce.to_be_bytes());
         let mut state = self.mid;
         sha2::compress256(&mut state, &blocks);
@@ -227,18 +228,29 @@ impl NonceSearch {
     /// Tries `start`, `start + stride`, ... until one meets the difficulty or
     /// passes the smallest nonce another searcher found; records its find in
     /// `found` (the minimum of all finds).
+    ///
+    /// Two nonces of the sequence are hashed together ([`compress_pair`]),
+    /// the smaller checked first, so the find is the same as one at a time.
     fn run(&self, start: u64, stride: u64, found: &AtomicU64) {
-        let mut blocks = self.blocks;
+        let [mut tail_a, padding] = self.blocks;
+        let mut tail_b = tail_a;
         let mut nonce = start;
         while nonce < found.load(Ordering::Relaxed) {
-            blocks[0][NONCE_AT..NONCE_AT + 8].copy_from_slice(&nonce.to_be_bytes());
-            let mut state = self.mid;
-            sha2::compress256(&mut state, &blocks);
-            if Self::zero_bits(&state) >= self.difficulty {
+            let next = nonce.wrapping_add(stride);
+            tail_a[NONCE_AT..NONCE_AT + 8].copy_from_slice(&nonce.to_be_bytes());
+            tail_b[NONCE_AT..NONCE_AT + 8].copy_from_slice(&next.to_be_bytes());
+            let (mut a, mut b) = (self.mid, self.mid);
+            compress_pair(&mut a, &mut b, &tail_a, &tail_b);
+            compress_pair(&mut a, &mut b, &padding, &padding);
+            if Self::zero_bits(&a) >= self.difficulty {
                 found.fetch_min(nonce, Ordering::Relaxed);
                 return;
             }
-            nonce = nonce.wrapping_add(stride);
+            if Self::zero_bits(&b) >= self.difficulty {
+                found.fetch_min(next, Ordering::Relaxed);
+                return;
+            }
+            nonce = next.wrapping_add(stride);
         }
     }
 }

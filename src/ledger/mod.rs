@@ -8,6 +8,7 @@ pub mod hash;
 pub mod keys;
 pub mod merkle;
 pub mod rules;
+mod sha256x2;
 pub mod transaction;
 
 pub use block::{Block, BlockError, BlockHeader};
