@@ -1,17 +1,13 @@
 //! The Raft log and vote in sled.
 //!
 //! Durability contract (openraft's storage rules): a vote, an appended entry or
-//! a truncation is on disk, with sled flushed and its file synced, before the
+//! a truncation is on disk, with sled flushed and its files synced
+//! ([`SledSync`]: sled's own flush is not enough for a power loss), before the
 //! call returns or the append callback fires. sled on its own only flushes
 //! every 500 ms, which would let a node forget a vote or an acknowledged entry
 //! after a crash.
-//!
-//! sled 0.34's `flush` writes with `sync_file_range` alone (its `fsync` runs
-//! only in the 500 ms background flusher). That survives a killed process but
-//! not a power loss on a disk with a volatile write cache: it neither asks the
-//! disk to flush its cache nor records the file's new length. So every flush
-//! here is followed by `fdatasync` of sled's file, which does both.
 
+use super::sled_sync::SledSync;
 use crate::codec;
 use crate::raft::{Entry, LogId, NodeId, StorageError, TypeConfig};
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
@@ -33,8 +29,8 @@ const NONE_INDEX: u64 = u64::MAX;
 #[derive(Clone)]
 pub struct LogStore {
     db: sled::Db,
-    /// sled's data file, for the `fdatasync` that makes a flush durable.
-    file: Arc<std::fs::File>,
+    /// Makes a flush durable.
+    files: Arc<SledSync>,
     log: sled::Tree,
     meta: sled::Tree,
     /// Last committed index openraft told us, for status and the JSON view.
@@ -56,12 +52,9 @@ fn write_logs_err(e: impl std::error::Error + 'static) -> StorageError {
 impl LogStore {
     /// Opens the log in `db`, the sled database at `dir`.
     pub fn open(db: &sled::Db, dir: &Path) -> Result<LogStore, sled::Error> {
-        // sled keeps everything in one file named `db` in its directory and
-        // never replaces it. Any descriptor of a file syncs it.
-        let file = std::fs::File::open(dir.join("db"))?;
         let store = LogStore {
             db: db.clone(),
-            file: Arc::new(file),
+            files: Arc::new(SledSync::open(dir)?),
             log: db.open_tree("raft_log")?,
             meta: db.open_tree("raft_meta")?,
             committed: Arc::new(AtomicU64::new(NONE_INDEX)),
@@ -94,17 +87,17 @@ impl LogStore {
         }
     }
 
-    /// Flushes sled and syncs its file, off the async workers. (sled's
+    /// Flushes sled and syncs its files, off the async workers. (sled's
     /// `flush_async` was measured returning faster than its write takes here,
     /// so the blocking `flush` is used.) The sync runs even when sled had
     /// nothing left to write: another flush of the same database (the
     /// ledger's) may have written this log's entries without syncing them.
     async fn flush(&self) -> Result<(), StorageError> {
         let db = self.db.clone();
-        let file = Arc::clone(&self.file);
+        let files = Arc::clone(&self.files);
         tokio::task::spawn_blocking(move || {
             db.flush().map_err(write_logs_err)?;
-            file.sync_data().map_err(write_logs_err)
+            files.sync().map_err(write_logs_err)
         })
         .await
         .map_err(|e| write_logs_err(std::io::Error::other(e.to_string())))??;

@@ -6,6 +6,7 @@
 pub mod block_file;
 pub mod ledger_store;
 pub mod log_store;
+mod sled_sync;
 pub mod snapshot;
 pub mod state_machine;
 pub mod views;
