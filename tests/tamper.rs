@@ -26,12 +26,12 @@ fn offline_verify(c: &Cluster, id: u64) -> std::process::Output {
 /// and the node's block files dir), flushes, and waits until sled has let go
 /// of the data dir's lock (its flusher thread drops the last handle shortly
 /// after we do), so a server can open it.
-fn damage(c: &Cluster, id: u64, f: impl FnOnce(&sled::Tree, &Path)) {
+fn damage(c: &Cluster, id: u64, f: impl FnOnce(&sled::Db, &sled::Tree, &Path)) {
     let paths = NodePaths::new(c.data_dir(), id);
     let dir = paths.db;
     let db = bank_ledger::storage::open_db(&dir).expect("open sled");
     let tree = db.open_tree("ledger").expect("ledger tree");
-    f(&tree, &paths.blocks);
+    f(&db, &tree, &paths.blocks);
     db.flush().expect("flush");
     drop(tree);
     drop(db);
@@ -96,8 +96,8 @@ fn damage_to_a_block_or_a_balance_is_found_and_named_by_height() {
     // (Its ledger may end a block or two before the others: applies are
     // not flushed, the log is, and a restart re-applies from it.)
     let mut healthy = None;
-    damage(&c, 2, |t, _| {
-        healthy = overwrite_stored_balance(t, 1, 1_000_000).unwrap();
+    damage(&c, 2, |db, _, _| {
+        healthy = overwrite_stored_balance(db, 1, 1_000_000).unwrap();
     });
     let out = offline_verify(&c, 2);
     let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
@@ -115,11 +115,11 @@ fn damage_to_a_block_or_a_balance_is_found_and_named_by_height() {
     );
 
     // Restore the balance, then edit an amount inside block 2.
-    damage(&c, 2, |t, _| {
-        overwrite_stored_balance(t, 1, healthy.expect("balance was stored")).unwrap();
+    damage(&c, 2, |db, _, _| {
+        overwrite_stored_balance(db, 1, healthy.expect("balance was stored")).unwrap();
     });
     assert!(offline_verify(&c, 2).status.success(), "restored");
-    damage(&c, 2, |t, blocks| edit_amount(t, blocks, 2, 1));
+    damage(&c, 2, |_, t, blocks| edit_amount(t, blocks, 2, 1));
     let out = offline_verify(&c, 2);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
@@ -130,12 +130,12 @@ fn damage_to_a_block_or_a_balance_is_found_and_named_by_height() {
     // Damage to an old block, outside what the start-time check reads: the
     // node starts, checks the rest of its chain in the background, and
     // stops naming the height.
-    damage(&c, 2, |t, blocks| edit_amount(t, blocks, 2, -1));
+    damage(&c, 2, |_, t, blocks| edit_amount(t, blocks, 2, -1));
     assert!(offline_verify(&c, 2).status.success(), "block 2 restored");
     // The block below node 2's stored tip: the start-time check of one
     // block does not read it.
     let mut old = 0;
-    damage(&c, 2, |t, blocks| {
+    damage(&c, 2, |_, t, blocks| {
         let tip = bank_ledger::storage::ledger_store::stored_tip(t).unwrap();
         old = tip.expect("a tip").0 - 1;
         assert!(old >= 2, "an old block with a transfer: {old}");

@@ -60,8 +60,16 @@ const PREFIX_LOCATION: &[u8] = b"l:";
 /// start moves them into `m:balances`. Snapshot files still carry balances
 /// as such records.
 const PREFIX_ACCOUNT: &[u8] = b"a:";
-/// All balances as of a height: [`Checkpoint`].
+/// All balances as of a height: [`Checkpoint`]. Where data dirs written
+/// before [`CHECKPOINT_TREE`] kept it; a start moves it there.
 const KEY_BALANCES: &[u8] = b"m:balances";
+/// The balance checkpoints, keyed by the big-endian height they are at, in a
+/// tree of their own: a checkpoint holds every balance (870 KB for 100,000
+/// accounts), and in the ledger tree it shared a sled leaf with keys every
+/// block writes, so sled wrote it out whole again each time it consolidated
+/// that leaf (every ~50 blocks at one client). Here it is written once. A
+/// start reads the highest at or below the tip and removes the others.
+const CHECKPOINT_TREE: &str = "ledger_checkpoints";
 /// Balances a block changed (`Vec<(AccountId, Amount)>`), for blocks after the checkpoint.
 const PREFIX_DELTA: &[u8] = b"d:";
 /// Most deltas kept before a checkpoint (bounds the keys a start reads).
@@ -228,6 +236,8 @@ pub struct LedgerState {
 pub struct Ledger {
     db: sled::Db,
     tree: sled::Tree,
+    /// [`CHECKPOINT_TREE`].
+    checkpoints: sled::Tree,
     /// Holds the pending-install mark, outside the tree an install replaces.
     install_meta: sled::Tree,
     /// Block bodies; the tree holds where each is (`l:<height>`).
@@ -312,6 +322,7 @@ impl Ledger {
     ) -> Result<Arc<Ledger>, LedgerError> {
         let tree = db.open_tree("ledger")?;
         let install_meta = db.open_tree("ledger_install")?;
+        let checkpoints = db.open_tree(CHECKPOINT_TREE)?;
         let fresh = match tree.get(KEY_GENESIS)? {
             None => true,
             Some(v) => {
@@ -337,6 +348,7 @@ impl Ledger {
         let ledger = Ledger {
             db: db.clone(),
             tree,
+            checkpoints,
             install_meta,
             blocks: BlockFiles::open(blocks_dir)?,
             chain_id: genesis.chain_id(),
@@ -398,8 +410,10 @@ impl Ledger {
             }
         }
         let last = genesis.blocks.last().map(|b| (b.height(), b.hash()));
-        batch.insert(
-            KEY_BALANCES.to_vec(),
+        // A genesis written part way before is written afresh.
+        self.checkpoints.clear()?;
+        self.checkpoints.insert(
+            genesis.last_height().to_be_bytes(),
             encode(&(genesis.last_height(), &balances), "balances")?,
         )?;
         let head = Head {
@@ -483,15 +497,22 @@ impl Ledger {
     /// The stored balances: the checkpoint with the deltas after it replayed.
     fn load_balances(&self) -> Result<(BTreeMap<AccountId, Amount>, Deltas), LedgerError> {
         self.move_account_keys()?;
-        let (since, mut balances): Checkpoint = match self.tree.get(KEY_BALANCES)? {
-            Some(v) => decode(&v, || "m:balances".into())?,
-            None => {
-                return Err(LedgerError::Corruption {
-                    height: 0,
-                    reason: "no balances recorded".into(),
-                })
-            }
-        };
+        self.move_checkpoint_key()?;
+        // The highest at or below the tip: a crash between writing a
+        // checkpoint and the batch that moves the tip to its block leaves
+        // one above, which the block's apply writes again.
+        let tip = self.stored_tip()?.map_or(0, |(h, _)| h);
+        let (at, value) = self
+            .checkpoints
+            .range(..=tip.to_be_bytes())
+            .next_back()
+            .transpose()?
+            .ok_or(LedgerError::Corruption {
+                height: 0,
+                reason: "no balances recorded".into(),
+            })?;
+        let (since, mut balances): Checkpoint = decode(&value, || "balance checkpoint".into())?;
+        self.remove_checkpoints_except(&at)?;
         let mut deltas = Deltas::default();
         for kv in self.tree.scan_prefix(PREFIX_DELTA) {
             let (k, v) = kv?;
@@ -509,6 +530,29 @@ impl Ledger {
             balances.extend(changes);
         }
         Ok((balances, deltas))
+    }
+
+    /// Moves the checkpoint of a data dir from before [`CHECKPOINT_TREE`]
+    /// there. Inserted first: a crash in between leaves two equal copies.
+    fn move_checkpoint_key(&self) -> Result<(), LedgerError> {
+        let Some(value) = self.tree.get(KEY_BALANCES)? else {
+            return Ok(());
+        };
+        let (since, _): Checkpoint = decode(&value, || "m:balances".into())?;
+        self.checkpoints.insert(since.to_be_bytes(), value)?;
+        self.tree.remove(KEY_BALANCES)?;
+        Ok(())
+    }
+
+    /// Removes every checkpoint but the one stored under `keep`.
+    fn remove_checkpoints_except(&self, keep: &[u8]) -> Result<(), LedgerError> {
+        for k in self.checkpoints.iter().keys() {
+            let k = k?;
+            if k != keep {
+                self.checkpoints.remove(k)?;
+            }
+        }
+        Ok(())
     }
 
     /// Moves balances from per-account keys (data dirs written before
@@ -796,9 +840,12 @@ impl Ledger {
         let mut batch = sled::Batch::default();
         let mut deltas = self.deltas.lock().unwrap_or_else(|p| p.into_inner());
         self.stage_block(&mut batch, block, &exec)?;
+        let checkpoint_key = block.height().to_be_bytes();
         match &checkpoint {
             Some(all) => {
-                batch.insert(KEY_BALANCES, all.as_slice());
+                // Before the batch that moves the tip here: sled recovers a
+                // prefix of its log, so that batch is never kept without it.
+                self.checkpoints.insert(checkpoint_key, all.as_slice())?;
                 for h in &deltas.heights {
                     batch.remove(delta_key(*h));
                 }
@@ -825,6 +872,7 @@ impl Ledger {
         batch.insert(KEY_HEAD, encode(&head, "head")?);
         self.tree.apply_batch(batch)?;
         if checkpoint.is_some() {
+            self.remove_checkpoints_except(&checkpoint_key)?;
             *deltas = Deltas::default();
         } else if !exec.changes.is_empty() {
             deltas.heights.push(block.height());
@@ -1172,6 +1220,16 @@ impl Ledger {
     #[cfg(test)]
     pub(crate) fn raw_tree(&self) -> &sled::Tree {
         &self.tree
+    }
+
+    #[cfg(test)]
+    pub(crate) fn raw_checkpoints(&self) -> &sled::Tree {
+        &self.checkpoints
+    }
+
+    #[cfg(test)]
+    pub(crate) fn raw_db(&self) -> &sled::Db {
+        &self.db
     }
 
     // ---- verification ----
@@ -1676,6 +1734,7 @@ impl Ledger {
         for kv in self.tree.iter().keys() {
             batch.remove(kv?)?;
         }
+        self.checkpoints.clear()?;
         self.blocks.keep_through(None)?;
         let mut r = SnapshotReader::open(path)?;
         let meta = r.meta.clone();
@@ -1711,8 +1770,11 @@ impl Ledger {
             balance_digest: Some(balance_digest(&balances)),
             view_len: u64::MAX,
         };
-        let checkpoint: Checkpoint = (tip.map_or(0, |t| t.0), balances);
-        batch.insert(KEY_BALANCES.to_vec(), encode(&checkpoint, "balances")?)?;
+        let at = tip.map_or(0, |t| t.0);
+        let checkpoint: Checkpoint = (at, balances);
+        // Before the last chunk, which holds the head.
+        self.checkpoints
+            .insert(at.to_be_bytes(), encode(&checkpoint, "balances")?)?;
         batch.insert(KEY_MEMBERSHIP.to_vec(), encode(&meta.last_membership, "membership")?)?;
         batch.insert(KEY_HEAD.to_vec(), encode(&head, "head")?)?;
         batch.finish()
@@ -1724,10 +1786,11 @@ impl Ledger {
 /// balance it replaced. For tests of tamper detection.
 #[doc(hidden)]
 pub fn overwrite_stored_balance(
-    tree: &sled::Tree,
+    db: &sled::Db,
     account: AccountId,
     balance: Amount,
 ) -> Result<Option<Amount>, LedgerError> {
+    let tree = db.open_tree("ledger")?;
     for kv in tree.scan_prefix(PREFIX_DELTA).rev() {
         let (k, v) = kv?;
         let mut changes: Vec<(AccountId, Amount)> = decode(&v, || "balance delta".into())?;
@@ -1737,12 +1800,13 @@ pub fn overwrite_stored_balance(
             return Ok(Some(old));
         }
     }
-    let Some(v) = tree.get(KEY_BALANCES)? else {
+    let checkpoints = db.open_tree(CHECKPOINT_TREE)?;
+    let Some((k, v)) = checkpoints.last()? else {
         return Ok(None);
     };
-    let mut checkpoint: Checkpoint = decode(&v, || "m:balances".into())?;
+    let mut checkpoint: Checkpoint = decode(&v, || "balance checkpoint".into())?;
     let old = checkpoint.1.insert(account, balance);
-    tree.insert(KEY_BALANCES, encode(&checkpoint, "balances")?)?;
+    checkpoints.insert(k, encode(&checkpoint, "balances")?)?;
     Ok(old)
 }
 

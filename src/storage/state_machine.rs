@@ -516,7 +516,7 @@ mod tests {
                 let key = [b"a:".as_slice(), &account.to_be_bytes()].concat();
                 t.insert(key, crate::codec::encode(&balance).unwrap()).unwrap();
             }
-            t.remove(b"m:balances").unwrap();
+            ledger.raw_checkpoints().clear().unwrap();
             for k in t.scan_prefix(b"d:").keys() {
                 t.remove(k.unwrap()).unwrap();
             }
@@ -524,7 +524,49 @@ mod tests {
         let (ledger, _sm) = open(dir.path());
         assert_eq!((ledger.balance(0), ledger.balance(1)), (Some((75, 1)), Some((125, 1))));
         assert!(ledger.raw_tree().scan_prefix(b"a:").next().is_none());
-        assert!(ledger.raw_tree().get(b"m:balances").unwrap().is_some());
+        assert!(ledger.raw_tree().get(b"m:balances").unwrap().is_none());
+        assert_eq!(ledger.raw_checkpoints().len(), 1);
+        ledger.verify().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_in_the_ledger_tree_of_older_data_dirs_moves_into_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (ledger, mut sm) = open(dir.path());
+            let b = next_block(&ledger, vec![transfer("c1", 0, 1, 25)]);
+            sm.apply(vec![entry(1, b)]).await.unwrap();
+            // The layout an older version wrote: the checkpoint as `m:balances`.
+            let (_, checkpoint) = ledger.raw_checkpoints().last().unwrap().unwrap();
+            ledger.raw_checkpoints().clear().unwrap();
+            ledger.raw_tree().insert(b"m:balances", checkpoint).unwrap();
+        }
+        let (ledger, _sm) = open(dir.path());
+        assert_eq!((ledger.balance(0), ledger.balance(1)), (Some((75, 1)), Some((125, 1))));
+        assert!(ledger.raw_tree().get(b"m:balances").unwrap().is_none());
+        assert_eq!(ledger.raw_checkpoints().len(), 1);
+        ledger.verify().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_above_the_tip_is_ignored_and_removed() {
+        // What a crash leaves between writing a block's checkpoint and the
+        // batch that moves the tip to the block.
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (ledger, mut sm) = open(dir.path());
+            let b = next_block(&ledger, vec![transfer("c2", 0, 1, 25)]);
+            sm.apply(vec![entry(1, b)]).await.unwrap();
+            let tip = ledger.with_state(|s| s.tip_height);
+            let ahead: (u64, std::collections::BTreeMap<u64, u64>) = (tip + 1, [(0, 1), (1, 1)].into());
+            ledger
+                .raw_checkpoints()
+                .insert((tip + 1).to_be_bytes(), crate::codec::encode(&ahead).unwrap())
+                .unwrap();
+        }
+        let (ledger, _sm) = open(dir.path());
+        assert_eq!((ledger.balance(0), ledger.balance(1)), (Some((75, 1)), Some((125, 1))));
+        assert_eq!(ledger.raw_checkpoints().len(), 1);
         ledger.verify().unwrap();
     }
 
@@ -732,7 +774,7 @@ mod tests {
         ledger.verify().unwrap();
 
         // An edited balance: the chain gives another.
-        crate::storage::ledger_store::overwrite_stored_balance(ledger.raw_tree(), 1, 1_000_000).unwrap();
+        crate::storage::ledger_store::overwrite_stored_balance(ledger.raw_db(), 1, 1_000_000).unwrap();
         drop(sm);
         drop(ledger);
         let (ledger, _sm) = open(dir.path());
