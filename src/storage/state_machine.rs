@@ -503,13 +503,28 @@ mod tests {
         ledger.verify().unwrap();
     }
 
-    #[tokio::test]
-    async fn per_account_balance_keys_of_older_data_dirs_move_into_a_checkpoint() {
+    /// Applies one transfer (25 from account 0 to 1), lets `edit` change
+    /// what is stored as a crash or an older version would have left it, and
+    /// checks that the ledger opens again with the same balances, one
+    /// checkpoint in its tree, and a chain that verifies.
+    async fn reopens_with_the_same_balances(id: &str, edit: impl FnOnce(&Ledger)) -> Arc<Ledger> {
         let dir = tempfile::tempdir().unwrap();
         {
             let (ledger, mut sm) = open(dir.path());
-            let b = next_block(&ledger, vec![transfer("m1", 0, 1, 25)]);
+            let b = next_block(&ledger, vec![transfer(id, 0, 1, 25)]);
             sm.apply(vec![entry(1, b)]).await.unwrap();
+            edit(&ledger);
+        }
+        let (ledger, _sm) = open(dir.path());
+        assert_eq!((ledger.balance(0), ledger.balance(1)), (Some((75, 1)), Some((125, 1))));
+        assert_eq!(ledger.raw_checkpoints().len(), 1);
+        ledger.verify().unwrap();
+        ledger
+    }
+
+    #[tokio::test]
+    async fn per_account_balance_keys_of_older_data_dirs_move_into_a_checkpoint() {
+        let ledger = reopens_with_the_same_balances("m1", |ledger| {
             // The layout an older version wrote: a key per account, no checkpoint.
             let t = ledger.raw_tree();
             for (account, balance) in ledger.with_state(|s| s.balances.clone()) {
@@ -520,54 +535,37 @@ mod tests {
             for k in t.scan_prefix(b"d:").keys() {
                 t.remove(k.unwrap()).unwrap();
             }
-        }
-        let (ledger, _sm) = open(dir.path());
-        assert_eq!((ledger.balance(0), ledger.balance(1)), (Some((75, 1)), Some((125, 1))));
+        })
+        .await;
         assert!(ledger.raw_tree().scan_prefix(b"a:").next().is_none());
         assert!(ledger.raw_tree().get(b"m:balances").unwrap().is_none());
-        assert_eq!(ledger.raw_checkpoints().len(), 1);
-        ledger.verify().unwrap();
     }
 
     #[tokio::test]
     async fn a_checkpoint_in_the_ledger_tree_of_older_data_dirs_moves_into_its_own() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let (ledger, mut sm) = open(dir.path());
-            let b = next_block(&ledger, vec![transfer("c1", 0, 1, 25)]);
-            sm.apply(vec![entry(1, b)]).await.unwrap();
+        let ledger = reopens_with_the_same_balances("c1", |ledger| {
             // The layout an older version wrote: the checkpoint as `m:balances`.
             let (_, checkpoint) = ledger.raw_checkpoints().last().unwrap().unwrap();
             ledger.raw_checkpoints().clear().unwrap();
             ledger.raw_tree().insert(b"m:balances", checkpoint).unwrap();
-        }
-        let (ledger, _sm) = open(dir.path());
-        assert_eq!((ledger.balance(0), ledger.balance(1)), (Some((75, 1)), Some((125, 1))));
+        })
+        .await;
         assert!(ledger.raw_tree().get(b"m:balances").unwrap().is_none());
-        assert_eq!(ledger.raw_checkpoints().len(), 1);
-        ledger.verify().unwrap();
     }
 
     #[tokio::test]
     async fn a_checkpoint_above_the_tip_is_ignored_and_removed() {
         // What a crash leaves between writing a block's checkpoint and the
         // batch that moves the tip to the block.
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let (ledger, mut sm) = open(dir.path());
-            let b = next_block(&ledger, vec![transfer("c2", 0, 1, 25)]);
-            sm.apply(vec![entry(1, b)]).await.unwrap();
+        reopens_with_the_same_balances("c2", |ledger| {
             let tip = ledger.with_state(|s| s.tip_height);
             let ahead: (u64, std::collections::BTreeMap<u64, u64>) = (tip + 1, [(0, 1), (1, 1)].into());
             ledger
                 .raw_checkpoints()
                 .insert((tip + 1).to_be_bytes(), crate::codec::encode(&ahead).unwrap())
                 .unwrap();
-        }
-        let (ledger, _sm) = open(dir.path());
-        assert_eq!((ledger.balance(0), ledger.balance(1)), (Some((75, 1)), Some((125, 1))));
-        assert_eq!(ledger.raw_checkpoints().len(), 1);
-        ledger.verify().unwrap();
+        })
+        .await;
     }
 
     #[tokio::test]
