@@ -70,6 +70,8 @@ const KEY_BALANCES: &[u8] = b"m:balances";
 /// that leaf (every ~50 blocks at one client). Here it is written once. A
 /// start reads the highest at or below the tip and removes the others.
 const CHECKPOINT_TREE: &str = "ledger_checkpoints";
+/// The tree of everything else the ledger stores.
+const LEDGER_TREE: &str = "ledger";
 /// Balances a block changed (`Vec<(AccountId, Amount)>`), for blocks after the checkpoint.
 const PREFIX_DELTA: &[u8] = b"d:";
 /// Most deltas kept before a checkpoint (bounds the keys a start reads).
@@ -320,7 +322,7 @@ impl Ledger {
         snapshot_path: &Path,
         blocks_dir: &Path,
     ) -> Result<Arc<Ledger>, LedgerError> {
-        let tree = db.open_tree("ledger")?;
+        let tree = db.open_tree(LEDGER_TREE)?;
         let install_meta = db.open_tree("ledger_install")?;
         let checkpoints = db.open_tree(CHECKPOINT_TREE)?;
         let fresh = match tree.get(KEY_GENESIS)? {
@@ -1790,7 +1792,7 @@ pub fn overwrite_stored_balance(
     account: AccountId,
     balance: Amount,
 ) -> Result<Option<Amount>, LedgerError> {
-    let tree = db.open_tree("ledger")?;
+    let tree = db.open_tree(LEDGER_TREE)?;
     for kv in tree.scan_prefix(PREFIX_DELTA).rev() {
         let (k, v) = kv?;
         let mut changes: Vec<(AccountId, Amount)> = decode(&v, || "balance delta".into())?;
