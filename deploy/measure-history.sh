@@ -69,7 +69,7 @@ PY
 echo "verification of each node's whole chain (bank-client verify):"
 "$BIN/bank-client" --servers "$SERVERS" --timeout-ms 600000 verify
 sleep 5 # let allocators hand back what the fill used
-for i in 0 1 2; do echo "node $i: sled $(du -sm "$DIR/server_${i}_db" | cut -f1) MB + blocks $(du -sm "$DIR/server_${i}_blocks" | cut -f1) MB, resident memory $(rss_mb "${pids[$i]}") MB, peak so far $(peak_mb "${pids[$i]}") MB"; done
+for i in 0 1 2; do echo "node $i: sled $(du -sm "$DIR/server_${i}_db" | cut -f1) MB + raft log $(du -sm "$DIR/server_${i}_raftlog" 2>/dev/null | cut -f1) MB + blocks $(du -sm "$DIR/server_${i}_blocks" | cut -f1) MB, resident memory $(rss_mb "${pids[$i]}") MB, peak so far $(peak_mb "${pids[$i]}") MB"; done
 echo "leader during the fill: node $("$BIN/bank-client" --servers "$SERVERS" status --json | json_field '[s["id"] for s in d if s.get("role") == "leader"][0]')"
 
 echo "restart: SIGKILL node 2, start it again"

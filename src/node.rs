@@ -35,6 +35,10 @@ pub enum NodeError {
     Ledger(#[from] LedgerError),
     #[error("cannot open the database at {path}: {source}")]
     Db { path: String, source: sled::Error },
+    #[error("cannot open the Raft log: {0}")]
+    Log(#[from] crate::storage::LogStoreError),
+    #[error("node {id}: the Raft log in {log} holds entries but the database {db} is new: this node's state is partial, and it may have acknowledged what it no longer has. Restore the database, or treat the node as lost: remove its whole state, `bank-client cluster remove {id}`, then start it with a new --id and --join")]
+    PartialState { id: NodeId, log: String, db: String },
     #[error("cannot create data dir {path}: {source}")]
     DataDir { path: String, source: std::io::Error },
     #[error("invalid Raft settings: {0}")]
@@ -143,10 +147,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
     // balance stops the start with the height it was found at.
     let report = ledger.verify_recent(config.verify_blocks, crate::storage::ledger_store::START_VERIFY_MAX_TXS)?;
     tracing::info!("node {id}: chain verified: {}", report.describe());
-    let log_store = LogStore::open(&db, &paths.db).map_err(|source| NodeError::Db {
-        path: paths.db.display().to_string(),
-        source,
-    })?;
+    let log_store = LogStore::open(&db, &paths.db, &paths.raft_log)?;
     let pristine = log_store.is_pristine().map_err(|source| NodeError::Db {
         path: paths.db.display().to_string(),
         source,
@@ -184,6 +185,16 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         path: paths.db.display().to_string(),
         source,
     })?);
+    if peers.drawn_now() && !pristine {
+        return Err(NodeError::PartialState {
+            id,
+            log: paths.raft_log.display().to_string(),
+            db: paths.db.display().to_string(),
+        });
+    }
+    // The identity is durable before the log can hold an entry: a log
+    // without it would read as the partial state refused above.
+    log_store.sync_sled().await?;
     let (refused_tx, mut refused_rx) = mpsc::channel::<String>(1);
     let network = Network {
         self_id: id,

@@ -280,8 +280,9 @@ fn a_node_with_another_genesis_refuses_to_join() {
     let mut c = Cluster::start(3, TEST_GENESIS);
     c.kill(2);
     // Wipe node 2 and give it a different genesis file.
-    std::fs::remove_dir_all(c.data_dir().join("server_2_db")).unwrap();
-    std::fs::remove_dir_all(c.data_dir().join("server_2_blocks")).unwrap();
+    for dir in ["server_2_db", "server_2_blocks", "server_2_raftlog"] {
+        std::fs::remove_dir_all(c.data_dir().join(dir)).unwrap();
+    }
     let other = c.data_dir().join("other.json");
     std::fs::write(
         &other,

@@ -20,6 +20,8 @@ pub const LOST_STATE: &str = "lost its state";
 
 pub struct Peers {
     incarnation: String,
+    /// Drawn by this start: the database had none.
+    drawn_now: bool,
     heard: Mutex<HashMap<NodeId, Instant>>,
     /// Peer id (big-endian) -> the incarnation first seen for it.
     known: sled::Tree,
@@ -29,17 +31,18 @@ impl Peers {
     /// Loads this node's incarnation from `db`, drawing one on first start.
     pub fn open(db: &sled::Db) -> Result<Peers, sled::Error> {
         let identity = db.open_tree("node_identity")?;
-        let incarnation = match identity.get(KEY_INCARNATION)? {
-            Some(v) => String::from_utf8_lossy(&v).into_owned(),
+        let (incarnation, drawn_now) = match identity.get(KEY_INCARNATION)? {
+            Some(v) => (String::from_utf8_lossy(&v).into_owned(), false),
             None => {
                 let fresh = format!("{:032x}", rand::random::<u128>());
                 identity.insert(KEY_INCARNATION, fresh.as_bytes())?;
                 db.flush()?;
-                fresh
+                (fresh, true)
             }
         };
         Ok(Peers {
             incarnation,
+            drawn_now,
             heard: Mutex::new(HashMap::new()),
             known: db.open_tree("peer_incarnations")?,
         })
@@ -47,6 +50,11 @@ impl Peers {
 
     pub fn incarnation(&self) -> &str {
         &self.incarnation
+    }
+
+    /// True when this start drew the incarnation: the database is new.
+    pub fn drawn_now(&self) -> bool {
+        self.drawn_now
     }
 
     /// Records that a message from (or a reply by) `peer` arrived now.

@@ -1,12 +1,18 @@
-//! The Raft log and vote in sled.
+//! The Raft log: entries in segment files of our own ([`Wal`]), the vote and
+//! purge point in sled.
 //!
 //! Durability contract (openraft's storage rules): a vote, an appended entry or
-//! a truncation is on disk, with sled flushed and its files synced
-//! ([`SledSync`]: sled's own flush is not enough for a power loss), before the
-//! call returns or the append callback fires. sled on its own only flushes
-//! every 500 ms, which would let a node forget a vote or an acknowledged entry
-//! after a crash.
+//! a truncation is on disk before the call returns or the append callback
+//! fires: entries by `fdatasync` of their segment, the vote by sled's flush
+//! and a sync of its files ([`SledSync`]: sled's own flush is not enough for
+//! a power loss). sled on its own only flushes every 500 ms, which would let
+//! a node forget a vote or an acknowledged entry after a crash.
+//!
+//! The ledger's sled writes are not flushed per block: after a crash openraft
+//! re-applies from the ledger's `last_applied`, which needs those entries
+//! still in the log, so a purge first makes the ledger durable.
 
+use super::raft_wal::{Wal, WalError};
 use super::sled_sync::SledSync;
 use crate::codec;
 use crate::raft::{Entry, LogId, NodeId, StorageError, TypeConfig};
@@ -14,24 +20,40 @@ use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{AnyError, ErrorSubject, ErrorVerb, OptionalSend, StorageIOError, Vote};
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 const KEY_VOTE: &[u8] = b"vote";
 const KEY_COMMITTED: &[u8] = b"committed";
 const KEY_LAST_PURGED: &[u8] = b"last_purged";
+/// Where data dirs before the segment files kept the entries.
+const SLED_LOG_TREE: &str = "raft_log";
 
 /// Sentinel for "no committed index" in [`LogStore::committed_index`].
 const NONE_INDEX: u64 = u64::MAX;
 
-/// Raft log entries keyed by big-endian index, plus vote and purge markers.
+#[derive(Debug, thiserror::Error)]
+pub enum LogStoreError {
+    #[error(transparent)]
+    Sled(#[from] sled::Error),
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    #[error("moving the Raft log out of sled into {path}: {reason}")]
+    Migrate { path: String, reason: String },
+    #[error("the Raft log {path} is missing, but this node voted before (its database remembers the vote): it may have acknowledged entries it no longer has. Restore the directory, or treat the node as lost: remove its whole state, `bank-client cluster remove <id>`, then start it with a new --id and --join")]
+    Missing { path: String },
+    #[error("syncing the database: {0}")]
+    Sync(String),
+}
+
+/// Raft log entries by index, plus vote and purge markers.
 #[derive(Clone)]
 pub struct LogStore {
     db: sled::Db,
-    /// Makes a flush durable.
+    /// Makes a sled flush durable.
     files: Arc<SledSync>,
-    log: sled::Tree,
+    wal: Arc<RwLock<Wal>>,
     meta: sled::Tree,
     /// Last committed index openraft told us, for status and the JSON view.
     committed: Arc<AtomicU64>,
@@ -49,14 +71,29 @@ fn write_logs_err(e: impl std::error::Error + 'static) -> StorageError {
     io_err(ErrorSubject::Logs, ErrorVerb::Write, e)
 }
 
+fn join_err(e: tokio::task::JoinError) -> StorageError {
+    write_logs_err(std::io::Error::other(e.to_string()))
+}
+
 impl LogStore {
-    /// Opens the log in `db`, the sled database at `dir`.
-    pub fn open(db: &sled::Db, dir: &Path) -> Result<LogStore, sled::Error> {
+    /// Opens the log: entries in `log_dir`, vote and markers in `db`, the
+    /// sled database at `db_dir`. A data dir whose entries are still in
+    /// sled has them moved to `log_dir` first.
+    pub fn open(db: &sled::Db, db_dir: &Path, log_dir: &Path) -> Result<LogStore, LogStoreError> {
+        let files = Arc::new(SledSync::open(db_dir).map_err(sled::Error::from)?);
+        let existed = log_dir.exists();
+        let (wal, old_layout) = migrate_from_sled(db, &files, log_dir)?;
+        let meta = db.open_tree("raft_meta")?;
+        if !existed && !old_layout && meta.get(KEY_VOTE)?.is_some() {
+            return Err(LogStoreError::Missing {
+                path: log_dir.display().to_string(),
+            });
+        }
         let store = LogStore {
             db: db.clone(),
-            files: Arc::new(SledSync::open(dir)?),
-            log: db.open_tree("raft_log")?,
-            meta: db.open_tree("raft_meta")?,
+            files,
+            wal: Arc::new(RwLock::new(wal)),
+            meta,
             committed: Arc::new(AtomicU64::new(NONE_INDEX)),
         };
         if let Some(v) = store.meta.get(KEY_COMMITTED)? {
@@ -64,7 +101,22 @@ impl LogStore {
                 store.committed.store(c.index, Ordering::Relaxed);
             }
         }
+        // A crash between recording a purge and deleting its segments
+        // leaves entries the log no longer owns.
+        if let Some(v) = store.meta.get(KEY_LAST_PURGED)? {
+            if let Ok(p) = codec::decode::<LogId>(&v) {
+                store.wal_mut().purge_to(p.index)?;
+            }
+        }
         Ok(store)
+    }
+
+    fn wal(&self) -> std::sync::RwLockReadGuard<'_, Wal> {
+        self.wal.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn wal_mut(&self) -> std::sync::RwLockWriteGuard<'_, Wal> {
+        self.wal.write().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The last committed log index this node knows of.
@@ -77,7 +129,9 @@ impl LogStore {
 
     /// True when this node has never voted nor logged anything: a pristine node.
     pub fn is_pristine(&self) -> Result<bool, sled::Error> {
-        Ok(self.meta.get(KEY_VOTE)?.is_none() && self.log.is_empty())
+        Ok(self.meta.get(KEY_VOTE)?.is_none()
+            && self.meta.get(KEY_LAST_PURGED)?.is_none()
+            && self.wal().last_index().is_none())
     }
 
     fn read_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
@@ -87,12 +141,22 @@ impl LogStore {
         }
     }
 
+    fn read_entry(&self, index: u64) -> Result<Option<Entry>, StorageError> {
+        match self.wal().read(index).map_err(read_logs_err)? {
+            None => Ok(None),
+            Some(bytes) => codec::decode::<Entry>(&bytes).map(Some).map_err(read_logs_err),
+        }
+    }
+
+    /// Makes what was written to the node's sled database so far durable.
+    pub async fn sync_sled(&self) -> Result<(), LogStoreError> {
+        self.flush_sled().await.map_err(|e| LogStoreError::Sync(e.to_string()))
+    }
+
     /// Flushes sled and syncs its files, off the async workers. (sled's
     /// `flush_async` was measured returning faster than its write takes here,
-    /// so the blocking `flush` is used.) The sync runs even when sled had
-    /// nothing left to write: another flush of the same database (the
-    /// ledger's) may have written this log's entries without syncing them.
-    async fn flush(&self) -> Result<(), StorageError> {
+    /// so the blocking `flush` is used.)
+    async fn flush_sled(&self) -> Result<(), StorageError> {
         let db = self.db.clone();
         let files = Arc::clone(&self.files);
         tokio::task::spawn_blocking(move || {
@@ -100,8 +164,65 @@ impl LogStore {
             files.sync().map_err(write_logs_err)
         })
         .await
-        .map_err(|e| write_logs_err(std::io::Error::other(e.to_string())))??;
+        .map_err(join_err)??;
         Ok(())
+    }
+}
+
+/// Opens the segment files at `log_dir`, first moving entries a data dir
+/// from before them kept in sled's `raft_log` tree. Crash-safe: the files are
+/// written under a temporary name, synced and renamed into place, and only
+/// then is the tree dropped; a start that finds both keeps the files.
+/// Also says whether the data dir was of that older layout.
+fn migrate_from_sled(db: &sled::Db, files: &SledSync, log_dir: &Path) -> Result<(Wal, bool), LogStoreError> {
+    let staging = staging_dir(log_dir);
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).map_err(|e| migrate_err(&staging, e))?;
+    }
+    let has_tree = db.tree_names().iter().any(|n| n.as_ref() == SLED_LOG_TREE.as_bytes());
+    if has_tree {
+        let tree = db.open_tree(SLED_LOG_TREE)?;
+        if !log_dir.exists() && !tree.is_empty() {
+            let mut wal = Wal::open(&staging)?;
+            let mut moved = 0u64;
+            for kv in tree.iter() {
+                let (k, v) = kv?;
+                let index = k
+                    .as_ref()
+                    .try_into()
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| migrate_err(&staging, "a key that is not an index"))?;
+                wal.append([(index, v.as_ref())])?;
+                moved += 1;
+            }
+            wal.sync()?;
+            drop(wal);
+            std::fs::rename(&staging, log_dir).map_err(|e| migrate_err(log_dir, e))?;
+            if let Some(parent) = log_dir.parent() {
+                std::fs::File::open(parent)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|e| migrate_err(log_dir, e))?;
+            }
+            tracing::info!("moved {moved} Raft log entries out of sled into {}", log_dir.display());
+        }
+        drop(tree);
+        db.drop_tree(SLED_LOG_TREE)?;
+        db.flush()?;
+        files.sync().map_err(|e| migrate_err(log_dir, e))?;
+    }
+    Ok((Wal::open(log_dir)?, has_tree))
+}
+
+fn staging_dir(log_dir: &Path) -> PathBuf {
+    let mut name = log_dir.file_name().unwrap_or_default().to_os_string();
+    name.push(".moving");
+    log_dir.with_file_name(name)
+}
+
+fn migrate_err(path: &Path, e: impl std::fmt::Display) -> LogStoreError {
+    LogStoreError::Migrate {
+        path: path.display().to_string(),
+        reason: e.to_string(),
     }
 }
 
@@ -110,20 +231,30 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
+        let wal = self.wal();
+        let (Some(first), Some(last)) = (wal.first_index(), wal.last_index()) else {
+            return Ok(Vec::new());
+        };
         let start = match range.start_bound() {
             Bound::Included(i) => *i,
             Bound::Excluded(i) => i.saturating_add(1),
-            Bound::Unbounded => 0,
-        };
+            Bound::Unbounded => first,
+        }
+        .max(first);
         let end = match range.end_bound() {
-            Bound::Included(i) => Bound::Included(i.to_be_bytes()),
-            Bound::Excluded(i) => Bound::Excluded(i.to_be_bytes()),
-            Bound::Unbounded => Bound::Unbounded,
-        };
-        let mut out = Vec::new();
-        for kv in self.log.range((Bound::Included(start.to_be_bytes()), end)) {
-            let (_, v) = kv.map_err(read_logs_err)?;
-            out.push(codec::decode::<Entry>(&v).map_err(read_logs_err)?);
+            Bound::Included(i) => *i,
+            Bound::Excluded(0) => return Ok(Vec::new()),
+            Bound::Excluded(i) => i - 1,
+            Bound::Unbounded => last,
+        }
+        .min(last);
+        let mut out = Vec::with_capacity(end.saturating_sub(start).saturating_add(1).min(1024) as usize);
+        for index in start..=end {
+            let bytes = wal
+                .read(index)
+                .map_err(read_logs_err)?
+                .ok_or_else(|| read_logs_err(std::io::Error::other(format!("entry {index} is missing"))))?;
+            out.push(codec::decode::<Entry>(&bytes).map_err(read_logs_err)?);
         }
         Ok(out)
     }
@@ -134,8 +265,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let last_purged: Option<LogId> = self.read_meta(KEY_LAST_PURGED)?;
-        let last = match self.log.last().map_err(read_logs_err)? {
-            Some((_, v)) => Some(codec::decode::<Entry>(&v).map_err(read_logs_err)?.log_id),
+        let last_index = self.wal().last_index();
+        let last = match last_index {
+            Some(i) => match self.read_entry(i)? {
+                Some(entry) => Some(entry.log_id),
+                None => return Err(read_logs_err(std::io::Error::other(format!("entry {i} is missing")))),
+            },
             None => last_purged,
         };
         Ok(LogState {
@@ -153,7 +288,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.meta
             .insert(KEY_VOTE, bytes)
             .map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, e))?;
-        self.flush().await
+        self.flush_sled().await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
@@ -188,54 +323,177 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let started = std::time::Instant::now();
         crate::timeline::mark(crate::timeline::Point::LogAppend);
-        // One insert per entry, not a batch: every sled 0.34 batch seals the
-        // write buffer before and after it, two more writes (each with its
-        // sync_file_range) that the flush below then waits for. Atomicity is
-        // not needed: sled recovers a prefix of its log, so a crash part way
-        // leaves a prefix of these entries, which is a valid log, and none of
-        // them was reported durable.
+        let mut encoded = Vec::new();
         for entry in entries {
-            let bytes = codec::encode(&entry).map_err(write_logs_err)?;
-            self.log
-                .insert(entry.log_id.index.to_be_bytes(), bytes)
-                .map_err(write_logs_err)?;
+            encoded.push((entry.log_id.index, codec::encode(&entry).map_err(write_logs_err)?));
         }
-        // The callback tells openraft the entries are durable: flush first.
-        match self.flush().await {
-            Ok(_) => {
+        // Written here, so readers see the entries when this returns; synced
+        // off the async workers. Appends never overlap: openraft waits for
+        // each before the next.
+        let target = {
+            let mut wal = self.wal_mut();
+            wal.append(encoded.iter().map(|(i, b)| (*i, b.as_slice())))
+                .map_err(write_logs_err)?;
+            wal.sync_target()
+        };
+        let synced = match target {
+            None => Ok(()),
+            Some((path, file)) => tokio::task::spawn_blocking(move || {
+                file.sync_data()
+                    .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+            })
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string()))),
+        };
+        // The callback tells openraft the entries are durable: only now.
+        match synced {
+            Ok(()) => {
                 crate::timeline::mark(crate::timeline::Point::LogFlushed);
                 crate::stats::record(crate::stats::Stage::LogAppend, started.elapsed());
                 callback.log_io_completed(Ok(()));
                 Ok(())
             }
             Err(e) => {
-                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
-                Err(e)
+                let err = write_logs_err(std::io::Error::new(e.kind(), e.to_string()));
+                callback.log_io_completed(Err(e));
+                Err(err)
             }
         }
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let mut batch = sled::Batch::default();
-        for kv in self.log.range(log_id.index.to_be_bytes()..) {
-            let (k, _) = kv.map_err(write_logs_err)?;
-            batch.remove(k);
-        }
-        self.log.apply_batch(batch).map_err(write_logs_err)?;
-        self.flush().await
+        let wal = Arc::clone(&self.wal);
+        tokio::task::spawn_blocking(move || {
+            wal.write()
+                .unwrap_or_else(|p| p.into_inner())
+                .truncate_from(log_id.index)
+        })
+        .await
+        .map_err(join_err)?
+        .map_err(write_logs_err)
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        // Record the purge point first: after a crash mid-purge the log state
-        // still reports a consistent `last_purged_log_id`.
+        // Record the purge point first, in the same flush that makes the
+        // ledger's writes durable: the ledger has applied at least this far
+        // (openraft purges behind a snapshot), and after a crash it must not
+        // come back from before entries the log no longer holds.
         let bytes = codec::encode(&log_id).map_err(write_logs_err)?;
         self.meta.insert(KEY_LAST_PURGED, bytes).map_err(write_logs_err)?;
-        let mut batch = sled::Batch::default();
-        for kv in self.log.range(..=log_id.index.to_be_bytes()) {
-            let (k, _) = kv.map_err(write_logs_err)?;
-            batch.remove(k);
+        self.flush_sled().await?;
+        self.wal_mut().purge_to(log_id.index).map_err(write_logs_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    fn entry(term: u64, index: u64) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(term, 0), index),
+            payload: EntryPayload::Blank,
         }
-        self.log.apply_batch(batch).map_err(write_logs_err)?;
-        self.flush().await
+    }
+
+    /// A data dir as written before the segment files: entries in sled.
+    fn old_layout(dir: &Path, entries: &[Entry]) {
+        let db = crate::storage::open_db(dir).unwrap();
+        let tree = db.open_tree(SLED_LOG_TREE).unwrap();
+        for e in entries {
+            tree.insert(e.log_id.index.to_be_bytes(), codec::encode(e).unwrap())
+                .unwrap();
+        }
+        db.flush().unwrap();
+    }
+
+    async fn check_moved(db: &sled::Db, db_dir: &Path, log_dir: &Path, entries: &[Entry]) {
+        let mut store = LogStore::open(db, db_dir, log_dir).unwrap();
+        let got = store.try_get_log_entries(..).await.unwrap();
+        assert_eq!(got, entries);
+        let state = store.get_log_state().await.unwrap();
+        assert_eq!(state.last_log_id, entries.last().map(|e| e.log_id));
+        assert!(!db.tree_names().iter().any(|n| n.as_ref() == SLED_LOG_TREE.as_bytes()));
+        assert!(!staging_dir(log_dir).exists());
+    }
+
+    #[tokio::test]
+    async fn entries_kept_in_sled_move_to_the_segment_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db_dir, log_dir) = (dir.path().join("db"), dir.path().join("log"));
+        let entries: Vec<Entry> = (3..=7).map(|i| entry(2, i)).collect();
+        old_layout(&db_dir, &entries);
+        // A move that crashed part way left a staging dir behind.
+        std::fs::create_dir_all(staging_dir(&log_dir)).unwrap();
+        std::fs::write(staging_dir(&log_dir).join("00000000000000000003.raftlog"), b"partial").unwrap();
+        let db = crate::storage::open_db(&db_dir).unwrap();
+        check_moved(&db, &db_dir, &log_dir, &entries).await;
+        // Reopened: the files are the log.
+        check_moved(&db, &db_dir, &log_dir, &entries).await;
+    }
+
+    #[tokio::test]
+    async fn a_move_that_crashed_after_the_rename_keeps_the_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db_dir, log_dir) = (dir.path().join("db"), dir.path().join("log"));
+        let entries: Vec<Entry> = (1..=4).map(|i| entry(1, i)).collect();
+        // The files hold the log; sled still has an older copy of it.
+        old_layout(&db_dir, &entries[..2]);
+        let mut wal = Wal::open(&log_dir).unwrap();
+        let encoded: Vec<(u64, Vec<u8>)> = entries
+            .iter()
+            .map(|e| (e.log_id.index, codec::encode(e).unwrap()))
+            .collect();
+        wal.append(encoded.iter().map(|(i, b)| (*i, b.as_slice()))).unwrap();
+        wal.sync().unwrap();
+        drop(wal);
+        let db = crate::storage::open_db(&db_dir).unwrap();
+        check_moved(&db, &db_dir, &log_dir, &entries).await;
+    }
+
+    #[tokio::test]
+    async fn a_purge_recorded_before_a_crash_is_finished_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db_dir, log_dir) = (dir.path().join("db"), dir.path().join("log"));
+        let db = crate::storage::open_db(&db_dir).unwrap();
+        let store = LogStore::open(&db, &db_dir, &log_dir).unwrap();
+        let entries: Vec<Entry> = (0..=5).map(|i| entry(1, i)).collect();
+        let encoded: Vec<(u64, Vec<u8>)> = entries
+            .iter()
+            .map(|e| (e.log_id.index, codec::encode(e).unwrap()))
+            .collect();
+        store
+            .wal_mut()
+            .append(encoded.iter().map(|(i, b)| (*i, b.as_slice())))
+            .unwrap();
+        store.wal().sync().unwrap();
+        // The purge point reached sled; the segment files were not touched.
+        store
+            .meta
+            .insert(KEY_LAST_PURGED, codec::encode(&entries[2].log_id).unwrap())
+            .unwrap();
+        drop(store);
+        let mut store = LogStore::open(&db, &db_dir, &log_dir).unwrap();
+        assert_eq!(store.try_get_log_entries(..).await.unwrap(), &entries[3..]);
+        let state = store.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id, Some(entries[2].log_id));
+        assert!(!store.is_pristine().unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_node_that_voted_refuses_to_start_without_its_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db_dir, log_dir) = (dir.path().join("db"), dir.path().join("log"));
+        let db = crate::storage::open_db(&db_dir).unwrap();
+        let mut store = LogStore::open(&db, &db_dir, &log_dir).unwrap();
+        store.save_vote(&Vote::new(3, 1)).await.unwrap();
+        drop(store);
+        std::fs::remove_dir_all(&log_dir).unwrap();
+        match LogStore::open(&db, &db_dir, &log_dir) {
+            Err(LogStoreError::Missing { .. }) => {}
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("a node that voted started with a new, empty log"),
+        }
     }
 }

@@ -1,18 +1,20 @@
-//! Persistence in sled: the Raft log store, the ledger state machine, and the
-//! JSON views derived from it. One sled database per node holds both the log
-//! (trees `raft_log`, `raft_meta`) and the ledger (tree `ledger`); block
-//! bodies are in segment files beside it ([`block_file`]).
+//! Persistence: the Raft log store, the ledger state machine, and the JSON
+//! views derived from it. The log's entries are in segment files of their
+//! own ([`raft_wal`]); one sled database per node holds the vote (tree
+//! `raft_meta`) and the ledger (tree `ledger`); block bodies are in segment
+//! files beside it ([`block_file`]).
 
 pub mod block_file;
 pub mod ledger_store;
 pub mod log_store;
+pub mod raft_wal;
 mod sled_sync;
 pub mod snapshot;
 pub mod state_machine;
 pub mod views;
 
 pub use ledger_store::{Ledger, LedgerError, VerifyReport};
-pub use log_store::LogStore;
+pub use log_store::{LogStore, LogStoreError};
 pub use state_machine::LedgerStateMachine;
 
 use std::path::{Path, PathBuf};
@@ -22,6 +24,8 @@ use std::path::{Path, PathBuf};
 pub struct NodePaths {
     /// sled database.
     pub db: PathBuf,
+    /// The Raft log's entries ([`raft_wal`]).
+    pub raft_log: PathBuf,
     /// Block bodies ([`block_file`]); sled indexes them.
     pub blocks: PathBuf,
     /// JSON views for people: `server_<id>_states/`.
@@ -36,6 +40,7 @@ impl NodePaths {
     pub fn new(data_dir: &Path, id: u64) -> NodePaths {
         NodePaths {
             db: data_dir.join(format!("server_{id}_db")),
+            raft_log: data_dir.join(format!("server_{id}_raftlog")),
             blocks: data_dir.join(format!("server_{id}_blocks")),
             states: data_dir.join(format!("server_{id}_states")),
             snapshot: data_dir.join(format!("server_{id}_snapshot.bin")),
