@@ -148,6 +148,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
     let report = ledger.verify_recent(config.verify_blocks, crate::storage::ledger_store::START_VERIFY_MAX_TXS)?;
     tracing::info!("node {id}: chain verified: {}", report.describe());
     let log_store = LogStore::open(&db, &paths.db, &paths.raft_log)?;
+    log_store.attach_ledger(Arc::clone(&ledger));
     let pristine = log_store.is_pristine().map_err(|source| NodeError::Db {
         path: paths.db.display().to_string(),
         source,
@@ -181,17 +182,22 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
     .map_err(|e| NodeError::RaftConfig(e.to_string()))?;
 
     let faults = Arc::new(Faults::new(id));
-    let peers = Arc::new(Peers::open(&db).map_err(|source| NodeError::Db {
+    let db_err = |source| NodeError::Db {
         path: paths.db.display().to_string(),
         source,
-    })?);
-    if peers.drawn_now() && !pristine {
+    };
+    // A database that has neither identity nor applied anything is new;
+    // with a log that holds entries, the rest of the state was lost.
+    // Checked before the identity is drawn, so that every start refuses.
+    let new_db = !Peers::has_identity(&db).map_err(db_err)? && ledger.with_state(|s| s.last_applied).is_none();
+    if new_db && !pristine {
         return Err(NodeError::PartialState {
             id,
             log: paths.raft_log.display().to_string(),
             db: paths.db.display().to_string(),
         });
     }
+    let peers = Arc::new(Peers::open(&db).map_err(db_err)?);
     // The identity is durable before the log can hold an entry: a log
     // without it would read as the partial state refused above.
     log_store.sync_sled().await?;

@@ -20,8 +20,6 @@ pub const LOST_STATE: &str = "lost its state";
 
 pub struct Peers {
     incarnation: String,
-    /// Drawn by this start: the database had none.
-    drawn_now: bool,
     heard: Mutex<HashMap<NodeId, Instant>>,
     /// Peer id (big-endian) -> the incarnation first seen for it.
     known: sled::Tree,
@@ -31,18 +29,17 @@ impl Peers {
     /// Loads this node's incarnation from `db`, drawing one on first start.
     pub fn open(db: &sled::Db) -> Result<Peers, sled::Error> {
         let identity = db.open_tree("node_identity")?;
-        let (incarnation, drawn_now) = match identity.get(KEY_INCARNATION)? {
-            Some(v) => (String::from_utf8_lossy(&v).into_owned(), false),
+        let incarnation = match identity.get(KEY_INCARNATION)? {
+            Some(v) => String::from_utf8_lossy(&v).into_owned(),
             None => {
                 let fresh = format!("{:032x}", rand::random::<u128>());
                 identity.insert(KEY_INCARNATION, fresh.as_bytes())?;
                 db.flush()?;
-                (fresh, true)
+                fresh
             }
         };
         Ok(Peers {
             incarnation,
-            drawn_now,
             heard: Mutex::new(HashMap::new()),
             known: db.open_tree("peer_incarnations")?,
         })
@@ -52,9 +49,10 @@ impl Peers {
         &self.incarnation
     }
 
-    /// True when this start drew the incarnation: the database is new.
-    pub fn drawn_now(&self) -> bool {
-        self.drawn_now
+    /// Whether `db` holds an incarnation: false for a new database (or
+    /// one from before incarnations).
+    pub fn has_identity(db: &sled::Db) -> Result<bool, sled::Error> {
+        Ok(db.open_tree("node_identity")?.get(KEY_INCARNATION)?.is_some())
     }
 
     /// Records that a message from (or a reply by) `peer` arrived now.

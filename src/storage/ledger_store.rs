@@ -266,6 +266,11 @@ pub struct Ledger {
     stopping: std::sync::atomic::AtomicBool,
     /// Deltas stored since the checkpoint; written by applies only.
     deltas: Mutex<Deltas>,
+    /// Syncs the blob files sled writes for large values (checkpoints, the
+    /// deltas of large blocks) after each block: nothing else flushes the
+    /// ledger's sled writes per block, and sled never syncs blobs. Unset in
+    /// tests that do not need power-loss durability.
+    blob_sync: std::sync::OnceLock<Arc<super::sled_sync::SledSync>>,
     /// [`CHECKPOINT_MAX_BLOCKS`], lowered by tests.
     checkpoint_max_blocks: std::sync::atomic::AtomicUsize,
     /// Who waits for a block's outcome, by block hash: the leader's producer
@@ -367,6 +372,7 @@ impl Ledger {
             installs: std::sync::atomic::AtomicU64::new(0),
             stopping: std::sync::atomic::AtomicBool::new(false),
             deltas: Mutex::new(Deltas::default()),
+            blob_sync: std::sync::OnceLock::new(),
             checkpoint_max_blocks: std::sync::atomic::AtomicUsize::new(CHECKPOINT_MAX_BLOCKS),
             outcome_waiters: Mutex::new(HashMap::new()),
         };
@@ -881,6 +887,7 @@ impl Ledger {
             deltas.entries += exec.changes.len();
         }
         drop(deltas);
+        self.sync_new_blobs()?;
         {
             let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
             s.balances.extend(exec.changes.iter().map(|(a, b)| (*a, *b)));
@@ -1017,6 +1024,22 @@ impl Ledger {
     }
 
     /// Runs `f` on the applied state under a read lock.
+    /// Has each block's new sled blob files synced by `files` (see the
+    /// field); set once, by the node.
+    pub fn sync_blobs_with(&self, files: Arc<super::sled_sync::SledSync>) {
+        let _ = self.blob_sync.set(files);
+    }
+
+    fn sync_new_blobs(&self) -> Result<(), LedgerError> {
+        match self.blob_sync.get() {
+            Some(files) => files.sync_blobs().map_err(|source| LedgerError::Io {
+                path: "sled blobs".into(),
+                source,
+            }),
+            None => Ok(()),
+        }
+    }
+
     pub fn with_state<T>(&self, f: impl FnOnce(&LedgerState) -> T) -> T {
         f(&self.state.read().unwrap_or_else(|p| p.into_inner()))
     }

@@ -12,6 +12,7 @@
 //! re-applies from the ledger's `last_applied`, which needs those entries
 //! still in the log, so a purge first makes the ledger durable.
 
+use super::ledger_store::Ledger;
 use super::raft_wal::{Wal, WalError};
 use super::sled_sync::SledSync;
 use crate::codec;
@@ -22,7 +23,7 @@ use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 const KEY_VOTE: &[u8] = b"vote";
 const KEY_COMMITTED: &[u8] = b"committed";
@@ -44,7 +45,7 @@ pub enum LogStoreError {
     #[error("the Raft log {path} is missing, but this node voted before (its database remembers the vote): it may have acknowledged entries it no longer has. Restore the directory, or treat the node as lost: remove its whole state, `bank-client cluster remove <id>`, then start it with a new --id and --join")]
     Missing { path: String },
     #[error("syncing the database: {0}")]
-    Sync(String),
+    Sync(#[source] StorageError),
 }
 
 /// Raft log entries by index, plus vote and purge markers.
@@ -57,7 +58,13 @@ pub struct LogStore {
     meta: sled::Tree,
     /// Last committed index openraft told us, for status and the JSON view.
     committed: Arc<AtomicU64>,
+    /// The state machine a purge must not get ahead of ([`LogStore::attach_ledger`]).
+    ledger: Arc<OnceLock<Arc<Ledger>>>,
 }
+
+/// How long a purge waits for the ledger to apply (or install) up to the
+/// purge point: a snapshot install of a large ledger takes tens of seconds.
+const PURGE_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 
 fn io_err(subject: ErrorSubject<NodeId>, verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError {
     StorageIOError::new(subject, verb, AnyError::new(&e)).into()
@@ -81,20 +88,26 @@ impl LogStore {
     /// sled has them moved to `log_dir` first.
     pub fn open(db: &sled::Db, db_dir: &Path, log_dir: &Path) -> Result<LogStore, LogStoreError> {
         let files = Arc::new(SledSync::open(db_dir).map_err(sled::Error::from)?);
-        let existed = log_dir.exists();
-        let (wal, old_layout) = migrate_from_sled(db, &files, log_dir)?;
         let meta = db.open_tree("raft_meta")?;
-        if !existed && !old_layout && meta.get(KEY_VOTE)?.is_some() {
+        let purged = match meta.get(KEY_LAST_PURGED)? {
+            Some(v) => Some(codec::decode::<LogId>(&v).map_err(|e| migrate_err(db_dir, e))?.index),
+            None => None,
+        };
+        let old_layout = db.tree_names().iter().any(|n| n.as_ref() == SLED_LOG_TREE.as_bytes());
+        // Checked before anything is created, so that every start refuses.
+        if !log_dir.exists() && !old_layout && meta.get(KEY_VOTE)?.is_some() {
             return Err(LogStoreError::Missing {
                 path: log_dir.display().to_string(),
             });
         }
+        let wal = migrate_from_sled(db, &files, log_dir, old_layout, purged)?;
         let store = LogStore {
             db: db.clone(),
             files,
             wal: Arc::new(RwLock::new(wal)),
             meta,
             committed: Arc::new(AtomicU64::new(NONE_INDEX)),
+            ledger: Arc::new(OnceLock::new()),
         };
         if let Some(v) = store.meta.get(KEY_COMMITTED)? {
             if let Ok(c) = codec::decode::<LogId>(&v) {
@@ -148,9 +161,38 @@ impl LogStore {
         }
     }
 
+    /// Ties the log to the node's ledger, which shares its sled database: a
+    /// purge waits until the ledger has applied (or installed) up to the
+    /// purge point and makes that durable first, and each applied block's
+    /// new sled blob files are synced.
+    pub fn attach_ledger(&self, ledger: Arc<Ledger>) {
+        ledger.sync_blobs_with(Arc::clone(&self.files));
+        let _ = self.ledger.set(ledger);
+    }
+
+    /// Waits until the attached ledger has applied entry `index`: openraft
+    /// 0.9 purges a follower's log right after queueing a snapshot install,
+    /// before the install ran.
+    async fn wait_for_ledger(&self, index: u64) -> Result<(), StorageError> {
+        let Some(ledger) = self.ledger.get() else {
+            return Ok(());
+        };
+        let deadline = tokio::time::Instant::now() + PURGE_WAIT;
+        while ledger.with_state(|s| s.last_applied).is_none_or(|a| a.index < index) {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(write_logs_err(std::io::Error::other(format!(
+                    "purge to {index}: the ledger did not apply that far within {} s",
+                    PURGE_WAIT.as_secs()
+                ))));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        Ok(())
+    }
+
     /// Makes what was written to the node's sled database so far durable.
     pub async fn sync_sled(&self) -> Result<(), LogStoreError> {
-        self.flush_sled().await.map_err(|e| LogStoreError::Sync(e.to_string()))
+        self.flush_sled().await.map_err(LogStoreError::Sync)
     }
 
     /// Flushes sled and syncs its files, off the async workers. (sled's
@@ -173,17 +215,21 @@ impl LogStore {
 /// from before them kept in sled's `raft_log` tree. Crash-safe: the files are
 /// written under a temporary name, synced and renamed into place, and only
 /// then is the tree dropped; a start that finds both keeps the files.
-/// Also says whether the data dir was of that older layout.
-fn migrate_from_sled(db: &sled::Db, files: &SledSync, log_dir: &Path) -> Result<(Wal, bool), LogStoreError> {
+fn migrate_from_sled(
+    db: &sled::Db,
+    files: &SledSync,
+    log_dir: &Path,
+    old_layout: bool,
+    purged: Option<u64>,
+) -> Result<Wal, LogStoreError> {
     let staging = staging_dir(log_dir);
     if staging.exists() {
         std::fs::remove_dir_all(&staging).map_err(|e| migrate_err(&staging, e))?;
     }
-    let has_tree = db.tree_names().iter().any(|n| n.as_ref() == SLED_LOG_TREE.as_bytes());
-    if has_tree {
+    if old_layout {
         let tree = db.open_tree(SLED_LOG_TREE)?;
         if !log_dir.exists() && !tree.is_empty() {
-            let mut wal = Wal::open(&staging)?;
+            let mut wal = Wal::open(&staging, None)?;
             let mut moved = 0u64;
             for kv in tree.iter() {
                 let (k, v) = kv?;
@@ -210,7 +256,7 @@ fn migrate_from_sled(db: &sled::Db, files: &SledSync, log_dir: &Path) -> Result<
         db.flush()?;
         files.sync().map_err(|e| migrate_err(log_dir, e))?;
     }
-    Ok((Wal::open(log_dir)?, has_tree))
+    Ok(Wal::open(log_dir, purged)?)
 }
 
 fn staging_dir(log_dir: &Path) -> PathBuf {
@@ -375,9 +421,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         // Record the purge point first, in the same flush that makes the
-        // ledger's writes durable: the ledger has applied at least this far
-        // (openraft purges behind a snapshot), and after a crash it must not
-        // come back from before entries the log no longer holds.
+        // ledger's writes durable, once the ledger has applied at least this
+        // far: after a crash it must not come back from before entries the
+        // log no longer holds.
+        self.wait_for_ledger(log_id.index).await?;
         let bytes = codec::encode(&log_id).map_err(write_logs_err)?;
         self.meta.insert(KEY_LAST_PURGED, bytes).map_err(write_logs_err)?;
         self.flush_sled().await?;
@@ -440,7 +487,7 @@ mod tests {
         let entries: Vec<Entry> = (1..=4).map(|i| entry(1, i)).collect();
         // The files hold the log; sled still has an older copy of it.
         old_layout(&db_dir, &entries[..2]);
-        let mut wal = Wal::open(&log_dir).unwrap();
+        let mut wal = Wal::open(&log_dir, None).unwrap();
         let encoded: Vec<(u64, Vec<u8>)> = entries
             .iter()
             .map(|e| (e.log_id.index, codec::encode(e).unwrap()))
@@ -490,10 +537,50 @@ mod tests {
         store.save_vote(&Vote::new(3, 1)).await.unwrap();
         drop(store);
         std::fs::remove_dir_all(&log_dir).unwrap();
-        match LogStore::open(&db, &db_dir, &log_dir) {
-            Err(LogStoreError::Missing { .. }) => {}
-            Err(e) => panic!("unexpected error {e}"),
-            Ok(_) => panic!("a node that voted started with a new, empty log"),
+        // Every start refuses, not only the first.
+        for _ in 0..2 {
+            match LogStore::open(&db, &db_dir, &log_dir) {
+                Err(LogStoreError::Missing { .. }) => {}
+                Err(e) => panic!("unexpected error {e}"),
+                Ok(_) => panic!("a node that voted started with a new, empty log"),
+            }
         }
+    }
+
+    #[tokio::test]
+    async fn a_purge_waits_until_the_ledger_has_applied_its_point() {
+        use openraft::storage::RaftStateMachine;
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, mut sm) = crate::storage::state_machine::tests::open_with(
+            &dir.path().join("node"),
+            r#"{"difficulty":4,"accounts":[{"id":0,"balance":100},{"id":1,"balance":100}]}"#,
+        );
+        let (db_dir, log_dir) = (dir.path().join("db"), dir.path().join("log"));
+        let db = crate::storage::open_db(&db_dir).unwrap();
+        let store = LogStore::open(&db, &db_dir, &log_dir).unwrap();
+        store.attach_ledger(Arc::clone(&ledger));
+        let entries: Vec<Entry> = (0..=3).map(|i| entry(1, i)).collect();
+        let encoded: Vec<(u64, Vec<u8>)> = entries
+            .iter()
+            .map(|e| (e.log_id.index, codec::encode(e).unwrap()))
+            .collect();
+        store
+            .wal_mut()
+            .append(encoded.iter().map(|(i, b)| (*i, b.as_slice())))
+            .unwrap();
+        // As openraft 0.9 does on a follower: the purge is issued while the
+        // snapshot install that brings the ledger there has not run yet.
+        let mut purging = store.clone();
+        let mut purge = tokio::spawn(async move { purging.purge(entries[2].log_id).await });
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(300), &mut purge)
+                .await
+                .is_err(),
+            "the purge went ahead of the ledger"
+        );
+        assert_eq!(store.wal().first_index(), Some(0));
+        sm.apply((1..=2).map(|i| entry(1, i))).await.unwrap();
+        purge.await.unwrap().unwrap();
+        assert_eq!(store.wal().first_index(), Some(3));
     }
 }

@@ -8,7 +8,7 @@ pub mod block_file;
 pub mod ledger_store;
 pub mod log_store;
 pub mod raft_wal;
-mod sled_sync;
+pub mod sled_sync;
 pub mod snapshot;
 pub mod state_machine;
 pub mod views;

@@ -9,14 +9,17 @@
 //! mean, p50 0.2-0.3 ms lower, CPU per transfer -10% (README, "Sixth
 //! session").
 //!
-//! Record: `len: u32 LE | crc32(index, payload): u32 LE | index: u64 LE |
-//! payload`, indexes consecutive across the segments. A segment is named
-//! after the index of its first record and closed (synced) once it holds
-//! [`SEGMENT_BYTES`]. Only the last append can be torn by a crash (every
-//! earlier one was synced before the next began, and a segment is synced
-//! before the next is created), so at open an unreadable record in the last
-//! segment ends the log there and the file is cut back; one anywhere else is
-//! damage and stops the open.
+//! Record: `len: u32 LE | crc32(rest of header, payload): u32 LE | index:
+//! u64 LE | first index of its append: u64 LE | payload`, indexes
+//! consecutive across the segments. A segment is named after the index of
+//! its first record and closed (synced) once it holds [`SEGMENT_BYTES`].
+//! Only the last append can be torn by a crash (every earlier one was synced
+//! before the next began, and a segment is synced before the next is
+//! created), and within it any of its records (pages reach the disk in any
+//! order). So at open an unreadable record in the last segment ends the log
+//! there and the file is cut back, unless an intact record after it belongs
+//! to a later append: then the damage is in entries already synced, and the
+//! open stops, as it does for damage in any other segment.
 //!
 //! Memory: the offset of each entry still in the log (24 bytes each); the
 //! log is purged behind snapshots, so this is bounded by the snapshot
@@ -30,7 +33,7 @@ use std::sync::Arc;
 
 /// A segment is closed once it holds this much.
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
-const HEADER: usize = 16;
+const HEADER: usize = 24;
 /// Larger than any entry can be (blocks are capped at 16 MiB): a length
 /// beyond it can only be damage or a torn write.
 const MAX_RECORD: u32 = 256 * 1024 * 1024;
@@ -80,11 +83,51 @@ pub struct Wal {
     next: Option<u64>,
 }
 
-fn record_crc(index: u64, payload: &[u8]) -> u32 {
+fn record_crc(index: u64, append_first: u64, payload: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();
     h.update(&index.to_le_bytes());
+    h.update(&append_first.to_le_bytes());
     h.update(payload);
     h.finalize()
+}
+
+/// A record's header fields.
+struct Header {
+    len: u32,
+    crc: u32,
+    index: u64,
+    append_first: u64,
+}
+
+impl Header {
+    fn parse(bytes: &[u8]) -> Option<Header> {
+        Some(Header {
+            len: u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?),
+            crc: u32::from_le_bytes(bytes.get(4..8)?.try_into().ok()?),
+            index: u64::from_le_bytes(bytes.get(8..16)?.try_into().ok()?),
+            append_first: u64::from_le_bytes(bytes.get(16..24)?.try_into().ok()?),
+        })
+    }
+
+    fn encode_into(out: &mut Vec<u8>, index: u64, append_first: u64, payload: &[u8], len: u32) {
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&record_crc(index, append_first, payload).to_le_bytes());
+        out.extend_from_slice(&index.to_le_bytes());
+        out.extend_from_slice(&append_first.to_le_bytes());
+        out.extend_from_slice(payload);
+    }
+}
+
+/// The first intact record in `tail` (bytes after a damaged record whose
+/// index would have been `expected`), if any: its append's first index.
+/// Every offset is tried, as the damaged length cannot be trusted.
+fn intact_record_after(tail: &[u8], expected: u64) -> Option<u64> {
+    (1..tail.len().saturating_sub(HEADER)).find_map(|at| {
+        let h = Header::parse(&tail[at..])?;
+        let end = at.checked_add(HEADER)?.checked_add(h.len as usize)?;
+        let plausible = h.index > expected && h.append_first <= h.index && h.len <= MAX_RECORD && end <= tail.len();
+        (plausible && record_crc(h.index, h.append_first, &tail[at + HEADER..end]) == h.crc).then_some(h.append_first)
+    })
 }
 
 /// Makes a new or removed directory entry durable.
@@ -94,7 +137,10 @@ fn sync_dir(dir: &Path) -> Result<(), WalError> {
 
 impl Wal {
     /// Opens (creating if needed) the log in `dir`; cuts a torn last append.
-    pub fn open(dir: &Path) -> Result<Wal, WalError> {
+    /// `purged`: the index the log was purged to, if any; segments that hold
+    /// nothing after it are deleted first (a purge's deletions are not
+    /// synced, and a crash may bring back some of them but not others).
+    pub fn open(dir: &Path, purged: Option<u64>) -> Result<Wal, WalError> {
         if !dir.exists() {
             std::fs::create_dir_all(dir).map_err(io_at(dir))?;
             if let Some(parent) = dir.parent() {
@@ -108,7 +154,15 @@ impl Wal {
             slots: VecDeque::new(),
             next: None,
         };
-        let names = wal.segment_names()?;
+        let mut names = wal.segment_names()?;
+        if let Some(purged) = purged {
+            // A segment holds nothing after the purge point when the next
+            // one starts at or before the entry following it.
+            let keep_from = names.iter().rposition(|f| *f <= purged.saturating_add(1)).unwrap_or(0);
+            for first in names.drain(..keep_from) {
+                wal.remove_segment(first)?;
+            }
+        }
         for (i, first) in names.iter().enumerate() {
             let last = i + 1 == names.len();
             wal.load_segment(*first, last)?;
@@ -150,10 +204,7 @@ impl Wal {
                 return Err(WalError::Corrupt {
                     path: path.display().to_string(),
                     offset: 0,
-                    reason: format!(
-                        "segment starts at index {first}, the log before it ends at {}",
-                        next - 1
-                    ),
+                    reason: format!("segment starts at index {first}, the log before it continues at {next}"),
                 });
             }
         }
@@ -169,36 +220,45 @@ impl Wal {
                 break Some("a record header cut short");
             }
             file.read_exact_at(&mut header, offset).map_err(io_at(&path))?;
-            let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes"));
-            let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
-            let index = u64::from_le_bytes(header[8..].try_into().expect("8 bytes"));
-            if len > MAX_RECORD || size - offset - (HEADER as u64) < u64::from(len) {
+            let h = Header::parse(&header).ok_or(WalError::Misuse("header size".into()))?;
+            if h.len > MAX_RECORD || size - offset - (HEADER as u64) < u64::from(h.len) {
                 break Some("a record longer than the file");
             }
-            if index != expected {
+            if h.index != expected {
                 break Some("an index out of sequence");
             }
-            let mut payload = vec![0u8; len as usize];
+            let mut payload = vec![0u8; h.len as usize];
             file.read_exact_at(&mut payload, offset + HEADER as u64)
                 .map_err(io_at(&path))?;
-            if record_crc(index, &payload) != crc {
+            if record_crc(h.index, h.append_first, &payload) != h.crc {
                 break Some("a record whose checksum does not match");
             }
             slots.push(Slot {
                 segment: first,
                 offset,
-                len,
+                len: h.len,
             });
-            offset += (HEADER as u64) + u64::from(len);
+            offset += (HEADER as u64) + u64::from(h.len);
             expected += 1;
         };
         if let Some(reason) = damage {
+            let corrupt = |reason: String| WalError::Corrupt {
+                path: path.display().to_string(),
+                offset,
+                reason,
+            };
             if !last {
-                return Err(WalError::Corrupt {
-                    path: path.display().to_string(),
-                    offset,
-                    reason: reason.to_string(),
-                });
+                return Err(corrupt(reason.to_string()));
+            }
+            let mut tail = vec![0u8; (size - offset) as usize];
+            file.read_exact_at(&mut tail, offset).map_err(io_at(&path))?;
+            if let Some(append_first) = intact_record_after(&tail, expected) {
+                if append_first > expected {
+                    return Err(corrupt(format!(
+                        "{reason} (entry {expected}), followed by intact entries of a later append: \
+                         damage in entries already synced, not a torn write"
+                    )));
+                }
             }
             tracing::warn!(
                 "raft log {}: {reason} at offset {offset}: cutting off {} bytes of an append a crash interrupted",
@@ -264,10 +324,7 @@ impl Wal {
                 .ok()
                 .filter(|l| *l <= MAX_RECORD)
                 .ok_or_else(|| WalError::Misuse(format!("an entry of {} bytes is over the limit", payload.len())))?;
-            records.extend_from_slice(&len.to_le_bytes());
-            records.extend_from_slice(&record_crc(*index, payload).to_le_bytes());
-            records.extend_from_slice(&index.to_le_bytes());
-            records.extend_from_slice(payload);
+            Header::encode_into(&mut records, *index, first_new, payload, len);
             slots.push(Slot {
                 segment: active,
                 offset,
@@ -359,9 +416,10 @@ impl Wal {
             .file
             .read_exact_at(&mut record, slot.offset)
             .map_err(io_at(&path))?;
-        let crc = u32::from_le_bytes(record[4..8].try_into().expect("4 bytes"));
         let payload = record.split_off(HEADER);
-        if record_crc(index, &payload) != crc {
+        let intact = Header::parse(&record)
+            .is_some_and(|h| h.index == index && record_crc(h.index, h.append_first, &payload) == h.crc);
+        if !intact {
             return Err(WalError::Corrupt {
                 path: path.display().to_string(),
                 offset: slot.offset,
@@ -380,23 +438,27 @@ impl Wal {
         }
         let cut = self.slots[keep as usize];
         self.slots.truncate(keep as usize);
-        let later: Vec<u64> = self.segments.range(cut.segment + 1..).map(|(f, _)| *f).collect();
+        // Later segments go first, durably: a crash must not leave the cut
+        // segment short with a later one still there (a hole at open).
+        let later: Vec<u64> = self
+            .segments
+            .range(cut.segment.saturating_add(1)..)
+            .map(|(f, _)| *f)
+            .collect();
         for first in later {
             self.remove_segment(first)?;
         }
         if cut.offset == 0 {
             self.remove_segment(cut.segment)?;
-        } else if let Some(segment) = self.segments.get_mut(&cut.segment) {
+        }
+        sync_dir(&self.dir)?;
+        if let Some(segment) = self.segments.get_mut(&cut.segment) {
             let path = self.dir.join(format!("{:020}{SUFFIX}", cut.segment));
             segment.file.set_len(cut.offset).map_err(io_at(&path))?;
             segment.file.sync_all().map_err(io_at(&path))?;
             segment.len = cut.offset;
         }
-        sync_dir(&self.dir)?;
-        self.next = match self.last_index() {
-            Some(last) => Some(last + 1),
-            None => (index > 0).then_some(index),
-        };
+        self.next = Some(self.last_index().map_or(index, |last| last + 1));
         Ok(())
     }
 
@@ -411,13 +473,13 @@ impl Wal {
                 self.remove_segment(first)?;
             }
             self.slots.clear();
-            self.next = Some(index + 1);
-            self.first = index + 1;
+            self.next = Some(index.saturating_add(1));
+            self.first = index.saturating_add(1);
             return Ok(());
         }
         let drop = index.saturating_add(1).saturating_sub(self.first) as usize;
         self.slots.drain(..drop.min(self.slots.len()));
-        self.first = self.first.max(index + 1);
+        self.first = self.first.max(index.saturating_add(1));
         // Segments wholly before the one now holding the first entry.
         let holder = self.slots.front().map(|s| s.segment).unwrap_or(u64::MAX);
         let before: Vec<u64> = self.segments.range(..holder).map(|(f, _)| *f).collect();
@@ -483,13 +545,13 @@ mod tests {
     fn entries_survive_a_reopen_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
-        let mut wal = Wal::open(&path).unwrap();
+        let mut wal = Wal::open(&path, None).unwrap();
         assert_eq!(wal.last_index(), None);
         append_range(&mut wal, 0..=9);
         append_range(&mut wal, 10..=10);
         assert_eq!(wal.read(11).unwrap(), None);
         drop(wal);
-        let mut wal = Wal::open(&path).unwrap();
+        let mut wal = Wal::open(&path, None).unwrap();
         assert_holds(&wal, 0..=10);
         append_range(&mut wal, 11..=12);
         assert_holds(&wal, 0..=12);
@@ -498,7 +560,7 @@ mod tests {
     #[test]
     fn an_append_with_a_hole_is_refused_and_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let mut wal = Wal::open(dir.path()).unwrap();
+        let mut wal = Wal::open(dir.path(), None).unwrap();
         append_range(&mut wal, 5..=6);
         let (p9, p10) = (payload(9), payload(10));
         assert!(matches!(wal.append([(9, p9.as_slice())]), Err(WalError::Misuse(_))));
@@ -508,14 +570,14 @@ mod tests {
         ));
         assert_holds(&wal, 5..=6);
         drop(wal);
-        assert_holds(&Wal::open(dir.path()).unwrap(), 5..=6);
+        assert_holds(&Wal::open(dir.path(), None).unwrap(), 5..=6);
     }
 
     #[test]
     fn a_torn_last_append_is_cut_off_at_open() {
         for cut in [1u64, HEADER as u64 - 1, HEADER as u64 + 3] {
             let dir = tempfile::tempdir().unwrap();
-            let mut wal = Wal::open(dir.path()).unwrap();
+            let mut wal = Wal::open(dir.path(), None).unwrap();
             append_range(&mut wal, 1..=4);
             let size_before = wal.disk_bytes();
             append_range(&mut wal, 5..=5);
@@ -524,7 +586,7 @@ mod tests {
             let seg = last_segment(dir.path());
             let f = OpenOptions::new().write(true).open(&seg).unwrap();
             f.set_len(size_before + cut).unwrap();
-            let mut wal = Wal::open(dir.path()).unwrap();
+            let mut wal = Wal::open(dir.path(), None).unwrap();
             assert_holds(&wal, 1..=4);
             assert_eq!(
                 std::fs::metadata(&seg).unwrap().len(),
@@ -534,14 +596,14 @@ mod tests {
             // And the log goes on from there.
             append_range(&mut wal, 5..=6);
             drop(wal);
-            assert_holds(&Wal::open(dir.path()).unwrap(), 1..=6);
+            assert_holds(&Wal::open(dir.path(), None).unwrap(), 1..=6);
         }
     }
 
     #[test]
     fn a_garbled_last_record_is_cut_off_but_damage_in_a_closed_segment_stops_the_open() {
         let dir = tempfile::tempdir().unwrap();
-        let mut wal = Wal::open(dir.path()).unwrap();
+        let mut wal = Wal::open(dir.path(), None).unwrap();
         append_range(&mut wal, 1..=3);
         let last_at = wal.disk_bytes() - (HEADER + payload(3).len()) as u64;
         drop(wal);
@@ -549,11 +611,11 @@ mod tests {
         let f = OpenOptions::new().write(true).open(&seg).unwrap();
         f.write_all_at(b"X", last_at + HEADER as u64).unwrap();
         drop(f);
-        assert_holds(&Wal::open(dir.path()).unwrap(), 1..=2);
+        assert_holds(&Wal::open(dir.path(), None).unwrap(), 1..=2);
 
         // Same damage in a segment that is not the last: nothing is cut.
         let dir = tempfile::tempdir().unwrap();
-        let mut wal = Wal::open(dir.path()).unwrap();
+        let mut wal = Wal::open(dir.path(), None).unwrap();
         append_range(&mut wal, 1..=3);
         drop(wal);
         let first_seg = last_segment(dir.path());
@@ -561,7 +623,7 @@ mod tests {
         let f = OpenOptions::new().write(true).open(&first_seg).unwrap();
         f.write_all_at(b"X", HEADER as u64).unwrap();
         drop(f);
-        match Wal::open(dir.path()) {
+        match Wal::open(dir.path(), None) {
             Err(WalError::Corrupt { offset, .. }) => assert_eq!(offset, 0),
             Err(e) => panic!("unexpected error {e}"),
             Ok(_) => panic!("a damaged closed segment was accepted"),
@@ -571,7 +633,7 @@ mod tests {
     #[test]
     fn full_segments_are_closed_and_the_log_reads_across_them() {
         let dir = tempfile::tempdir().unwrap();
-        let mut wal = Wal::open(dir.path()).unwrap();
+        let mut wal = Wal::open(dir.path(), None).unwrap();
         // Two entries of 40 MiB fill a segment; the third starts the next.
         let big = vec![7u8; 40 * 1024 * 1024];
         for i in 1..=3u64 {
@@ -580,7 +642,7 @@ mod tests {
         wal.sync().unwrap();
         assert_eq!(wal.segment_count(), 2);
         drop(wal);
-        let mut wal = Wal::open(dir.path()).unwrap();
+        let mut wal = Wal::open(dir.path(), None).unwrap();
         assert_eq!((wal.first_index(), wal.last_index()), (Some(1), Some(3)));
         assert_eq!(wal.read(3).unwrap().map(|p| p.len()), Some(big.len()));
         // Purging the first segment's entries deletes its file.
@@ -594,32 +656,32 @@ mod tests {
         wal.append([(3, p.as_slice())]).unwrap();
         wal.sync().unwrap();
         drop(wal);
-        assert_holds(&Wal::open(dir.path()).unwrap(), 3..=3);
+        assert_holds(&Wal::open(dir.path(), None).unwrap(), 3..=3);
     }
 
     #[test]
     fn truncate_removes_the_tail_durably() {
         let dir = tempfile::tempdir().unwrap();
-        let mut wal = Wal::open(dir.path()).unwrap();
+        let mut wal = Wal::open(dir.path(), None).unwrap();
         append_range(&mut wal, 0..=9);
         wal.truncate_from(6).unwrap();
         assert_holds(&wal, 0..=5);
         // The leader's entries replace the removed ones.
         append_range(&mut wal, 6..=7);
         drop(wal);
-        assert_holds(&Wal::open(dir.path()).unwrap(), 0..=7);
+        assert_holds(&Wal::open(dir.path(), None).unwrap(), 0..=7);
     }
 
     #[test]
     fn an_append_inside_the_log_replaces_it_from_there() {
         let dir = tempfile::tempdir().unwrap();
-        let mut wal = Wal::open(dir.path()).unwrap();
+        let mut wal = Wal::open(dir.path(), None).unwrap();
         append_range(&mut wal, 1..=5);
         let other = b"another leader's entry".to_vec();
         wal.append([(3, other.as_slice())]).unwrap();
         wal.sync().unwrap();
         drop(wal);
-        let wal = Wal::open(dir.path()).unwrap();
+        let wal = Wal::open(dir.path(), None).unwrap();
         assert_eq!((wal.first_index(), wal.last_index()), (Some(1), Some(3)));
         assert_eq!(wal.read(2).unwrap(), Some(payload(2)));
         assert_eq!(wal.read(3).unwrap(), Some(other));
@@ -628,7 +690,7 @@ mod tests {
     #[test]
     fn purge_forgets_a_prefix_and_purging_past_the_end_moves_the_start() {
         let dir = tempfile::tempdir().unwrap();
-        let mut wal = Wal::open(dir.path()).unwrap();
+        let mut wal = Wal::open(dir.path(), None).unwrap();
         append_range(&mut wal, 0..=9);
         wal.purge_to(3).unwrap();
         assert_holds(&wal, 4..=9);
@@ -643,6 +705,66 @@ mod tests {
         assert!(wal.append([(20, p.as_slice())]).is_err());
         append_range(&mut wal, 21..=22);
         drop(wal);
-        assert_holds(&Wal::open(dir.path()).unwrap(), 21..=22);
+        assert_holds(&Wal::open(dir.path(), None).unwrap(), 21..=22);
+    }
+
+    #[test]
+    fn damage_before_a_later_append_stops_the_open_but_a_torn_append_is_cut() {
+        // Entry 2 damaged, entry 3 (a later append) intact: synced data is
+        // damaged, and nothing may be cut silently.
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(dir.path(), None).unwrap();
+        append_range(&mut wal, 1..=1);
+        let at2 = wal.disk_bytes();
+        append_range(&mut wal, 2..=2);
+        append_range(&mut wal, 3..=3);
+        drop(wal);
+        let seg = last_segment(dir.path());
+        let f = OpenOptions::new().write(true).open(&seg).unwrap();
+        f.write_all_at(b"X", at2 + HEADER as u64).unwrap();
+        drop(f);
+        match Wal::open(dir.path(), None) {
+            Err(WalError::Corrupt { offset, .. }) => assert_eq!(offset, at2),
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("damage before a later append was cut silently"),
+        }
+
+        // One append of 2..=3 whose first record did not reach the disk but
+        // whose second did: a torn append, cut back to entry 1.
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(dir.path(), None).unwrap();
+        append_range(&mut wal, 1..=1);
+        let at2 = wal.disk_bytes();
+        append_range(&mut wal, 2..=3);
+        drop(wal);
+        let seg = last_segment(dir.path());
+        let f = OpenOptions::new().write(true).open(&seg).unwrap();
+        f.write_all_at(&[0u8; HEADER], at2).unwrap();
+        drop(f);
+        let wal = Wal::open(dir.path(), None).unwrap();
+        assert_holds(&wal, 1..=1);
+    }
+
+    #[test]
+    fn segments_a_purge_deleted_only_in_part_are_dropped_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = vec![7u8; 40 * 1024 * 1024];
+        let mut wal = Wal::open(dir.path(), None).unwrap();
+        // Segments starting at 1, 3 and 5.
+        for i in 1..=6u64 {
+            wal.append([(i, big.as_slice())]).unwrap();
+        }
+        wal.sync().unwrap();
+        assert_eq!(wal.segment_count(), 3);
+        drop(wal);
+        // A purge to 4 deleted the segment at 3 but a crash brought back
+        // the one at 1: read alone, the log would have a hole.
+        std::fs::remove_file(dir.path().join(format!("{:020}{SUFFIX}", 3))).unwrap();
+        assert!(matches!(Wal::open(dir.path(), None), Err(WalError::Corrupt { .. })));
+        let wal = Wal::open(dir.path(), Some(4)).unwrap();
+        assert_eq!(
+            (wal.segment_count(), wal.first_index(), wal.last_index()),
+            (1, Some(5), Some(6))
+        );
     }
 }

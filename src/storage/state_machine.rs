@@ -305,7 +305,7 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::ledger::{Block, Genesis, Hash32, RejectReason, Transaction, TxId};
     use crate::storage::views;
@@ -333,7 +333,7 @@ mod tests {
     const GENESIS: &str = r#"{"difficulty":4,"accounts":[{"id":0,"balance":100},{"id":1,"balance":100}]}"#;
 
     /// A ledger and its state machine in `dir`, from genesis `json`.
-    pub(super) fn open_with(dir: &Path, json: &str) -> (Arc<Ledger>, LedgerStateMachine) {
+    pub(crate) fn open_with(dir: &Path, json: &str) -> (Arc<Ledger>, LedgerStateMachine) {
         // A reopen waits: sled's background flusher lets go of the file lock
         // shortly after the last handle is dropped, not at once.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -478,6 +478,32 @@ mod tests {
         assert_eq!(records[0].height, 1, "the duplicate reports its first block");
         assert!(matches!(records[1].outcome, Err(RejectReason::IdConflict { .. })));
         assert_eq!(ledger.balance(0), Some((90, 2)));
+    }
+
+    #[tokio::test]
+    async fn the_blob_files_of_a_blocks_large_values_are_synced_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        // 12,000 accounts: a checkpoint of all balances is far over sled's
+        // blob threshold (~32 KB with this database's segment size).
+        let accounts: Vec<String> = (0..12_000)
+            .map(|i| format!(r#"{{"id":{i},"balance":1000000000000}}"#))
+            .collect();
+        let json = format!(r#"{{"difficulty":4,"accounts":[{}]}}"#, accounts.join(","));
+        let (ledger, mut sm) = open_with(dir.path(), &json);
+        let files = Arc::new(crate::storage::sled_sync::SledSync::open(&dir.path().join("db")).unwrap());
+        ledger.sync_blobs_with(Arc::clone(&files));
+        ledger.set_checkpoint_max_blocks(1);
+        for i in 1..=2u64 {
+            let b = next_block(&ledger, vec![]);
+            sm.apply(vec![entry(i, b)]).await.unwrap();
+            let on_disk: std::collections::HashSet<std::ffi::OsString> =
+                std::fs::read_dir(dir.path().join("db").join("blobs"))
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name())
+                    .collect();
+            assert!(!on_disk.is_empty(), "block {i}: the checkpoint went to a blob");
+            assert_eq!(files.synced_names(), on_disk, "block {i}: every blob synced");
+        }
     }
 
     #[tokio::test]
