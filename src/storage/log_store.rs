@@ -444,6 +444,16 @@ mod tests {
         }
     }
 
+    /// Writes `entries` to `wal` and syncs it.
+    fn write_entries(wal: &mut Wal, entries: &[Entry]) {
+        let encoded: Vec<(u64, Vec<u8>)> = entries
+            .iter()
+            .map(|e| (e.log_id.index, codec::encode(e).unwrap()))
+            .collect();
+        wal.append(encoded.iter().map(|(i, b)| (*i, b.as_slice()))).unwrap();
+        wal.sync().unwrap();
+    }
+
     /// A data dir as written before the segment files: entries in sled.
     fn old_layout(dir: &Path, entries: &[Entry]) {
         let db = crate::storage::open_db(dir).unwrap();
@@ -488,12 +498,7 @@ mod tests {
         // The files hold the log; sled still has an older copy of it.
         old_layout(&db_dir, &entries[..2]);
         let mut wal = Wal::open(&log_dir, None).unwrap();
-        let encoded: Vec<(u64, Vec<u8>)> = entries
-            .iter()
-            .map(|e| (e.log_id.index, codec::encode(e).unwrap()))
-            .collect();
-        wal.append(encoded.iter().map(|(i, b)| (*i, b.as_slice()))).unwrap();
-        wal.sync().unwrap();
+        write_entries(&mut wal, &entries);
         drop(wal);
         let db = crate::storage::open_db(&db_dir).unwrap();
         check_moved(&db, &db_dir, &log_dir, &entries).await;
@@ -506,15 +511,7 @@ mod tests {
         let db = crate::storage::open_db(&db_dir).unwrap();
         let store = LogStore::open(&db, &db_dir, &log_dir).unwrap();
         let entries: Vec<Entry> = (0..=5).map(|i| entry(1, i)).collect();
-        let encoded: Vec<(u64, Vec<u8>)> = entries
-            .iter()
-            .map(|e| (e.log_id.index, codec::encode(e).unwrap()))
-            .collect();
-        store
-            .wal_mut()
-            .append(encoded.iter().map(|(i, b)| (*i, b.as_slice())))
-            .unwrap();
-        store.wal().sync().unwrap();
+        write_entries(&mut store.wal_mut(), &entries);
         // The purge point reached sled; the segment files were not touched.
         store
             .meta
@@ -560,14 +557,7 @@ mod tests {
         let store = LogStore::open(&db, &db_dir, &log_dir).unwrap();
         store.attach_ledger(Arc::clone(&ledger));
         let entries: Vec<Entry> = (0..=3).map(|i| entry(1, i)).collect();
-        let encoded: Vec<(u64, Vec<u8>)> = entries
-            .iter()
-            .map(|e| (e.log_id.index, codec::encode(e).unwrap()))
-            .collect();
-        store
-            .wal_mut()
-            .append(encoded.iter().map(|(i, b)| (*i, b.as_slice())))
-            .unwrap();
+        write_entries(&mut store.wal_mut(), &entries);
         // As openraft 0.9 does on a follower: the purge is issued while the
         // snapshot install that brings the ledger there has not run yet.
         let mut purging = store.clone();
