@@ -1024,6 +1024,11 @@ impl Ledger {
     }
 
     /// Runs `f` on the applied state under a read lock.
+    /// True once the node is shutting down.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Has each block's new sled blob files synced by `files` (see the
     /// field); set once, by the node.
     pub fn sync_blobs_with(&self, files: Arc<super::sled_sync::SledSync>) {

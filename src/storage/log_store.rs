@@ -179,6 +179,11 @@ impl LogStore {
         };
         let deadline = tokio::time::Instant::now() + PURGE_WAIT;
         while ledger.with_state(|s| s.last_applied).is_none_or(|a| a.index < index) {
+            if ledger.is_stopping() {
+                return Err(write_logs_err(std::io::Error::other(format!(
+                    "purge to {index}: the node is shutting down"
+                ))));
+            }
             if tokio::time::Instant::now() >= deadline {
                 return Err(write_logs_err(std::io::Error::other(format!(
                     "purge to {index}: the ledger did not apply that far within {} s",

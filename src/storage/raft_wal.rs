@@ -118,16 +118,36 @@ impl Header {
     }
 }
 
-/// The first intact record in `tail` (bytes after a damaged record whose
-/// index would have been `expected`), if any: its append's first index.
-/// Every offset is tried, as the damaged length cannot be trusted.
-fn intact_record_after(tail: &[u8], expected: u64) -> Option<u64> {
-    (1..tail.len().saturating_sub(HEADER)).find_map(|at| {
-        let h = Header::parse(&tail[at..])?;
-        let end = at.checked_add(HEADER)?.checked_add(h.len as usize)?;
-        let plausible = h.index > expected && h.append_first <= h.index && h.len <= MAX_RECORD && end <= tail.len();
-        (plausible && record_crc(h.index, h.append_first, &tail[at + HEADER..end]) == h.crc).then_some(h.append_first)
-    })
+/// Whether `tail` (the bytes after a damaged record whose index would have
+/// been `expected`, in the segment starting at `segment_first`) holds an
+/// intact record of an append that began after the damaged entry: then the
+/// damage is in entries synced before that append, not a torn write. Every
+/// offset is tried, as the damaged length cannot be trusted; a header must
+/// be plausible (an index a record could have there, an append that starts
+/// in this segment) before its checksum is computed, which keeps the scan
+/// linear in practice.
+fn later_append_after(tail: &[u8], expected: u64, segment_first: u64) -> bool {
+    let max_index = expected.saturating_add((tail.len() / HEADER) as u64);
+    let mut at = 1;
+    while at + HEADER <= tail.len() {
+        let intact = Header::parse(&tail[at..]).and_then(|h| {
+            let end = at.checked_add(HEADER)?.checked_add(h.len as usize)?;
+            let plausible = h.index > expected
+                && h.index <= max_index
+                && (segment_first..=h.index).contains(&h.append_first)
+                && h.len <= MAX_RECORD
+                && end <= tail.len();
+            (plausible && record_crc(h.index, h.append_first, &tail[at + HEADER..end]) == h.crc)
+                .then_some((h.append_first, end))
+        });
+        match intact {
+            Some((append_first, _)) if append_first > expected => return true,
+            // Part of the damaged record's own append: look past it.
+            Some((_, end)) => at = end,
+            None => at += 1,
+        }
+    }
+    false
 }
 
 /// Makes a new or removed directory entry durable.
@@ -252,13 +272,11 @@ impl Wal {
             }
             let mut tail = vec![0u8; (size - offset) as usize];
             file.read_exact_at(&mut tail, offset).map_err(io_at(&path))?;
-            if let Some(append_first) = intact_record_after(&tail, expected) {
-                if append_first > expected {
-                    return Err(corrupt(format!(
-                        "{reason} (entry {expected}), followed by intact entries of a later append: \
-                         damage in entries already synced, not a torn write"
-                    )));
-                }
+            if later_append_after(&tail, expected, first) {
+                return Err(corrupt(format!(
+                    "{reason} (entry {expected}), followed by intact entries of a later append: \
+                     damage in entries already synced, not a torn write"
+                )));
             }
             tracing::warn!(
                 "raft log {}: {reason} at offset {offset}: cutting off {} bytes of an append a crash interrupted",
@@ -728,6 +746,24 @@ mod tests {
             Err(e) => panic!("unexpected error {e}"),
             Ok(_) => panic!("damage before a later append was cut silently"),
         }
+
+        // Entry 2 damaged inside the synced append 2..=4, then append 5: the
+        // scan must look past entries 3 and 4 (same append) to find 5.
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(dir.path(), None).unwrap();
+        append_range(&mut wal, 1..=1);
+        let at2 = wal.disk_bytes();
+        append_range(&mut wal, 2..=4);
+        append_range(&mut wal, 5..=5);
+        drop(wal);
+        let seg = last_segment(dir.path());
+        let f = OpenOptions::new().write(true).open(&seg).unwrap();
+        f.write_all_at(b"X", at2 + HEADER as u64).unwrap();
+        drop(f);
+        assert!(
+            matches!(Wal::open(dir.path(), None), Err(WalError::Corrupt { .. })),
+            "damage before a later append was cut silently"
+        );
 
         // One append of 2..=3 whose first record did not reach the disk but
         // whose second did: a torn append, cut back to entry 1.
