@@ -553,6 +553,12 @@ mod tests {
         }
     }
 
+    /// Overwrites bytes of the last segment at `offset`, as damage would.
+    fn overwrite_in_last_segment(dir: &Path, offset: u64, bytes: &[u8]) {
+        let f = OpenOptions::new().write(true).open(last_segment(dir)).unwrap();
+        f.write_all_at(bytes, offset).unwrap();
+    }
+
     fn last_segment(dir: &Path) -> PathBuf {
         let mut names: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
         names.sort();
@@ -625,10 +631,7 @@ mod tests {
         append_range(&mut wal, 1..=3);
         let last_at = wal.disk_bytes() - (HEADER + payload(3).len()) as u64;
         drop(wal);
-        let seg = last_segment(dir.path());
-        let f = OpenOptions::new().write(true).open(&seg).unwrap();
-        f.write_all_at(b"X", last_at + HEADER as u64).unwrap();
-        drop(f);
+        overwrite_in_last_segment(dir.path(), last_at + HEADER as u64, b"X");
         assert_holds(&Wal::open(dir.path(), None).unwrap(), 1..=2);
 
         // Same damage in a segment that is not the last: nothing is cut.
@@ -737,10 +740,7 @@ mod tests {
         append_range(&mut wal, 2..=2);
         append_range(&mut wal, 3..=3);
         drop(wal);
-        let seg = last_segment(dir.path());
-        let f = OpenOptions::new().write(true).open(&seg).unwrap();
-        f.write_all_at(b"X", at2 + HEADER as u64).unwrap();
-        drop(f);
+        overwrite_in_last_segment(dir.path(), at2 + HEADER as u64, b"X");
         match Wal::open(dir.path(), None) {
             Err(WalError::Corrupt { offset, .. }) => assert_eq!(offset, at2),
             Err(e) => panic!("unexpected error {e}"),
@@ -756,10 +756,7 @@ mod tests {
         append_range(&mut wal, 2..=4);
         append_range(&mut wal, 5..=5);
         drop(wal);
-        let seg = last_segment(dir.path());
-        let f = OpenOptions::new().write(true).open(&seg).unwrap();
-        f.write_all_at(b"X", at2 + HEADER as u64).unwrap();
-        drop(f);
+        overwrite_in_last_segment(dir.path(), at2 + HEADER as u64, b"X");
         assert!(
             matches!(Wal::open(dir.path(), None), Err(WalError::Corrupt { .. })),
             "damage before a later append was cut silently"
@@ -773,10 +770,7 @@ mod tests {
         let at2 = wal.disk_bytes();
         append_range(&mut wal, 2..=3);
         drop(wal);
-        let seg = last_segment(dir.path());
-        let f = OpenOptions::new().write(true).open(&seg).unwrap();
-        f.write_all_at(&[0u8; HEADER], at2).unwrap();
-        drop(f);
+        overwrite_in_last_segment(dir.path(), at2, &[0u8; HEADER]);
         let wal = Wal::open(dir.path(), None).unwrap();
         assert_holds(&wal, 1..=1);
     }
