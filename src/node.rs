@@ -147,12 +147,13 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
     // balance stops the start with the height it was found at.
     let report = ledger.verify_recent(config.verify_blocks, crate::storage::ledger_store::START_VERIFY_MAX_TXS)?;
     tracing::info!("node {id}: chain verified: {}", report.describe());
-    let log_store = LogStore::open(&db, &paths.db, &paths.raft_log)?;
-    log_store.attach_ledger(Arc::clone(&ledger));
-    let pristine = log_store.is_pristine().map_err(|source| NodeError::Db {
+    let db_err = |source| NodeError::Db {
         path: paths.db.display().to_string(),
         source,
-    })?;
+    };
+    let log_store = LogStore::open(&db, &paths.db, &paths.raft_log)?;
+    log_store.attach_ledger(Arc::clone(&ledger));
+    let pristine = log_store.is_pristine().map_err(db_err)?;
     let (height, tip) = ledger.tip();
     if pristine {
         tracing::info!("node {id}: starting fresh from genesis, chain={chain_id} height={height}");
@@ -182,10 +183,6 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
     .map_err(|e| NodeError::RaftConfig(e.to_string()))?;
 
     let faults = Arc::new(Faults::new(id));
-    let db_err = |source| NodeError::Db {
-        path: paths.db.display().to_string(),
-        source,
-    };
     // A database that has neither identity nor applied anything is new;
     // with a log that holds entries, the rest of the state was lost.
     // Checked before the identity is drawn, so that every start refuses.

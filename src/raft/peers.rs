@@ -14,6 +14,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const KEY_INCARNATION: &[u8] = b"incarnation";
+const IDENTITY_TREE: &str = "node_identity";
 
 /// Refusal reasons start with this, so the refused node can recognise them.
 pub const LOST_STATE: &str = "lost its state";
@@ -28,7 +29,7 @@ pub struct Peers {
 impl Peers {
     /// Loads this node's incarnation from `db`, drawing one on first start.
     pub fn open(db: &sled::Db) -> Result<Peers, sled::Error> {
-        let identity = db.open_tree("node_identity")?;
+        let identity = db.open_tree(IDENTITY_TREE)?;
         let incarnation = match identity.get(KEY_INCARNATION)? {
             Some(v) => String::from_utf8_lossy(&v).into_owned(),
             None => {
@@ -52,7 +53,7 @@ impl Peers {
     /// Whether `db` holds an incarnation: false for a new database (or
     /// one from before incarnations).
     pub fn has_identity(db: &sled::Db) -> Result<bool, sled::Error> {
-        Ok(db.open_tree("node_identity")?.get(KEY_INCARNATION)?.is_some())
+        Ok(db.open_tree(IDENTITY_TREE)?.get(KEY_INCARNATION)?.is_some())
     }
 
     /// Records that a message from (or a reply by) `peer` arrived now.
