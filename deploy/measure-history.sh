@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What a long history costs. Fills a 3-node loopback cluster with at least
 # TARGET transfers (batched, through bank-bench), then reports:
-#   - throughput of the first and the last fill segment (cost must not grow with history)
+#   - throughput of the first and the last fill segment, and each node's CPU time per
+#     transfer in every segment (cost must not grow with history)
 #   - each node's Raft log length (bounded by the snapshot policy) and data dir size
 #   - resident memory of each node
 #   - how fast each node verifies its whole chain (bank-client verify)
@@ -44,15 +45,24 @@ for i in 0 1 2; do start_node $i --peers "$PEERS"; done
 until "$BIN/bank-client" --servers "$SERVERS" --timeout-ms 1000 balance 0 >/dev/null 2>&1; do sleep 0.2; done
 
 echo "filling to $TARGET transfers (batches of 1024, 4 clients, ${SEGMENT_S}s segments)"
+# Throughput depends on how fast the shared machine runs at the moment; CPU
+# time per transfer, per node, is the cost itself, so each segment reports both.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # utime + stime, in clock ticks
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
 total=0; seg=0; first=""; last=""
 while [ "$total" -lt "$TARGET" ]; do
+  before=(); for i in 0 1 2; do before[$i]=$(cpu_ticks "${pids[$i]}"); done
   r=$("$BIN/bank-bench" --servers "$SERVERS" --batch 1024 --concurrency 4 --duration-s "$SEGMENT_S" --warmup-s 0 --json)
   tps=$(echo "$r" | json_field 'round(d["tx_per_s"])')
   n=$(echo "$r" | json_field 'd["committed"]')
+  stages=$(echo "$r" | json_field '", ".join("%s %.2f" % (k, d["stages"][k]["avg_ms"]) for k in ("log_append", "apply", "commit") if k in d["stages"])')
+  cpu=""; for i in 0 1 2; do
+    cpu="$cpu node$i $(( ($(cpu_ticks "${pids[$i]}") - before[i]) * TICK_US / (n > 0 ? n : 1) ))"
+  done
   total=$((total + n)); seg=$((seg + 1))
   [ -z "$first" ] && first=$tps
   last=$tps
-  echo "  segment $seg: $tps tx/s, total $total"
+  echo "  segment $seg: $tps tx/s, total $total; CPU us per transfer:$cpu; leader ms: $stages"
 done
 echo "throughput: first segment $first tx/s, last segment $last tx/s"
 

@@ -456,7 +456,10 @@ async fn verify_in_background(id: NodeId, ledger: Arc<Ledger>, fatal: mpsc::Send
     // start again on the installed ledger, a few times at most.
     for _ in 0..3 {
         let l = Arc::clone(&ledger);
-        match tokio::task::spawn_blocking(move || l.verify()).await {
+        // Behind the blocks clients wait for: on a loaded cluster, a check
+        // at normal priority on every restarted node took most of the CPU
+        // for as long as it ran (a minute per million transfers).
+        match crate::storage::state_machine::in_background("chain-verify", move || l.verify()).await {
             Ok(Ok(report)) => {
                 tracing::info!(
                     "node {id}: whole chain verified in the background: {}",

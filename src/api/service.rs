@@ -965,7 +965,9 @@ impl Bank for BankApi {
             Status::resource_exhausted("a verification is already running on this node; try again later")
         })?;
         let ledger = Arc::clone(&self.ledger);
-        let report = tokio::task::spawn_blocking(move || ledger.verify())
+        // An audit reads all of history; at background priority it takes
+        // the CPU live transfers leave, and all of it on an idle node.
+        let report = crate::storage::state_machine::in_background("verify", move || ledger.verify())
             .await
             .map_err(|e| Status::internal(format!("verification stopped: {e}")))?
             .map_err(|e| match e {

@@ -22,11 +22,12 @@ fn snap_err(verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageErro
 const BACKGROUND_NICE: i32 = 10;
 
 /// Runs `f` on a thread of its own at [`BACKGROUND_NICE`]: a snapshot build
-/// reads the whole chain, and at the default priority all nodes building at
-/// once cut throughput by a fifth or more (measured in the history fill).
-/// A thread per build (builds are minutes apart), not a pooled blocking
+/// and the start-time check of the whole chain read all of history, and at
+/// the default priority all nodes building at once cut throughput by a fifth
+/// or more (measured in the history fill). A thread per call (builds are
+/// minutes apart, the check runs once per start), not a pooled blocking
 /// thread: a thread cannot raise its own priority back without privileges.
-async fn in_background<T: Send + 'static>(
+pub(crate) async fn in_background<T: Send + 'static>(
     name: &str,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, std::io::Error> {
