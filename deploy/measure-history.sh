@@ -55,7 +55,7 @@ while [ "$total" -lt "$TARGET" ]; do
   r=$("$BIN/bank-bench" --servers "$SERVERS" --batch 1024 --concurrency 4 --duration-s "$SEGMENT_S" --warmup-s 0 --json)
   tps=$(echo "$r" | json_field 'round(d["tx_per_s"])')
   n=$(echo "$r" | json_field 'd["committed"]')
-  stages=$(echo "$r" | json_field '", ".join("%s %.2f" % (k, d["stages"][k]["avg_ms"]) for k in ("log_append", "apply", "commit") if k in d["stages"])')
+  stages=$(echo "$r" | json_field '", ".join("%s %.2f" % (k, d["stages"][k]["avg_ms"]) for k in ("log_append", "apply", "commit") if k in d["stages"]) or "none reported"')
   cpu=""; for i in 0 1 2; do
     cpu="$cpu node$i $(( ($(cpu_ticks "${pids[$i]}") - before[i]) * TICK_US / (n > 0 ? n : 1) ))"
   done
