@@ -562,6 +562,7 @@ async fn write_state_views(raft: Raft, ledger: Arc<Ledger>, log_store: LogStore,
         if m.state == ServerState::Shutdown {
             return;
         }
+        ledger.flush_block_log();
         let (height, tip) = ledger.tip();
         let membership = m.membership_config.membership();
         let nodes: BTreeMap<String, String> = membership

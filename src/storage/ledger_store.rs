@@ -277,6 +277,82 @@ pub struct Ledger {
     /// answers its clients as soon as the outcome is computed, before the
     /// block is written here (see [`Ledger::watch_outcome`]).
     outcome_waiters: Mutex<HashMap<Hash32, tokio::sync::oneshot::Sender<Vec<TxRecord>>>>,
+    /// Bounds the log's "committed block" lines (see [`BlockLog`]).
+    block_log: Mutex<BlockLog>,
+}
+
+/// Most "committed block" log lines in one second. One line per block is
+/// what a person watching a few blocks a second wants, but at hundreds of
+/// blocks a second it costs each node a write to stderr and a wake-up of the
+/// log file's writer per block, and grows the log by ~60 KB a second.
+pub const BLOCK_LINES_PER_SECOND: u32 = 10;
+
+/// Blocks committed in one second beyond [`BLOCK_LINES_PER_SECOND`]: logged
+/// as one line when that second is over.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct QuietBlocks {
+    pub blocks: u64,
+    pub first_height: u64,
+    pub last_height: u64,
+    pub txs: u64,
+    pub ok: u64,
+}
+
+/// Which committed blocks get a log line of their own.
+#[derive(Debug, Default)]
+pub struct BlockLog {
+    window_start: Option<std::time::Instant>,
+    lines: u32,
+    quiet: QuietBlocks,
+}
+
+impl BlockLog {
+    /// Whether the block at `height` gets its own line, and the blocks left
+    /// unlogged in a second that is now over.
+    pub fn admit(&mut self, now: std::time::Instant, height: u64, txs: u64, ok: u64) -> (bool, Option<QuietBlocks>) {
+        let summary = self.end_window(now);
+        if self.window_start.is_none() {
+            self.window_start = Some(now);
+            self.lines = 0;
+        }
+        if self.lines < BLOCK_LINES_PER_SECOND {
+            self.lines += 1;
+            return (true, summary);
+        }
+        let q = &mut self.quiet;
+        if q.blocks == 0 {
+            q.first_height = height;
+        }
+        q.blocks += 1;
+        q.last_height = height;
+        q.txs += txs;
+        q.ok += ok;
+        (false, summary)
+    }
+
+    /// Closes the current second if it is over; returns its unlogged blocks.
+    pub fn end_window(&mut self, now: std::time::Instant) -> Option<QuietBlocks> {
+        let over = self
+            .window_start
+            .is_some_and(|w| now.duration_since(w) >= std::time::Duration::from_secs(1));
+        if !over {
+            return None;
+        }
+        self.window_start = None;
+        let quiet = std::mem::take(&mut self.quiet);
+        (quiet.blocks > 0).then_some(quiet)
+    }
+}
+
+fn log_quiet_blocks(q: &QuietBlocks) {
+    tracing::info!(
+        "committed {} more blocks, heights {}..={}, txs={} ok={} (at most {BLOCK_LINES_PER_SECOND} block lines a second)",
+        q.blocks,
+        q.first_height,
+        q.last_height,
+        q.txs,
+        q.ok
+    );
 }
 
 /// Most blocks whose outcome can be awaited at once: the producer waits for
@@ -375,6 +451,7 @@ impl Ledger {
             blob_sync: std::sync::OnceLock::new(),
             checkpoint_max_blocks: std::sync::atomic::AtomicUsize::new(CHECKPOINT_MAX_BLOCKS),
             outcome_waiters: Mutex::new(HashMap::new()),
+            block_log: Mutex::new(BlockLog::default()),
         };
         if pending_install {
             tracing::warn!("finishing a snapshot install a crash interrupted");
@@ -918,11 +995,22 @@ impl Ledger {
             .filter(|r| r.height == block.height() && r.outcome.is_err())
             .count();
         stats::block_applied(committed as u64, rejected as u64);
-        tracing::info!(
-            "committed block height={} txs={} ok={committed} hash={hash}",
+        let (own_line, quiet) = self.block_log.lock().unwrap_or_else(|p| p.into_inner()).admit(
+            std::time::Instant::now(),
             block.height(),
-            block.txs.len()
+            block.txs.len() as u64,
+            committed as u64,
         );
+        if let Some(q) = quiet {
+            log_quiet_blocks(&q);
+        }
+        if own_line {
+            tracing::info!(
+                "committed block height={} txs={} ok={committed} hash={hash}",
+                block.height(),
+                block.txs.len()
+            );
+        }
         Ok(BlockOutcome::Committed {
             height: block.height(),
             hash,
@@ -1042,6 +1130,20 @@ impl Ledger {
                 source,
             }),
             None => Ok(()),
+        }
+    }
+
+    /// Logs the blocks a second that is over left without a line of their
+    /// own; called periodically, so a burst's summary does not wait for the
+    /// next block.
+    pub fn flush_block_log(&self) {
+        let quiet = self
+            .block_log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .end_window(std::time::Instant::now());
+        if let Some(q) = quiet {
+            log_quiet_blocks(&q);
         }
     }
 
@@ -2027,4 +2129,50 @@ pub struct SnapshotCut {
     pub height: u64,
     pub tip_hash: Hash32,
     pub balances: Vec<(AccountId, Amount)>,
+}
+
+#[cfg(test)]
+mod block_log_tests {
+    use super::{BlockLog, QuietBlocks, BLOCK_LINES_PER_SECOND};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_second_logs_its_first_blocks_and_sums_up_the_rest_once_it_is_over() {
+        let mut log = BlockLog::default();
+        let t0 = Instant::now();
+        let limit = u64::from(BLOCK_LINES_PER_SECOND);
+        for h in 1..=limit {
+            assert_eq!(log.admit(t0, h, 3, 2), (true, None), "block {h}");
+        }
+        for h in limit + 1..=limit + 15 {
+            assert_eq!(log.admit(t0 + Duration::from_millis(900), h, 3, 2), (false, None));
+        }
+        // Still the same second: nothing to sum up yet.
+        assert_eq!(log.end_window(t0 + Duration::from_millis(999)), None);
+        let expected = QuietBlocks {
+            blocks: 15,
+            first_height: limit + 1,
+            last_height: limit + 15,
+            txs: 45,
+            ok: 30,
+        };
+        // The next block, a second later, brings the summary and has a line.
+        assert_eq!(log.admit(t0 + Duration::from_secs(1), 99, 1, 1), (true, Some(expected)));
+        // Nothing is summed up twice.
+        assert_eq!(log.end_window(t0 + Duration::from_secs(5)), None);
+    }
+
+    #[test]
+    fn a_burst_is_summed_up_without_waiting_for_the_next_block() {
+        let mut log = BlockLog::default();
+        let t0 = Instant::now();
+        for h in 0..u64::from(BLOCK_LINES_PER_SECOND) + 2 {
+            log.admit(t0, h, 1, 1);
+        }
+        let q = log
+            .end_window(t0 + Duration::from_secs(1))
+            .expect("two blocks had no line");
+        assert_eq!((q.blocks, q.first_height, q.last_height), (2, 10, 11));
+        assert_eq!(log.end_window(t0 + Duration::from_secs(3)), None);
+    }
 }
