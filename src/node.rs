@@ -382,6 +382,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
     // long as it has left to run.
     ledger.stop_verifying();
     let _ = raft.shutdown().await;
+    ledger.flush_block_log_now();
     let _ = serve.await;
     if let Some(h) = http {
         let _ = h.await;

@@ -82,7 +82,9 @@ pub struct BankApi {
     /// Required on control-plane calls when set; see [`crate::auth`].
     admin_token: Option<AdminToken>,
     /// One chain verification at a time: each costs a pass over the history.
-    verifying: tokio::sync::Semaphore,
+    /// The permit goes with the pass, not the call: a caller that gives up
+    /// (deadline) must not free it while the pass still runs.
+    verifying: Arc<tokio::sync::Semaphore>,
     /// Account histories in progress (each reads up to 65,536 transactions).
     histories: Arc<tokio::sync::Semaphore>,
     /// Batches having their signatures checked: one per core, so clients
@@ -230,7 +232,7 @@ impl BankApi {
             faults,
             peers_seen,
             admin_token,
-            verifying: tokio::sync::Semaphore::new(1),
+            verifying: Arc::new(tokio::sync::Semaphore::new(1)),
             histories: Arc::new(tokio::sync::Semaphore::new(2)),
             signature_slots: Arc::new(tokio::sync::Semaphore::new(cores)),
             signature_queue: Arc::new(tokio::sync::Semaphore::new(cores + MAX_SIGNATURE_WAITERS)),
@@ -961,20 +963,24 @@ impl Bank for BankApi {
     }
 
     async fn verify(&self, _req: Request<VerifyRequest>) -> Result<Response<VerifyReply>, Status> {
-        let _one_at_a_time = self.verifying.try_acquire().map_err(|_| {
+        let one_at_a_time = Arc::clone(&self.verifying).try_acquire_owned().map_err(|_| {
             Status::resource_exhausted("a verification is already running on this node; try again later")
         })?;
         let ledger = Arc::clone(&self.ledger);
         // An audit reads all of history; at background priority it takes
         // the CPU live transfers leave, and all of it on an idle node.
-        let report = crate::storage::state_machine::in_background("verify", move || ledger.verify())
-            .await
-            .map_err(|e| Status::internal(format!("verification stopped: {e}")))?
-            .map_err(|e| match e {
-                LedgerError::Corruption { .. } => Status::data_loss(e.to_string()),
-                LedgerError::VerifyInterrupted | LedgerError::VerifyStopped => Status::unavailable(e.to_string()),
-                other => Status::internal(other.to_string()),
-            })?;
+        let report = crate::storage::state_machine::in_background("verify", move || {
+            let report = ledger.verify();
+            drop(one_at_a_time);
+            report
+        })
+        .await
+        .map_err(|e| Status::internal(format!("verification stopped: {e}")))?
+        .map_err(|e| match e {
+            LedgerError::Corruption { .. } => Status::data_loss(e.to_string()),
+            LedgerError::VerifyInterrupted | LedgerError::VerifyStopped => Status::unavailable(e.to_string()),
+            other => Status::internal(other.to_string()),
+        })?;
         Ok(Response::new(VerifyReply {
             blocks: report.blocks,
             transfers: report.transfers,

@@ -330,6 +330,13 @@ impl BlockLog {
         (false, summary)
     }
 
+    /// Closes the current second, over or not; returns its unlogged blocks.
+    pub fn take(&mut self) -> Option<QuietBlocks> {
+        self.window_start = None;
+        let quiet = std::mem::take(&mut self.quiet);
+        (quiet.blocks > 0).then_some(quiet)
+    }
+
     /// Closes the current second if it is over; returns its unlogged blocks.
     pub fn end_window(&mut self, now: std::time::Instant) -> Option<QuietBlocks> {
         let over = self
@@ -338,9 +345,7 @@ impl BlockLog {
         if !over {
             return None;
         }
-        self.window_start = None;
-        let quiet = std::mem::take(&mut self.quiet);
-        (quiet.blocks > 0).then_some(quiet)
+        self.take()
     }
 }
 
@@ -1142,6 +1147,15 @@ impl Ledger {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .end_window(std::time::Instant::now());
+        if let Some(q) = quiet {
+            log_quiet_blocks(&q);
+        }
+    }
+
+    /// Logs the blocks of the current second that had no line of their own
+    /// yet: at shutdown, so the log accounts for every block applied.
+    pub fn flush_block_log_now(&self) {
+        let quiet = self.block_log.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(q) = quiet {
             log_quiet_blocks(&q);
         }
@@ -2174,5 +2188,17 @@ mod block_log_tests {
             .expect("two blocks had no line");
         assert_eq!((q.blocks, q.first_height, q.last_height), (2, 10, 11));
         assert_eq!(log.end_window(t0 + Duration::from_secs(3)), None);
+    }
+
+    #[test]
+    fn at_shutdown_the_unfinished_second_is_summed_up_too() {
+        let mut log = BlockLog::default();
+        let t0 = Instant::now();
+        for h in 0..u64::from(BLOCK_LINES_PER_SECOND) + 3 {
+            log.admit(t0, h, 1, 1);
+        }
+        assert_eq!(log.end_window(t0 + Duration::from_millis(10)), None);
+        assert_eq!(log.take().map(|q| q.blocks), Some(3));
+        assert_eq!(log.take(), None);
     }
 }
