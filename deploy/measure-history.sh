@@ -10,6 +10,8 @@
 #   - how long a brand-new node takes to join and catch up (by snapshot)
 # Usage: cargo build --release && deploy/measure-history.sh
 # Env: TARGET (default 1000000), BIN (default ${CARGO_TARGET_DIR:-target}/release),
+#      RESTART_SEGMENTS (default 0: if set, after the fill the whole cluster is SIGKILLed and
+#      restarted, and that many more segments run while the nodes check their chains),
 #      DIR (default a temp dir), BASE_PORT (default 20151: below the ephemeral port range, so no outgoing connection holds it), SEGMENT_S (default 10),
 #      SERVER_ARGS (default "--snapshot-every 500 --keep-log-entries 100": small enough
 #      that the fill crosses several snapshots and the new node must catch up by one).
@@ -20,6 +22,7 @@ BIN=${BIN:-${CARGO_TARGET_DIR:-target}/release}
 DIR=${DIR:-$(mktemp -d)}
 BASE_PORT=${BASE_PORT:-20151}
 SEGMENT_S=${SEGMENT_S:-10}
+RESTART_SEGMENTS=${RESTART_SEGMENTS:-0}
 SERVER_ARGS=${SERVER_ARGS:---snapshot-every 500 --keep-log-entries 100}
 P0=127.0.0.1:$BASE_PORT; P1=127.0.0.1:$((BASE_PORT + 1)); P2=127.0.0.1:$((BASE_PORT + 2)); P3=127.0.0.1:$((BASE_PORT + 3))
 PEERS="0=$P0,1=$P1,2=$P2"
@@ -47,24 +50,43 @@ until "$BIN/bank-client" --servers "$SERVERS" --timeout-ms 1000 balance 0 >/dev/
 echo "filling to $TARGET transfers (batches of 1024, 4 clients, ${SEGMENT_S}s segments)"
 # Throughput depends on how fast the shared machine runs at the moment; CPU
 # time per transfer, per node, is the cost itself, so each segment reports both.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # utime + stime, in clock ticks
+# utime + stime in clock ticks; "gone" for a node that is no longer running
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo gone; }
 TICK_US=$((1000000 / $(getconf CLK_TCK)))
+per_transfer() { # ticks before, ticks after, transfers
+  if [ "$1" = gone ] || [ "$2" = gone ]; then echo "gone"
+  elif [ "$3" -eq 0 ]; then echo "n/a"
+  else awk -v b="$1" -v a="$2" -v n="$3" -v t="$TICK_US" 'BEGIN { printf "%.1f", (a - b) * t / n }'; fi
+}
 total=0; seg=0; first=""; last=""
-while [ "$total" -lt "$TARGET" ]; do
-  before=(); for i in 0 1 2; do before[$i]=$(cpu_ticks "${pids[$i]}"); done
+fill_segment() { # label
+  local before=() i r tps n stages cpu
+  for i in 0 1 2; do before[$i]=$(cpu_ticks "${pids[$i]}"); done
   r=$("$BIN/bank-bench" --servers "$SERVERS" --batch 1024 --concurrency 4 --duration-s "$SEGMENT_S" --warmup-s 0 --json)
   tps=$(echo "$r" | json_field 'round(d["tx_per_s"])')
   n=$(echo "$r" | json_field 'd["committed"]')
   stages=$(echo "$r" | json_field '", ".join("%s %.2f" % (k, d["stages"][k]["avg_ms"]) for k in ("log_append", "apply", "commit") if k in d["stages"]) or "none reported"')
   cpu=""; for i in 0 1 2; do
-    cpu="$cpu node$i $(( ($(cpu_ticks "${pids[$i]}") - before[i]) * TICK_US / (n > 0 ? n : 1) ))"
+    cpu="$cpu node$i $(per_transfer "${before[$i]}" "$(cpu_ticks "${pids[$i]}")" "$n")"
   done
-  total=$((total + n)); seg=$((seg + 1))
+  total=$((total + n))
   [ -z "$first" ] && first=$tps
   last=$tps
-  echo "  segment $seg: $tps tx/s, total $total; CPU us per transfer:$cpu; leader ms: $stages"
+  echo "  $1: $tps tx/s, total $total; CPU us per transfer:$cpu; leader ms: $stages"
+}
+while [ "$total" -lt "$TARGET" ]; do
+  seg=$((seg + 1))
+  fill_segment "segment $seg"
 done
 echo "throughput: first segment $first tx/s, last segment $last tx/s"
+
+if [ "$RESTART_SEGMENTS" -gt 0 ]; then
+  echo "restart of the whole cluster: SIGKILL all three nodes, start them again, then $RESTART_SEGMENTS more segments while each checks its whole chain in the background"
+  for i in 0 1 2; do kill -9 "${pids[$i]}"; wait "${pids[$i]}" 2>/dev/null || true; done
+  for i in 0 1 2; do start_node $i --peers "$PEERS"; done
+  until "$BIN/bank-client" --servers "$SERVERS" --timeout-ms 1000 balance 0 >/dev/null 2>&1; do sleep 0.2; done
+  for s in $(seq 1 "$RESTART_SEGMENTS"); do fill_segment "after the restart, segment $s"; done
+fi
 
 status=$("$BIN/bank-client" --servers "$SERVERS" status --json)
 echo "$status" | python3 -c "$(cat <<'PY'
