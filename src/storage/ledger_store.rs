@@ -285,22 +285,22 @@ pub struct Ledger {
 /// what a person watching a few blocks a second wants, but at hundreds of
 /// blocks a second it costs each node a write to stderr and a wake-up of the
 /// log file's writer per block, and grows the log by ~60 KB a second.
-pub const BLOCK_LINES_PER_SECOND: u32 = 10;
+const BLOCK_LINES_PER_SECOND: u32 = 10;
 
 /// Blocks committed in one second beyond [`BLOCK_LINES_PER_SECOND`]: logged
 /// as one line when that second is over.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct QuietBlocks {
-    pub blocks: u64,
-    pub first_height: u64,
-    pub last_height: u64,
-    pub txs: u64,
-    pub ok: u64,
+struct QuietBlocks {
+    blocks: u64,
+    first_height: u64,
+    last_height: u64,
+    txs: u64,
+    ok: u64,
 }
 
 /// Which committed blocks get a log line of their own.
 #[derive(Debug, Default)]
-pub struct BlockLog {
+struct BlockLog {
     window_start: Option<std::time::Instant>,
     lines: u32,
     quiet: QuietBlocks,
@@ -309,7 +309,7 @@ pub struct BlockLog {
 impl BlockLog {
     /// Whether the block at `height` gets its own line, and the blocks left
     /// unlogged in a second that is now over.
-    pub fn admit(&mut self, now: std::time::Instant, height: u64, txs: u64, ok: u64) -> (bool, Option<QuietBlocks>) {
+    fn admit(&mut self, now: std::time::Instant, height: u64, txs: u64, ok: u64) -> (bool, Option<QuietBlocks>) {
         let summary = self.end_window(now);
         if self.window_start.is_none() {
             self.window_start = Some(now);
@@ -331,14 +331,14 @@ impl BlockLog {
     }
 
     /// Closes the current second, over or not; returns its unlogged blocks.
-    pub fn take(&mut self) -> Option<QuietBlocks> {
+    fn take(&mut self) -> Option<QuietBlocks> {
         self.window_start = None;
         let quiet = std::mem::take(&mut self.quiet);
         (quiet.blocks > 0).then_some(quiet)
     }
 
     /// Closes the current second if it is over; returns its unlogged blocks.
-    pub fn end_window(&mut self, now: std::time::Instant) -> Option<QuietBlocks> {
+    fn end_window(&mut self, now: std::time::Instant) -> Option<QuietBlocks> {
         let over = self
             .window_start
             .is_some_and(|w| now.duration_since(w) >= std::time::Duration::from_secs(1));
@@ -347,17 +347,6 @@ impl BlockLog {
         }
         self.take()
     }
-}
-
-fn log_quiet_blocks(q: &QuietBlocks) {
-    tracing::info!(
-        "committed {} more blocks, heights {}..={}, txs={} ok={} (at most {BLOCK_LINES_PER_SECOND} block lines a second)",
-        q.blocks,
-        q.first_height,
-        q.last_height,
-        q.txs,
-        q.ok
-    );
 }
 
 /// Most blocks whose outcome can be awaited at once: the producer waits for
@@ -1000,15 +989,17 @@ impl Ledger {
             .filter(|r| r.height == block.height() && r.outcome.is_err())
             .count();
         stats::block_applied(committed as u64, rejected as u64);
-        let (own_line, quiet) = self.block_log.lock().unwrap_or_else(|p| p.into_inner()).admit(
-            std::time::Instant::now(),
-            block.height(),
-            block.txs.len() as u64,
-            committed as u64,
-        );
-        if let Some(q) = quiet {
-            log_quiet_blocks(&q);
-        }
+        let mut own_line = false;
+        self.log_quiet_blocks(|log| {
+            let (own, quiet) = log.admit(
+                std::time::Instant::now(),
+                block.height(),
+                block.txs.len() as u64,
+                committed as u64,
+            );
+            own_line = own;
+            quiet
+        });
         if own_line {
             tracing::info!(
                 "committed block height={} txs={} ok={committed} hash={hash}",
@@ -1142,22 +1133,28 @@ impl Ledger {
     /// own; called periodically, so a burst's summary does not wait for the
     /// next block.
     pub fn flush_block_log(&self) {
-        let quiet = self
-            .block_log
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .end_window(std::time::Instant::now());
-        if let Some(q) = quiet {
-            log_quiet_blocks(&q);
-        }
+        self.log_quiet_blocks(|log| log.end_window(std::time::Instant::now()));
     }
 
     /// Logs the blocks of the current second that had no line of their own
     /// yet: at shutdown, so the log accounts for every block applied.
     pub fn flush_block_log_now(&self) {
-        let quiet = self.block_log.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.log_quiet_blocks(BlockLog::take);
+    }
+
+    /// Runs `f` on the block log and logs the summary it hands back, after
+    /// the lock is released.
+    fn log_quiet_blocks(&self, f: impl FnOnce(&mut BlockLog) -> Option<QuietBlocks>) {
+        let quiet = f(&mut self.block_log.lock().unwrap_or_else(|p| p.into_inner()));
         if let Some(q) = quiet {
-            log_quiet_blocks(&q);
+            tracing::info!(
+                "committed {} more blocks, heights {}..={}, txs={} ok={} (at most {BLOCK_LINES_PER_SECOND} block lines a second)",
+                q.blocks,
+                q.first_height,
+                q.last_height,
+                q.txs,
+                q.ok
+            );
         }
     }
 

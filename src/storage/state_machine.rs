@@ -25,7 +25,8 @@ const BACKGROUND_NICE: i32 = 10;
 /// and the start-time check of the whole chain read all of history, and at
 /// the default priority all nodes building at once cut throughput by a fifth
 /// or more (measured in the history fill). A thread per call (builds are
-/// minutes apart, the check runs once per start), not a pooled blocking
+/// minutes apart, the check runs once per start, `verify` one at a time),
+/// not a pooled blocking
 /// thread: a thread cannot raise its own priority back without privileges.
 pub(crate) async fn in_background<T: Send + 'static>(
     name: &str,
