@@ -91,10 +91,11 @@ fn damage_to_a_block_or_a_balance_is_found_and_named_by_height() {
         assert!(r["transfers_per_s"].as_f64().is_some(), "{r}");
     }
 
-    // A balance edited on node 2's disk.
-    c.kill(2);
-    // (Its ledger may end a block or two before the others: applies are
-    // not flushed, the log is, and a restart re-applies from it.)
+    // A balance edited on node 2's disk. Stopped, not killed: applies are
+    // not flushed (the log is, and a start re-applies from it), so after a
+    // SIGKILL its ledger on disk may end blocks before the others, short of
+    // the block edited below.
+    c.stop(2);
     let mut healthy = None;
     damage(&c, 2, |db, _, _| {
         healthy = overwrite_stored_balance(db, 1, 1_000_000).unwrap();

@@ -2,18 +2,19 @@
 //!
 //! Apply contract: every committed entry is applied in log order; a block is
 //! verified (chain, link, merkle root, proof of work: one header hash, never
-//! re-mined) and then its transactions run through [`rules::apply`]. The block,
-//! the changed balances, the new transaction records and `last_applied` go to
-//! sled in one atomic batch. State-machine writes need no flush of their own:
-//! the log is durable, and after a crash openraft re-applies from
-//! `last_applied`.
+//! re-mined) and then its transactions run through [`rules::apply`]. The block
+//! goes to the block files, then its index entry, the new transaction records
+//! and the changed balances to sled, and last the head (`last_applied`, tip,
+//! balance digest), which makes them part of the ledger. State-machine writes
+//! need no flush of their own: the log is durable, and after a crash openraft
+//! re-applies from `last_applied`.
 //!
 //! Balances are stored as a checkpoint of all of them (one value,
 //! `m:balances`) plus one delta per block since (`d:<height>`: the new
 //! balances of the accounts the block changed). A sled insert copies a leaf,
 //! so a block of 1,024 transfers paid ~2,000 balance inserts when each
 //! account had its own key; now it pays one. A block rolls the deltas into a
-//! new checkpoint, in its own batch, once they hold as many entries as there
+//! new checkpoint, in a tree of its own, once they hold as many entries as there
 //! are accounts (or span [`CHECKPOINT_MAX_BLOCKS`]): checkpoints then cost at
 //! most what the deltas did, and a start replays O(accounts) entries at most.
 
@@ -279,6 +280,10 @@ pub struct Ledger {
     outcome_waiters: Mutex<HashMap<Hash32, tokio::sync::oneshot::Sender<Vec<TxRecord>>>>,
     /// Bounds the log's "committed block" lines (see [`BlockLog`]).
     block_log: Mutex<BlockLog>,
+    /// Sled writes a block's apply may still make before it fails as a crash
+    /// would ([`Ledger::crash_after_writes`]); `u64::MAX`: never.
+    #[cfg(test)]
+    writes_before_crash: std::sync::atomic::AtomicU64,
 }
 
 /// Most "committed block" log lines in one second. One line per block is
@@ -446,6 +451,8 @@ impl Ledger {
             checkpoint_max_blocks: std::sync::atomic::AtomicUsize::new(CHECKPOINT_MAX_BLOCKS),
             outcome_waiters: Mutex::new(HashMap::new()),
             block_log: Mutex::new(BlockLog::default()),
+            #[cfg(test)]
+            writes_before_crash: std::sync::atomic::AtomicU64::new(u64::MAX),
         };
         if pending_install {
             tracing::warn!("finishing a snapshot install a crash interrupted");
@@ -457,6 +464,7 @@ impl Ledger {
         } else {
             ledger.move_head_keys()?;
             ledger.move_block_values()?;
+            ledger.cut_unapplied_writes()?;
             ledger.cut_unindexed_blocks()?;
         }
         ledger.reload()?;
@@ -596,12 +604,12 @@ impl Ledger {
         for kv in self.tree.scan_prefix(PREFIX_DELTA) {
             let (k, v) = kv?;
             let height = key_number(&k, PREFIX_DELTA, "balance delta")?;
-            // Only a checkpoint removes deltas, in the batch that writes it.
-            if height <= since {
-                return Err(LedgerError::Corruption {
-                    height,
-                    reason: format!("balance delta of block {height} is older than the checkpoint at {since}"),
-                });
+            // Left by a crash: at or below the checkpoint, one whose block's
+            // apply removed them after moving the head; above the tip, one
+            // whose head never moved (the entry's re-apply writes it again).
+            if height <= since || height > tip {
+                self.tree.remove(&k)?;
+                continue;
             }
             let changes: Vec<(AccountId, Amount)> = decode(&v, || format!("balance delta of block {height}"))?;
             deltas.heights.push(height);
@@ -703,6 +711,44 @@ impl Ledger {
         self.tree.apply_batch(batch)?;
         self.db.flush()?;
         tracing::info!("moved {moved} blocks from sled into the block files");
+        Ok(())
+    }
+
+    /// Removes what a crash left of a block's apply above the tip: its index
+    /// entry and the records of its transactions, which the apply writes one
+    /// by one before the head ([`Ledger::write_block`]), the index entry
+    /// first and the block durable in the block files before it. The entry's
+    /// re-apply writes them again; until then nothing of the block shows.
+    fn cut_unapplied_writes(&self) -> Result<(), LedgerError> {
+        let Some((tip, _)) = self.stored_tip()? else {
+            return Ok(());
+        };
+        let above = location_key(tip.saturating_add(1));
+        let mut removed = (0u64, 0u64);
+        for kv in self.tree.range(above.as_slice()..) {
+            let (k, at) = kv?;
+            if !k.starts_with(PREFIX_LOCATION) {
+                break;
+            }
+            let height = key_number(&k, PREFIX_LOCATION, "block location")?;
+            let bytes = read_block(&self.blocks, height, &at)?;
+            let block: Block = decode(&bytes, || format!("block {height}"))?;
+            for id in block.txs.iter().filter_map(Transaction::id) {
+                if self.tx_record(id)?.is_some_and(|r| r.height > tip) {
+                    self.tree.remove(tx_key(id))?;
+                    removed.1 += 1;
+                }
+            }
+            self.tree.remove(&k)?;
+            removed.0 += 1;
+        }
+        if removed.0 > 0 {
+            tracing::info!(
+                "removed what a crash left of the apply of {} block(s) above the tip at {tip} ({} transaction records); the log applies them again",
+                removed.0,
+                removed.1
+            );
+        }
         Ok(())
     }
 
@@ -825,19 +871,6 @@ impl Ledger {
         })
     }
 
-    /// Writes the block to the block files (durably: the batch that indexes
-    /// it may reach disk with any later sled flush) and stages its index
-    /// entry and records.
-    fn stage_block(&self, batch: &mut sled::Batch, block: &Block, exec: &Execution) -> Result<(), LedgerError> {
-        let at = self.blocks.append(&encode(block, "block")?)?;
-        self.blocks.sync()?;
-        batch.insert(location_key(block.height()), &at.encode()[..]);
-        for (id, rec) in &exec.new_records {
-            batch.insert(tx_key(id), encode(rec, "tx record")?);
-        }
-        Ok(())
-    }
-
     /// First half of applying one committed block at `log_id`: verifies and
     /// executes it in memory and hands its records to whoever waits for them
     /// ([`Ledger::watch_outcome`]). A refused block is recorded at once.
@@ -916,23 +949,36 @@ impl Ledger {
             started,
             ..
         } = p;
-        let mut batch = sled::Batch::default();
         let mut deltas = self.deltas.lock().unwrap_or_else(|p| p.into_inner());
-        self.stage_block(&mut batch, block, &exec)?;
+        // Durably: the index entry below may reach disk with any later sled
+        // write.
+        let at = self.blocks.append(&encode(block, "block")?)?;
+        self.blocks.sync()?;
+        // Single inserts, the head last, not one batch: every sled 0.34 batch
+        // hands the write buffer to sled's IO threads twice (before and after
+        // it), two writes and wake-ups per block on every node. sled recovers
+        // a prefix of its log, so a crash keeps some of these writes and never
+        // the head without them; a start removes what lies above the tip
+        // ([`Ledger::cut_unapplied_writes`], [`Ledger::load_balances`]) and
+        // the entry is applied again.
+        self.before_write()?;
+        self.tree.insert(location_key(block.height()), &at.encode()[..])?;
+        for (id, rec) in &exec.new_records {
+            self.before_write()?;
+            self.tree.insert(tx_key(id), encode(rec, "tx record")?)?;
+        }
         let checkpoint_key = block.height().to_be_bytes();
         match &checkpoint {
             Some(all) => {
-                // Before the batch that moves the tip here: sled recovers a
-                // prefix of its log, so that batch is never kept without it.
+                self.before_write()?;
                 self.checkpoints.insert(checkpoint_key, all.as_slice())?;
-                for h in &deltas.heights {
-                    batch.remove(delta_key(*h));
-                }
             }
             None if exec.changes.is_empty() => {}
             None => {
                 let changes: Vec<(AccountId, Amount)> = exec.changes.iter().map(|(a, b)| (*a, *b)).collect();
-                batch.insert(delta_key(block.height()), encode(&changes, "balance delta")?);
+                self.before_write()?;
+                self.tree
+                    .insert(delta_key(block.height()), encode(&changes, "balance delta")?)?;
             }
         }
         let line = views::block_line(block, hash, &exec.records);
@@ -948,9 +994,16 @@ impl Ledger {
             balance_digest: Some(digest),
             view_len,
         };
-        batch.insert(KEY_HEAD, encode(&head, "head")?);
-        self.tree.apply_batch(batch)?;
+        self.before_write()?;
+        self.tree.insert(KEY_HEAD, encode(&head, "head")?)?;
         if checkpoint.is_some() {
+            // After the head: until it moves, the old checkpoint and these
+            // deltas are the balances.
+            for h in &deltas.heights {
+                self.before_write()?;
+                self.tree.remove(delta_key(*h))?;
+            }
+            self.before_write()?;
             self.remove_checkpoints_except(&checkpoint_key)?;
             *deltas = Deltas::default();
         } else if !exec.changes.is_empty() {
@@ -1171,6 +1224,27 @@ impl Ledger {
         self.with_state(|s| (s.tip_height, s.tip_hash))
     }
 
+    /// Called before each sled write of a block's apply; in tests, fails
+    /// where [`Ledger::crash_after_writes`] says.
+    #[inline]
+    fn before_write(&self) -> Result<(), LedgerError> {
+        #[cfg(test)]
+        {
+            use std::sync::atomic::Ordering::Relaxed;
+            match self.writes_before_crash.load(Relaxed) {
+                u64::MAX => {}
+                0 => {
+                    return Err(LedgerError::Io {
+                        path: "a test's crash point".into(),
+                        source: std::io::Error::other("crashed"),
+                    })
+                }
+                n => self.writes_before_crash.store(n - 1, Relaxed),
+            }
+        }
+        Ok(())
+    }
+
     pub fn tx_record(&self, id: &TxId) -> Result<Option<TxRecord>, LedgerError> {
         match self.tree.get(tx_key(id))? {
             None => Ok(None),
@@ -1329,6 +1403,14 @@ impl Ledger {
             "entries": entries,
             "next_before": next_before,
         }))
+    }
+
+    /// Makes the next block's apply fail after `writes` of its sled writes,
+    /// as a crash there would (sled keeps a prefix of its writes).
+    #[cfg(test)]
+    pub(crate) fn crash_after_writes(&self, writes: u64) {
+        self.writes_before_crash
+            .store(writes, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Lowers [`CHECKPOINT_MAX_BLOCKS`], so tests cross checkpoints quickly.

@@ -715,6 +715,80 @@ pub(crate) mod tests {
         ledger.verify().unwrap();
     }
 
+    /// A crash part way through a block's apply keeps a prefix of its sled
+    /// writes (sled recovers a prefix of its log). At every such point the
+    /// ledger reopens at the block before it (nothing of the block visible,
+    /// and the entry's re-apply completes it) or at the block itself, and
+    /// ends as an apply never interrupted would: same balances, records and
+    /// chain, one checkpoint, no stale deltas.
+    #[tokio::test]
+    async fn a_crash_at_any_write_of_a_blocks_apply_loses_nothing() {
+        let id = |s: &str| TxId::new(s).unwrap();
+        for checkpoint in [false, true] {
+            for writes in 0.. {
+                let dir = tempfile::tempdir().unwrap();
+                let (ledger, mut sm) = open(dir.path());
+                // With a checkpoint every 3 blocks, the third rolls the first
+                // two blocks' deltas into one.
+                ledger.set_checkpoint_max_blocks(if checkpoint { 3 } else { 1000 });
+                for i in 1..=2u64 {
+                    let b = next_block(&ledger, vec![transfer(&format!("p{i}"), 0, 1, i)]);
+                    sm.apply(vec![entry(i, b)]).await.unwrap();
+                }
+                let third = next_block(
+                    &ledger,
+                    vec![
+                        transfer("x1", 0, 1, 10),
+                        transfer("x2", 1, 0, 4),
+                        transfer("p1", 0, 1, 1),
+                    ],
+                );
+                ledger.crash_after_writes(writes);
+                let crashed = sm.apply(vec![entry(3, third.clone())]).await.is_err();
+                drop((ledger, sm));
+                let at = format!("checkpoint {checkpoint}, crash after {writes} writes");
+
+                let (mut ledger, mut sm) = open(dir.path());
+                if ledger.tip().0 == 2 {
+                    assert!(crashed, "{at}");
+                    assert_eq!(ledger.tx_record(&id("x1")).unwrap(), None, "{at}");
+                    assert_eq!(ledger.block(3).unwrap(), None, "{at}");
+                    assert_eq!(ledger.balance(0), Some((97, 2)), "{at}");
+                    sm.apply(vec![entry(3, third.clone())]).await.unwrap();
+                }
+                for _reopened in 0..2 {
+                    assert_eq!(ledger.tip().0, 3, "{at}");
+                    assert_eq!(ledger.block(3).unwrap().as_ref(), Some(&third), "{at}");
+                    // 100 - 1 - 2 - 10 + 4; p1 again is its first apply's record.
+                    assert_eq!(
+                        (ledger.balance(0), ledger.balance(1)),
+                        (Some((91, 3)), Some((109, 3))),
+                        "{at}"
+                    );
+                    let x2 = ledger.tx_record(&id("x2")).unwrap().unwrap();
+                    assert_eq!((x2.height, x2.outcome.is_ok()), (3, true), "{at}");
+                    assert_eq!(ledger.tx_record(&id("p1")).unwrap().unwrap().height, 1, "{at}");
+                    assert_eq!(ledger.raw_checkpoints().len(), 1, "{at}");
+                    let (since, _) = ledger.raw_checkpoints().last().unwrap().unwrap();
+                    let since = u64::from_be_bytes(since.as_ref().try_into().unwrap());
+                    assert!(
+                        ledger.delta_heights().iter().all(|h| (since + 1..=3).contains(h)),
+                        "{at}"
+                    );
+                    ledger.verify().unwrap();
+                    drop((ledger, sm));
+                    (ledger, sm) = open(dir.path());
+                }
+                let chain = std::fs::read_to_string(dir.path().join("states").join(views::CHAIN_FILE)).unwrap();
+                assert_eq!(chain.lines().count(), 4, "{at}: genesis and three blocks");
+                if !crashed {
+                    assert!(writes > 4, "the apply makes at least five writes");
+                    break;
+                }
+            }
+        }
+    }
+
     #[tokio::test]
     async fn state_and_views_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();

@@ -238,6 +238,18 @@ impl Cluster {
         }
     }
 
+    /// SIGTERM: the node shuts down as an operator's stop does, its
+    /// ledger written out; waits for it to exit.
+    pub fn stop(&mut self, id: u64) {
+        if let Some(mut child) = self.nodes[id as usize].child.take() {
+            let pid = i32::try_from(child.id()).expect("a pid");
+            // SAFETY: signals our own child, which is not reaped yet.
+            assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM");
+            let status = child.wait().expect("reap");
+            assert!(status.success(), "node {id} stopped with {status}");
+        }
+    }
+
     pub fn stderr_of(&self, id: u64) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("node{id}.stderr"))).unwrap_or_default()
     }
