@@ -202,6 +202,11 @@ async fn api_blocks(State(s): State<HttpState>, Query(q): Query<BlocksQuery>) ->
 }
 
 async fn api_block(State(s): State<HttpState>, Path(height): Path<u64>) -> Response {
+    // Past the tip a block may be part way through its apply, its records
+    // not all written.
+    if height > s.ledger.tip().0 {
+        return error(StatusCode::NOT_FOUND, format!("no block at height {height}"));
+    }
     match s.ledger.block_json(height) {
         Ok(Some(b)) => ([(header::CONTENT_TYPE, "application/json")], b).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, format!("no block at height {height}")),

@@ -586,7 +586,7 @@ impl Ledger {
         self.move_account_keys()?;
         self.move_checkpoint_key()?;
         // The highest at or below the tip: a crash between writing a
-        // checkpoint and the batch that moves the tip to its block leaves
+        // checkpoint and the head that moves the tip to its block leaves
         // one above, which the block's apply writes again.
         let tip = self.stored_tip()?.map_or(0, |(h, _)| h);
         let (at, value) = self
@@ -743,6 +743,10 @@ impl Ledger {
             removed.0 += 1;
         }
         if removed.0 > 0 {
+            // On disk before the block files are cut back below these
+            // blocks: a crash in between would find them again, pointing
+            // past the files' end.
+            self.db.flush()?;
             tracing::info!(
                 "removed what a crash left of the apply of {} block(s) above the tip at {tip} ({} transaction records); the log applies them again",
                 removed.0,
@@ -847,7 +851,10 @@ impl Ledger {
                 Some(id) => {
                     let earlier = match fresh.get(id) {
                         Some(&i) => Some(new_records[i].1.clone()),
-                        None => self.tx_record(id)?,
+                        // One at this height or above is no earlier apply:
+                        // a crash cut short this block's (or the genesis
+                        // write), and a start removes such records.
+                        None => self.tx_record(id)?.filter(|r| r.height < height),
                     };
                     match earlier {
                         // Same id, same content: it was applied once already.

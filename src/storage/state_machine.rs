@@ -789,6 +789,31 @@ pub(crate) mod tests {
         }
     }
 
+    /// A record of the block being applied, stored before its apply (left
+    /// by one a crash cut short, had a start missed it) is not taken for an
+    /// earlier apply of the same transfer: the transfer still moves money.
+    #[tokio::test]
+    async fn a_record_left_at_the_height_being_applied_is_not_an_earlier_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, mut sm) = open(dir.path());
+        let tx = transfer("left", 0, 1, 30);
+        let block = next_block(&ledger, vec![tx.clone()]);
+        let leftover = crate::raft::TxRecord {
+            tx_hash: tx.content_hash(),
+            height: 1,
+            block_hash: block.hash(),
+            outcome: Ok(crate::ledger::rules::Applied { balance: None }),
+        };
+        let key = [b"t:".as_slice(), b"left"].concat();
+        ledger
+            .raw_tree()
+            .insert(key, crate::codec::encode(&leftover).unwrap())
+            .unwrap();
+        sm.apply(vec![entry(1, block)]).await.unwrap();
+        assert_eq!((ledger.balance(0), ledger.balance(1)), (Some((70, 1)), Some((130, 1))));
+        ledger.verify().unwrap();
+    }
+
     #[tokio::test]
     async fn state_and_views_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
