@@ -351,7 +351,7 @@ impl Worker {
         );
         // Mining is CPU work: keep it off the async workers.
         let mine_start = Instant::now();
-        let block = match tokio::task::spawn_blocking(move || block.mined()).await {
+        let block = match tokio::task::spawn_blocking(move || block.mined_any()).await {
             Ok(b) => b,
             Err(e) => {
                 self.forget_ids(seq, &slots);

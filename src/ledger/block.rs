@@ -68,10 +68,24 @@ impl BlockHeader {
     }
 
     /// Finds the smallest nonce, from the current one up, whose hash meets the
-    /// difficulty. The cost depends on the difficulty only, never on the
-    /// transactions. From difficulty [`PARALLEL_MINING_FROM`] two threads
-    /// search alternate nonces; the answer is the same as one thread's.
+    /// difficulty: the same on every node, as the genesis blocks must be.
+    /// The cost depends on the difficulty only, never on the transactions.
+    /// From difficulty [`PARALLEL_MINING_FROM`] two threads search alternate
+    /// nonces; the answer is the same as one thread's.
     pub fn mine(&mut self) {
+        self.search(Find::Smallest);
+    }
+
+    /// Finds a nonce, from the current one up, whose hash meets the
+    /// difficulty: the first either thread finds. A block the leader
+    /// proposes needs no particular one, and the finder does not wait for
+    /// the other thread to search up to its find (on a busy machine, to be
+    /// scheduled at all).
+    pub fn mine_any(&mut self) {
+        self.search(Find::First);
+    }
+
+    fn search(&mut self, find: Find) {
         let search = Arc::new(NonceSearch::new(self));
         let found = Arc::new(AtomicU64::new(u64::MAX));
         let start = self.nonce;
@@ -82,20 +96,36 @@ impl BlockHeader {
                     search: Arc::clone(&search),
                     start: start.wrapping_add(1),
                     found: Arc::clone(&found),
+                    find,
                     done,
                 };
-                if helper.send(job).is_ok() {
-                    search.run(start, 2, &found);
-                    // The helper stops within one attempt of the find.
-                    let _ = finished.recv();
+                // Not a blocking send: after a first-find search the helper
+                // may not have picked up (or dropped) that search's job yet,
+                // and this one then mines alone.
+                if helper.try_send(job).is_ok() {
+                    search.run(start, 2, &found, find);
+                    if find == Find::Smallest {
+                        // The helper stops within one attempt of the find.
+                        let _ = finished.recv();
+                    }
                     self.nonce = found.load(Ordering::Relaxed);
                     return;
                 }
             }
         }
-        search.run(start, 1, &found);
+        search.run(start, 1, &found, find);
         self.nonce = found.load(Ordering::Relaxed);
     }
+}
+
+/// Which nonce a search returns.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Find {
+    /// The smallest that meets the difficulty: the searchers go on until
+    /// none can find a smaller one.
+    Smallest,
+    /// Whichever a searcher finds first: all stop at the first find.
+    First,
 }
 
 /// Half of a search, for the helper thread.
@@ -103,6 +133,7 @@ struct HelperJob {
     search: Arc<NonceSearch>,
     start: u64,
     found: Arc<AtomicU64>,
+    find: Find,
     done: std::sync::mpsc::SyncSender<()>,
 }
 
@@ -123,7 +154,7 @@ impl MiningHelper {
                 .name("miner".into())
                 .spawn(move || {
                     for job in rx {
-                        job.search.run(job.start, 2, &job.found);
+                        job.search.run(job.start, 2, &job.found, job.find);
                         let _ = job.done.send(());
                     }
                 })
@@ -226,16 +257,20 @@ impl NonceSearch {
     }
 
     /// Tries `start`, `start + stride`, ... until one meets the difficulty or
-    /// passes the smallest nonce another searcher found; records its find in
+    /// another searcher's find ends the search (`find`); records its find in
     /// `found` (the minimum of all finds).
     ///
     /// Two nonces of the sequence are hashed together ([`compress_pair`]),
     /// the smaller checked first, so the find is the same as one at a time.
-    fn run(&self, start: u64, stride: u64, found: &AtomicU64) {
+    fn run(&self, start: u64, stride: u64, found: &AtomicU64, find: Find) {
         let [mut tail_a, padding] = self.blocks;
         let mut tail_b = tail_a;
         let mut nonce = start;
-        while nonce < found.load(Ordering::Relaxed) {
+        let go_on = |nonce: u64| match find {
+            Find::Smallest => nonce < found.load(Ordering::Relaxed),
+            Find::First => found.load(Ordering::Relaxed) == u64::MAX,
+        };
+        while go_on(nonce) {
             let next = nonce.wrapping_add(stride);
             tail_a[NONCE_AT..NONCE_AT + 8].copy_from_slice(&nonce.to_be_bytes());
             tail_b[NONCE_AT..NONCE_AT + 8].copy_from_slice(&next.to_be_bytes());
@@ -325,6 +360,12 @@ impl Block {
 
     pub fn mined(mut self) -> Block {
         self.header.mine();
+        self
+    }
+
+    /// With any nonce that meets the difficulty ([`BlockHeader::mine_any`]).
+    pub fn mined_any(mut self) -> Block {
+        self.header.mine_any();
         self
     }
 
@@ -498,6 +539,27 @@ mod tests {
             }
             b.header.mine();
             assert_eq!(b.header.nonce, reference.nonce, "difficulty {difficulty}");
+        }
+    }
+
+    #[test]
+    fn mining_any_nonce_meets_the_difficulty_with_one_thread_or_two() {
+        for difficulty in [0, 4, PARALLEL_MINING_FROM, 12] {
+            for seed in 0..8u64 {
+                let b = Block::new(
+                    Hash32([7; 32]),
+                    3,
+                    Hash32([seed as u8; 32]),
+                    seed,
+                    difficulty,
+                    (0..4).map(transfer).collect(),
+                )
+                .mined_any();
+                assert!(
+                    b.hash().leading_zero_bits() >= u32::from(difficulty),
+                    "difficulty {difficulty}, seed {seed}"
+                );
+            }
         }
     }
 
