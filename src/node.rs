@@ -492,8 +492,13 @@ async fn verify_in_background(id: NodeId, ledger: Arc<Ledger>, fatal: mpsc::Send
 }
 
 /// Keeps the gRPC health service in step with whether a leader is known.
+///
+/// Both watchers here read `server_metrics`, which changes only with the
+/// role, vote, leader or membership: the full `metrics` channel is sent to
+/// on every report of the Raft core, several times per entry, and woke
+/// each of them (and cloned the whole metrics) every time.
 async fn report_health(raft: Raft, mut health: tonic_health::server::HealthReporter) {
-    let mut metrics = raft.metrics();
+    let mut metrics = raft.server_metrics();
     let mut last = None;
     loop {
         let serving = metrics.borrow_and_update().current_leader.is_some();
@@ -514,14 +519,14 @@ async fn report_health(raft: Raft, mut health: tonic_health::server::HealthRepor
 }
 
 async fn watch_cluster(raft: Raft, peers: Arc<Peers>) {
-    let mut metrics = raft.metrics();
+    let mut metrics = raft.server_metrics();
     let mut last = (ServerState::Learner, None, 0);
     let mut last_members: Option<(Vec<NodeId>, Vec<NodeId>)> = None;
     loop {
         let m = metrics.borrow_and_update().clone();
-        let now = (m.state, m.current_leader, m.current_term);
+        let term = m.vote.leader_id().get_term();
+        let now = (m.state, m.current_leader, term);
         if now != last {
-            let term = m.current_term;
             match (m.state, m.current_leader) {
                 (ServerState::Leader, _) => tracing::info!("became leader term={term}"),
                 (ServerState::Candidate, _) => tracing::info!("started election term={term}"),
