@@ -9,8 +9,8 @@
 //! need no flush of their own: the log is durable, and after a crash openraft
 //! re-applies from `last_applied`.
 //!
-//! Balances are stored as a checkpoint of all of them (one value,
-//! `m:balances`) plus one delta per block since (`d:<height>`: the new
+//! Balances are stored as a checkpoint of all of them (one value in
+//! [`CHECKPOINT_TREE`], keyed by its height) plus one delta per block since (`d:<height>`: the new
 //! balances of the accounts the block changed). A sled insert copies a leaf,
 //! so a block of 1,024 transfers paid ~2,000 balance inserts when each
 //! account had its own key; now it pays one. A block rolls the deltas into a
