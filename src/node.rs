@@ -10,10 +10,12 @@ use crate::proto::raft::raft_service_server::RaftServiceServer;
 use crate::raft::faults::Faults;
 use crate::raft::network::{Network, MAX_RAFT_MESSAGE_BYTES};
 use crate::raft::peers::Peers;
+use crate::raft::read_barrier::{ReadBarrier, RestoredTerm};
 use crate::raft::service::RaftRpc;
 use crate::raft::{BasicNode, NodeId, Raft};
 use crate::storage::views::{self, BALANCES_FILE, RAFT_STATE_FILE};
 use crate::storage::{open_db, Ledger, LedgerError, LedgerStateMachine, LogStore, NodePaths, VerifyReport};
+use openraft::storage::RaftLogStorage;
 use openraft::{ServerState, SnapshotPolicy};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -206,6 +208,19 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         peers: Arc::clone(&peers),
         refused: refused_tx.clone(),
     };
+    // Read before openraft starts: a committed vote for this node makes it
+    // the leader of that term again at once, and its reads need a barrier
+    // of their own (see `raft::read_barrier`).
+    let restored = {
+        let mut store = log_store.clone();
+        let vote = store.read_vote().await.map_err(|e| NodeError::Raft(e.to_string()))?;
+        let last_log = store
+            .get_log_state()
+            .await
+            .map_err(|e| NodeError::Raft(e.to_string()))?
+            .last_log_id;
+        RestoredTerm::at_start(id, vote.as_ref(), last_log)
+    };
     let sm = LedgerStateMachine::new(Arc::clone(&ledger), paths.snapshot.clone());
     let raft = Raft::new(id, Arc::new(raft_config), network, log_store.clone(), sm)
         .await
@@ -226,11 +241,19 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         }
     }
 
-    let producer = BlockProducer::start(raft.clone(), Arc::clone(&ledger), id, config.producer.clone());
+    let reads = ReadBarrier::new(raft.clone(), restored);
+    let producer = BlockProducer::start(
+        raft.clone(),
+        reads.clone(),
+        Arc::clone(&ledger),
+        id,
+        config.producer.clone(),
+    );
     let api = BankApi::new(
         id,
         addr.clone(),
         raft.clone(),
+        reads,
         Arc::clone(&ledger),
         log_store.clone(),
         producer,

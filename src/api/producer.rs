@@ -18,6 +18,7 @@
 use crate::ledger::block::MAX_BLOCK_TXS;
 use crate::ledger::rules::{self, Balances};
 use crate::ledger::{AccountId, Amount, Block, Hash32, RejectReason, Transaction, TxId};
+use crate::raft::read_barrier::{ReadBarrier, ReadBarrierError};
 use crate::raft::{BlockOutcome, NodeId, Raft, TxRecord, TypeConfig};
 use crate::stats::{self, Stage};
 use crate::storage::Ledger;
@@ -112,11 +113,18 @@ pub struct BlockProducer {
 
 impl BlockProducer {
     /// Starts the producer task for this node.
-    pub fn start(raft: Raft, ledger: Arc<Ledger>, self_id: NodeId, config: ProducerConfig) -> BlockProducer {
+    pub fn start(
+        raft: Raft,
+        reads: ReadBarrier,
+        ledger: Arc<Ledger>,
+        self_id: NodeId,
+        config: ProducerConfig,
+    ) -> BlockProducer {
         let queue_max = config.queue_max_txs.max(1);
         let (queue, rx) = mpsc::channel(queue_max);
         let worker = Worker {
             raft,
+            reads,
             ledger,
             self_id,
             config,
@@ -152,6 +160,8 @@ impl BlockProducer {
 
 struct Worker {
     raft: Raft,
+    /// What a new term's first answers from the applied state wait for.
+    reads: ReadBarrier,
     ledger: Arc<Ledger>,
     self_id: NodeId,
     config: ProducerConfig,
@@ -276,19 +286,21 @@ impl Worker {
     /// applied yet, some carrying transactions its callers will resubmit.
     /// Before answering anything from the applied state (a refusal, or a
     /// duplicate's first outcome), the leader must have applied them: once
-    /// per term, `ensure_linearizable` confirms leadership and waits until
-    /// everything up to this term's first entry is applied.
+    /// per term, the read barrier confirms leadership and waits until
+    /// everything committed before (and, for a leader restarted within its
+    /// term, everything its log held at start) is applied.
     async fn ready_for_term(&mut self) -> Result<(), SubmitError> {
         let term = self.raft.metrics().borrow().current_term;
         if self.ready_term == Some(term) {
             return Ok(());
         }
-        match tokio::time::timeout(std::time::Duration::from_secs(2), self.raft.ensure_linearizable()).await {
+        match tokio::time::timeout(std::time::Duration::from_secs(2), self.reads.confirm()).await {
             Ok(Ok(_)) => {
                 self.ready_term = Some(term);
                 Ok(())
             }
-            Ok(Err(e)) => Err(SubmitError::Retry(format!("leadership not confirmed: {e}"))),
+            Ok(Err(ReadBarrierError::NotLeader(leader))) => Err(SubmitError::NotLeader(leader)),
+            Ok(Err(e)) => Err(SubmitError::Retry(e.to_string())),
             Err(_) => Err(SubmitError::Retry("leadership not confirmed in time".into())),
         }
     }

@@ -20,11 +20,12 @@ use crate::proto::bank::{StageStat, TransferBatchReply, TransferBatchRequest, Tr
 use crate::raft::faults::{FaultSettings, Faults};
 use crate::raft::network::FROM_HEADER;
 use crate::raft::peers::Peers;
+use crate::raft::read_barrier::{ReadBarrier, ReadBarrierError};
 use crate::raft::BasicNode;
 use crate::raft::{NodeId, Raft, TxRecord};
 use crate::storage::{Ledger, LedgerError, LogStore};
 use openraft::error::ClientWriteError;
-use openraft::error::{CheckIsLeaderError, RaftError};
+use openraft::error::RaftError;
 use openraft::ChangeMembers;
 use openraft::ServerState;
 use std::collections::BTreeSet;
@@ -68,6 +69,8 @@ pub struct BankApi {
     id: NodeId,
     addr: String,
     raft: Raft,
+    /// Linearizable reads wait here before they read the ledger.
+    reads: ReadBarrier,
     ledger: Arc<Ledger>,
     log_store: LogStore,
     producer: BlockProducer,
@@ -103,6 +106,16 @@ enum Attempt {
     Retry(String),
     /// Final answer.
     Done(Status),
+}
+
+impl From<ReadBarrierError> for Attempt {
+    fn from(e: ReadBarrierError) -> Attempt {
+        match e {
+            ReadBarrierError::NotLeader(_) => Attempt::NotLeader("leadership changed".into()),
+            ReadBarrierError::Unconfirmed(m) => Attempt::Retry(m),
+            ReadBarrierError::Stopped(m) => Attempt::Done(Status::unavailable(m)),
+        }
+    }
 }
 
 impl From<SubmitError> for Attempt {
@@ -211,6 +224,7 @@ impl BankApi {
         id: NodeId,
         addr: String,
         raft: Raft,
+        reads: ReadBarrier,
         ledger: Arc<Ledger>,
         log_store: LogStore,
         producer: BlockProducer,
@@ -224,6 +238,7 @@ impl BankApi {
             id,
             addr,
             raft,
+            reads,
             ledger,
             log_store,
             producer,
@@ -474,14 +489,7 @@ impl BankApi {
     /// Confirms with a quorum that this node still leads, and waits until the
     /// state machine has applied everything committed before now.
     async fn confirm_leadership(&self) -> Result<(), Attempt> {
-        match self.raft.ensure_linearizable().await {
-            Ok(_) => Ok(()),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => {
-                Err(Attempt::NotLeader("leadership changed".into()))
-            }
-            Err(RaftError::APIError(e)) => Err(Attempt::Retry(e.to_string())),
-            Err(RaftError::Fatal(e)) => Err(Attempt::Done(Status::unavailable(e.to_string()))),
-        }
+        Ok(self.reads.confirm().await?)
     }
 
     async fn linearizable_balance(&self, account: u64) -> Result<BalanceReply, Attempt> {
@@ -803,22 +811,42 @@ impl Bank for BankApi {
         }))
     }
 
+    /// A transaction this node holds is committed for good, so a hit here
+    /// is the answer. A miss may only mean this node has not applied, or
+    /// not yet heard of, a commit: it is answered by the leader after its
+    /// read barrier, so that a transaction acknowledged before the lookup
+    /// began is always found.
     async fn get_tx(&self, req: Request<GetTxRequest>) -> Result<Response<JsonReply>, Status> {
-        let id = TxId::new(req.into_inner().tx_id).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let mut found = self.ledger.tx_json(&id);
-        if matches!(found, Ok(None)) {
-            super::catch_up_with_commit(&self.raft, &self.log_store).await;
-            found = self.ledger.tx_json(&id);
+        let deadline = self.deadline(&req);
+        let forwarded = Self::forwarded(&req);
+        let msg = req.into_inner();
+        let id = TxId::new(msg.tx_id.clone()).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if let Some(v) = self.ledger.tx_json(&id).map_err(|e| Status::data_loss(e.to_string()))? {
+            return Ok(Response::new(JsonReply { json: v.to_string() }));
         }
-        match found {
-            Ok(Some(v)) => Ok(Response::new(JsonReply { json: v.to_string() })),
-            Ok(None) => Err(Status::not_found(format!(
-                "no committed transaction {id} on node {} (at height {})",
-                self.id,
-                self.ledger.tip().0
-            ))),
-            Err(e) => Err(Status::data_loss(e.to_string())),
-        }
+        let json = self
+            .on_leader(
+                forwarded,
+                deadline,
+                || async {
+                    self.confirm_leadership().await?;
+                    match self.ledger.tx_json(&id) {
+                        Ok(Some(v)) => Ok(v.to_string()),
+                        Ok(None) => Err(Attempt::Done(Status::not_found(format!(
+                            "no committed transaction {id} (leader node {} at height {})",
+                            self.id,
+                            self.ledger.tip().0
+                        )))),
+                        Err(e) => Err(Attempt::Done(Status::data_loss(e.to_string()))),
+                    }
+                },
+                |mut c, t| {
+                    let msg = msg.clone();
+                    async move { Ok(c.get_tx(self.forward_request(msg, t)).await?.into_inner().json) }
+                },
+            )
+            .await?;
+        Ok(Response::new(JsonReply { json }))
     }
 
     async fn account_history(&self, req: Request<AccountHistoryRequest>) -> Result<Response<JsonReply>, Status> {

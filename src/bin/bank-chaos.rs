@@ -1,5 +1,6 @@
 //! `bank-chaos`: a bank workload under a nemesis of kills, restarts,
-//! partitions and delays, checked afterwards. Exits non-zero on any violation.
+//! partitions and delays, checked afterwards (balances, chains, and every
+//! read for linearizability). Exits non-zero on any violation.
 
 use anyhow::Context;
 use bank_ledger::chaos::{self, ChaosConfig, Report};
@@ -96,9 +97,18 @@ fn run_main() -> anyhow::Result<()> {
 
 fn print_report(r: &Report) {
     println!("seed {}  ran {:.1} s", r.seed, r.duration_s);
+    let kinds: Vec<String> = r.reads_by_kind.iter().map(|(k, v)| format!("{k} {v}")).collect();
     println!(
-        "ops {}  (transfers {}, atomic reads {} + {} failed)",
-        r.ops, r.transfers, r.reads, r.reads_failed
+        "ops {}  (transfers {}, reads {} [{}] + {} failed)",
+        r.ops,
+        r.transfers,
+        r.reads,
+        kinds.join(", "),
+        r.reads_failed
+    );
+    println!(
+        "reads: {} stale, {} back in height, {} not the chain's state at their height",
+        r.stale_reads, r.reads_back_in_height, r.reads_wrong
     );
     println!(
         "transfers: acknowledged {}, refused {}, unknown {} (settled: {} committed, {} failed; {} unsettled)",

@@ -64,8 +64,11 @@ pub fn final_balances(genesis: &Genesis, transfers: &[TransferOp], read: &BTreeM
     v
 }
 
-/// Fetches a node's whole chain as `(block, per-tx status)`.
-async fn fetch_chain(addr: &str) -> Result<Vec<(Block, Vec<String>)>, String> {
+/// A node's whole chain: each block with its transactions' statuses.
+pub type Chain = Vec<(Block, Vec<String>)>;
+
+/// Fetches a node's whole chain.
+async fn fetch_chain(addr: &str) -> Result<Chain, String> {
     let mut client = connect(addr)?;
     let mut out = Vec::new();
     loop {
@@ -101,8 +104,8 @@ async fn fetch_chain(addr: &str) -> Result<Vec<(Block, Vec<String>)>, String> {
 
 /// Every node holds the same valid chain; every acknowledged transfer is in
 /// it exactly once, with the content submitted; nothing else is.
-/// Returns the chain's height.
-pub async fn chains(cluster: &ProcessCluster, genesis: &Genesis, transfers: &[TransferOp]) -> Result<u64, Vec<String>> {
+/// Returns the first node's chain, and what is wrong.
+pub async fn chains(cluster: &ProcessCluster, genesis: &Genesis, transfers: &[TransferOp]) -> (Chain, Vec<String>) {
     let mut v = Vec::new();
     let mut chains = Vec::new();
     for s in cluster.servers() {
@@ -111,9 +114,10 @@ pub async fn chains(cluster: &ProcessCluster, genesis: &Genesis, transfers: &[Tr
             Err(e) => v.push(format!("cannot read chain: {e}")),
         }
     }
-    let Some(chain) = chains.first() else {
-        return Err(v);
-    };
+    if chains.is_empty() {
+        return (Vec::new(), v);
+    }
+    let chain = &chains[0];
     let hashes = |c: &Vec<(Block, Vec<String>)>| c.iter().map(|(b, _)| b.hash()).collect::<Vec<Hash32>>();
     let reference = hashes(chain);
     for (i, c) in chains.iter().enumerate().skip(1) {
@@ -174,9 +178,6 @@ pub async fn chains(cluster: &ProcessCluster, genesis: &Genesis, transfers: &[Tr
             None => v.push(format!("acknowledged transfer {} is not in the chain", t.id)),
         }
     }
-    if v.is_empty() {
-        Ok(chain.last().map_or(0, |(b, _)| b.height()))
-    } else {
-        Err(v)
-    }
+    let chain = chains.swap_remove(0);
+    (chain, v)
 }

@@ -157,6 +157,25 @@ impl ProcessCluster {
         futures::future::join_all(calls).await
     }
 
+    /// Waits until node `id` answers a status call (it serves again);
+    /// false if it did not within `timeout`.
+    pub async fn wait_answers(&self, id: u64, timeout: Duration) -> bool {
+        let until = tokio::time::Instant::now() + timeout;
+        let addr = &self.procs[id as usize].addr;
+        while tokio::time::Instant::now() < until {
+            if let Ok(mut c) = connect(addr) {
+                if c.status(request(StatusRequest {}, Duration::from_millis(200)))
+                    .await
+                    .is_ok()
+                {
+                    return true;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
     /// The node most nodes currently name as leader.
     pub async fn leader(&self) -> Option<u64> {
         let mut votes = std::collections::BTreeMap::new();

@@ -1,23 +1,27 @@
 //! A bank workload under a nemesis, in the spirit of Jepsen's bank test.
 //!
 //! Concurrent clients transfer random amounts between a few accounts, with
-//! ids they choose, and read all balances atomically, while the nemesis kills,
-//! restarts, partitions and delays nodes. Afterwards every transfer whose
-//! outcome was unknown is settled by resubmitting its id, and the history is
-//! checked against the chains the nodes hold (see [`check`]).
+//! ids they choose, and read (all balances atomically, one balance, or a
+//! transaction they saw acknowledged), while the nemesis kills, restarts,
+//! partitions and delays nodes and reads in every fault window. Afterwards
+//! every transfer whose outcome was unknown is settled by resubmitting its
+//! id, and the history is checked against the chains the nodes hold (see
+//! [`check`]) and every read for linearizability (see [`reads`]).
 
 pub mod check;
 pub mod cluster;
 pub mod nemesis;
+pub mod reads;
 
 use crate::client::{call_any, request, signed_transfer, Server};
 use crate::ledger::genesis::GenesisFile;
 use crate::ledger::{AccountKey, Genesis, Hash32, TxId};
 use crate::proto::bank::BalancesRequest;
 use cluster::ProcessCluster;
-use nemesis::{FaultKind, Nemesis};
+use nemesis::{FaultKind, Nemesis, Probe};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use reads::{ReadLog, Reader};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -59,8 +63,15 @@ pub struct Report {
     pub unknown_settled_committed: u64,
     pub unknown_settled_failed: u64,
     pub unsettled: u64,
+    /// Answered reads of every kind, and by kind.
     pub reads: u64,
+    pub reads_by_kind: BTreeMap<String, u64>,
     pub reads_failed: u64,
+    /// Reads that missed an acknowledged transfer, went back in height, or
+    /// showed another state than the chain's at their height.
+    pub stale_reads: u64,
+    pub reads_back_in_height: u64,
+    pub reads_wrong: u64,
     pub faults: BTreeMap<String, u64>,
     pub final_height: u64,
     pub violations: Vec<String>,
@@ -93,15 +104,15 @@ pub struct TransferOp {
     pub to: u64,
     pub amount: u64,
     pub outcome: Outcome,
+    /// When the acknowledgement arrived (since the run began) and the
+    /// height it named; `None` unless acknowledged during the run.
+    pub acked: Option<(Duration, u64)>,
 }
 
 /// Everything the clients saw.
 #[derive(Default)]
 struct History {
     transfers: Vec<TransferOp>,
-    reads: u64,
-    reads_failed: u64,
-    violations: Vec<String>,
 }
 
 /// Classifies a transfer's answer: only refusals that prove nothing was
@@ -118,18 +129,19 @@ fn classify(result: &Result<crate::proto::bank::TxReply, tonic::Status>) -> Outc
     }
 }
 
-/// Submits `op`, signed with its source account's dev key for chain `chain`.
-async fn submit(servers: &[Server], op: &TransferOp, chain: Hash32, timeout: Duration) -> Outcome {
+/// Submits `op`, signed with its source account's dev key for chain `chain`;
+/// returns its outcome and, if committed, the height of its block.
+async fn submit(servers: &[Server], op: &TransferOp, chain: Hash32, timeout: Duration) -> (Outcome, Option<u64>) {
     let msg = match TxId::new(op.id.clone()) {
         Ok(id) => signed_transfer(&AccountKey::dev(op.from), chain, &id, op.to, op.amount),
-        Err(e) => return Outcome::Failed(e.to_string()),
+        Err(e) => return (Outcome::Failed(e.to_string()), None),
     };
     let result = call_any(servers, timeout, |mut c, t| {
         let msg = msg.clone();
         async move { Ok(c.transfer(request(msg, t)).await?.into_inner()) }
     })
     .await;
-    classify(&result)
+    (classify(&result), result.ok().map(|r| r.height))
 }
 
 /// Reads all balances atomically; checks each read on the spot.
@@ -161,7 +173,10 @@ fn check_read(read: &BTreeMap<u64, u64>, genesis: &Genesis) -> Option<String> {
 struct Client {
     index: usize,
     rng: StdRng,
+    /// Every node, this client's first choice first: clients spread over
+    /// the nodes, so followers answer (and forward) too.
     servers: Vec<Server>,
+    reader: Reader,
     genesis: Arc<Genesis>,
     accounts: u64,
     timeout: Duration,
@@ -169,11 +184,13 @@ struct Client {
 }
 
 impl Client {
-    /// Transfers (80%) and atomic reads (20%) until `until`.
+    /// Transfers (75%) and reads (25%: all balances, one balance, or a
+    /// lookup of the last transfer this client saw acknowledged) until `until`.
     async fn run(mut self, until: Instant) {
         let mut seq = 0u64;
+        let mut last_acked: Option<(String, u64)> = None;
         while Instant::now() < until {
-            if self.rng.gen_bool(0.8) {
+            if self.rng.gen_bool(0.75) {
                 seq += 1;
                 let from = self.rng.gen_range(0..self.accounts);
                 let to = (from + self.rng.gen_range(1..self.accounts)) % self.accounts;
@@ -183,23 +200,22 @@ impl Client {
                     to,
                     amount: self.rng.gen_range(1..=30),
                     outcome: Outcome::Unknown(String::new()),
+                    acked: None,
                 };
-                op.outcome = submit(&self.servers, &op, self.genesis.chain_id(), self.timeout).await;
+                let (outcome, height) = submit(&self.servers, &op, self.genesis.chain_id(), self.timeout).await;
+                op.outcome = outcome;
+                if let Some(h) = height {
+                    op.acked = Some((self.reader.now(), h));
+                    last_acked = Some((op.id.clone(), h));
+                }
                 if let Ok(mut h) = self.history.lock() {
                     h.transfers.push(op);
                 }
             } else {
-                let read = read_all(&self.servers, self.timeout).await;
-                if let Ok(mut h) = self.history.lock() {
-                    match read {
-                        Ok(read) => {
-                            h.reads += 1;
-                            if let Some(v) = check_read(&read, &self.genesis) {
-                                h.violations.push(v);
-                            }
-                        }
-                        Err(_) => h.reads_failed += 1,
-                    }
+                match (self.rng.gen_range(0..3), &last_acked) {
+                    (0, Some((id, height))) => self.reader.tx(id, *height).await,
+                    (1, _) => self.reader.one(self.rng.gen_range(0..self.accounts)).await,
+                    _ => self.reader.all().await,
                 }
             }
         }
@@ -245,12 +261,17 @@ pub async fn run(config: ChaosConfig) -> Result<Report, ChaosError> {
     let started = Instant::now();
     let until = started + config.duration;
     let history = Arc::new(Mutex::new(History::default()));
+    let read_log = Arc::new(Mutex::new(ReadLog::default()));
+    let reader = Reader::new(servers.clone(), config.op_timeout, started, Arc::clone(&read_log));
     let mut tasks = Vec::new();
     for i in 0..config.clients {
+        let mut own = servers.clone();
+        own.rotate_left(i % servers.len().max(1));
         let client = Client {
             index: i,
             rng: StdRng::seed_from_u64(config.seed.wrapping_add(1 + i as u64)),
-            servers: servers.clone(),
+            servers: own,
+            reader: reader.starting_at(i),
             genesis: Arc::clone(&genesis),
             accounts: config.accounts,
             timeout: config.op_timeout,
@@ -258,11 +279,16 @@ pub async fn run(config: ChaosConfig) -> Result<Report, ChaosError> {
         };
         tasks.push(tokio::spawn(client.run(until)));
     }
-    let mut nemesis = Nemesis::new(StdRng::seed_from_u64(config.seed), config.fault_hold);
+    let probe = Probe {
+        reader: reader.clone(),
+        accounts: config.accounts,
+    };
+    let mut nemesis = Nemesis::new(StdRng::seed_from_u64(config.seed), config.fault_hold, Some(probe));
     nemesis.run(&mut cluster, until).await?;
     for t in tasks {
         let _ = t.await;
     }
+    nemesis.finish().await;
     let duration_s = started.elapsed().as_secs_f64();
 
     // Heal everything and let the cluster settle.
@@ -304,7 +330,7 @@ pub async fn run(config: ChaosConfig) -> Result<Report, ChaosError> {
             continue;
         }
         for _ in 0..10 {
-            let outcome = submit(&servers, op, genesis.chain_id(), Duration::from_secs(5)).await;
+            let (outcome, _) = submit(&servers, op, genesis.chain_id(), Duration::from_secs(5)).await;
             let definite = !matches!(outcome, Outcome::Unknown(_));
             op.outcome = outcome;
             if definite {
@@ -329,11 +355,14 @@ pub async fn run(config: ChaosConfig) -> Result<Report, ChaosError> {
         .filter(|t| matches!(t.outcome, Outcome::Failed(_)))
         .count() as u64
         - report.unknown_settled_failed;
+    let read_log = std::mem::take(&mut *read_log.lock().unwrap_or_else(|p| p.into_inner()));
     report.transfers = history.transfers.len() as u64;
-    report.reads = history.reads;
-    report.reads_failed = history.reads_failed;
-    report.ops = report.transfers + history.reads + history.reads_failed;
-    report.violations.append(&mut history.violations);
+    report.reads = read_log.ops.len() as u64;
+    report.reads_failed = read_log.failed;
+    for r in &read_log.ops {
+        *report.reads_by_kind.entry(r.kind.name().to_string()).or_insert(0) += 1;
+    }
+    report.ops = report.transfers + report.reads + report.reads_failed;
     if report.unsettled > 0 {
         report.violations.push(format!(
             "{} transfers could not be settled after healing",
@@ -355,9 +384,16 @@ pub async fn run(config: ChaosConfig) -> Result<Report, ChaosError> {
             .violations
             .push(format!("final balances unreadable: {}", e.message())),
     }
-    match check::chains(&cluster, &genesis, &history.transfers).await {
-        Ok(height) => report.final_height = height,
-        Err(mut v) => report.violations.append(&mut v),
+    let (chain, mut v) = check::chains(&cluster, &genesis, &history.transfers).await;
+    report.violations.append(&mut v);
+    report.final_height = chain.last().map_or(0, |(b, _)| b.height());
+    if !chain.is_empty() {
+        let acks = history.transfers.iter().filter_map(|t| t.acked).collect();
+        let mut c = reads::check(&genesis, &chain, acks, &read_log.ops);
+        report.stale_reads = c.stale;
+        report.reads_back_in_height = c.went_back;
+        report.reads_wrong = c.wrong;
+        report.violations.append(&mut c.violations);
     }
     cluster.stop_all();
     Ok(report)

@@ -1,7 +1,10 @@
 //! The nemesis: kills, restarts, partitions and delays, on a schedule drawn
-//! from a seed so a failing run can be replayed.
+//! from a seed so a failing run can be replayed. Into every fault window
+//! it mixes reads of its own: as the fault begins, while it holds, and as
+//! it ends (for a kill: the moment the node is back).
 
 use super::cluster::ProcessCluster;
+use super::reads::Reader;
 use crate::client::set_faults_everywhere;
 use crate::proto::bank::{PartitionGroup, SetFaultsRequest};
 use rand::rngs::StdRng;
@@ -16,6 +19,9 @@ use tokio::time::Instant;
 pub enum FaultKind {
     /// SIGKILL a node (the leader half the time), restart it after the hold.
     Kill,
+    /// SIGKILL the leader and restart it at once: it comes back before any
+    /// follower's election timeout, still the leader of its term.
+    KillRestart,
     /// Cut the leader off from everyone else, heal after the hold.
     IsolateLeader,
     /// Split the cluster in two random halves, heal after the hold.
@@ -25,8 +31,9 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 4] = [
+    pub const ALL: [FaultKind; 5] = [
         FaultKind::Kill,
+        FaultKind::KillRestart,
         FaultKind::IsolateLeader,
         FaultKind::SplitHalves,
         FaultKind::Delay,
@@ -35,6 +42,7 @@ impl FaultKind {
     pub fn name(self) -> &'static str {
         match self {
             FaultKind::Kill => "kill",
+            FaultKind::KillRestart => "kill-restart",
             FaultKind::IsolateLeader => "isolate-leader",
             FaultKind::SplitHalves => "split-halves",
             FaultKind::Delay => "delay",
@@ -48,17 +56,55 @@ pub struct Nemesis {
     /// How long a fault is held, on average.
     hold: Duration,
     pub injected: BTreeMap<FaultKind, u64>,
+    /// Reads into fault windows, when set.
+    probe: Option<Probe>,
+    /// Probe reads under way; each ends within the reader's timeout.
+    probes: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// The nemesis's own reads: all balances and one account's.
+pub struct Probe {
+    pub reader: Reader,
+    pub accounts: u64,
 }
 
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Nemesis {
-    pub fn new(rng: StdRng, hold: Duration) -> Nemesis {
+    pub fn new(rng: StdRng, hold: Duration, probe: Option<Probe>) -> Nemesis {
         Nemesis {
             rng,
             hold,
             injected: BTreeMap::new(),
+            probe,
+            probes: Vec::new(),
         }
+    }
+
+    /// Sends an atomic read and a one-account read, without waiting for them.
+    fn probe(&mut self) {
+        let Some(p) = &self.probe else { return };
+        self.probes.retain(|t| !t.is_finished());
+        let account = self.rng.gen_range(0..p.accounts.max(1));
+        let first = self.rng.gen_range(0..usize::MAX);
+        let all = p.reader.starting_at(first);
+        let one = p.reader.starting_at(first.wrapping_add(1));
+        self.probes.push(tokio::spawn(async move { all.all().await }));
+        self.probes.push(tokio::spawn(async move { one.one(account).await }));
+    }
+
+    /// Waits for the probe reads still under way.
+    pub async fn finish(&mut self) {
+        for t in self.probes.drain(..) {
+            let _ = t.await;
+        }
+    }
+
+    /// Holds a fault for `hold`, probing once in the middle of it.
+    async fn hold_with_probe(&mut self, hold: Duration) {
+        tokio::time::sleep(hold / 2).await;
+        self.probe();
+        tokio::time::sleep(hold - hold / 2).await;
     }
 
     /// Injects faults until `until`. Every kind comes once per round, in a
@@ -102,9 +148,24 @@ impl Nemesis {
                 let victim = if pick_leader { leader.unwrap_or(pick) } else { pick };
                 tracing::info!("nemesis: kill -9 node {victim}");
                 cluster.kill(victim);
-                tokio::time::sleep(hold).await;
+                self.probe();
+                self.hold_with_probe(hold).await;
                 tracing::info!("nemesis: restart node {victim}");
                 cluster.spawn(victim)?;
+                self.probe();
+            }
+            FaultKind::KillRestart => {
+                let victim = leader.unwrap_or(pick);
+                tracing::info!("nemesis: kill -9 node {victim} and restart it at once");
+                cluster.kill(victim);
+                cluster.spawn(victim)?;
+                self.probe();
+                // Reads in the first moments after the start, while the
+                // node leads its term again from what it had on disk.
+                cluster.wait_answers(victim, Duration::from_secs(5)).await;
+                self.probe();
+                tokio::time::sleep(hold / 4).await;
+                self.probe();
             }
             FaultKind::IsolateLeader | FaultKind::SplitHalves => {
                 let groups: Vec<Vec<u64>> = if kind == FaultKind::IsolateLeader {
@@ -121,9 +182,11 @@ impl Nemesis {
                     ..Default::default()
                 };
                 set_faults_everywhere(&servers, req, CONTROL_TIMEOUT, None).await;
-                tokio::time::sleep(hold).await;
+                self.probe();
+                self.hold_with_probe(hold).await;
                 tracing::info!("nemesis: heal");
                 heal(cluster).await;
+                self.probe();
             }
             FaultKind::Delay => {
                 tracing::info!("nemesis: delay 10-200 ms, loss 0.02");
@@ -135,9 +198,11 @@ impl Nemesis {
                     ..Default::default()
                 };
                 set_faults_everywhere(&servers, req, CONTROL_TIMEOUT, None).await;
-                tokio::time::sleep(hold).await;
+                self.probe();
+                self.hold_with_probe(hold).await;
                 tracing::info!("nemesis: delay off");
                 heal(cluster).await;
+                self.probe();
             }
         }
         Ok(())

@@ -1,9 +1,10 @@
 //! openraft wiring: the type configuration, the tonic transport between
-//! nodes, and the Raft gRPC service.
+//! nodes, the Raft gRPC service, and the barrier linearizable reads wait at.
 
 pub mod faults;
 pub mod network;
 pub mod peers;
+pub mod read_barrier;
 pub mod service;
 
 use crate::ledger::{Applied, Block, Hash32, RejectReason};

@@ -347,8 +347,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        // Not flushed: openraft only uses it to speed up re-applying after a
-        // restart, and a stale value is always safe.
+        // Not flushed: after a restart openraft re-applies up to it, and a
+        // stale value only means re-applying less at start. A leader
+        // restarted within its term also takes it as its read barrier;
+        // `raft::read_barrier` raises that barrier to the whole log it held.
         match &committed {
             Some(c) => {
                 let bytes = codec::encode(c).map_err(write_logs_err)?;

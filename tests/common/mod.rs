@@ -250,6 +250,24 @@ impl Cluster {
         }
     }
 
+    /// SIGSTOP: the node freezes where it is; its sockets stay open, so
+    /// peers' messages queue up unanswered until [`Cluster::resume`].
+    pub fn pause(&self, id: u64) {
+        self.signal(id, libc::SIGSTOP);
+    }
+
+    /// SIGCONT: a paused node runs on from where it stopped.
+    pub fn resume(&self, id: u64) {
+        self.signal(id, libc::SIGCONT);
+    }
+
+    fn signal(&self, id: u64, signal: i32) {
+        let child = self.nodes[id as usize].child.as_ref().expect("node is running");
+        let pid = i32::try_from(child.id()).expect("a pid");
+        // SAFETY: signals our own child, which is not reaped yet.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "signal {signal} to node {id}");
+    }
+
     pub fn stderr_of(&self, id: u64) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("node{id}.stderr"))).unwrap_or_default()
     }
