@@ -214,6 +214,9 @@ async fn api_block(State(s): State<HttpState>, Path(height): Path<u64>) -> Respo
     }
 }
 
+/// This node's explorer view, like every `/api` page: a miss waits only
+/// for what this node knows to be committed. The linearizable lookup is
+/// the gRPC `GetTx` (`bank-client tx`), which asks the leader on a miss.
 async fn api_tx(State(s): State<HttpState>, Path(id): Path<String>) -> Response {
     let id = match TxId::new(id) {
         Ok(id) => id,

@@ -344,7 +344,7 @@ impl BankApi {
                     match tokio::time::timeout_at(deadline, local()).await {
                         Err(_) => {
                             return Err(Status::deadline_exceeded(format!(
-                                "no quorum: not committed within {} ms; the outcome is unknown, resubmit the same id to learn it",
+                                "no quorum: no answer within {} ms (for a write the outcome is unknown: resubmit the same id to learn it)",
                                 (Instant::now() - started).as_millis()
                             )))
                         }

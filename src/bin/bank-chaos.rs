@@ -116,7 +116,7 @@ fn print_report(r: &Report) {
     );
     let faults: Vec<String> = r.faults.iter().map(|(k, v)| format!("{k} {v}")).collect();
     println!("faults: {}", faults.join(", "));
-    println!("final height {}", r.final_height);
+    println!("final height {}, final term {}", r.final_height, r.final_term);
     if r.violations.is_empty() {
         println!("violations: none");
     } else {

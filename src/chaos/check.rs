@@ -68,7 +68,7 @@ pub fn final_balances(genesis: &Genesis, transfers: &[TransferOp], read: &BTreeM
 pub type Chain = Vec<(Block, Vec<String>)>;
 
 /// Fetches a node's whole chain.
-async fn fetch_chain(addr: &str) -> Result<Chain, String> {
+async fn fetch_chain(addr: &str, genesis_blocks: u64) -> Result<Chain, String> {
     let mut client = connect(addr)?;
     let mut out = Vec::new();
     loop {
@@ -88,7 +88,7 @@ async fn fetch_chain(addr: &str) -> Result<Chain, String> {
         }
         for json in r.blocks_json {
             let v: Value = serde_json::from_str(&json).map_err(|e| format!("{addr}: bad block JSON: {e}"))?;
-            let statuses = v["results"]
+            let statuses: Vec<String> = v["results"]
                 .as_array()
                 .map(|a| {
                     a.iter()
@@ -97,6 +97,15 @@ async fn fetch_chain(addr: &str) -> Result<Chain, String> {
                 })
                 .unwrap_or_default();
             let block: Block = serde_json::from_value(v).map_err(|e| format!("{addr}: bad block: {e}"))?;
+            // Past genesis, a block's view holds one result per transaction.
+            if block.height() >= genesis_blocks && statuses.len() != block.txs.len() {
+                return Err(format!(
+                    "{addr}: block {} has {} results for {} transactions",
+                    block.height(),
+                    statuses.len(),
+                    block.txs.len()
+                ));
+            }
             out.push((block, statuses));
         }
     }
@@ -109,7 +118,7 @@ pub async fn chains(cluster: &ProcessCluster, genesis: &Genesis, transfers: &[Tr
     let mut v = Vec::new();
     let mut chains = Vec::new();
     for s in cluster.servers() {
-        match fetch_chain(&s.addr).await {
+        match fetch_chain(&s.addr, genesis.blocks.len() as u64).await {
             Ok(c) => chains.push(c),
             Err(e) => v.push(format!("cannot read chain: {e}")),
         }

@@ -74,6 +74,8 @@ pub struct Report {
     pub reads_wrong: u64,
     pub faults: BTreeMap<String, u64>,
     pub final_height: u64,
+    /// The highest Raft term any node reached: how often leadership moved.
+    pub final_term: u64,
     pub violations: Vec<String>,
 }
 
@@ -318,6 +320,14 @@ pub async fn run(config: ChaosConfig) -> Result<Report, ChaosError> {
     if let Err(v) = check::wait_quiescent(&cluster, Duration::from_secs(60)).await {
         report.violations.push(v);
     }
+    report.final_term = cluster
+        .statuses()
+        .await
+        .into_iter()
+        .flatten()
+        .map(|s| s.term)
+        .max()
+        .unwrap_or(0);
 
     // Settle every unknown outcome by resubmitting the same id and content.
     report.unknown = history

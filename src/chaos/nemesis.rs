@@ -17,12 +17,14 @@ use tokio::time::Instant;
 /// The faults the nemesis injects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum FaultKind {
-    /// SIGKILL a node (the leader half the time), restart it after the hold.
+    /// SIGKILL a node (the leader half the time), restart it after the
+    /// hold, long enough for the others to elect a new leader.
     Kill,
     /// SIGKILL the leader and restart it at once: it comes back before any
     /// follower's election timeout, still the leader of its term.
     KillRestart,
-    /// Cut the leader off from everyone else, heal after the hold.
+    /// Cut the leader off from everyone else, heal after the hold (long
+    /// enough for the rest to elect a new leader).
     IsolateLeader,
     /// Split the cluster in two random halves, heal after the hold.
     SplitHalves,
@@ -69,6 +71,13 @@ pub struct Probe {
 }
 
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long followers go without a leader before one stands for election,
+/// at the servers' default timings: openraft waits out the leader's lease
+/// (the election timeout's maximum, 1 s) plus an election timeout (0.5-1
+/// s). A kill or cut held shorter sees the same leader come back in the
+/// same term; those that must move leadership are held at least this long.
+const ELECTION_AFTER: Duration = Duration::from_millis(2500);
 
 impl Nemesis {
     pub fn new(rng: StdRng, hold: Duration, probe: Option<Probe>) -> Nemesis {
@@ -118,7 +127,13 @@ impl Nemesis {
             }
             let kind = round.remove(0);
             let hold_ms = self.hold.as_millis() as u64;
-            let hold = Duration::from_millis(self.rng.gen_range(hold_ms / 2..=hold_ms * 3 / 2));
+            let mut hold = Duration::from_millis(self.rng.gen_range(hold_ms / 2..=hold_ms * 3 / 2));
+            if matches!(
+                kind,
+                FaultKind::Kill | FaultKind::IsolateLeader | FaultKind::SplitHalves
+            ) {
+                hold = hold.max(ELECTION_AFTER);
+            }
             let pick_leader = self.rng.gen_bool(0.5);
             let pick: u64 = self.rng.gen_range(0..cluster.len());
             let mut order: Vec<u64> = (0..cluster.len()).collect();

@@ -97,7 +97,9 @@ impl ReadBarrier {
         let Some(restored) = self.restored else {
             return Ok(());
         };
-        if term_before != restored.term || read.is_some_and(|r| r.index >= restored.last_log_index) {
+        // Terms only grow: a term below the restored one is metrics not yet
+        // published since start, not a reason to skip the floor.
+        if term_before > restored.term || read.is_some_and(|r| r.index >= restored.last_log_index) {
             // Confirmed in a later term (its no-op follows the whole log
             // this node had when it won it), or the barrier covers the start.
             return Ok(());
@@ -112,7 +114,8 @@ impl ReadBarrier {
         loop {
             {
                 let m = metrics.borrow_and_update();
-                if m.current_term != restored.term || !m.state.is_leader() {
+                let ended = m.current_term > restored.term || (m.current_term == restored.term && !m.state.is_leader());
+                if ended {
                     // Confirmed in which term is unclear: ask again.
                     return Err(ReadBarrierError::Unconfirmed(format!(
                         "term {} ended while waiting for the entries it held at start",
