@@ -285,7 +285,7 @@ pub async fn run(config: ChaosConfig) -> Result<Report, ChaosError> {
         reader: reader.clone(),
         accounts: config.accounts,
     };
-    let mut nemesis = Nemesis::new(StdRng::seed_from_u64(config.seed), config.fault_hold, Some(probe));
+    let mut nemesis = Nemesis::new(StdRng::seed_from_u64(config.seed), config.fault_hold, probe);
     nemesis.run(&mut cluster, until).await?;
     for t in tasks {
         let _ = t.await;

@@ -26,7 +26,8 @@ pub enum FaultKind {
     /// Cut the leader off from everyone else, heal after the hold (long
     /// enough for the rest to elect a new leader).
     IsolateLeader,
-    /// Split the cluster in two random halves, heal after the hold.
+    /// Split the cluster in two random halves, heal after the hold (long
+    /// enough for a majority half to elect a leader of its own).
     SplitHalves,
     /// Delay server-to-server messages 10-200 ms and drop 2%, then stop.
     Delay,
@@ -58,8 +59,8 @@ pub struct Nemesis {
     /// How long a fault is held, on average.
     hold: Duration,
     pub injected: BTreeMap<FaultKind, u64>,
-    /// Reads into fault windows, when set.
-    probe: Option<Probe>,
+    /// Reads into fault windows.
+    probe: Probe,
     /// Probe reads under way; each ends within the reader's timeout.
     probes: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -80,7 +81,7 @@ const CONTROL_TIMEOUT: Duration = Duration::from_secs(2);
 const ELECTION_AFTER: Duration = Duration::from_millis(2500);
 
 impl Nemesis {
-    pub fn new(rng: StdRng, hold: Duration, probe: Option<Probe>) -> Nemesis {
+    pub fn new(rng: StdRng, hold: Duration, probe: Probe) -> Nemesis {
         Nemesis {
             rng,
             hold,
@@ -92,7 +93,7 @@ impl Nemesis {
 
     /// Sends an atomic read and a one-account read, without waiting for them.
     fn probe(&mut self) {
-        let Some(p) = &self.probe else { return };
+        let p = &self.probe;
         self.probes.retain(|t| !t.is_finished());
         let account = self.rng.gen_range(0..p.accounts.max(1));
         let first = self.rng.gen_range(0..usize::MAX);
