@@ -1,6 +1,6 @@
 //! A node's settings and the cluster topology.
 
-use crate::api::ProducerConfig;
+use crate::producer::ProducerConfig;
 use crate::raft::NodeId;
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -20,6 +20,7 @@ pub mod cpu;
 pub mod http;
 pub mod ledger;
 pub mod node;
+pub mod producer;
 pub mod raft;
 pub mod stats;
 pub mod storage;

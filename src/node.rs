@@ -1,9 +1,10 @@
 //! One server put together: storage, Raft, the gRPC services, the block
 //! producer and the JSON views, from a [`NodeConfig`].
 
-use crate::api::{BankApi, BlockProducer};
+use crate::api::BankApi;
 use crate::config::{ConfigError, NodeConfig};
 use crate::ledger::{Genesis, GenesisError};
+use crate::producer::BlockProducer;
 use crate::proto::bank::bank_server::BankServer;
 use crate::proto::bank::StatusRequest;
 use crate::proto::raft::raft_service_server::RaftServiceServer;
@@ -147,7 +148,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
     let ledger = Ledger::open(&db, genesis, &paths.states, &paths.snapshot, &paths.blocks)?;
     // A node serves nothing it cannot vouch for: an edited block, record or
     // balance stops the start with the height it was found at.
-    let report = ledger.verify_recent(config.verify_blocks, crate::storage::ledger_store::START_VERIFY_MAX_TXS)?;
+    let report = ledger.verify_recent(config.verify_blocks, crate::storage::ledger::START_VERIFY_MAX_TXS)?;
     tracing::info!("node {id}: chain verified: {}", report.describe());
     let db_err = |source| NodeError::Db {
         path: paths.db.display().to_string(),

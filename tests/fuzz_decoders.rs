@@ -7,10 +7,11 @@
 
 use bank_ledger::codec;
 use bank_ledger::ledger::genesis::with_dev_keys;
+use bank_ledger::ledger::TxRecord;
 use bank_ledger::ledger::{Block, Genesis, Hash32, Signature, Transaction, TxId};
 use bank_ledger::proto::bank::{TransferBatchRequest, TransferRequest};
 use bank_ledger::proto::raft::RaftPayload;
-use bank_ledger::raft::{TxRecord, TypeConfig};
+use bank_ledger::raft::TypeConfig;
 use proptest::prelude::*;
 use prost::Message;
 

@@ -5,7 +5,7 @@
 mod common;
 
 use bank_ledger::ledger::Transaction;
-use bank_ledger::storage::ledger_store::{edit_stored_block, overwrite_stored_balance};
+use bank_ledger::storage::ledger::tamper::{edit_stored_block, overwrite_stored_balance};
 use bank_ledger::storage::NodePaths;
 use common::{wait_for, Cluster, SERVER, TEST_GENESIS};
 use std::path::Path;
@@ -137,7 +137,7 @@ fn damage_to_a_block_or_a_balance_is_found_and_named_by_height() {
     // block does not read it.
     let mut old = 0;
     damage(&c, 2, |_, t, blocks| {
-        let tip = bank_ledger::storage::ledger_store::stored_tip(t).unwrap();
+        let tip = bank_ledger::storage::ledger::tamper::stored_tip(t).unwrap();
         old = tip.expect("a tip").0 - 1;
         assert!(old >= 2, "an old block with a transfer: {old}");
         edit_amount(t, blocks, old, 1);

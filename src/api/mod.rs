@@ -1,10 +1,8 @@
-//! The client-facing side of a node: the gRPC service, forwarding to the
-//! leader, and the leader's block producer.
+//! The client-facing side of a node: the gRPC service and forwarding to
+//! the leader.
 
-pub mod producer;
 pub mod service;
 
-pub use producer::{BlockProducer, ProducerConfig, SubmitError};
 pub use service::BankApi;
 
 use crate::raft::Raft;

@@ -2,10 +2,11 @@
 //! linearizable reads run on the leader, and a follower forwards them there,
 //! retrying across elections until the request's deadline.
 
-use super::producer::{BlockProducer, SubmitError};
 use crate::auth::{authorize_control, AdminToken};
 use crate::ledger::keys::{SignatureError, TransferAuthError};
+use crate::ledger::TxRecord;
 use crate::ledger::{RejectReason, Signature, Transaction, TxId};
+use crate::producer::{BlockProducer, SubmitError};
 use crate::proto::bank::bank_client::BankClient;
 use crate::proto::bank::bank_server::Bank;
 use crate::proto::bank::{
@@ -22,7 +23,7 @@ use crate::raft::network::FROM_HEADER;
 use crate::raft::peers::Peers;
 use crate::raft::read_barrier::{ReadBarrier, ReadBarrierError};
 use crate::raft::BasicNode;
-use crate::raft::{NodeId, Raft, TxRecord};
+use crate::raft::{NodeId, Raft};
 use crate::storage::{Ledger, LedgerError, LogStore};
 use openraft::error::ClientWriteError;
 use openraft::error::RaftError;

@@ -16,10 +16,10 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 pub static malloc_conf: &[u8; 70] = b"background_thread:true,narenas:1,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
 
 use anyhow::{bail, Context};
-use bank_ledger::api::producer::MAX_BLOCK_BYTES;
 use bank_ledger::auth::AdminToken;
 use bank_ledger::config::{parse_peers, NodeConfig, DEFAULT_PEERS};
 use bank_ledger::node;
+use bank_ledger::producer::MAX_BLOCK_BYTES;
 use bank_ledger::storage::NodePaths;
 use bank_ledger::tls::TlsFiles;
 use clap::{Args, Parser, Subcommand};

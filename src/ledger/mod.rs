@@ -7,6 +7,7 @@ pub mod genesis;
 pub mod hash;
 pub mod keys;
 pub mod merkle;
+pub mod outcome;
 pub mod rules;
 mod sha256x2;
 pub mod transaction;
@@ -15,6 +16,7 @@ pub use block::{Block, BlockError, BlockHeader};
 pub use genesis::{Genesis, GenesisError};
 pub use hash::Hash32;
 pub use keys::{AccountKey, AccountKeys, PublicKey, Signature};
+pub use outcome::{BlockOutcome, TxRecord};
 pub use rules::{Applied, Balances, RejectReason};
 pub use transaction::{Transaction, TxId, TxIdError};
 

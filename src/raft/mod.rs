@@ -7,8 +7,7 @@ pub mod peers;
 pub mod read_barrier;
 pub mod service;
 
-use crate::ledger::{Applied, Block, Hash32, RejectReason};
-use serde::{Deserialize, Serialize};
+use crate::ledger::{Block, BlockOutcome};
 
 pub use openraft::BasicNode;
 
@@ -32,30 +31,3 @@ pub type Entry = openraft::Entry<TypeConfig>;
 pub type StorageError = openraft::StorageError<NodeId>;
 pub type StoredMembership = openraft::StoredMembership<NodeId, BasicNode>;
 pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, BasicNode>;
-
-/// The committed outcome of one transaction, as stored for deduplication and
-/// returned to every client that submits the same id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TxRecord {
-    /// [`crate::ledger::Transaction::content_hash`]: a resubmission must match it.
-    pub tx_hash: Hash32,
-    pub height: u64,
-    pub block_hash: Hash32,
-    pub outcome: Result<Applied, RejectReason>,
-}
-
-/// What applying one Raft entry produced, handed back to the proposer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum BlockOutcome {
-    /// A blank or membership entry: no block.
-    NoBlock,
-    /// The block extended the chain; one record per transaction, in order.
-    Committed {
-        height: u64,
-        hash: Hash32,
-        records: Vec<TxRecord>,
-    },
-    /// The block no longer linked to the tip (a leader change overtook it)
-    /// and was refused on every node; its transactions may be retried.
-    Refused { reason: String },
-}

@@ -12,7 +12,7 @@
 //! re-applies from the ledger's `last_applied`, which needs those entries
 //! still in the log, so a purge first makes the ledger durable.
 
-use super::ledger_store::Ledger;
+use super::ledger::Ledger;
 use super::raft_wal::{Wal, WalError};
 use super::sled_sync::SledSync;
 use crate::codec;
@@ -555,7 +555,7 @@ mod tests {
     async fn a_purge_waits_until_the_ledger_has_applied_its_point() {
         use openraft::storage::RaftStateMachine;
         let dir = tempfile::tempdir().unwrap();
-        let (ledger, mut sm) = crate::storage::state_machine::tests::open_with(
+        let (ledger, mut sm) = crate::storage::ledger::tests::open_with(
             &dir.path().join("node"),
             r#"{"difficulty":4,"accounts":[{"id":0,"balance":100},{"id":1,"balance":100}]}"#,
         );

@@ -5,7 +5,7 @@
 //! files beside it ([`block_file`]).
 
 pub mod block_file;
-pub mod ledger_store;
+pub mod ledger;
 pub mod log_store;
 pub mod raft_wal;
 pub mod sled_sync;
@@ -13,7 +13,7 @@ pub mod snapshot;
 pub mod state_machine;
 pub mod views;
 
-pub use ledger_store::{Ledger, LedgerError, VerifyReport};
+pub use ledger::{Ledger, LedgerError, VerifyReport};
 pub use log_store::{LogStore, LogStoreError};
 pub use state_machine::LedgerStateMachine;
 

@@ -4,8 +4,8 @@
 //! costs O(1) per block: the chain is append-only JSON Lines, the small files
 //! are replaced atomically (write a temp file, then rename).
 
+use crate::ledger::TxRecord;
 use crate::ledger::{Block, Hash32};
-use crate::raft::TxRecord;
 use serde::Serialize;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};

@@ -1,25 +1,14 @@
-//! The leader's block producer: packs transactions from many requests into
-//! one block, mines it once, and proposes it to Raft.
-//!
-//! Cut rule: whenever fewer than `pipeline_depth` blocks are in flight, the
-//! producer takes every transaction already queued, up to `batch_max_txs`
-//! transactions and `batch_max_bytes` bytes, and cuts a block at once: a lone
-//! request never waits for company. While blocks replicate, new requests
-//! queue up and form the next block, so batches grow with load by themselves.
-//! Each block is one Raft entry: one fsync per node for the whole batch.
-//!
-//! Pipelining: block k+1 is checked, mined and proposed while block k
-//! replicates. It is checked against the applied state plus the effects of
-//! the blocks in flight, and linked to the last proposed block. If a block
-//! in flight is refused (a leader change overtook it), every later one is
-//! refused too, deterministically on every node; their transactions are
-//! answered "retry" and the projection restarts from the applied state.
+//! The producer's task: cuts blocks from the queue, mines and proposes
+//! them, keeps up to `pipeline_depth` in flight, and answers each block's
+//! callers with its outcome, early from this node's apply
+//! ([`super::outcomes`]) or from Raft's answer.
 
+use super::outcomes::Outcomes;
+use super::{Pending, ProducerConfig, Reply, SubmitError, RAFT_ANSWER_TIMEOUT};
 use crate::ledger::block::MAX_BLOCK_TXS;
-use crate::ledger::rules::{self, Balances};
-use crate::ledger::{AccountId, Amount, Block, Hash32, RejectReason, Transaction, TxId};
+use crate::ledger::{AccountId, Amount, Block, BlockOutcome, Hash32, Transaction, TxId, TxRecord};
 use crate::raft::read_barrier::{ReadBarrier, ReadBarrierError};
-use crate::raft::{BlockOutcome, NodeId, Raft, TxRecord, TypeConfig};
+use crate::raft::{NodeId, Raft, TypeConfig};
 use crate::stats::{self, Stage};
 use crate::storage::Ledger;
 use futures::future::{BoxFuture, FutureExt};
@@ -29,103 +18,66 @@ use openraft::raft::ClientWriteResponse;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-/// Largest `batch_max_bytes`: a block is one Raft entry, and every entry
-/// must fit one Raft message ([`crate::raft::network::MAX_RAFT_MESSAGE_BYTES`])
-/// with room to spare.
-pub const MAX_BLOCK_BYTES: usize = 16 * 1024 * 1024;
-
-/// Longest the producer waits for Raft's answer to one proposal. openraft
-/// 0.9 answers a proposal when this node applies its entry or truncates it;
-/// a deposed leader that receives the entry inside a snapshot (committed by
-/// the next leader, never applied here) is never answered, and without a
-/// bound that block would hold a pipeline slot, and every block after it,
-/// forever. Callers told to retry resubmit the same ids, which answers them
-/// with the first outcome if the block did commit.
-const RAFT_ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// Limits of the producer.
-#[derive(Debug, Clone)]
-pub struct ProducerConfig {
-    /// Most transactions in one block.
-    pub batch_max_txs: usize,
-    /// Most bytes (canonical encoding) of transactions in one block.
-    pub batch_max_bytes: usize,
-    /// Most transactions waiting for a block; beyond it requests are refused.
-    pub queue_max_txs: usize,
-    /// Most blocks proposed and not yet committed at once.
-    pub pipeline_depth: usize,
-    /// While blocks are in flight, how long a block may wait for more
-    /// transactions before it is cut; zero cuts at once.
-    pub batch_max_wait: std::time::Duration,
+pub(super) struct Worker {
+    pub(super) raft: Raft,
+    /// What a new term's first answers from the applied state wait for.
+    pub(super) reads: ReadBarrier,
+    pub(super) ledger: Arc<Ledger>,
+    /// Who waits for which block's records from this node's apply.
+    pub(super) outcomes: Arc<Outcomes>,
+    pub(super) self_id: NodeId,
+    pub(super) config: ProducerConfig,
+    /// Blocks proposed and not yet answered, oldest first.
+    pub(super) inflight: VecDeque<Inflight>,
+    /// Projected balances after the blocks in flight: (height that set it, balance).
+    pub(super) projected: BTreeMap<AccountId, (u64, Amount)>,
+    /// Ids in flight: which block (by sequence number) and slot carries each.
+    pub(super) pending_ids: HashMap<TxId, (u64, usize)>,
+    /// Height and hash of the last block proposed, if ahead of the applied tip.
+    pub(super) proposed_tip: Option<(u64, Hash32)>,
+    pub(super) next_seq: u64,
+    /// The term in which this leader has applied everything committed
+    /// before it took over (see [`Worker::ready_for_term`]).
+    pub(super) ready_term: Option<u64>,
 }
 
-impl Default for ProducerConfig {
-    fn default() -> Self {
-        ProducerConfig {
-            batch_max_txs: 4096,
-            batch_max_bytes: 1024 * 1024,
-            queue_max_txs: 65_536,
-            pipeline_depth: 3,
-            batch_max_wait: std::time::Duration::ZERO,
-        }
-    }
+/// One slot of a block: a transaction and everyone waiting for it.
+pub(super) struct Slot {
+    pub(super) tx: Transaction,
+    pub(super) replies: Vec<Reply>,
 }
 
-/// Why a submitted transaction has no committed outcome.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum SubmitError {
-    /// This node is not the leader (any more).
-    #[error("not the leader")]
-    NotLeader(Option<NodeId>),
-    /// The block was overtaken by a leader change and refused on every node
-    /// (nothing of it was applied), or Raft gave no answer in time (outcome
-    /// unknown). Either way the transaction may be submitted again under
-    /// the same id: a committed one answers with its first outcome.
-    #[error("block refused, retry: {0}")]
-    Retry(String),
-    /// The transaction breaks a rule (pre-check on the leader).
-    #[error("{0}")]
-    Rejected(RejectReason),
-    /// The queue is full.
-    #[error("server overloaded: {0} transactions already waiting")]
-    Overloaded(usize),
-    /// Raft stopped.
-    #[error("raft stopped: {0}")]
-    Fatal(String),
+/// A block proposed to Raft and not yet answered.
+pub(super) struct Inflight {
+    pub(super) seq: u64,
+    pub(super) hash: Hash32,
+    pub(super) slots: Vec<Slot>,
+    pub(super) proposed_at: Instant,
+    /// Its callers already have the outcome (see [`Worker::answer_early`]).
+    pub(super) answered: bool,
 }
 
-type Reply = oneshot::Sender<Result<TxRecord, SubmitError>>;
+type WriteResult = Result<ClientWriteResponse<TypeConfig>, SubmitError>;
+type Answer = tokio::task::JoinHandle<(u64, WriteResult)>;
+/// A block's records, announced by this node's apply before its writes.
+type EarlyOutcome = BoxFuture<'static, (u64, Option<Vec<TxRecord>>)>;
 
-struct Pending {
-    tx: Transaction,
-    reply: Reply,
-    queued_at: Instant,
-}
-
-/// Handle to submit transactions to the producer task.
-#[derive(Clone)]
-pub struct BlockProducer {
-    queue: mpsc::Sender<Pending>,
-    queue_max: usize,
-}
-
-impl BlockProducer {
-    /// Starts the producer task for this node.
-    pub fn start(
+impl Worker {
+    pub(super) fn new(
         raft: Raft,
         reads: ReadBarrier,
         ledger: Arc<Ledger>,
+        outcomes: Arc<Outcomes>,
         self_id: NodeId,
         config: ProducerConfig,
-    ) -> BlockProducer {
-        let queue_max = config.queue_max_txs.max(1);
-        let (queue, rx) = mpsc::channel(queue_max);
-        let worker = Worker {
+    ) -> Worker {
+        Worker {
             raft,
             reads,
             ledger,
+            outcomes,
             self_id,
             config,
             inflight: VecDeque::new(),
@@ -134,98 +86,10 @@ impl BlockProducer {
             proposed_tip: None,
             next_seq: 0,
             ready_term: None,
-        };
-        tokio::spawn(worker.run(rx));
-        BlockProducer { queue, queue_max }
-    }
-
-    /// Queues `tx` and waits for its committed outcome. Dropping the future
-    /// (a client deadline) does not withdraw the transaction.
-    pub async fn submit(&self, tx: Transaction) -> Result<TxRecord, SubmitError> {
-        let (reply, rx) = oneshot::channel();
-        self.queue
-            .try_send(Pending {
-                tx,
-                reply,
-                queued_at: Instant::now(),
-            })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => SubmitError::Overloaded(self.queue_max),
-                mpsc::error::TrySendError::Closed(_) => SubmitError::Fatal("block producer stopped".into()),
-            })?;
-        rx.await
-            .unwrap_or_else(|_| Err(SubmitError::Fatal("block producer dropped the request".into())))
-    }
-}
-
-struct Worker {
-    raft: Raft,
-    /// What a new term's first answers from the applied state wait for.
-    reads: ReadBarrier,
-    ledger: Arc<Ledger>,
-    self_id: NodeId,
-    config: ProducerConfig,
-    /// Blocks proposed and not yet answered, oldest first.
-    inflight: VecDeque<Inflight>,
-    /// Projected balances after the blocks in flight: (height that set it, balance).
-    projected: BTreeMap<AccountId, (u64, Amount)>,
-    /// Ids in flight: which block (by sequence number) and slot carries each.
-    pending_ids: HashMap<TxId, (u64, usize)>,
-    /// Height and hash of the last block proposed, if ahead of the applied tip.
-    proposed_tip: Option<(u64, Hash32)>,
-    next_seq: u64,
-    /// The term in which this leader has applied everything committed
-    /// before it took over (see [`Worker::ready_for_term`]).
-    ready_term: Option<u64>,
-}
-
-/// One slot of a block: a transaction and everyone waiting for it.
-struct Slot {
-    tx: Transaction,
-    replies: Vec<Reply>,
-}
-
-/// A block proposed to Raft and not yet answered.
-struct Inflight {
-    seq: u64,
-    hash: Hash32,
-    slots: Vec<Slot>,
-    proposed_at: Instant,
-    /// Its callers already have the outcome (see [`Worker::answer_early`]).
-    answered: bool,
-}
-
-type WriteResult = Result<ClientWriteResponse<TypeConfig>, SubmitError>;
-type Answer = tokio::task::JoinHandle<(u64, WriteResult)>;
-/// A block's records, announced by this node's apply before its writes.
-type EarlyOutcome = BoxFuture<'static, (u64, Option<Vec<TxRecord>>)>;
-
-/// Balances as the next block will find them: applied state, then the
-/// effects of blocks in flight.
-struct Projected<'a> {
-    applied: &'a BTreeMap<AccountId, Amount>,
-    applied_height: u64,
-    projected: &'a BTreeMap<AccountId, (u64, Amount)>,
-    block: BTreeMap<AccountId, Amount>,
-}
-
-impl Balances for Projected<'_> {
-    fn balance(&self, account: AccountId) -> Option<Amount> {
-        if let Some(v) = self.block.get(&account) {
-            return Some(*v);
-        }
-        match self.projected.get(&account) {
-            Some((h, v)) if *h > self.applied_height => Some(*v),
-            _ => self.applied.get(&account).copied(),
         }
     }
-    fn set_balance(&mut self, account: AccountId, amount: Amount) {
-        self.block.insert(account, amount);
-    }
-}
 
-impl Worker {
-    async fn run(mut self, mut rx: mpsc::Receiver<Pending>) {
+    pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Pending>) {
         let max_txs = self.config.batch_max_txs.clamp(1, MAX_BLOCK_TXS);
         let depth = self.config.pipeline_depth.max(1);
         let mut answers: FuturesOrdered<Answer> = FuturesOrdered::new();
@@ -377,13 +241,13 @@ impl Worker {
         // Registered before proposing: the apply may run before
         // `client_write_ff` returns.
         let outcome = self
-            .ledger
-            .watch_outcome(hash)
+            .outcomes
+            .watch(hash)
             .map(|rx| async move { (seq, rx.await.ok()) }.boxed());
         let receiver = match self.raft.client_write_ff(block).await {
             Ok(r) => r,
             Err(e) => {
-                self.ledger.forget_outcome(&hash);
+                self.outcomes.forget(&hash);
                 self.forget_ids(seq, &slots);
                 fail_slots(slots, SubmitError::Fatal(e.to_string()));
                 return None;
@@ -448,7 +312,7 @@ impl Worker {
             return;
         };
         debug_assert_eq!(block.seq, seq, "answers arrive in proposal order");
-        self.ledger.forget_outcome(&block.hash);
+        self.outcomes.forget(&block.hash);
         if !block.answered {
             stats::record(Stage::Commit, block.proposed_at.elapsed());
         }
@@ -489,7 +353,7 @@ impl Worker {
     /// block starts again from the applied state.
     fn fail_inflight(&mut self, err: SubmitError) {
         for block in self.inflight.iter_mut() {
-            self.ledger.forget_outcome(&block.hash);
+            self.outcomes.forget(&block.hash);
             for slot in block.slots.iter_mut() {
                 for r in slot.replies.drain(..) {
                     let _ = r.send(Err(err.clone()));
@@ -509,108 +373,6 @@ impl Worker {
                 }
             }
         }
-    }
-
-    /// Checks each transaction against the projected state plus the block so
-    /// far: transactions no state could ever accept fail fast and never take
-    /// space in a block; those refused for lack of funds are committed as
-    /// refused, so the refusal is final. Answers duplicates of committed ids with their first outcome,
-    /// and joins duplicates of ids in flight to their slot.
-    fn pre_check(
-        &mut self,
-        batch: Vec<Pending>,
-        seq: u64,
-        applied_height: u64,
-    ) -> (Vec<Slot>, BTreeMap<AccountId, Amount>) {
-        let mut slots: Vec<Slot> = Vec::with_capacity(batch.len());
-        let ledger = Arc::clone(&self.ledger);
-        let projected = std::mem::take(&mut self.projected);
-        let changes = ledger.with_state(|state| {
-            let mut view = Projected {
-                applied: &state.balances,
-                applied_height,
-                projected: &projected,
-                block: BTreeMap::new(),
-            };
-            for p in batch {
-                let Some(id) = p.tx.id().cloned() else {
-                    let _ = p
-                        .reply
-                        .send(Err(SubmitError::Rejected(RejectReason::AllocationOutsideGenesis)));
-                    continue;
-                };
-                if let Some(&(s, i)) = self.pending_ids.get(&id) {
-                    let same = if s == seq {
-                        slots.get(i).map(|slot| slot.tx.content_hash() == p.tx.content_hash())
-                    } else {
-                        self.inflight
-                            .iter()
-                            .find(|b| b.seq == s)
-                            .and_then(|b| b.slots.get(i))
-                            .map(|slot| slot.tx.content_hash() == p.tx.content_hash())
-                    };
-                    match same {
-                        Some(true) if s == seq => slots[i].replies.push(p.reply),
-                        Some(true) => {
-                            if let Some(slot) = self
-                                .inflight
-                                .iter_mut()
-                                .find(|b| b.seq == s)
-                                .and_then(|b| b.slots.get_mut(i))
-                            {
-                                slot.replies.push(p.reply);
-                            }
-                        }
-                        _ => {
-                            let _ = p
-                                .reply
-                                .send(Err(SubmitError::Rejected(RejectReason::IdConflict { id })));
-                        }
-                    }
-                    continue;
-                }
-                match ledger.tx_record(&id) {
-                    Ok(Some(first)) => {
-                        let result = if first.tx_hash != p.tx.content_hash() {
-                            Err(SubmitError::Rejected(RejectReason::IdConflict { id }))
-                        } else {
-                            match &first.outcome {
-                                Ok(_) => Ok(first.clone()),
-                                Err(reason) => Err(SubmitError::Rejected(reason.clone())),
-                            }
-                        };
-                        let _ = p.reply.send(result);
-                        continue;
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        let _ = p.reply.send(Err(SubmitError::Fatal(e.to_string())));
-                        continue;
-                    }
-                }
-                match rules::apply(&mut view, &p.tx, false) {
-                    // A refusal that no state can change is final at once.
-                    Err(reason) if reason.is_permanent() => {
-                        let _ = p.reply.send(Err(SubmitError::Rejected(reason)));
-                    }
-                    // Anything else goes into the block, refusals that depend
-                    // on balances included: such a refusal is only final once
-                    // it is committed under the id, or another copy of the
-                    // same request, still queued somewhere, could later find
-                    // the money there and commit after the caller was told no.
-                    _ => {
-                        self.pending_ids.insert(id, (seq, slots.len()));
-                        slots.push(Slot {
-                            tx: p.tx,
-                            replies: vec![p.reply],
-                        });
-                    }
-                }
-            }
-            view.block
-        });
-        self.projected = projected;
-        (slots, changes)
     }
 }
 

@@ -1,0 +1,343 @@
+//! Applying committed entries: a block is verified and executed in memory
+//! ([`Ledger::prepare_block`]), its outcome handed to whoever listens, and
+//! then written ([`Ledger::write_block`]) in the order that keeps a crash
+//! harmless: the block durable in the block files first, then its index
+//! entry, records and balance delta as single sled inserts, the head last.
+
+use super::schema::*;
+use super::{Ledger, LedgerError};
+use crate::ledger::rules::{self, Overlay};
+use crate::ledger::{AccountId, Amount, Block, BlockOutcome, Hash32, RejectReason, TxId, TxRecord};
+use crate::raft::{LogId, StoredMembership};
+use crate::stats::{self, Stage};
+use crate::storage::views;
+use std::collections::{BTreeMap, HashMap};
+
+/// Most deltas kept before a checkpoint (bounds the keys a start reads).
+pub const CHECKPOINT_MAX_BLOCKS: usize = 1024;
+/// Fewest delta entries that call for a checkpoint, whatever the number of
+/// accounts: small ledgers need not rewrite all balances every few blocks.
+const CHECKPOINT_MIN_ENTRIES: usize = 65_536;
+
+/// Told the records of each committed block as soon as this node has
+/// executed it, before the block is written. The entry is committed (on
+/// disk on a majority) and apply is deterministic, so these are the records
+/// every node computes; the writes after only make this node's copy durable.
+/// The leader's block producer listens, to answer its clients early.
+pub trait ExecutionListener: Send + Sync {
+    /// `records` are the outcomes of block `hash`'s transactions, in order.
+    /// True if someone was waiting for them.
+    fn executed(&self, hash: &Hash32, records: &[TxRecord]) -> bool;
+}
+
+/// A committed block verified and executed, not yet written.
+pub(crate) struct PreparedBlock {
+    hash: Hash32,
+    exec: Execution,
+    digest: [u8; 32],
+    checkpoint: Option<Vec<u8>>,
+    started: std::time::Instant,
+    /// Someone was handed the block's records already.
+    pub(crate) announced: bool,
+}
+
+/// What [`Ledger::prepare_block`] leaves to do.
+pub(crate) enum Prepared {
+    /// Nothing: the block was refused and that is recorded.
+    Done(BlockOutcome),
+    /// The block is to be written by [`Ledger::write_block`].
+    Ready(PreparedBlock),
+}
+
+/// The balance deltas stored after the checkpoint.
+#[derive(Debug, Default)]
+pub(super) struct Deltas {
+    pub(super) heights: Vec<u64>,
+    pub(super) entries: usize,
+}
+
+/// What running a block's transactions produced, before it is written.
+pub(super) struct Execution {
+    pub(super) changes: BTreeMap<AccountId, Amount>,
+    pub(super) records: Vec<TxRecord>,
+    pub(super) new_records: Vec<(TxId, TxRecord)>,
+}
+
+impl Ledger {
+    /// Runs a block's transactions against `balances` without writing anything.
+    pub(super) fn execute(
+        &self,
+        balances: &BTreeMap<AccountId, Amount>,
+        block: &Block,
+        hash: Hash32,
+        genesis: bool,
+    ) -> Result<Execution, LedgerError> {
+        let mut overlay = Overlay::new(balances);
+        let mut records = Vec::with_capacity(block.txs.len());
+        let mut new_records: Vec<(TxId, TxRecord)> = Vec::new();
+        let mut fresh: HashMap<TxId, usize> = HashMap::new();
+        let height = block.height();
+        for tx in &block.txs {
+            let tx_hash = tx.content_hash();
+            let record = |outcome| TxRecord {
+                tx_hash,
+                height,
+                block_hash: hash,
+                outcome,
+            };
+            let rec = match tx.id() {
+                None => record(rules::apply(&mut overlay, tx, genesis)),
+                Some(id) => {
+                    let earlier = match fresh.get(id) {
+                        Some(&i) => Some(new_records[i].1.clone()),
+                        // One at this height or above is no earlier apply:
+                        // a crash cut short this block's (or the genesis
+                        // write), and a start removes such records.
+                        None => self.tx_record(id)?.filter(|r| r.height < height),
+                    };
+                    match earlier {
+                        // Same id, same content: it was applied once already.
+                        Some(first) if first.tx_hash == tx_hash => first,
+                        Some(_) => record(Err(RejectReason::IdConflict { id: id.clone() })),
+                        None => {
+                            let rec = record(rules::apply(&mut overlay, tx, genesis));
+                            fresh.insert(id.clone(), new_records.len());
+                            new_records.push((id.clone(), rec.clone()));
+                            rec
+                        }
+                    }
+                }
+            };
+            records.push(rec);
+        }
+        Ok(Execution {
+            changes: overlay.into_changes(),
+            records,
+            new_records,
+        })
+    }
+
+    /// First half of applying one committed block at `log_id`: verifies and
+    /// executes it in memory and hands its records to the
+    /// [`ExecutionListener`], if one listens. A refused block is recorded at once.
+    /// [`Ledger::write_block`] must follow before the next entry.
+    pub(crate) fn prepare_block(&self, block: &Block, log_id: LogId) -> Result<Prepared, LedgerError> {
+        let started = std::time::Instant::now();
+        crate::timeline::mark(crate::timeline::Point::ApplyIn);
+        let (tip_height, tip_hash) = {
+            let s = self.state.read().unwrap_or_else(|p| p.into_inner());
+            (s.tip_height, s.tip_hash)
+        };
+        let mut batch = sled::Batch::default();
+        let hash = match block.verify_extends(self.chain_id, self.difficulty, tip_height, tip_hash) {
+            Ok(hash) => hash,
+            Err(e) => {
+                // Deterministic on every node: same tip, same block, same verdict.
+                tracing::warn!("refused block at log index {}: {e}", log_id.index);
+                self.update_head(&mut batch, |h| h.applied = Some(log_id))?;
+                self.tree.apply_batch(batch)?;
+                self.state.write().unwrap_or_else(|p| p.into_inner()).last_applied = Some(log_id);
+                return Ok(Prepared::Done(BlockOutcome::Refused { reason: e.to_string() }));
+            }
+        };
+        let deltas = self.deltas.lock().unwrap_or_else(|p| p.into_inner());
+        let (exec, digest, checkpoint) = {
+            let s = self.state.read().unwrap_or_else(|p| p.into_inner());
+            let exec = self.execute(&s.balances, block, hash, false)?;
+            let mut digest = s.balance_digest;
+            for (account, new) in &exec.changes {
+                if let Some(old) = s.balances.get(account) {
+                    xor_into(&mut digest, balance_term(*account, *old));
+                }
+                xor_into(&mut digest, balance_term(*account, *new));
+            }
+            let entries = deltas.entries + exec.changes.len();
+            let max_blocks = self.checkpoint_max_blocks();
+            let checkpoint = (entries >= s.balances.len().max(CHECKPOINT_MIN_ENTRIES)
+                || deltas.heights.len() + 1 >= max_blocks)
+                .then(|| {
+                    let mut all = s.balances.clone();
+                    all.extend(exec.changes.iter().map(|(a, b)| (*a, *b)));
+                    encode(&(block.height(), all), "balances")
+                })
+                .transpose()?;
+            (exec, digest, checkpoint)
+        };
+        drop(deltas);
+        // The entry is committed (on disk on a majority) and apply is
+        // deterministic: every node computes these records for it. Whoever
+        // waits can have them now; the writes only make this node's copy
+        // durable, and a crash before them re-applies the entry.
+        let announced = self
+            .executions
+            .get()
+            .is_some_and(|listener| listener.executed(&hash, &exec.records));
+        Ok(Prepared::Ready(PreparedBlock {
+            hash,
+            exec,
+            digest,
+            checkpoint,
+            started,
+            announced,
+        }))
+    }
+
+    /// Second half of applying a block: writes what
+    /// [`Ledger::prepare_block`] computed, then makes it visible.
+    pub(crate) fn write_block(
+        &self,
+        block: &Block,
+        log_id: LogId,
+        p: PreparedBlock,
+    ) -> Result<BlockOutcome, LedgerError> {
+        let PreparedBlock {
+            hash,
+            exec,
+            digest,
+            checkpoint,
+            started,
+            ..
+        } = p;
+        let mut deltas = self.deltas.lock().unwrap_or_else(|p| p.into_inner());
+        // Durably: the index entry below may reach disk with any later sled
+        // write.
+        let at = self.blocks.append(&encode(block, "block")?)?;
+        self.blocks.sync()?;
+        // Single inserts, the head last, not one batch: every sled 0.34 batch
+        // hands the write buffer to sled's IO threads twice (before and after
+        // it), two writes and wake-ups per block on every node. sled recovers
+        // a prefix of its log, so a crash keeps some of these writes and never
+        // the head without them; a start removes what lies above the tip
+        // ([`Ledger::cut_unapplied_writes`], [`Ledger::load_balances`]) and
+        // the entry is applied again.
+        self.before_write()?;
+        self.tree.insert(location_key(block.height()), &at.encode()[..])?;
+        for (id, rec) in &exec.new_records {
+            self.before_write()?;
+            self.tree.insert(tx_key(id), encode(rec, "tx record")?)?;
+        }
+        let checkpoint_key = block.height().to_be_bytes();
+        match &checkpoint {
+            Some(all) => {
+                self.before_write()?;
+                self.checkpoints.insert(checkpoint_key, all.as_slice())?;
+            }
+            None if exec.changes.is_empty() => {}
+            None => {
+                let changes: Vec<(AccountId, Amount)> = exec.changes.iter().map(|(a, b)| (*a, *b)).collect();
+                self.before_write()?;
+                self.tree
+                    .insert(delta_key(block.height()), encode(&changes, "balance delta")?)?;
+            }
+        }
+        let line = views::block_line(block, hash, &exec.records);
+        let mut view_guard = self.chain_view.lock().unwrap_or_else(|p| p.into_inner());
+        let view_len = match view_guard.as_ref() {
+            Some(view) => view.len() + line.len() as u64,
+            // No view open (an install under way): keep what is stored.
+            None => stored_head(&self.tree)?.map_or(u64::MAX, |h| h.view_len),
+        };
+        let head = Head {
+            applied: Some(log_id),
+            tip: Some((block.height(), hash)),
+            balance_digest: Some(digest),
+            view_len,
+        };
+        self.before_write()?;
+        self.tree.insert(KEY_HEAD, encode(&head, "head")?)?;
+        if checkpoint.is_some() {
+            // After the head: until it moves, the old checkpoint and these
+            // deltas are the balances.
+            for h in &deltas.heights {
+                self.before_write()?;
+                self.tree.remove(delta_key(*h))?;
+            }
+            self.before_write()?;
+            self.remove_checkpoints_except(&checkpoint_key)?;
+            *deltas = Deltas::default();
+        } else if !exec.changes.is_empty() {
+            deltas.heights.push(block.height());
+            deltas.entries += exec.changes.len();
+        }
+        drop(deltas);
+        self.sync_new_blobs()?;
+        {
+            let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
+            s.balances.extend(exec.changes.iter().map(|(a, b)| (*a, *b)));
+            s.balance_digest = digest;
+            s.tip_height = block.height();
+            s.tip_hash = hash;
+            s.last_applied = Some(log_id);
+        }
+        stats::record(Stage::Apply, started.elapsed());
+        let view_started = std::time::Instant::now();
+        if let Some(view) = view_guard.as_mut() {
+            if let Err(e) = view.append(&line) {
+                // The view is rebuilt from sled at next start; keep serving.
+                tracing::warn!("cannot append to {}: {e}", view.path().display());
+            }
+        }
+        drop(view_guard);
+        stats::record(Stage::ChainView, view_started.elapsed());
+        crate::timeline::mark(crate::timeline::Point::ApplyDone);
+        let committed = exec
+            .records
+            .iter()
+            .filter(|r| r.height == block.height() && r.outcome.is_ok())
+            .count();
+        let rejected = exec
+            .records
+            .iter()
+            .filter(|r| r.height == block.height() && r.outcome.is_err())
+            .count();
+        stats::block_applied(committed as u64, rejected as u64);
+        self.log_committed(block.height(), block.txs.len() as u64, committed as u64, hash);
+        Ok(BlockOutcome::Committed {
+            height: block.height(),
+            hash,
+            records: exec.records,
+        })
+    }
+
+    /// Applies a blank or membership entry: only the head (and the membership) move.
+    pub(crate) fn apply_marker(&self, log_id: LogId, membership: Option<StoredMembership>) -> Result<(), LedgerError> {
+        let mut batch = sled::Batch::default();
+        self.update_head(&mut batch, |h| h.applied = Some(log_id))?;
+        if let Some(m) = &membership {
+            batch.insert(KEY_MEMBERSHIP, encode(m, "membership")?);
+        }
+        self.tree.apply_batch(batch)?;
+        let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
+        s.last_applied = Some(log_id);
+        if let Some(m) = membership {
+            s.membership = m;
+        }
+        Ok(())
+    }
+
+    // ---- reads, for the API and the block producer ----
+
+    /// Called before each sled write of a block's apply; with test hooks,
+    /// fails where [`tamper::Hooks::crash_after_writes`] says.
+    #[inline]
+    fn before_write(&self) -> Result<(), LedgerError> {
+        #[cfg(any(test, feature = "test-hooks"))]
+        self.hooks.before_write()?;
+        Ok(())
+    }
+
+    /// [`CHECKPOINT_MAX_BLOCKS`], or what a test lowered it to.
+    fn checkpoint_max_blocks(&self) -> usize {
+        #[cfg(any(test, feature = "test-hooks"))]
+        if let Some(n) = self.hooks.checkpoint_max_blocks() {
+            return n;
+        }
+        CHECKPOINT_MAX_BLOCKS
+    }
+
+    /// Has `listener` told each block's records once executed; set once,
+    /// by the node.
+    pub fn listen_to_executions(&self, listener: std::sync::Arc<dyn ExecutionListener>) {
+        let _ = self.executions.set(listener);
+    }
+}

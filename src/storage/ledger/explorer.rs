@@ -1,0 +1,135 @@
+//! Reads for people and the explorer: a block as JSON, a transaction by
+//! id, an account's history. Each read is bounded: the history walks at
+//! most [`HISTORY_MAX_BLOCKS`] blocks and [`HISTORY_MAX_TXS`] transactions
+//! per call.
+
+use super::{Ledger, LedgerError};
+use crate::ledger::{AccountId, Transaction, TxId};
+use crate::storage::views;
+
+/// Most blocks one [`Ledger::account_history`] call reads.
+pub const HISTORY_MAX_BLOCKS: u64 = 2048;
+/// Most transactions one [`Ledger::account_history`] call reads (whole
+/// blocks; at least one): full blocks hold thousands each.
+pub const HISTORY_MAX_TXS: usize = 65_536;
+
+impl Ledger {
+    /// A stored block as its `chain.jsonl` line (without the newline).
+    pub fn block_json(&self, height: u64) -> Result<Option<String>, LedgerError> {
+        let Some(block) = self.block(height)? else {
+            return Ok(None);
+        };
+        let records = self.records_of(&block)?;
+        let mut line = views::block_line(&block, block.hash(), &records);
+        line.pop();
+        Ok(Some(String::from_utf8_lossy(&line).into_owned()))
+    }
+
+    /// A committed transaction by id: where it is and what became of it.
+    pub fn tx_json(&self, id: &TxId) -> Result<Option<serde_json::Value>, LedgerError> {
+        let Some(rec) = self.tx_record(id)? else {
+            return Ok(None);
+        };
+        let tx = self
+            .block(rec.height)?
+            .and_then(|b| b.txs.into_iter().find(|t| t.id() == Some(id)));
+        let result = views::TxResultView::of(&rec, rec.height);
+        Ok(Some(serde_json::json!({
+            "tx_id": id,
+            "height": rec.height,
+            "block_hash": rec.block_hash,
+            "status": result.status,
+            "reason": result.reason,
+            "balance": result.balance,
+            "tx": tx,
+        })))
+    }
+
+    /// The transactions touching `account` (as source, destination or
+    /// audited account), newest first, from blocks below `before` (default:
+    /// all). Without an index this walks blocks backwards, so the walk is
+    /// bounded: whole blocks until at least `limit` entries, and at most
+    /// [`HISTORY_MAX_BLOCKS`] blocks and [`HISTORY_MAX_TXS`] transactions
+    /// per call; `next_before` says where to go on (absent once block 0 was
+    /// read).
+    pub fn account_history(
+        &self,
+        account: AccountId,
+        limit: usize,
+        before: Option<u64>,
+    ) -> Result<serde_json::Value, LedgerError> {
+        self.account_history_within(account, limit, before, HISTORY_MAX_TXS)
+    }
+
+    /// [`Ledger::account_history`] with its own transaction budget.
+    pub(crate) fn account_history_within(
+        &self,
+        account: AccountId,
+        limit: usize,
+        before: Option<u64>,
+        max_txs: usize,
+    ) -> Result<serde_json::Value, LedgerError> {
+        let (tip, _) = self.tip();
+        if before == Some(0) {
+            return Ok(serde_json::json!({
+                "account": account,
+                "balance": self.balance(account).map(|(b, _)| b),
+                "entries": [],
+                "next_before": null,
+            }));
+        }
+        let start = before.map_or(tip, |b| (b - 1).min(tip));
+        let mut entries = Vec::new();
+        let mut h = start;
+        let mut scanned = 0u64;
+        let mut scanned_txs = 0usize;
+        let mut next_before = None;
+        loop {
+            if scanned == HISTORY_MAX_BLOCKS || scanned_txs >= max_txs || entries.len() >= limit {
+                next_before = Some(h + 1);
+                break;
+            }
+            let Some(block) = self.block(h)? else { break };
+            scanned += 1;
+            scanned_txs += block.txs.len();
+            let hash = block.hash();
+            for tx in block.txs.iter().rev() {
+                let touches = match tx {
+                    Transaction::Transfer { from, to, .. } => *from == account || *to == account,
+                    Transaction::BalanceCheck { account: a, .. } | Transaction::Allocation { account: a, .. } => {
+                        *a == account
+                    }
+                };
+                if !touches {
+                    continue;
+                }
+                let (status, reason, balance) = match tx.id() {
+                    Some(id) => match self.tx_record(id)? {
+                        // A later copy of an id (a retry) was not executed again.
+                        Some(r) if r.height != h => continue,
+                        Some(r) => {
+                            let v = views::TxResultView::of(&r, h);
+                            (v.status, v.reason, v.balance)
+                        }
+                        None => ("unknown", None, None),
+                    },
+                    None => ("committed", None, None),
+                };
+                entries.push(serde_json::json!({
+                    "height": h, "block_hash": hash, "status": status, "reason": reason,
+                    "balance": balance, "tx": tx,
+                }));
+            }
+            if h == 0 {
+                break;
+            }
+            h -= 1;
+        }
+        Ok(serde_json::json!({
+            "account": account,
+            "balance": self.balance(account).map(|(b, _)| b),
+            "entries": entries,
+            "next_before": next_before,
+        }))
+    }
+}

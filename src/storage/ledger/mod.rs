@@ -1,0 +1,399 @@
+//! The ledger state machine's storage: blocks, balances and transaction
+//! records in sled and the block files.
+//!
+//! Apply contract ([`apply`]): every committed entry is applied in log
+//! order; a block is verified (chain, link, merkle root, proof of work: one
+//! header hash, never re-mined) and then its transactions run through
+//! [`rules::apply`]. The block goes to the block files (synced), then its
+//! index entry, the new transaction records and the changed balances to
+//! sled, and last the head (`last_applied`, tip, balance digest), which makes
+//! them part of the ledger. State-machine writes need no flush of their own:
+//! the log is durable, and after a crash openraft re-applies from
+//! `last_applied`; a start removes what a crash left above the tip
+//! ([`recovery`]).
+//!
+//! Balances are stored as a checkpoint of all of them (one value in
+//! [`schema::CHECKPOINT_TREE`], keyed by its height) plus one delta per block
+//! since (`d:<height>`: the new balances of the accounts the block changed).
+//! A sled insert copies a leaf, so a block of 1,024 transfers paid ~2,000
+//! balance inserts when each account had its own key; a delta pays one. A
+//! block rolls the deltas into a new checkpoint once they hold as many
+//! entries as there are accounts (or span [`CHECKPOINT_MAX_BLOCKS`]):
+//! checkpoints then cost at most what the deltas did, and a start replays
+//! O(accounts) entries at most.
+//!
+//! The rest, one file each: the key layout ([`schema`]), the rate-limited
+//! block log ([`block_log`]), the explorer's reads ([`explorer`]), whole-chain
+//! checks ([`verify`]), snapshots ([`snapshot`]).
+
+mod apply;
+mod block_log;
+mod error;
+mod explorer;
+mod recovery;
+mod schema;
+mod snapshot;
+#[cfg(any(test, feature = "test-hooks"))]
+pub mod tamper;
+#[cfg(test)]
+pub(crate) mod tests;
+mod verify;
+
+pub(crate) use apply::Prepared;
+pub use apply::{ExecutionListener, CHECKPOINT_MAX_BLOCKS};
+pub use error::LedgerError;
+pub use explorer::{HISTORY_MAX_BLOCKS, HISTORY_MAX_TXS};
+pub use schema::FORMAT_VERSION;
+pub use snapshot::{SnapshotCut, SnapshotWritten};
+pub use verify::{VerifyReport, START_VERIFY_MAX_TXS};
+
+use self::apply::Deltas;
+use self::block_log::BlockLog;
+use self::schema::*;
+use crate::ledger::keys::{SignedTransfer, TransferAuthError};
+use crate::ledger::rules;
+use crate::ledger::{AccountId, AccountKeys, Amount, Block, Genesis, Hash32, Transaction, TxId, TxRecord};
+use crate::raft::{LogId, StoredMembership};
+use crate::storage::block_file::BlockFiles;
+use crate::storage::views::ChainView;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// The in-memory mirror of the applied state: small (one entry per account,
+/// never per transaction) and read on every request.
+#[derive(Debug, Clone)]
+pub struct LedgerState {
+    pub balances: BTreeMap<AccountId, Amount>,
+    pub tip_height: u64,
+    pub tip_hash: Hash32,
+    pub last_applied: Option<LogId>,
+    pub membership: StoredMembership,
+    /// XOR of SHA-256(account, balance) over all accounts, as stored in the head.
+    pub balance_digest: [u8; 32],
+}
+
+/// A node's ledger: shared by the state machine (writer) and the API (readers).
+pub struct Ledger {
+    db: sled::Db,
+    tree: sled::Tree,
+    /// [`schema::CHECKPOINT_TREE`].
+    checkpoints: sled::Tree,
+    /// Holds the pending-install mark, outside the tree an install replaces.
+    install_meta: sled::Tree,
+    /// Block bodies; the tree holds where each is (`l:<height>`).
+    blocks: BlockFiles,
+    /// Hash of block 0: the chain's identity. Only this and the difficulty
+    /// are kept of the genesis: its blocks are written once, then dropped.
+    chain_id: Hash32,
+    difficulty: u8,
+    /// Every account's public key, from genesis: transfers after
+    /// `genesis_tip` must carry a signature by their source's key.
+    keys: AccountKeys,
+    /// Height and hash of the last block genesis defines.
+    genesis_tip: (u64, Hash32),
+    state: RwLock<LedgerState>,
+    chain_view: Mutex<Option<ChainView>>,
+    states_dir: PathBuf,
+    /// Set when the balances read at open disagree with their stored digest.
+    digest_mismatch: std::sync::atomic::AtomicBool,
+    /// Bumped when a snapshot install begins and when it ends (odd: one is
+    /// in progress): a verification that overlapped one saw the tree being
+    /// replaced, and what it found proves nothing.
+    installs: std::sync::atomic::AtomicU64,
+    /// Set at shutdown: a long verification ends at the next block.
+    stopping: std::sync::atomic::AtomicBool,
+    /// Deltas stored since the checkpoint; written by applies only.
+    deltas: Mutex<Deltas>,
+    /// Syncs the blob files sled writes for large values (checkpoints, the
+    /// deltas of large blocks) after each block: nothing else flushes the
+    /// ledger's sled writes per block, and sled never syncs blobs. Unset in
+    /// tests that do not need power-loss durability.
+    blob_sync: std::sync::OnceLock<Arc<crate::storage::sled_sync::SledSync>>,
+    /// Told each block's records as soon as they are computed, before the
+    /// block is written (the leader's producer answers its clients then).
+    executions: std::sync::OnceLock<Arc<dyn ExecutionListener>>,
+    /// Bounds the log's "committed block" lines (see [`BlockLog`]).
+    block_log: Mutex<BlockLog>,
+    /// Crash points and lowered limits for tests; nothing in other builds.
+    #[cfg(any(test, feature = "test-hooks"))]
+    hooks: tamper::Hooks,
+}
+
+impl Ledger {
+    /// Opens (or creates from genesis) the ledger in `db`, and reconciles the
+    /// JSON views in `states_dir` with it.
+    /// A snapshot install interrupted by a crash is finished from `snapshot_path`.
+    pub fn open(
+        db: &sled::Db,
+        genesis: Arc<Genesis>,
+        states_dir: &Path,
+        snapshot_path: &Path,
+        blocks_dir: &Path,
+    ) -> Result<Arc<Ledger>, LedgerError> {
+        let tree = db.open_tree(LEDGER_TREE)?;
+        let install_meta = db.open_tree(INSTALL_TREE)?;
+        let checkpoints = db.open_tree(CHECKPOINT_TREE)?;
+        check_format(db, &tree)?;
+        let fresh = match tree.get(KEY_GENESIS)? {
+            None => true,
+            Some(v) => {
+                let stored: Hash32 = decode(&v, || "m:genesis".into())?;
+                if stored != genesis.chain_id() {
+                    return Err(LedgerError::GenesisMismatch {
+                        stored,
+                        file: genesis.chain_id(),
+                    });
+                }
+                false
+            }
+        };
+        let empty_state = LedgerState {
+            balances: BTreeMap::new(),
+            tip_height: 0,
+            tip_hash: Hash32::ZERO,
+            last_applied: None,
+            membership: StoredMembership::default(),
+            balance_digest: [0; 32],
+        };
+        let pending_install = install_meta.get(KEY_PENDING_INSTALL)?.is_some();
+        let ledger = Ledger {
+            db: db.clone(),
+            tree,
+            checkpoints,
+            install_meta,
+            blocks: BlockFiles::open(blocks_dir)?,
+            chain_id: genesis.chain_id(),
+            difficulty: genesis.difficulty(),
+            keys: genesis.keys(),
+            genesis_tip: (
+                genesis.last_height(),
+                genesis.blocks.last().map(Block::hash).unwrap_or(Hash32::ZERO),
+            ),
+            state: RwLock::new(empty_state),
+            chain_view: Mutex::new(None),
+            states_dir: states_dir.to_path_buf(),
+            digest_mismatch: std::sync::atomic::AtomicBool::new(false),
+            installs: std::sync::atomic::AtomicU64::new(0),
+            stopping: std::sync::atomic::AtomicBool::new(false),
+            deltas: Mutex::new(Deltas::default()),
+            blob_sync: std::sync::OnceLock::new(),
+            executions: std::sync::OnceLock::new(),
+            block_log: Mutex::new(BlockLog::default()),
+            #[cfg(any(test, feature = "test-hooks"))]
+            hooks: tamper::Hooks::default(),
+        };
+        if pending_install {
+            tracing::warn!("finishing a snapshot install a crash interrupted");
+            ledger.install_snapshot(snapshot_path)?;
+        } else if fresh {
+            genesis.check_keys().map_err(LedgerError::Genesis)?;
+            ledger.blocks.keep_through(None)?;
+            ledger.write_genesis(&genesis)?;
+        } else {
+            ledger.cut_unapplied_writes()?;
+            ledger.cut_unindexed_blocks()?;
+        }
+        ledger.reload()?;
+        ledger.reconcile_chain_view()?;
+        Ok(Arc::new(ledger))
+    }
+
+    /// Height and hash of the last stored block, if any.
+    fn stored_tip(&self) -> Result<Option<(u64, Hash32)>, LedgerError> {
+        Ok(stored_head(&self.tree)?.and_then(|h| h.tip))
+    }
+
+    /// Rewrites the stored head with `change` applied, in `batch` (the
+    /// blocks' path builds its head whole instead).
+    fn update_head(&self, batch: &mut sled::Batch, change: impl FnOnce(&mut Head)) -> Result<(), LedgerError> {
+        let mut head = stored_head(&self.tree)?.ok_or_else(no_head)?;
+        change(&mut head);
+        batch.insert(KEY_HEAD, encode(&head, "head")?);
+        Ok(())
+    }
+
+    /// Removes every checkpoint but the one stored under `keep`.
+    fn remove_checkpoints_except(&self, keep: &[u8]) -> Result<(), LedgerError> {
+        for k in self.checkpoints.iter().keys() {
+            let k = k?;
+            if k != keep {
+                self.checkpoints.remove(k)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The records of a stored block's transactions, for rebuilding views.
+    fn records_of(&self, block: &Block) -> Result<Vec<TxRecord>, LedgerError> {
+        let hash = block.hash();
+        let mut out = Vec::with_capacity(block.txs.len());
+        for tx in &block.txs {
+            let rec = match tx.id() {
+                Some(id) => self.tx_record(id)?,
+                None => None,
+            };
+            out.push(rec.unwrap_or(TxRecord {
+                tx_hash: tx.content_hash(),
+                height: block.height(),
+                block_hash: hash,
+                outcome: Ok(rules::Applied { balance: None }),
+            }));
+        }
+        Ok(out)
+    }
+
+    /// Proof-of-work difficulty every block must meet.
+    pub fn difficulty(&self) -> u8 {
+        self.difficulty
+    }
+
+    /// Checks that a transfer is signed by its source account's key; other
+    /// transactions need no signature.
+    pub fn authorize(&self, tx: &Transaction) -> Result<(), TransferAuthError> {
+        match tx.signed() {
+            Some(t) => self
+                .keys
+                .verify_transfer(self.chain_id, t.id, t.from, t.to, t.amount, t.signature),
+            None => Ok(()),
+        }
+    }
+
+    /// [`Ledger::authorize`] for many transactions at once (their
+    /// signatures checked in batches); one result each, in order.
+    pub fn authorize_many(&self, txs: &[Transaction]) -> Vec<Result<(), TransferAuthError>> {
+        let (at, signed): (Vec<usize>, Vec<SignedTransfer>) = txs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| Some((i, t.signed()?)))
+            .unzip();
+        let mut out: Vec<Result<(), TransferAuthError>> = vec![Ok(()); txs.len()];
+        // verify_transfers gives one verdict per transfer, in order.
+        for (i, verdict) in at.into_iter().zip(self.keys.verify_transfers(self.chain_id, &signed)) {
+            out[i] = verdict;
+        }
+        out
+    }
+
+    pub fn keys(&self) -> &AccountKeys {
+        &self.keys
+    }
+
+    pub fn chain_id(&self) -> Hash32 {
+        self.chain_id
+    }
+
+    /// True once the node is shutting down.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Has each block's new sled blob files synced by `files` (see the
+    /// field); set once, by the node.
+    pub fn sync_blobs_with(&self, files: Arc<crate::storage::sled_sync::SledSync>) {
+        let _ = self.blob_sync.set(files);
+    }
+
+    fn sync_new_blobs(&self) -> Result<(), LedgerError> {
+        match self.blob_sync.get() {
+            Some(files) => files.sync_blobs().map_err(|source| LedgerError::Io {
+                path: "sled blobs".into(),
+                source,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `f` on the applied state under a read lock.
+    pub fn with_state<T>(&self, f: impl FnOnce(&LedgerState) -> T) -> T {
+        f(&self.state.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Balance of `account` and the tip height it was read at.
+    pub fn balance(&self, account: AccountId) -> Option<(Amount, u64)> {
+        self.with_state(|s| s.balances.get(&account).map(|b| (*b, s.tip_height)))
+    }
+
+    pub fn tip(&self) -> (u64, Hash32) {
+        self.with_state(|s| (s.tip_height, s.tip_hash))
+    }
+
+    /// The stored record of transaction `id`: where it committed and its outcome.
+    pub fn tx_record(&self, id: &TxId) -> Result<Option<TxRecord>, LedgerError> {
+        match self.tree.get(tx_key(id))? {
+            None => Ok(None),
+            Some(v) => decode(&v, || format!("tx record {id}")).map(Some),
+        }
+    }
+
+    /// Block `height` as stored, if the chain has it.
+    pub fn block(&self, height: u64) -> Result<Option<Block>, LedgerError> {
+        let Some(v) = self.block_bytes(height)? else {
+            return Ok(None);
+        };
+        let block: Block = decode(&v, || format!("block {height}"))?;
+        if block.height() != height {
+            return Err(LedgerError::Corruption {
+                height,
+                reason: format!("the block stored for it says height {}", block.height()),
+            });
+        }
+        Ok(Some(block))
+    }
+
+    /// The stored encoding of block `height`, if the chain has it.
+    fn block_bytes(&self, height: u64) -> Result<Option<Vec<u8>>, LedgerError> {
+        match self.tree.get(location_key(height))? {
+            None => Ok(None),
+            Some(at) => read_block(&self.blocks, height, &at).map(Some),
+        }
+    }
+
+    /// Blocks `0..=last` in order, as (height in the index, stored bytes); a
+    /// gap shows as the next height present.
+    fn stored_blocks(&self, last: u64) -> impl Iterator<Item = Result<(u64, Vec<u8>), LedgerError>> + '_ {
+        self.tree.range(location_key(0)..=location_key(last)).map(move |kv| {
+            let (k, at) = kv?;
+            let height = key_number(&k, PREFIX_LOCATION, "block location")?;
+            Ok((height, read_block(&self.blocks, height, &at)?))
+        })
+    }
+}
+
+/// A ledger tree that has a chain but no head was damaged.
+fn no_head() -> LedgerError {
+    LedgerError::Corruption {
+        height: 0,
+        reason: "no chain head recorded".into(),
+    }
+}
+
+/// Refuses a data dir written in another layout than [`FORMAT_VERSION`]'s,
+/// and stamps a new one with it before anything else is written there.
+fn check_format(db: &sled::Db, tree: &sled::Tree) -> Result<(), LedgerError> {
+    let found = match tree.get(KEY_FORMAT)? {
+        Some(v) => decode::<u32>(&v, || "m:format".into())?,
+        None => {
+            let default = db.name();
+            for name in db.tree_names() {
+                if name != default && !db.open_tree(&name)?.is_empty() {
+                    // Data, but no version: written before versions were kept.
+                    return Err(LedgerError::FormatVersion {
+                        found: 0,
+                        wanted: FORMAT_VERSION,
+                    });
+                }
+            }
+            tree.insert(KEY_FORMAT, encode(&FORMAT_VERSION, "format version")?)?;
+            db.flush()?;
+            FORMAT_VERSION
+        }
+    };
+    if found != FORMAT_VERSION {
+        return Err(LedgerError::FormatVersion {
+            found,
+            wanted: FORMAT_VERSION,
+        });
+    }
+    Ok(())
+}

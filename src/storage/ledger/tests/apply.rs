@@ -1,0 +1,146 @@
+//! Applying blocks: verdicts, records, deduplication, what is synced.
+
+use super::*;
+use crate::ledger::{BlockOutcome, Hash32, RejectReason};
+use openraft::storage::RaftStateMachine;
+
+#[tokio::test]
+async fn a_block_that_no_longer_links_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, mut sm) = open(dir.path());
+    // Two leaders built on the same tip: the second to commit is stale.
+    let a = next_block(&ledger, vec![transfer("a", 0, 1, 10)]);
+    let b = next_block(&ledger, vec![transfer("b", 0, 1, 20)]);
+    let out = sm.apply(vec![entry(1, a), entry(2, b)]).await.unwrap();
+    assert!(matches!(out[0], BlockOutcome::Committed { height: 1, .. }));
+    assert!(matches!(&out[1], BlockOutcome::Refused { reason } if reason.contains("expected height 2")));
+    assert_eq!(ledger.balance(0), Some((90, 1)));
+    assert_eq!(ledger.tx_record(&TxId::new("b").unwrap()).unwrap(), None);
+    assert_eq!(ledger.with_state(|s| s.last_applied.map(|l| l.index)), Some(2));
+}
+
+/// Keeps every block's records it is told, as the producer's registry would.
+#[derive(Default)]
+struct Told(std::sync::Mutex<Vec<(Hash32, Vec<crate::ledger::TxRecord>)>>);
+
+impl crate::storage::ledger::ExecutionListener for Told {
+    fn executed(&self, hash: &Hash32, records: &[crate::ledger::TxRecord]) -> bool {
+        self.0.lock().unwrap().push((*hash, records.to_vec()));
+        true
+    }
+}
+
+#[tokio::test]
+async fn a_listener_gets_a_blocks_records_once_executed_before_the_block_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, mut sm) = open(dir.path());
+    let told = Arc::new(Told::default());
+    ledger.listen_to_executions(Arc::clone(&told) as _);
+    let b1 = next_block(&ledger, vec![transfer("w1", 0, 1, 10), transfer("w2", 1, 0, 1_000)]);
+    let (h0, _) = ledger.tip();
+    let crate::storage::ledger::Prepared::Ready(prepared) =
+        ledger.prepare_block(&b1, entry(1, b1.clone()).log_id).unwrap()
+    else {
+        panic!("block 1 links");
+    };
+    assert!(prepared.announced);
+    let (hash, early) = told
+        .0
+        .lock()
+        .unwrap()
+        .pop()
+        .expect("the records arrive when the block is executed");
+    assert_eq!(hash, b1.hash());
+    // Nothing is written or visible yet: a crash here re-applies the entry.
+    assert_eq!(ledger.tip().0, h0);
+    assert_eq!(ledger.tx_record(&TxId::new("w1").unwrap()).unwrap(), None);
+    let written = ledger.write_block(&b1, entry(1, b1.clone()).log_id, prepared).unwrap();
+    let BlockOutcome::Committed { records, .. } = written else {
+        panic!("block 1 must commit: {written:?}");
+    };
+    assert_eq!(early, records, "the early records are the apply's");
+    assert!(early[0].outcome.is_ok());
+    assert!(matches!(early[1].outcome, Err(RejectReason::InsufficientFunds { .. })));
+    assert_eq!(ledger.tip().0, h0 + 1);
+
+    // A refused block tells nothing.
+    let stale = Block::new(
+        ledger.chain_id(),
+        h0 + 1,
+        Hash32::ZERO,
+        1,
+        4,
+        vec![transfer("w3", 0, 1, 1)],
+    )
+    .mined();
+    let out = sm.apply(vec![entry(2, stale)]).await.unwrap();
+    assert!(matches!(out[0], BlockOutcome::Refused { .. }));
+    assert!(told.0.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_transaction_in_two_blocks_is_applied_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, mut sm) = open(dir.path());
+    let b1 = next_block(&ledger, vec![transfer("t1", 0, 1, 10)]);
+    sm.apply(vec![entry(1, b1)]).await.unwrap();
+    let b2 = next_block(&ledger, vec![transfer("t1", 0, 1, 10), transfer("t1", 0, 1, 99)]);
+    let out = sm.apply(vec![entry(2, b2)]).await.unwrap();
+    let BlockOutcome::Committed { records, .. } = &out[0] else {
+        panic!("block 2 must commit: {out:?}");
+    };
+    assert_eq!(records[0].height, 1, "the duplicate reports its first block");
+    assert!(matches!(records[1].outcome, Err(RejectReason::IdConflict { .. })));
+    assert_eq!(ledger.balance(0), Some((90, 2)));
+}
+
+#[tokio::test]
+async fn the_blob_files_of_a_blocks_large_values_are_synced_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // 12,000 accounts: a checkpoint of all balances is far over sled's
+    // blob threshold (~32 KB with this database's segment size).
+    let accounts: Vec<String> = (0..12_000)
+        .map(|i| format!(r#"{{"id":{i},"balance":1000000000000}}"#))
+        .collect();
+    let json = format!(r#"{{"difficulty":4,"accounts":[{}]}}"#, accounts.join(","));
+    let (ledger, mut sm) = open_with(dir.path(), &json);
+    let files = Arc::new(crate::storage::sled_sync::SledSync::open(&dir.path().join("db")).unwrap());
+    ledger.sync_blobs_with(Arc::clone(&files));
+    ledger.set_checkpoint_max_blocks(1);
+    for i in 1..=2u64 {
+        let b = next_block(&ledger, vec![]);
+        sm.apply(vec![entry(i, b)]).await.unwrap();
+        let on_disk: std::collections::HashSet<std::ffi::OsString> =
+            std::fs::read_dir(dir.path().join("db").join("blobs"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+        assert!(!on_disk.is_empty(), "block {i}: the checkpoint went to a blob");
+        assert_eq!(files.synced_names(), on_disk, "block {i}: every blob synced");
+    }
+}
+
+/// A record of the block being applied, stored before its apply (left
+/// by one a crash cut short, had a start missed it) is not taken for an
+/// earlier apply of the same transfer: the transfer still moves money.
+#[tokio::test]
+async fn a_record_left_at_the_height_being_applied_is_not_an_earlier_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, mut sm) = open(dir.path());
+    let tx = transfer("left", 0, 1, 30);
+    let block = next_block(&ledger, vec![tx.clone()]);
+    let leftover = crate::ledger::TxRecord {
+        tx_hash: tx.content_hash(),
+        height: 1,
+        block_hash: block.hash(),
+        outcome: Ok(crate::ledger::rules::Applied { balance: None }),
+    };
+    let key = [b"t:".as_slice(), b"left"].concat();
+    ledger
+        .raw_tree()
+        .insert(key, crate::codec::encode(&leftover).unwrap())
+        .unwrap();
+    sm.apply(vec![entry(1, block)]).await.unwrap();
+    assert_eq!((ledger.balance(0), ledger.balance(1)), (Some((70, 1)), Some((130, 1))));
+    ledger.verify().unwrap();
+}

@@ -1,0 +1,321 @@
+//! Whole-chain checks: [`Ledger::verify`] re-executes all of history from
+//! genesis (`bank-server verify`, the `Verify` call); [`Ledger::verify_recent`]
+//! is the check every start runs, whose cost does not grow with history.
+//! Damage is a [`LedgerError::Corruption`] naming the block height.
+
+use super::schema::*;
+use super::{Ledger, LedgerError};
+use crate::ledger::keys::TransferAuthError;
+use crate::ledger::{rules, AccountId, Amount, Block, Hash32, Transaction, TxId};
+use std::collections::BTreeMap;
+
+/// Most transactions [`Ledger::verify_recent`] checks at start (when blocks are
+/// full, fewer blocks than asked).
+pub const START_VERIFY_MAX_TXS: usize = 8192;
+
+impl Ledger {
+    /// Re-checks the whole stored ledger: every block's height, link to its
+    /// parent, chain, difficulty, merkle root and proof of work; every
+    /// transaction re-executed from genesis must give the outcome recorded for
+    /// it; the balances and tip the node serves must be what the chain gives.
+    /// The first disagreement is a [`LedgerError::Corruption`] naming the
+    /// block height. Costs one pass over the history (O(accounts) memory).
+    /// Safe while the node applies: it checks the state as of its start (a
+    /// cut, like a snapshot's), and blocks and records up to there never change.
+    pub fn verify(&self) -> Result<VerifyReport, LedgerError> {
+        use std::sync::atomic::Ordering;
+        let installs = self.installs.load(Ordering::SeqCst);
+        match self.verify_cut() {
+            Err(LedgerError::Corruption { .. })
+                if installs % 2 == 1 || self.installs.load(Ordering::SeqCst) != installs =>
+            {
+                Err(LedgerError::VerifyInterrupted)
+            }
+            other => other,
+        }
+    }
+
+    /// Makes any verification in progress end at its next block.
+    pub fn stop_verifying(&self) {
+        self.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn verify_cut(&self) -> Result<VerifyReport, LedgerError> {
+        let started = std::time::Instant::now();
+        let corrupt = |height: u64, reason: String| LedgerError::Corruption { height, reason };
+        let cut = self.cut();
+        let mut balances: BTreeMap<AccountId, Amount> = BTreeMap::new();
+        let mut report = VerifyReport::default();
+        let mut prev: Option<Hash32> = None;
+        for stored in self.stored_blocks(cut.height) {
+            if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(LedgerError::VerifyStopped);
+            }
+            let height = report.blocks;
+            let (key_height, v) = stored?;
+            if key_height != height {
+                return Err(corrupt(
+                    height,
+                    format!("block {height} is missing (next stored: {key_height})"),
+                ));
+            }
+            let block: Block = decode(&v, || format!("block {height}"))
+                .map_err(|e| corrupt(height, format!("block does not decode: {e}")))?;
+            if block.height() != height {
+                return Err(corrupt(height, format!("block says height {}", block.height())));
+            }
+            let hash = self.verify_block(&block, prev)?;
+            self.verify_transactions(&block, hash, Some(&mut balances), &mut report)?;
+            prev = Some(hash);
+            report.blocks += 1;
+        }
+        let tip_height = report.blocks.saturating_sub(1);
+        if prev != Some(cut.tip_hash) || cut.height != tip_height {
+            return Err(corrupt(
+                tip_height,
+                format!(
+                    "the ledger's tip is {} at height {}, but its chain ends at height {tip_height} with {:?}",
+                    cut.tip_hash, cut.height, prev
+                ),
+            ));
+        }
+        let served: BTreeMap<AccountId, Amount> = cut.balances.into_iter().collect();
+        if let Some((account, served)) = served.iter().find(|(a, b)| balances.get(a) != Some(b)) {
+            return Err(corrupt(
+                tip_height,
+                format!(
+                    "balance of account {account} is {served} in the ledger, but the chain gives {:?}",
+                    balances.get(account)
+                ),
+            ));
+        }
+        if let Some(account) = balances.keys().find(|a| !served.contains_key(a)) {
+            return Err(corrupt(
+                tip_height,
+                format!("account {account} is missing from the ledger"),
+            ));
+        }
+        self.check_digest(tip_height)?;
+        report.tip_height = tip_height;
+        report.tip_hash = cut.tip_hash;
+        report.elapsed = started.elapsed();
+        Ok(report)
+    }
+
+    /// The check a node runs at every start, whose cost does not grow with
+    /// history: the last `blocks` blocks (all if 0: then it is [`Ledger::verify`]),
+    /// or fewer once they hold `max_txs` transactions (at least the tip
+    /// block; nodes use [`START_VERIFY_MAX_TXS`]), are checked for height, link, chain, merkle
+    /// root, proof of work, signatures and records; the balances were
+    /// already checked against their digest when the ledger was opened.
+    /// `bank-server verify` re-executes everything.
+    pub fn verify_recent(&self, blocks: u64, max_txs: usize) -> Result<VerifyReport, LedgerError> {
+        if blocks == 0 {
+            return self.verify();
+        }
+        let started = std::time::Instant::now();
+        let (tip_height, tip_hash) = self.tip();
+        self.check_digest(tip_height)?;
+        let corrupt = |height: u64, reason: String| LedgerError::Corruption { height, reason };
+        // Signatures cost ~40 us each: full blocks of 4,096 would make the
+        // check of 64 blocks take seconds, so it stops at a transaction budget.
+        let read = |height: u64| {
+            self.block(height)
+                .map_err(|e| corrupt(height, format!("block does not decode: {e}")))?
+                .ok_or_else(|| corrupt(height, "block is missing".into()))
+        };
+        // The window, newest first, each block read once.
+        let mut window = Vec::new();
+        let mut first = tip_height;
+        let mut txs = 0usize;
+        loop {
+            let block = read(first)?;
+            txs += block.txs.len();
+            window.push(block);
+            if first == 0 || window.len() as u64 >= blocks || txs >= max_txs {
+                break;
+            }
+            first -= 1;
+        }
+        let mut prev = match first {
+            0 => None,
+            h => Some(
+                self.block(h - 1)?
+                    .ok_or_else(|| corrupt(h - 1, "block is missing".into()))?
+                    .hash(),
+            ),
+        };
+        let mut report = VerifyReport::default();
+        for block in window.iter().rev() {
+            let hash = self.verify_block(block, prev)?;
+            self.verify_transactions(block, hash, None, &mut report)?;
+            prev = Some(hash);
+            report.blocks += 1;
+        }
+        if prev != Some(tip_hash) {
+            return Err(corrupt(
+                tip_height,
+                format!("the ledger's tip {tip_hash} is not its last block"),
+            ));
+        }
+        report.tip_height = tip_height;
+        report.tip_hash = tip_hash;
+        report.elapsed = started.elapsed();
+        Ok(report)
+    }
+
+    /// Checks one stored block against its parent's hash (`None` for
+    /// block 0: then its hash must be the chain id); returns its hash.
+    fn verify_block(&self, block: &Block, prev: Option<Hash32>) -> Result<Hash32, LedgerError> {
+        let height = block.height();
+        let corrupt = |reason: String| LedgerError::Corruption { height, reason };
+        let hash = match prev {
+            None => block.verify_contents().map_err(|e| corrupt(e.to_string()))?,
+            Some(p) => block
+                .verify_extends(self.chain_id, self.difficulty, height.saturating_sub(1), p)
+                .map_err(|e| corrupt(e.to_string()))?,
+        };
+        if prev.is_none() && (height != 0 || hash != self.chain_id) {
+            return Err(corrupt(format!(
+                "genesis block hash {hash} is not the chain id {}",
+                self.chain_id
+            )));
+        }
+        // Blocks up to here hold genesis's unsigned transfers: they must be
+        // the file's own blocks.
+        if height == self.genesis_tip.0 && hash != self.genesis_tip.1 {
+            return Err(corrupt(format!(
+                "block {height} is not the genesis file's last block {}",
+                self.genesis_tip.1
+            )));
+        }
+        Ok(hash)
+    }
+
+    fn check_digest(&self, tip_height: u64) -> Result<(), LedgerError> {
+        if self.digest_mismatch.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(LedgerError::Corruption {
+                height: tip_height,
+                reason: "the stored balances do not match their digest: a balance was changed outside the ledger \
+                         (`bank-server verify` names the account)"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks every transfer's signature (in batches, ~20 us each), spread
+    /// over the machine's cores for big blocks; the first bad one in block
+    /// order is reported.
+    fn verify_signatures(&self, block: &Block) -> Result<(), TransferAuthError> {
+        const MIN_PER_THREAD: usize = 256;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = cores.min(block.txs.len() / MIN_PER_THREAD).max(1);
+        let first_bad = |txs: &[Transaction]| self.authorize_many(txs).into_iter().find(Result::is_err);
+        if threads == 1 {
+            return first_bad(&block.txs).unwrap_or(Ok(()));
+        }
+        let chunk = block.txs.len().div_ceil(threads);
+        std::thread::scope(|s| {
+            let parts: Vec<_> = block
+                .txs
+                .chunks(chunk)
+                .map(|part| s.spawn(move || first_bad(part)))
+                .collect();
+            for part in parts {
+                match part.join() {
+                    Ok(Some(bad)) => return bad,
+                    Ok(None) => {}
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Re-executes one block's transactions (the first occurrence of each id)
+    /// and compares each outcome with its stored record.
+    fn verify_transactions(
+        &self,
+        block: &Block,
+        hash: Hash32,
+        mut balances: Option<&mut BTreeMap<AccountId, Amount>>,
+        report: &mut VerifyReport,
+    ) -> Result<(), LedgerError> {
+        let height = block.height();
+        let corrupt = |reason: String| LedgerError::Corruption { height, reason };
+        let mut seen_here: std::collections::HashSet<&TxId> = std::collections::HashSet::new();
+        if height > self.genesis_tip.0 {
+            self.verify_signatures(block).map_err(|e| corrupt(e.to_string()))?;
+        }
+        for tx in &block.txs {
+            if matches!(tx, Transaction::Transfer { .. }) {
+                report.transfers += 1;
+            }
+            let Some(id) = tx.id() else {
+                if let Some(b) = balances.as_deref_mut() {
+                    rules::apply(b, tx, height == 0).map_err(|e| corrupt(format!("allocation fails: {e}")))?;
+                }
+                continue;
+            };
+            let rec = self
+                .tx_record(id)?
+                .ok_or_else(|| corrupt(format!("transaction {id} has no record")))?;
+            // Later copies of an id (retries, conflicts) were not executed.
+            if rec.height != height || !seen_here.insert(id) {
+                if rec.height > height {
+                    return Err(corrupt(format!(
+                        "transaction {id} is recorded at later height {}",
+                        rec.height
+                    )));
+                }
+                continue;
+            }
+            if rec.tx_hash != tx.content_hash() || rec.block_hash != hash {
+                return Err(corrupt(format!(
+                    "the record of transaction {id} does not match the block"
+                )));
+            }
+            let Some(b) = balances.as_deref_mut() else {
+                continue;
+            };
+            let outcome = rules::apply(b, tx, height == 0);
+            if outcome != rec.outcome {
+                return Err(corrupt(format!(
+                    "transaction {id} re-executes to {outcome:?} but is recorded as {:?}",
+                    rec.outcome
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    // ---- snapshots ----
+}
+
+/// What [`Ledger::verify`] checked.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyReport {
+    pub blocks: u64,
+    pub transfers: u64,
+    pub tip_height: u64,
+    pub tip_hash: Hash32,
+    pub elapsed: std::time::Duration,
+}
+
+impl VerifyReport {
+    /// "N blocks, M transfers verified in T ms (X blocks/s, Y transfers/s)".
+    pub fn describe(&self) -> String {
+        let secs = self.elapsed.as_secs_f64().max(1e-9);
+        format!(
+            "{} blocks, {} transfers verified in {} ms ({:.0} blocks/s, {:.0} transfers/s); tip {} at height {}",
+            self.blocks,
+            self.transfers,
+            self.elapsed.as_millis(),
+            self.blocks as f64 / secs,
+            self.transfers as f64 / secs,
+            self.tip_hash,
+            self.tip_height
+        )
+    }
+}
