@@ -48,7 +48,7 @@ pub fn parse_servers(s: &str) -> Result<Vec<Server>, String> {
 }
 
 /// Connects lazily to `addr`: nothing is dialled until the first call.
-pub fn connect(addr: &str) -> Result<BankClient<Channel>, String> {
+pub fn connect(addr: &str) -> Result<BankClient<Channel>, crate::tls::BadAddress> {
     let channel = crate::tls::endpoint(addr)?
         .connect_timeout(Duration::from_millis(1000))
         .tcp_nodelay(true)
@@ -115,7 +115,7 @@ impl Connections {
             let client = match self.open.get(&server.addr) {
                 Some(c) => c.clone(),
                 None => {
-                    let c = connect(&server.addr).map_err(Status::invalid_argument)?;
+                    let c = connect(&server.addr).map_err(|e| Status::invalid_argument(e.to_string()))?;
                     self.open.insert(server.addr.clone(), c.clone());
                     c
                 }
@@ -138,7 +138,7 @@ pub fn request<T>(msg: T, timeout: Duration) -> tonic::Request<T> {
     let mut r = tonic::Request::new(msg);
     r.set_timeout(timeout);
     if let Ok(v) = timeout.as_millis().to_string().parse() {
-        r.metadata_mut().insert(crate::api::service::TIMEOUT_HEADER, v);
+        r.metadata_mut().insert(crate::wire::TIMEOUT_HEADER, v);
     }
     r
 }
@@ -168,7 +168,7 @@ pub async fn set_faults_everywhere(
                     .set_faults(control_request(req, timeout, admin))
                     .await
                     .map(|r| r.into_inner()),
-                Err(e) => Err(Status::invalid_argument(e)),
+                Err(e) => Err(Status::invalid_argument(e.to_string())),
             };
             (s.clone(), res)
         }
@@ -220,7 +220,7 @@ pub fn signed_transfer(key: &AccountKey, chain_id: Hash32, id: &TxId, to: u64, a
 pub async fn gather_status(servers: &[Server], per_server: Duration) -> Vec<(Server, Result<StatusReply, String>)> {
     let calls = servers.iter().map(|s| async move {
         let res = async {
-            let mut c = connect(&s.addr)?;
+            let mut c = connect(&s.addr).map_err(|e| e.to_string())?;
             c.status(request(StatusRequest {}, per_server))
                 .await
                 .map(|r| r.into_inner())

@@ -6,8 +6,7 @@
 use bincode::Options;
 use serde::{de::DeserializeOwned, Serialize};
 
-/// Largest value we ever encode or decode: bounds one Raft message or stored item.
-pub const MAX_ENCODED_BYTES: u64 = 256 * 1024 * 1024;
+pub use crate::limits::MAX_ENCODED_BYTES;
 
 fn options() -> impl Options {
     bincode::DefaultOptions::new().with_limit(MAX_ENCODED_BYTES)

@@ -112,7 +112,7 @@ async fn metrics(State(s): State<HttpState>) -> Response {
     let (height, _) = s.ledger.tip();
     let gauges = crate::stats::NodeGauges {
         id: s.id,
-        role: crate::api::service::role_name(m.state),
+        role: crate::api::role_name(m.state),
         term: m.current_term,
         leader_id: m.current_leader,
         last_log_index: m.last_log_index.unwrap_or(0),

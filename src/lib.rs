@@ -19,6 +19,7 @@ pub mod config;
 pub mod cpu;
 pub mod http;
 pub mod ledger;
+pub mod limits;
 pub mod node;
 pub mod producer;
 pub mod raft;
@@ -26,6 +27,7 @@ pub mod stats;
 pub mod storage;
 pub mod timeline;
 pub mod tls;
+pub mod wire;
 
 /// Code generated from `proto/`.
 pub mod proto {

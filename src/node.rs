@@ -1,7 +1,7 @@
 //! One server put together: storage, Raft, the gRPC services, the block
 //! producer and the JSON views, from a [`NodeConfig`].
 
-use crate::api::BankApi;
+use crate::api::{ApiParts, BankApi};
 use crate::config::{ConfigError, NodeConfig};
 use crate::ledger::{Genesis, GenesisError};
 use crate::producer::BlockProducer;
@@ -174,8 +174,8 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         election_timeout_min: config.election_timeout_min_ms,
         election_timeout_max: config.election_timeout_max_ms,
         // Each entry is a whole block of up to batch_max_bytes: one append
-        // message carries ~8 MiB of them at most (it was 64 entries, up to
-        // 64 MiB, which full blocks could push past MAX_RAFT_MESSAGE_BYTES).
+        // message carries ~8 MiB of them at most (or one block), well within
+        // MAX_RAFT_MESSAGE_BYTES (see `limits`).
         max_payload_entries: (8 * 1024 * 1024 / config.producer.batch_max_bytes.max(1)).clamp(1, 64) as u64,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every_entries),
         max_in_snapshot_log_to_keep: config.keep_log_entries,
@@ -250,19 +250,19 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         id,
         config.producer.clone(),
     );
-    let api = BankApi::new(
+    let api = BankApi::new(ApiParts {
         id,
-        addr.clone(),
-        raft.clone(),
+        addr: addr.clone(),
+        raft: raft.clone(),
         reads,
-        Arc::clone(&ledger),
-        log_store.clone(),
+        ledger: Arc::clone(&ledger),
+        log_store: log_store.clone(),
         producer,
-        config.request_timeout,
-        Arc::clone(&faults),
-        Arc::clone(&peers),
-        config.admin_token.clone(),
-    );
+        request_timeout: config.request_timeout,
+        faults: Arc::clone(&faults),
+        peers_seen: Arc::clone(&peers),
+        admin_token: config.admin_token.clone(),
+    });
 
     tracing::info!(
         "node {id}: listening on {listen} (client API and Raft), data dir {}",

@@ -87,10 +87,21 @@ pub fn client_tls_enabled() -> bool {
     CLIENT_TLS.get().is_some()
 }
 
+/// A server address no endpoint can be made of.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("bad server address {addr:?}: {reason}")]
+pub struct BadAddress {
+    pub addr: String,
+    pub reason: String,
+}
+
 /// An endpoint for `addr` (HOST:PORT): https with the process's TLS
 /// setting, or plain http without one.
-pub fn endpoint(addr: &str) -> Result<Endpoint, String> {
-    let bad = |e: &dyn std::fmt::Display| format!("bad server address {addr:?}: {e}");
+pub fn endpoint(addr: &str) -> Result<Endpoint, BadAddress> {
+    let bad = |e: &dyn std::fmt::Display| BadAddress {
+        addr: addr.to_string(),
+        reason: e.to_string(),
+    };
     match CLIENT_TLS.get() {
         Some(cfg) => Endpoint::from_shared(format!("https://{addr}"))
             .map_err(|e| bad(&e))?

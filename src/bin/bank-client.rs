@@ -182,7 +182,7 @@ fn main() {
 }
 
 fn parse_chain_id(s: &str) -> Result<Hash32, String> {
-    Hash32::from_hex(s)
+    Hash32::from_hex(s).map_err(|e| e.to_string())
 }
 
 /// The key that signs transfers from `account`, from the keystore.
@@ -697,7 +697,7 @@ async fn verify(servers: &[Server], timeout: Duration, as_json: bool) -> anyhow:
                 .verify(request(VerifyRequest {}, timeout))
                 .await
                 .map(|r| r.into_inner()),
-            Err(e) => Err(tonic::Status::invalid_argument(e)),
+            Err(e) => Err(tonic::Status::invalid_argument(e.to_string())),
         };
         (s.clone(), res)
     });

@@ -69,7 +69,7 @@ pub type Chain = Vec<(Block, Vec<String>)>;
 
 /// Fetches a node's whole chain.
 async fn fetch_chain(addr: &str, genesis_blocks: u64) -> Result<Chain, String> {
-    let mut client = connect(addr)?;
+    let mut client = connect(addr).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     loop {
         let r = client

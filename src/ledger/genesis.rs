@@ -80,7 +80,10 @@ pub enum GenesisError {
     TotalOverflow,
     /// An account's public key is not an ed25519 key.
     #[error("genesis account {account}: {reason}")]
-    BadKey { account: AccountId, reason: String },
+    BadKey {
+        account: AccountId,
+        reason: crate::ledger::keys::KeyError,
+    },
     /// An initial transfer breaks a rule.
     #[error("genesis transfer #{index} is invalid: {reason}")]
     BadTransfer { index: usize, reason: RejectReason },

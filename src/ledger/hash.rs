@@ -40,11 +40,31 @@ impl Hash32 {
     }
 
     /// Parses 64 hex digits.
-    pub fn from_hex(s: &str) -> Result<Hash32, String> {
-        let v = hex::decode(s).map_err(|e| format!("bad hash {s:?}: {e}"))?;
-        let arr: [u8; 32] = v.try_into().map_err(|_| format!("bad hash {s:?}: expected 32 bytes"))?;
+    pub fn from_hex(s: &str) -> Result<Hash32, HexError> {
+        let v = hex::decode(s).map_err(|reason| HexError::NotHex {
+            what: "hash",
+            text: s.to_string(),
+            reason,
+        })?;
+        let arr: [u8; 32] = v.try_into().map_err(|_| HexError::Length {
+            what: "hash",
+            text: s.to_string(),
+        })?;
         Ok(Hash32(arr))
     }
+}
+
+/// A hash or key given as text that is not 64 hex digits.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum HexError {
+    #[error("bad {what} {text:?}: {reason} (expected 64 hex digits)")]
+    NotHex {
+        what: &'static str,
+        text: String,
+        reason: hex::FromHexError,
+    },
+    #[error("bad {what} {text:?}: expected 32 bytes")]
+    Length { what: &'static str, text: String },
 }
 
 impl fmt::Display for Hash32 {

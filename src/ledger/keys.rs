@@ -7,6 +7,7 @@
 //! replayed on another cluster; the transaction id, unique forever within a
 //! chain, keeps it from being replayed on this one.
 
+use super::hash::HexError;
 use super::{AccountId, Amount, Hash32, TxId};
 use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
@@ -440,6 +441,15 @@ pub enum TransferAuthError {
     Signature(#[from] SignatureError),
 }
 
+/// A public key that cannot sign.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("public key {0} is not an ed25519 point")]
+    NotAPoint(PublicKey),
+    #[error("public key {0} is a weak (small-order) key")]
+    Weak(PublicKey),
+}
+
 impl PublicKey {
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
@@ -448,19 +458,23 @@ impl PublicKey {
     /// Parses 64 hex digits. Whether they are a valid ed25519 point is
     /// [`PublicKey::check`]'s business: decompressing costs ~4 us, which
     /// for a genesis of 100,000 accounts would be paid at every start.
-    pub fn from_hex(s: &str) -> Result<PublicKey, String> {
+    pub fn from_hex(s: &str) -> Result<PublicKey, HexError> {
         let mut arr = [0u8; 32];
-        hex::decode_to_slice(s, &mut arr).map_err(|e| format!("bad public key {s:?}: {e} (expected 64 hex digits)"))?;
+        hex::decode_to_slice(s, &mut arr).map_err(|reason| HexError::NotHex {
+            what: "public key",
+            text: s.to_string(),
+            reason,
+        })?;
         Ok(PublicKey(arr))
     }
 
     /// Whether the key is a valid ed25519 public key that can sign: under
     /// the cofactored rule anyone could sign for a point of small order
     /// (weak), so [`AccountKeys::verify_transfers`] refuses such keys too.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), KeyError> {
         match VerifyingKey::from_bytes(&self.0) {
-            Err(_) => Err(format!("public key {self} is not an ed25519 point")),
-            Ok(k) if k.is_weak() => Err(format!("public key {self} is a weak (small-order) key")),
+            Err(_) => Err(KeyError::NotAPoint(*self)),
+            Ok(k) if k.is_weak() => Err(KeyError::Weak(*self)),
             Ok(_) => Ok(()),
         }
     }

@@ -14,7 +14,7 @@ pub mod transaction;
 
 pub use block::{Block, BlockError, BlockHeader};
 pub use genesis::{Genesis, GenesisError};
-pub use hash::Hash32;
+pub use hash::{Hash32, HexError};
 pub use keys::{AccountKey, AccountKeys, PublicKey, Signature};
 pub use outcome::{BlockOutcome, TxRecord};
 pub use rules::{Applied, Balances, RejectReason};

@@ -29,10 +29,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
-/// Largest `batch_max_bytes`: a block is one Raft entry, and every entry
-/// must fit one Raft message ([`crate::raft::network::MAX_RAFT_MESSAGE_BYTES`])
-/// with room to spare.
-pub const MAX_BLOCK_BYTES: usize = 16 * 1024 * 1024;
+pub use crate::limits::MAX_BLOCK_BYTES;
 
 /// Longest the producer waits for Raft's answer to one proposal. openraft
 /// 0.9 answers a proposal when this node applies its entry or truncates it;

@@ -31,8 +31,7 @@ pub const INCARNATION_HEADER: &str = "x-bank-incarnation";
 /// Metadata key carrying the incarnation the sender remembers for the receiver.
 pub const EXPECT_HEADER: &str = "x-bank-expect";
 
-/// Largest Raft message accepted or sent: bounds one append batch.
-pub const MAX_RAFT_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+pub use crate::limits::MAX_RAFT_MESSAGE_BYTES;
 
 /// Builds one [`PeerClient`] per target node.
 #[derive(Clone)]

@@ -23,8 +23,8 @@ use std::sync::Mutex;
 /// A segment is closed once it holds this much.
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 const HEADER: u64 = 8;
-/// The largest record accepted: blocks are capped far lower (16 MiB).
-const MAX_RECORD: u64 = 256 * 1024 * 1024;
+/// The largest record accepted.
+const MAX_RECORD: u64 = crate::limits::MAX_STORED_RECORD_BYTES;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BlockFileError {

@@ -34,9 +34,8 @@ use std::sync::Arc;
 /// A segment is closed once it holds this much.
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 const HEADER: usize = 24;
-/// Larger than any entry can be (blocks are capped at 16 MiB): a length
-/// beyond it can only be damage or a torn write.
-const MAX_RECORD: u32 = 256 * 1024 * 1024;
+/// A length beyond it can only be damage or a torn write.
+const MAX_RECORD: u32 = crate::limits::MAX_STORED_RECORD_BYTES as u32;
 const SUFFIX: &str = ".raftlog";
 
 #[derive(Debug, thiserror::Error)]

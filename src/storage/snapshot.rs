@@ -22,8 +22,7 @@ use std::path::Path;
 
 const MAGIC: &[u8; 8] = b"BANKSNP1";
 const END: u32 = u32::MAX;
-/// Largest key or value a snapshot record may hold: bounds memory while loading.
-const MAX_RECORD_BYTES: u32 = 64 * 1024 * 1024;
+use crate::limits::MAX_SNAPSHOT_RECORD_BYTES as MAX_RECORD_BYTES;
 
 /// One key and value of the ledger tree.
 pub type Record = (Vec<u8>, Vec<u8>);

@@ -75,16 +75,15 @@ impl SnapshotFiles {
     }
 }
 
-/// Replaces `to` with `from` and makes the rename durable.
+/// Replaces `to` with `from` and makes the rename durable: a directory
+/// fsync makes the rename itself survive a crash, so its failure is one.
 fn durable_rename(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::rename(from, to)?;
-    if let Some(dir) = to.parent() {
-        // A directory fsync makes the rename itself survive a crash.
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
+    let dir = match to.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// Applies committed entries to the ledger; builds and installs snapshots.

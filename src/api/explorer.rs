@@ -1,0 +1,74 @@
+//! The explorer's node-local reads: blocks from a height, an account's
+//! history. Bounded per call in blocks, bytes and concurrent lookups.
+
+use super::errors::reject_status;
+use super::BankApi;
+use crate::ledger::RejectReason;
+use crate::proto::bank::{AccountHistoryRequest, GetBlocksReply, GetBlocksRequest, JsonReply};
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+/// Most blocks one `GetBlocks` call returns.
+pub const MAX_BLOCKS_PER_REQUEST: u32 = 256;
+
+/// Most bytes of block JSON in one `GetBlocks` reply (at least one block is
+/// always sent): keeps replies under gRPC's default 4 MiB message limit.
+pub const MAX_BLOCKS_REPLY_BYTES: usize = 2 * 1024 * 1024;
+
+pub(super) async fn get_blocks(
+    api: &BankApi,
+    req: Request<GetBlocksRequest>,
+) -> Result<Response<GetBlocksReply>, Status> {
+    let msg = req.into_inner();
+    let limit = if msg.limit == 0 {
+        MAX_BLOCKS_PER_REQUEST
+    } else {
+        msg.limit.min(MAX_BLOCKS_PER_REQUEST)
+    };
+    let (tip_height, _) = api.ledger.tip();
+    let mut blocks = Vec::new();
+    let mut bytes = 0usize;
+    let mut h = msg.from_height;
+    while h <= tip_height && blocks.len() < limit as usize && bytes < MAX_BLOCKS_REPLY_BYTES {
+        match api.ledger.block_json(h) {
+            Ok(Some(json)) => {
+                bytes += json.len();
+                blocks.push(json);
+            }
+            Ok(None) => break,
+            Err(e) => return Err(Status::data_loss(e.to_string())),
+        }
+        h += 1;
+    }
+    Ok(Response::new(GetBlocksReply {
+        blocks_json: blocks,
+        tip_height,
+    }))
+}
+
+pub(super) async fn account_history(
+    api: &BankApi,
+    req: Request<AccountHistoryRequest>,
+) -> Result<Response<JsonReply>, Status> {
+    let msg = req.into_inner();
+    if api.ledger.balance(msg.account).is_none() {
+        return Err(reject_status(&RejectReason::UnknownAccount { account: msg.account }));
+    }
+    let limit = match msg.limit {
+        0 => 20,
+        n => n.min(1000) as usize,
+    };
+    let slot = Arc::clone(&api.histories)
+        .try_acquire_owned()
+        .map_err(|_| Status::resource_exhausted("busy: too many history lookups at once; retry"))?;
+    // Reads up to thousands of blocks: off the async workers.
+    let ledger = Arc::clone(&api.ledger);
+    let v = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        ledger.account_history(msg.account, limit, msg.before_height)
+    })
+    .await
+    .map_err(|e| Status::internal(e.to_string()))?
+    .map_err(|e| Status::data_loss(e.to_string()))?;
+    Ok(Response::new(JsonReply { json: v.to_string() }))
+}

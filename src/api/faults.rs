@@ -1,0 +1,42 @@
+//! Faults on command: partitions, delays and loss between nodes, set by a
+//! control-plane call (admin token) and applied to this node's traffic.
+
+use super::BankApi;
+use crate::auth::authorize_control;
+use crate::proto::bank::{Faults as FaultsMsg, PartitionGroup, SetFaultsRequest};
+use crate::raft::faults::FaultSettings;
+use tonic::{Request, Response, Status};
+
+pub(super) async fn set_faults(api: &BankApi, req: Request<SetFaultsRequest>) -> Result<Response<FaultsMsg>, Status> {
+    authorize_control(api.admin_token.as_ref(), &req)?;
+    let msg = req.into_inner();
+    let mut f = api.faults.get();
+    if msg.set_partition {
+        f.partition = msg
+            .partition
+            .into_iter()
+            .map(|g| g.members)
+            .filter(|g| !g.is_empty())
+            .collect();
+    }
+    if msg.set_delay {
+        f.delay_min_ms = msg.delay_min_ms;
+        f.delay_max_ms = msg.delay_max_ms;
+        f.loss = msg.loss;
+    }
+    api.faults.set(f).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    Ok(Response::new(faults_msg(&api.faults.get())))
+}
+
+pub(super) fn faults_msg(f: &FaultSettings) -> FaultsMsg {
+    FaultsMsg {
+        partition: f
+            .partition
+            .iter()
+            .map(|g| PartitionGroup { members: g.clone() })
+            .collect(),
+        delay_min_ms: f.delay_min_ms,
+        delay_max_ms: f.delay_max_ms,
+        loss: f.loss,
+    }
+}
