@@ -132,6 +132,16 @@ impl NodeConfig {
     }
 }
 
+/// Reads and parses the genesis file at `path` (the file I/O around the
+/// domain's [`Genesis::from_json`]).
+pub fn load_genesis(path: &std::path::Path) -> Result<crate::ledger::Genesis, crate::ledger::GenesisError> {
+    let text = std::fs::read_to_string(path).map_err(|source| crate::ledger::GenesisError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    crate::ledger::Genesis::from_json(&text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

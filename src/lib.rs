@@ -18,6 +18,8 @@ pub mod codec;
 pub mod config;
 pub mod cpu;
 pub mod http;
+pub mod keystore;
+pub mod launcher;
 pub mod ledger;
 pub mod limits;
 pub mod node;

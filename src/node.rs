@@ -3,7 +3,7 @@
 
 use crate::api::{ApiParts, BankApi};
 use crate::config::{ConfigError, NodeConfig};
-use crate::ledger::{Genesis, GenesisError};
+use crate::ledger::GenesisError;
 use crate::producer::BlockProducer;
 use crate::proto::bank::bank_server::BankServer;
 use crate::proto::bank::StatusRequest;
@@ -77,7 +77,7 @@ pub fn verify_offline(data_dir: &Path, id: NodeId, genesis: &Path) -> Result<Ver
             source: std::io::Error::new(std::io::ErrorKind::NotFound, format!("no database of node {id} here")),
         });
     }
-    let genesis = Arc::new(Genesis::load(genesis)?);
+    let genesis = Arc::new(crate::config::load_genesis(genesis)?);
     let db = open_db(&paths.db).map_err(|source| NodeError::Db {
         path: format!("{} (is the node still running?)", paths.db.display()),
         source,
@@ -139,7 +139,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
                 })?,
         ),
     };
-    let genesis = Arc::new(Genesis::load(&config.genesis)?);
+    let genesis = Arc::new(crate::config::load_genesis(&config.genesis)?);
     let chain_id = genesis.chain_id();
     let db = open_db(&paths.db).map_err(|source| NodeError::Db {
         path: paths.db.display().to_string(),

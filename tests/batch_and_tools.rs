@@ -91,7 +91,7 @@ fn the_genesis_generator_writes_a_file_a_node_accepts() {
         .status()
         .unwrap();
     assert!(status.success());
-    let g = bank_ledger::ledger::Genesis::load(&out).unwrap();
+    let g = bank_ledger::config::load_genesis(&out).unwrap();
     assert_eq!(g.balances.len(), 1000);
     assert_eq!(g.total, 5000);
     let bad = Command::new(common::SERVER)
@@ -125,9 +125,9 @@ fn the_genesis_generator_writes_a_file_a_node_accepts() {
         .status()
         .unwrap();
     assert!(status.success());
-    let g = bank_ledger::ledger::Genesis::load(&out).unwrap();
+    let g = bank_ledger::config::load_genesis(&out).unwrap();
     for a in &g.file.accounts {
-        let key = bank_ledger::ledger::AccountKey::load(&bank_ledger::ledger::keys::key_path(&keys, a.id)).unwrap();
+        let key = bank_ledger::keystore::load_key(&bank_ledger::keystore::key_path(&keys, a.id)).unwrap();
         assert_eq!(key.public(), a.public_key);
         assert_ne!(a.public_key, bank_ledger::ledger::AccountKey::dev(a.id).public());
     }

@@ -148,7 +148,10 @@ fn raft_traffic_from_a_node_that_is_not_a_member_is_refused() {
     let leader = c.wait_leader();
     let before: Vec<u64> = c.status().iter().filter_map(|s| s["term"].as_u64()).collect();
     let genesis_path = c.data_dir().join("genesis.json");
-    let chain = Genesis::load(&genesis_path).expect("genesis").chain_id().to_hex();
+    let chain = bank_ledger::config::load_genesis(&genesis_path)
+        .expect("genesis")
+        .chain_id()
+        .to_hex();
 
     // Node 99 asks for votes with a far higher term: were it heard, every
     // node would step up to that term and the leader would be deposed.

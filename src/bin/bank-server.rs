@@ -1,7 +1,7 @@
 //! `bank-server`: runs one ledger node, or supervises a local 3-node cluster.
 
 // jemalloc, because its background threads hand freed memory back to the
-// OS. Measured on loaded nodes (README, "What history costs"), 1.2-1.5M
+// OS. Measured on loaded nodes (docs/PERFORMANCE.md, "Memory"), 1.2-1.5M
 // transfers: RSS ~410 MB with mimalloc, ~740 MB with glibc malloc, ~260 MB
 // with jemalloc's defaults, ~180 MB with one arena and a 1 s decay (below).
 #[cfg(feature = "jemalloc")]
@@ -18,6 +18,7 @@ pub static malloc_conf: &[u8; 70] = b"background_thread:true,narenas:1,dirty_dec
 use anyhow::{bail, Context};
 use bank_ledger::auth::AdminToken;
 use bank_ledger::config::{parse_peers, NodeConfig, DEFAULT_PEERS};
+use bank_ledger::launcher::NodeLaunch;
 use bank_ledger::node;
 use bank_ledger::producer::MAX_BLOCK_BYTES;
 use bank_ledger::storage::NodePaths;
@@ -252,8 +253,8 @@ fn run_main() -> anyhow::Result<()> {
 }
 
 fn write_genesis(args: GenesisArgs) -> anyhow::Result<()> {
+    use bank_ledger::keystore::{create_keystore, key_path, save_key};
     use bank_ledger::ledger::genesis::{GenesisFile, MAX_GENESIS_ACCOUNTS};
-    use bank_ledger::ledger::keys::key_path;
     use bank_ledger::ledger::AccountKey;
     if args.accounts == 0 || args.accounts > MAX_GENESIS_ACCOUNTS as u64 {
         bail!("--accounts must be between 1 and {MAX_GENESIS_ACCOUNTS}");
@@ -272,9 +273,9 @@ fn write_genesis(args: GenesisArgs) -> anyhow::Result<()> {
     // Validate exactly as a node will (difficulty, total overflow).
     bank_ledger::ledger::Genesis::build(file.clone())?;
     if let Some(dir) = &args.keystore {
-        bank_ledger::ledger::keys::create_keystore(dir)?;
+        create_keystore(dir)?;
         for key in &keys {
-            key.save(&key_path(dir, key.account))?;
+            save_key(key, &key_path(dir, key.account))?;
         }
     }
     let json = serde_json::to_string_pretty(&file)?;
@@ -457,32 +458,9 @@ async fn local_cluster(args: LocalClusterArgs) -> anyhow::Result<()> {
             paths.states.display(),
             paths.log.display()
         );
-        let mut child = Command::new(&exe)
-            .args([
-                "--id",
-                &i.to_string(),
-                "--peers",
-                &peers,
-                "--data-dir",
-                &data_dir,
-                "--genesis",
-                &genesis,
-            ])
-            .args(if args.tls {
-                let f = bank_ledger::tls::node_files(&tls_dir, i);
-                vec![
-                    "--tls-cert".into(),
-                    f.cert.into_os_string(),
-                    "--tls-key".into(),
-                    f.key.into_os_string(),
-                    "--tls-ca".into(),
-                    f.ca.into_os_string(),
-                ]
-            } else {
-                Vec::new()
-            })
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
+        let mut launch = NodeLaunch::new(&exe, i, &peers, &args.data_dir, &args.genesis);
+        launch.tls = args.tls.then(|| bank_ledger::tls::node_files(&tls_dir, i));
+        let mut child = Command::from(launch.command())
             .stderr(std::process::Stdio::piped())
             .kill_on_drop(true)
             .spawn()

@@ -2,10 +2,10 @@
 //! free ports, one data dir, SIGKILL and restart on command.
 
 use crate::client::{connect, request, Server};
+use crate::launcher::{peers_arg, NodeLaunch};
 use crate::proto::bank::{StatusReply, StatusRequest};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 /// One node process.
@@ -26,10 +26,7 @@ pub struct ProcessCluster {
     procs: Vec<Proc>,
 }
 
-/// A free loopback port, as the OS hands it out.
-pub fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
+pub use crate::launcher::free_port;
 
 impl ProcessCluster {
     /// Starts `n` nodes.
@@ -53,11 +50,7 @@ impl ProcessCluster {
                 child: None,
             });
         }
-        let peers = procs
-            .iter()
-            .map(|p| format!("{}={}", p.id, p.addr))
-            .collect::<Vec<_>>()
-            .join(",");
+        let peers = peers_arg(procs.iter().map(|p| (p.id, p.addr.as_str())));
         let mut c = ProcessCluster {
             server_bin: server_bin.to_path_buf(),
             server_args: server_args.to_vec(),
@@ -90,17 +83,10 @@ impl ProcessCluster {
             .create(true)
             .append(true)
             .open(self.dir.join(format!("node{id}.stderr")))?;
-        let child = Command::new(&self.server_bin)
-            .args(["--id", &id.to_string(), "--peers", &self.peers, "--http-listen", "off"])
-            .arg("--data-dir")
-            .arg(&self.dir)
-            .arg("--genesis")
-            .arg(&self.genesis)
-            .args(&self.server_args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()?;
+        let mut launch = NodeLaunch::new(&self.server_bin, id, &self.peers, &self.dir, &self.genesis);
+        launch.http_listen = Some("off".into());
+        launch.extra_args = self.server_args.clone();
+        let child = launch.command().stderr(stderr).spawn()?;
         p.child = Some(child);
         Ok(())
     }

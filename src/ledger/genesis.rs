@@ -8,7 +8,6 @@ use super::rules::{self, RejectReason};
 use super::{AccountId, Amount, Block, Hash32, Transaction, TxId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
 /// Difficulty of the shipped `first_blockchain.json` and of generated genesis files.
 pub const DEFAULT_DIFFICULTY: u8 = 12;
@@ -153,14 +152,6 @@ impl GenesisFile {
 }
 
 impl Genesis {
-    pub fn load(path: &Path) -> Result<Genesis, GenesisError> {
-        let text = std::fs::read_to_string(path).map_err(|source| GenesisError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Genesis::from_json(&text)
-    }
-
     pub fn from_json(text: &str) -> Result<Genesis, GenesisError> {
         Genesis::build(serde_json::from_str(text)?)
     }

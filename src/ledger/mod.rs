@@ -1,6 +1,8 @@
 //! The ledger's pure domain: transactions, blocks, merkle trees, proof of work,
-//! the rules that move money, and genesis. No I/O lives here: nothing in this
-//! module knows about sled, tonic or openraft.
+//! the rules that move money, genesis, keys and outcomes. No I/O lives here
+//! (key files are [`crate::keystore`]'s, the genesis file is read by
+//! [`crate::config::load_genesis`]), and nothing here knows sled, tonic or
+//! openraft.
 
 pub mod block;
 pub mod genesis;

@@ -3,10 +3,11 @@
 //! Why not sled: in sled 0.34 a value over 128 KiB (a leaf of 16 full
 //! blocks is megabytes) is written as a "blob" whose cache entry is counted
 //! as the ~20-byte pointer, and the cache acts on page accesses only after
-//! 64 have queued in each of 256 shards. Pages of blocks were never evicted:
-//! a node's resident memory rose with the chain it read (a snapshot build
-//! reads all of it: peaks of 189, 262, 309 and 418 MB at 0.5, 1, 1.5 and
-//! 2 million transfers), and a leaf was rewritten whole every ten inserts.
+//! 64 have queued in each of 256 shards. Pages of blocks in sled are never
+//! evicted: a node's resident memory rises with the chain it reads (a
+//! snapshot build reads all of it: peaks of 189, 262, 309 and 418 MB at 0.5,
+//! 1, 1.5 and 2 million transfers), and a leaf is rewritten whole every ten
+//! inserts.
 //! Here a block is one `pwrite` when applied and one `pread` when read; no
 //! cache of ours holds bodies, so memory does not grow with history.
 //!

@@ -21,15 +21,13 @@ use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{AnyError, ErrorSubject, ErrorVerb, OptionalSend, StorageIOError, Vote};
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
 const KEY_VOTE: &[u8] = b"vote";
 const KEY_COMMITTED: &[u8] = b"committed";
 const KEY_LAST_PURGED: &[u8] = b"last_purged";
-/// Where data dirs before the segment files kept the entries.
-const SLED_LOG_TREE: &str = "raft_log";
 
 /// Sentinel for "no committed index" in [`LogStore::committed_index`].
 const NONE_INDEX: u64 = u64::MAX;
@@ -40,8 +38,8 @@ pub enum LogStoreError {
     Sled(#[from] sled::Error),
     #[error(transparent)]
     Wal(#[from] WalError),
-    #[error("moving the Raft log out of sled into {path}: {reason}")]
-    Migrate { path: String, reason: String },
+    #[error("corrupt Raft log marker in {path}: {source}")]
+    Decode { path: String, source: bincode::Error },
     #[error("the Raft log {path} is missing, but this node voted before (its database remembers the vote): it may have acknowledged entries it no longer has. Restore the directory, or treat the node as lost: remove its whole state, `bank-client cluster remove <id>`, then start it with a new --id and --join")]
     Missing { path: String },
     #[error("syncing the database: {0}")]
@@ -84,23 +82,28 @@ fn join_err(e: tokio::task::JoinError) -> StorageError {
 
 impl LogStore {
     /// Opens the log: entries in `log_dir`, vote and markers in `db`, the
-    /// sled database at `db_dir`. A data dir whose entries are still in
-    /// sled has them moved to `log_dir` first.
+    /// sled database at `db_dir`.
     pub fn open(db: &sled::Db, db_dir: &Path, log_dir: &Path) -> Result<LogStore, LogStoreError> {
         let files = Arc::new(SledSync::open(db_dir).map_err(sled::Error::from)?);
         let meta = db.open_tree("raft_meta")?;
         let purged = match meta.get(KEY_LAST_PURGED)? {
-            Some(v) => Some(codec::decode::<LogId>(&v).map_err(|e| migrate_err(db_dir, e))?.index),
+            Some(v) => Some(
+                codec::decode::<LogId>(&v)
+                    .map_err(|source| LogStoreError::Decode {
+                        path: db_dir.display().to_string(),
+                        source,
+                    })?
+                    .index,
+            ),
             None => None,
         };
-        let old_layout = db.tree_names().iter().any(|n| n.as_ref() == SLED_LOG_TREE.as_bytes());
         // Checked before anything is created, so that every start refuses.
-        if !log_dir.exists() && !old_layout && meta.get(KEY_VOTE)?.is_some() {
+        if !log_dir.exists() && meta.get(KEY_VOTE)?.is_some() {
             return Err(LogStoreError::Missing {
                 path: log_dir.display().to_string(),
             });
         }
-        let wal = migrate_from_sled(db, &files, log_dir, old_layout, purged)?;
+        let wal = Wal::open(log_dir, purged)?;
         let store = LogStore {
             db: db.clone(),
             files,
@@ -213,67 +216,6 @@ impl LogStore {
         .await
         .map_err(join_err)??;
         Ok(())
-    }
-}
-
-/// Opens the segment files at `log_dir`, first moving entries a data dir
-/// from before them kept in sled's `raft_log` tree. Crash-safe: the files are
-/// written under a temporary name, synced and renamed into place, and only
-/// then is the tree dropped; a start that finds both keeps the files.
-fn migrate_from_sled(
-    db: &sled::Db,
-    files: &SledSync,
-    log_dir: &Path,
-    old_layout: bool,
-    purged: Option<u64>,
-) -> Result<Wal, LogStoreError> {
-    let staging = staging_dir(log_dir);
-    if staging.exists() {
-        std::fs::remove_dir_all(&staging).map_err(|e| migrate_err(&staging, e))?;
-    }
-    if old_layout {
-        let tree = db.open_tree(SLED_LOG_TREE)?;
-        if !log_dir.exists() && !tree.is_empty() {
-            let mut wal = Wal::open(&staging, None)?;
-            let mut moved = 0u64;
-            for kv in tree.iter() {
-                let (k, v) = kv?;
-                let index = k
-                    .as_ref()
-                    .try_into()
-                    .map(u64::from_be_bytes)
-                    .map_err(|_| migrate_err(&staging, "a key that is not an index"))?;
-                wal.append([(index, v.as_ref())])?;
-                moved += 1;
-            }
-            wal.sync()?;
-            drop(wal);
-            std::fs::rename(&staging, log_dir).map_err(|e| migrate_err(log_dir, e))?;
-            if let Some(parent) = log_dir.parent() {
-                std::fs::File::open(parent)
-                    .and_then(|d| d.sync_all())
-                    .map_err(|e| migrate_err(log_dir, e))?;
-            }
-            tracing::info!("moved {moved} Raft log entries out of sled into {}", log_dir.display());
-        }
-        drop(tree);
-        db.drop_tree(SLED_LOG_TREE)?;
-        db.flush()?;
-        files.sync().map_err(|e| migrate_err(log_dir, e))?;
-    }
-    Ok(Wal::open(log_dir, purged)?)
-}
-
-fn staging_dir(log_dir: &Path) -> PathBuf {
-    let mut name = log_dir.file_name().unwrap_or_default().to_os_string();
-    name.push(".moving");
-    log_dir.with_file_name(name)
-}
-
-fn migrate_err(path: &Path, e: impl std::fmt::Display) -> LogStoreError {
-    LogStoreError::Migrate {
-        path: path.display().to_string(),
-        reason: e.to_string(),
     }
 }
 
@@ -459,56 +401,6 @@ mod tests {
             .collect();
         wal.append(encoded.iter().map(|(i, b)| (*i, b.as_slice()))).unwrap();
         wal.sync().unwrap();
-    }
-
-    /// A data dir as written before the segment files: entries in sled.
-    fn old_layout(dir: &Path, entries: &[Entry]) {
-        let db = crate::storage::open_db(dir).unwrap();
-        let tree = db.open_tree(SLED_LOG_TREE).unwrap();
-        for e in entries {
-            tree.insert(e.log_id.index.to_be_bytes(), codec::encode(e).unwrap())
-                .unwrap();
-        }
-        db.flush().unwrap();
-    }
-
-    async fn check_moved(db: &sled::Db, db_dir: &Path, log_dir: &Path, entries: &[Entry]) {
-        let mut store = LogStore::open(db, db_dir, log_dir).unwrap();
-        let got = store.try_get_log_entries(..).await.unwrap();
-        assert_eq!(got, entries);
-        let state = store.get_log_state().await.unwrap();
-        assert_eq!(state.last_log_id, entries.last().map(|e| e.log_id));
-        assert!(!db.tree_names().iter().any(|n| n.as_ref() == SLED_LOG_TREE.as_bytes()));
-        assert!(!staging_dir(log_dir).exists());
-    }
-
-    #[tokio::test]
-    async fn entries_kept_in_sled_move_to_the_segment_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let (db_dir, log_dir) = (dir.path().join("db"), dir.path().join("log"));
-        let entries: Vec<Entry> = (3..=7).map(|i| entry(2, i)).collect();
-        old_layout(&db_dir, &entries);
-        // A move that crashed part way left a staging dir behind.
-        std::fs::create_dir_all(staging_dir(&log_dir)).unwrap();
-        std::fs::write(staging_dir(&log_dir).join("00000000000000000003.raftlog"), b"partial").unwrap();
-        let db = crate::storage::open_db(&db_dir).unwrap();
-        check_moved(&db, &db_dir, &log_dir, &entries).await;
-        // Reopened: the files are the log.
-        check_moved(&db, &db_dir, &log_dir, &entries).await;
-    }
-
-    #[tokio::test]
-    async fn a_move_that_crashed_after_the_rename_keeps_the_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let (db_dir, log_dir) = (dir.path().join("db"), dir.path().join("log"));
-        let entries: Vec<Entry> = (1..=4).map(|i| entry(1, i)).collect();
-        // The files hold the log; sled still has an older copy of it.
-        old_layout(&db_dir, &entries[..2]);
-        let mut wal = Wal::open(&log_dir, None).unwrap();
-        write_entries(&mut wal, &entries);
-        drop(wal);
-        let db = crate::storage::open_db(&db_dir).unwrap();
-        check_moved(&db, &db_dir, &log_dir, &entries).await;
     }
 
     #[tokio::test]

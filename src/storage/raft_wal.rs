@@ -5,9 +5,8 @@
 //! threads for each write, then `pwrite` + `sync_file_range`) and then an
 //! `fdatasync` of sled's file ([`super::sled_sync`]). Here an append is one
 //! `pwrite` and its sync one `fdatasync`, made by the thread that waits for
-//! it: measured at one client, leader's log append 0.68-0.81 -> 0.52-0.59 ms
-//! mean, p50 0.2-0.3 ms lower, CPU per transfer -10% (README, "Sixth
-//! session").
+//! it: at one client the leader's log append is ~0.2 ms shorter and CPU per
+//! transfer ~10% lower than through sled (docs/PERFORMANCE.md).
 //!
 //! Record: `len: u32 LE | crc32(rest of header, payload): u32 LE | index:
 //! u64 LE | first index of its append: u64 LE | payload`, indexes

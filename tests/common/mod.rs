@@ -4,11 +4,11 @@
 
 #![allow(dead_code)]
 
+use bank_ledger::launcher::{Membership, NodeLaunch};
 use serde_json::Value;
 use std::collections::HashSet;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
@@ -30,11 +30,9 @@ pub fn write_dev_keystore(dir: &Path, genesis: &str) {
     let v: Value = serde_json::from_str(genesis).expect("genesis JSON");
     for a in v["accounts"].as_array().into_iter().flatten() {
         let Some(id) = a["id"].as_u64() else { continue };
-        let path = bank_ledger::ledger::keys::key_path(dir, id);
+        let path = bank_ledger::keystore::key_path(dir, id);
         if !path.exists() {
-            bank_ledger::ledger::AccountKey::dev(id)
-                .save(&path)
-                .expect("write dev key");
+            bank_ledger::keystore::save_key(&bank_ledger::ledger::AccountKey::dev(id), &path).expect("write dev key");
         }
     }
 }
@@ -44,10 +42,7 @@ static USED_PORTS: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
 
 pub fn free_port() -> u16 {
     loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("bind an ephemeral port");
+        let port = bank_ledger::launcher::free_port().expect("bind an ephemeral port");
         let mut used = USED_PORTS.lock().unwrap();
         if used.get_or_insert_with(HashSet::new).insert(port) {
             return port;
@@ -162,33 +157,24 @@ impl Cluster {
         let node = &self.nodes[id as usize];
         assert!(node.child.is_none(), "node {id} is already running");
         let stderr = std::fs::File::create(self.dir.path().join(format!("node{id}.stderr"))).expect("stderr file");
-        let mut cmd = Command::new(SERVER);
-        cmd.args(["--id", &id.to_string(), "--http-listen", &node.http]);
-        match &node.join {
-            Some(join) => cmd.args(["--listen", &node.addr, "--join", join]),
-            None => cmd.args(["--peers", &self.peers]),
-        };
-        if self.tls {
-            let tls = self.dir.path().join("tls");
-            cmd.arg("--tls-cert")
-                .arg(tls.join(format!("node-{id}.pem")))
-                .arg("--tls-key")
-                .arg(tls.join(format!("node-{id}.key")))
-                .arg("--tls-ca")
-                .arg(tls.join("ca.pem"));
+        let mut launch = NodeLaunch::new(Path::new(SERVER), id, &self.peers, self.dir.path(), &node.genesis);
+        if let Some(join) = &node.join {
+            launch.membership = Membership::Join {
+                listen: node.addr.clone(),
+                via: join.clone(),
+            };
         }
-        let child = cmd
-            .args(&self.server_args)
-            .arg("--data-dir")
-            .arg(self.dir.path())
-            .arg("--genesis")
-            .arg(&node.genesis)
-            .args(["--request-timeout-ms", "8000"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn bank-server");
+        launch.http_listen = Some(node.http.clone());
+        launch.tls = self
+            .tls
+            .then(|| bank_ledger::tls::node_files(&self.dir.path().join("tls"), id));
+        // The test's flags come last (a later flag wins), but the request
+        // timeout stays the tests' own.
+        launch.extra_args = self.server_args.clone();
+        launch
+            .extra_args
+            .extend(["--request-timeout-ms".to_string(), "8000".to_string()]);
+        let child = launch.command().stderr(stderr).spawn().expect("spawn bank-server");
         self.nodes[id as usize].child = Some(child);
     }
 

@@ -1,0 +1,222 @@
+//! `bank-client`: transfers, balances, status and the chain, from the command line.
+//!
+//! This file holds the command line and sends each command to its module.
+
+// First, so that its `out!` macro is in scope in the modules below.
+#[macro_use]
+mod context;
+
+mod chain;
+mod cluster;
+mod errors;
+mod faults;
+mod reads;
+mod status;
+mod transfer;
+mod verify;
+
+use anyhow::{anyhow, Context};
+use bank_ledger::auth::AdminToken;
+use bank_ledger::client::parse_servers;
+use bank_ledger::config::DEFAULT_SERVERS;
+use bank_ledger::ledger::Hash32;
+use clap::{Parser, Subcommand};
+use context::Ctx;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "bank-client", version, about = "Client of the Raft-replicated bank ledger")]
+struct Cli {
+    /// Servers to try, in order: HOST:PORT,... (or ID=HOST:PORT,...).
+    #[arg(long, env = "BANK_SERVERS", default_value = DEFAULT_SERVERS, global = true)]
+    servers: String,
+    /// Print machine-readable JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Give up after this long (default 10 s; 300 s for `cluster`, where a
+    /// new node may need to catch up first).
+    #[arg(long, global = true)]
+    timeout_ms: Option<u64>,
+    /// File holding the cluster's admin token, for partition, heal, delay and
+    /// cluster add/remove (needed when the nodes were started with one).
+    #[arg(long, env = "BANK_ADMIN_TOKEN_FILE", global = true)]
+    admin_token_file: Option<std::path::PathBuf>,
+    /// Directory of account keys (`<account>.key`) that sign transfers. The
+    /// default, `dev-keys`, holds the public demo keys shipped in the repository.
+    #[arg(long, env = "BANK_KEYSTORE", default_value = "dev-keys", global = true)]
+    keystore: PathBuf,
+    /// Sign only for this chain (genesis hash, 64 hex digits): refuses servers
+    /// that run another one. Without it, the chain is the one servers report.
+    #[arg(long, env = "BANK_CHAIN_ID", global = true, value_parser = parse_chain_id)]
+    chain_id: Option<Hash32>,
+    /// Talk TLS, trusting this CA certificate (PEM): the cluster's `ca.pem`.
+    #[arg(long, env = "BANK_TLS_CA", global = true)]
+    tls_ca: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Move AMOUNT from account FROM to account TO; answers once committed.
+    Transfer {
+        from: u64,
+        to: u64,
+        amount: u64,
+        /// Transaction id, unique forever; resubmitting it returns the first outcome.
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Create a new key for ACCOUNT in the keystore and print its public key
+    /// (register it in genesis). Never overwrites a key.
+    Keygen {
+        account: u64,
+        /// Write the account's public dev key instead (insecure: anyone can
+        /// derive it), for genesis files made without `--keystore`.
+        #[arg(long)]
+        dev: bool,
+    },
+    /// Linearizable balance of ACCOUNT.
+    Balance {
+        account: u64,
+        /// Record an audited balance check in a block.
+        #[arg(long)]
+        record: bool,
+        /// Id of the recorded check.
+        #[arg(long, requires = "record")]
+        id: Option<String>,
+    },
+    /// Every server's role, term, leader, height and tip.
+    Status,
+    /// One block by height.
+    Block { height: u64 },
+    /// Blocks from a height on.
+    Chain {
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+    },
+    /// A committed transaction by id: block, outcome and content.
+    Tx { id: String },
+    /// The transactions touching ACCOUNT, newest first.
+    History {
+        account: u64,
+        /// Entries to show (whole blocks are read; at most 1000).
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Only blocks below this height (the "more before" height of a previous page).
+        #[arg(long)]
+        before: Option<u64>,
+    },
+    /// Follow the chain: print each new block as it is committed (Ctrl+C stops).
+    Watch {
+        /// Start at this height (default: the next block).
+        #[arg(long)]
+        from: Option<u64>,
+        /// Poll interval.
+        #[arg(long, default_value_t = 500)]
+        interval_ms: u64,
+    },
+    /// Every balance, read atomically at one applied index, and their total.
+    Balances,
+    /// Each server re-checks its own stored chain (links, merkle roots, proof
+    /// of work, every outcome re-executed, balances); fails if any is damaged.
+    Verify,
+    /// Cut server-to-server traffic into groups, e.g. `partition 0,1 2`; unlisted servers stand alone.
+    Partition {
+        /// Groups of node ids, members separated by commas.
+        #[arg(required = true)]
+        groups: Vec<String>,
+    },
+    /// Remove the partition.
+    Heal,
+    /// Change membership: add or remove nodes.
+    Cluster {
+        #[command(subcommand)]
+        op: ClusterCmd,
+    },
+    /// Delay (and optionally drop) server-to-server messages; `--off` removes both.
+    Delay {
+        #[arg(long, required_unless_present_any = ["off", "loss"])]
+        min_ms: Option<u64>,
+        #[arg(long, required_unless_present_any = ["off", "loss"])]
+        max_ms: Option<u64>,
+        /// Fraction of messages to drop, 0 to 1.
+        #[arg(long)]
+        loss: Option<f64>,
+        #[arg(long, conflicts_with_all = ["min_ms", "max_ms", "loss"])]
+        off: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Add node ID serving at HOST:PORT: it joins as a learner and becomes a
+    /// voter once it has caught up. Start it first with `bank-server --id ID
+    /// --listen HOST:PORT --join ANY-MEMBER`.
+    Add { id: u64, addr: String },
+    /// Remove node ID (voter or learner).
+    Remove { id: u64 },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    bank_ledger::run_main(|| {
+        tokio::runtime::Runtime::new()
+            .context("cannot start the async runtime")?
+            .block_on(run(cli))
+    });
+}
+
+fn parse_chain_id(s: &str) -> Result<Hash32, bank_ledger::ledger::HexError> {
+    Hash32::from_hex(s)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let servers = parse_servers(&cli.servers).map_err(|e| anyhow!(e))?;
+    if let Some(ca) = &cli.tls_ca {
+        bank_ledger::tls::use_client_tls(bank_ledger::tls::client_config(ca)?);
+    }
+    let default_ms = if matches!(cli.command, Cmd::Cluster { .. }) {
+        300_000
+    } else {
+        10_000
+    };
+    let timeout = Duration::from_millis(cli.timeout_ms.unwrap_or(default_ms).max(1));
+    let admin = match &cli.admin_token_file {
+        Some(path) => Some(AdminToken::from_file(path)?),
+        None => None,
+    };
+    let ctx = Ctx {
+        servers,
+        timeout,
+        json: cli.json,
+        admin,
+        keystore: cli.keystore,
+        chain_id: cli.chain_id,
+    };
+    match cli.command {
+        Cmd::Transfer { from, to, amount, id } => transfer::transfer(&ctx, from, to, amount, id).await,
+        Cmd::Keygen { account, dev } => transfer::keygen(&ctx, account, dev),
+        Cmd::Balance { account, record, id } => reads::balance(&ctx, account, record, id).await,
+        Cmd::Status => status::status(&ctx).await,
+        Cmd::Block { height } => chain::block(&ctx, height).await,
+        Cmd::Chain { from, limit } => chain::chain(&ctx, from, limit).await,
+        Cmd::Tx { id } => reads::tx(&ctx, id).await,
+        Cmd::History { account, limit, before } => reads::history(&ctx, account, limit, before).await,
+        Cmd::Watch { from, interval_ms } => chain::watch(&ctx, from, interval_ms).await,
+        Cmd::Balances => reads::balances(&ctx).await,
+        Cmd::Verify => verify::verify(&ctx).await,
+        Cmd::Partition { groups } => faults::partition(&ctx, groups).await,
+        Cmd::Heal => faults::heal(&ctx).await,
+        Cmd::Cluster { op } => cluster::cluster(&ctx, op).await,
+        Cmd::Delay {
+            min_ms,
+            max_ms,
+            loss,
+            off,
+        } => faults::delay(&ctx, min_ms, max_ms, loss, off).await,
+    }
+}

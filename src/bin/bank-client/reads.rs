@@ -1,0 +1,137 @@
+//! Reads of the ledger: balances, a transaction, an account's history.
+
+use crate::chain::describe_tx;
+use crate::context::Ctx;
+use anyhow::Context;
+use bank_ledger::client::request;
+use bank_ledger::ledger::TxId;
+use bank_ledger::proto::bank::{AccountHistoryRequest, BalanceRequest, BalancesRequest, GetTxRequest};
+use serde_json::{json, Value};
+
+/// `balance`: the linearizable balance of `account`, recorded in a block
+/// with `record`.
+pub async fn balance(ctx: &Ctx, account: u64, record: bool, id: Option<String>) -> anyhow::Result<()> {
+    let tx_id = match id {
+        Some(id) => TxId::new(id)?.to_string(),
+        None if record => TxId::random().to_string(),
+        None => String::new(),
+    };
+    let msg = BalanceRequest { account, record, tx_id };
+    let r = ctx
+        .call(|mut c, t| {
+            let msg = msg.clone();
+            async move { Ok(c.balance(request(msg, t)).await?.into_inner()) }
+        })
+        .await?;
+    match (ctx.json, &r.record) {
+        (true, None) => out!("{}", json!({"account": r.account, "balance": r.balance})),
+        (true, Some(rec)) => out!(
+            "{}",
+            json!({"account": r.account, "balance": r.balance, "tx_id": rec.tx_id,
+                   "height": rec.height, "block_hash": rec.block_hash})
+        ),
+        (false, None) => out!("account {}: {}", r.account, r.balance),
+        (false, Some(rec)) => out!(
+            "account {}: {} (audited as tx {} in block {} {})",
+            r.account,
+            r.balance,
+            rec.tx_id,
+            rec.height,
+            rec.block_hash
+        ),
+    }
+    Ok(())
+}
+
+/// `balances`: every balance, read atomically at one applied index, and
+/// their total.
+pub async fn balances(ctx: &Ctx) -> anyhow::Result<()> {
+    let r = ctx
+        .call(|mut c, t| async move { Ok(c.balances(request(BalancesRequest {}, t)).await?.into_inner()) })
+        .await?;
+    let total: u128 = r.balances.iter().map(|b| u128::from(b.balance)).sum();
+    ctx.print(
+        || {
+            let balances: serde_json::Map<String, Value> = r
+                .balances
+                .iter()
+                .map(|b| (b.account.to_string(), json!(b.balance)))
+                .collect();
+            json!({"height": r.height, "tip_hash": r.tip_hash, "applied_index": r.applied_index,
+                   "total": total, "balances": balances})
+        },
+        || {
+            for b in &r.balances {
+                out!("account {:>8}: {}", b.account, b.balance);
+            }
+            out!("total {total} at height {} (log index {})", r.height, r.applied_index);
+        },
+    );
+    Ok(())
+}
+
+/// `tx`: a committed transaction by id: block, outcome and content.
+pub async fn tx(ctx: &Ctx, id: String) -> anyhow::Result<()> {
+    let tx_id = TxId::new(id)?.to_string();
+    let r = ctx
+        .call(|mut c, t| {
+            let msg = GetTxRequest { tx_id: tx_id.clone() };
+            async move { Ok(c.get_tx(request(msg, t)).await?.into_inner()) }
+        })
+        .await?;
+    let v = parse_json(&r.json)?;
+    ctx.print(
+        || &v,
+        || {
+            out!("tx       {}", v["tx_id"].as_str().unwrap_or("?"));
+            out!("what     {}", describe_tx(&v["tx"], &v["balance"]));
+            let reason = v["reason"].as_str().map(|r| format!(": {r}")).unwrap_or_default();
+            out!("status   {}{reason}", v["status"].as_str().unwrap_or("?"));
+            out!("block    {} {}", v["height"], v["block_hash"].as_str().unwrap_or("?"));
+        },
+    );
+    Ok(())
+}
+
+/// `history`: the transactions touching `account`, newest first, a page of
+/// `limit` entries below height `before`.
+pub async fn history(ctx: &Ctx, account: u64, limit: u32, before: Option<u64>) -> anyhow::Result<()> {
+    let r = ctx
+        .call(|mut c, t| {
+            let msg = AccountHistoryRequest {
+                account,
+                limit,
+                before_height: before,
+            };
+            async move { Ok(c.account_history(request(msg, t)).await?.into_inner()) }
+        })
+        .await?;
+    let v = parse_json(&r.json)?;
+    ctx.print(
+        || &v,
+        || {
+            out!("account {}: balance {}", account, v["balance"]);
+            out!("{:>8}  {:<36} {:<10} WHAT", "HEIGHT", "TX", "STATUS");
+            for e in v["entries"].as_array().into_iter().flatten() {
+                let id = e["tx"]["id"].as_str().unwrap_or("-");
+                let reason = e["reason"].as_str().map(|r| format!(" ({r})")).unwrap_or_default();
+                out!(
+                    "{:>8}  {:<36} {:<10} {}{reason}",
+                    e["height"].as_u64().unwrap_or(0),
+                    id,
+                    e["status"].as_str().unwrap_or("?"),
+                    describe_tx(&e["tx"], &e["balance"])
+                );
+            }
+            if let Some(b) = v["next_before"].as_u64() {
+                out!("more before height {b}: bank-client history {account} --before {b}");
+            }
+        },
+    );
+    Ok(())
+}
+
+/// A JSON document a server sent.
+fn parse_json(json: &str) -> anyhow::Result<Value> {
+    serde_json::from_str(json).context("server sent malformed JSON")
+}
