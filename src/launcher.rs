@@ -28,7 +28,8 @@ pub struct NodeLaunch {
     pub http_listen: Option<String>,
     /// The node's certificate, key and the cluster CA, for TLS.
     pub tls: Option<TlsFiles>,
-    /// Any further flags, after the others (a later flag wins).
+    /// Any further flags, after the others (each flag at most once: a
+    /// repeated one is refused).
     pub extra_args: Vec<String>,
 }
 

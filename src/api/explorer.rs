@@ -25,12 +25,12 @@ pub(super) async fn get_blocks(
     } else {
         msg.limit.min(MAX_BLOCKS_PER_REQUEST)
     };
-    let (tip_height, _) = api.ledger.tip();
+    let (tip_height, _) = api.parts.ledger.tip();
     let mut blocks = Vec::new();
     let mut bytes = 0usize;
     let mut h = msg.from_height;
     while h <= tip_height && blocks.len() < limit as usize && bytes < MAX_BLOCKS_REPLY_BYTES {
-        match api.ledger.block_json(h) {
+        match api.parts.ledger.block_json(h) {
             Ok(Some(json)) => {
                 bytes += json.len();
                 blocks.push(json);
@@ -51,7 +51,7 @@ pub(super) async fn account_history(
     req: Request<AccountHistoryRequest>,
 ) -> Result<Response<JsonReply>, Status> {
     let msg = req.into_inner();
-    if api.ledger.balance(msg.account).is_none() {
+    if api.parts.ledger.balance(msg.account).is_none() {
         return Err(reject_status(&RejectReason::UnknownAccount { account: msg.account }));
     }
     let limit = match msg.limit {
@@ -62,7 +62,7 @@ pub(super) async fn account_history(
         .try_acquire_owned()
         .map_err(|_| Status::resource_exhausted("busy: too many history lookups at once; retry"))?;
     // Reads up to thousands of blocks: off the async workers.
-    let ledger = Arc::clone(&api.ledger);
+    let ledger = Arc::clone(&api.parts.ledger);
     let v = tokio::task::spawn_blocking(move || {
         let _slot = slot;
         ledger.account_history(msg.account, limit, msg.before_height)

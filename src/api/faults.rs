@@ -8,9 +8,9 @@ use crate::raft::faults::FaultSettings;
 use tonic::{Request, Response, Status};
 
 pub(super) async fn set_faults(api: &BankApi, req: Request<SetFaultsRequest>) -> Result<Response<FaultsMsg>, Status> {
-    authorize_control(api.admin_token.as_ref(), &req)?;
+    authorize_control(api.parts.admin_token.as_ref(), &req)?;
     let msg = req.into_inner();
-    let mut f = api.faults.get();
+    let mut f = api.parts.faults.get();
     if msg.set_partition {
         f.partition = msg
             .partition
@@ -24,8 +24,11 @@ pub(super) async fn set_faults(api: &BankApi, req: Request<SetFaultsRequest>) ->
         f.delay_max_ms = msg.delay_max_ms;
         f.loss = msg.loss;
     }
-    api.faults.set(f).map_err(|e| Status::invalid_argument(e.to_string()))?;
-    Ok(Response::new(faults_msg(&api.faults.get())))
+    api.parts
+        .faults
+        .set(f)
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    Ok(Response::new(faults_msg(&api.parts.faults.get())))
 }
 
 pub(super) fn faults_msg(f: &FaultSettings) -> FaultsMsg {

@@ -131,14 +131,16 @@ impl BankApi {
     /// client's whole budget, up to this.
     fn control_deadline<T>(&self, req: &Request<T>) -> Instant {
         const MAX_CONTROL: Duration = Duration::from_secs(600);
-        let t = client_timeout(req).map_or(self.request_timeout, |c| (c * 9 / 10).min(MAX_CONTROL));
+        let t = client_timeout(req).map_or(self.parts.request_timeout, |c| (c * 9 / 10).min(MAX_CONTROL));
         Instant::now() + t
     }
 
     /// When to give up on a request: a little before the client does, so the
     /// client gets our reason rather than its own bare timeout.
     fn deadline<T>(&self, req: &Request<T>) -> Instant {
-        let t = client_timeout(req).map_or(self.request_timeout, |c| (c * 9 / 10).min(self.request_timeout));
+        let t = client_timeout(req).map_or(self.parts.request_timeout, |c| {
+            (c * 9 / 10).min(self.parts.request_timeout)
+        });
         Instant::now() + t
     }
 
@@ -183,14 +185,14 @@ impl BankApi {
     {
         let Via { deadline, forwarded } = via;
         if let Some(Some(from)) = forwarded {
-            if !self.faults.can_reach(from) {
+            if !self.parts.faults.can_reach(from) {
                 return Err(Status::unavailable(format!("partitioned from node {from}")));
             }
         }
         let forwarded = forwarded.is_some();
         let started = Instant::now();
         let mut last = String::from("no leader elected");
-        let mut metrics = self.raft.metrics();
+        let mut metrics = self.parts.raft.metrics();
         loop {
             let now = Instant::now();
             if now >= deadline {
@@ -207,7 +209,7 @@ impl BankApi {
                     .map(|n| (l, n.addr.clone()))
             });
             match leader_addr {
-                Some((leader, _)) if leader == self.id && m.state == ServerState::Leader => {
+                Some((leader, _)) if leader == self.parts.id && m.state == ServerState::Leader => {
                     match tokio::time::timeout_at(deadline, local()).await {
                         Err(_) => {
                             return Err(Status::deadline_exceeded(format!(
@@ -220,11 +222,11 @@ impl BankApi {
                         Ok(Err(Attempt::NotLeader(m) | Attempt::Retry(m))) => last = m,
                     }
                 }
-                Some((leader, addr)) if leader != self.id => {
+                Some((leader, addr)) if leader != self.parts.id => {
                     if forwarded {
-                        return Err(Status::unavailable(format!("node {} is not the leader", self.id)));
+                        return Err(Status::unavailable(format!("node {} is not the leader", self.parts.id)));
                     }
-                    if !self.faults.can_reach(leader) {
+                    if !self.parts.faults.can_reach(leader) {
                         last = format!("partitioned from leader {leader}");
                         tokio::time::sleep(RETRY_PAUSE.min(deadline - now)).await;
                         continue;
@@ -254,11 +256,11 @@ impl BankApi {
         let mut r = crate::client::request(msg, timeout);
         let md = r.metadata_mut();
         md.insert(FORWARDED_HEADER, tonic::metadata::MetadataValue::from_static("1"));
-        if let Ok(v) = self.id.to_string().parse() {
+        if let Ok(v) = self.parts.id.to_string().parse() {
             md.insert(FROM_HEADER, v);
         }
         // The caller was authorized here; the leader checks this node's token.
-        if let Some(t) = &self.admin_token {
+        if let Some(t) = &self.parts.admin_token {
             t.attach(&mut r);
         }
         r

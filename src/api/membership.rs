@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
 pub(super) async fn add_node(api: &BankApi, req: Request<AddNodeRequest>) -> Result<Response<MembershipMsg>, Status> {
-    authorize_control(api.admin_token.as_ref(), &req)?;
+    authorize_control(api.parts.admin_token.as_ref(), &req)?;
     let (msg, via) = api.received_control(req);
     crate::config::parse_peers(&format!("{}={}", msg.id, msg.addr))
         .map_err(|_| Status::invalid_argument(format!("bad node address {:?}: expected HOST:PORT", msg.addr)))?;
@@ -29,7 +29,7 @@ pub(super) async fn remove_node(
     api: &BankApi,
     req: Request<RemoveNodeRequest>,
 ) -> Result<Response<MembershipMsg>, Status> {
-    authorize_control(api.admin_token.as_ref(), &req)?;
+    authorize_control(api.parts.admin_token.as_ref(), &req)?;
     let (msg, via) = api.received_control(req);
     let reply = api.on_leader(via, &msg, || api.remove_node_here(msg.id)).await?;
     Ok(Response::new(reply))
@@ -37,7 +37,7 @@ pub(super) async fn remove_node(
 
 impl BankApi {
     fn membership_msg(&self) -> MembershipMsg {
-        let m = self.raft.metrics().borrow().clone();
+        let m = self.parts.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership();
         MembershipMsg {
             voters: membership.voter_ids().collect(),
@@ -47,7 +47,7 @@ impl BankApi {
 
     /// Adds `id` as a learner, waits until it has caught up, then makes it a voter.
     async fn add_node_here(&self, id: NodeId, addr: &str, deadline: Instant) -> Result<MembershipMsg, Attempt> {
-        let m = self.raft.metrics().borrow().clone();
+        let m = self.parts.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership();
         if let Some(node) = membership.get_node(&id) {
             if node.addr != addr {
@@ -62,15 +62,16 @@ impl BankApi {
         }
         tracing::info!("adding node {id} at {addr} as a learner");
         let node = BasicNode { addr: addr.to_string() };
-        self.raft
+        self.parts
+            .raft
             .add_learner(id, node, false)
             .await
             .map_err(membership_attempt)?;
         // openraft's own wait counts a learner within `replication_lag_threshold`
         // (5000 entries) as caught up, even one that never answered: wait here
         // until it holds everything the leader had when it was added.
-        let target = self.raft.metrics().borrow().last_log_index.unwrap_or(0);
-        let mut metrics = self.raft.metrics();
+        let target = self.parts.raft.metrics().borrow().last_log_index.unwrap_or(0);
+        let mut metrics = self.parts.raft.metrics();
         let give_up = deadline.checked_sub(Duration::from_millis(200)).unwrap_or(deadline);
         loop {
             let matched = {
@@ -96,7 +97,8 @@ impl BankApi {
             }
         }
         tracing::info!("node {id} caught up; promoting it to voter");
-        self.raft
+        self.parts
+            .raft
             .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
             .await
             .map_err(membership_attempt)?;
@@ -104,7 +106,7 @@ impl BankApi {
     }
 
     async fn remove_node_here(&self, id: NodeId) -> Result<MembershipMsg, Attempt> {
-        let m = self.raft.metrics().borrow().clone();
+        let m = self.parts.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         let change = if voters.contains(&id) {
@@ -120,7 +122,8 @@ impl BankApi {
             return Err(Attempt::Done(Status::not_found(format!("node {id} is not a member"))));
         };
         tracing::info!("removing node {id}");
-        self.raft
+        self.parts
+            .raft
             .change_membership(change, false)
             .await
             .map_err(membership_attempt)?;

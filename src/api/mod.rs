@@ -42,24 +42,10 @@ use tonic::{Request, Response, Status};
 
 /// The client API of one node.
 pub struct BankApi {
-    id: NodeId,
-    addr: String,
-    raft: Raft,
-    /// Linearizable reads wait here before they read the ledger.
-    reads: ReadBarrier,
-    ledger: Arc<Ledger>,
-    log_store: LogStore,
-    producer: BlockProducer,
-    /// Upper bound on how long one request may take, whatever the client asks.
-    request_timeout: Duration,
+    /// What the API was built from: the node's Raft, ledger, producer and settings.
+    parts: ApiParts,
     /// Connections to other nodes' APIs, for forwarding.
     peers: Mutex<HashMap<NodeId, (String, BankClient<Channel>)>>,
-    /// Injected network faults; forwarding is server-to-server traffic too.
-    faults: Arc<Faults>,
-    /// When each peer was last heard from.
-    peers_seen: Arc<Peers>,
-    /// Required on control-plane calls when set; see [`crate::auth`].
-    admin_token: Option<AdminToken>,
     /// One chain verification at a time: each costs a pass over the history.
     /// The permit goes with the pass, not the call: a caller that gives up
     /// (deadline) must not free it while the pass still runs.
@@ -80,46 +66,27 @@ pub struct ApiParts {
     /// The address clients and peers reach this node at.
     pub addr: String,
     pub raft: Raft,
+    /// Linearizable reads wait here before they read the ledger.
     pub reads: ReadBarrier,
     pub ledger: Arc<Ledger>,
     pub log_store: LogStore,
     pub producer: BlockProducer,
     /// Upper bound on how long one request may take, whatever the client asks.
     pub request_timeout: Duration,
+    /// Injected network faults; forwarding is server-to-server traffic too.
     pub faults: Arc<Faults>,
+    /// When each peer was last heard from.
     pub peers_seen: Arc<Peers>,
+    /// Required on control-plane calls when set; see [`crate::auth`].
     pub admin_token: Option<AdminToken>,
 }
 
 impl BankApi {
     pub fn new(parts: ApiParts) -> BankApi {
-        let ApiParts {
-            id,
-            addr,
-            raft,
-            reads,
-            ledger,
-            log_store,
-            producer,
-            request_timeout,
-            faults,
-            peers_seen,
-            admin_token,
-        } = parts;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         BankApi {
-            id,
-            addr,
-            raft,
-            reads,
-            ledger,
-            log_store,
-            producer,
-            request_timeout,
+            parts,
             peers: Mutex::new(HashMap::new()),
-            faults,
-            peers_seen,
-            admin_token,
             verifying: Arc::new(tokio::sync::Semaphore::new(1)),
             histories: Arc::new(tokio::sync::Semaphore::new(2)),
             signature_slots: Arc::new(tokio::sync::Semaphore::new(cores)),

@@ -67,18 +67,23 @@ pub(super) async fn balances(api: &BankApi, req: Request<BalancesRequest>) -> Re
 pub(super) async fn get_tx(api: &BankApi, req: Request<GetTxRequest>) -> Result<Response<JsonReply>, Status> {
     let (msg, via) = api.received(req);
     let id = TxId::new(msg.tx_id.clone()).map_err(|e| Status::invalid_argument(e.to_string()))?;
-    if let Some(v) = api.ledger.tx_json(&id).map_err(|e| Status::data_loss(e.to_string()))? {
+    if let Some(v) = api
+        .parts
+        .ledger
+        .tx_json(&id)
+        .map_err(|e| Status::data_loss(e.to_string()))?
+    {
         return Ok(Response::new(JsonReply { json: v.to_string() }));
     }
     let reply = api
         .on_leader(via, &msg, || async {
             api.confirm_leadership().await?;
-            match api.ledger.tx_json(&id) {
+            match api.parts.ledger.tx_json(&id) {
                 Ok(Some(v)) => Ok(JsonReply { json: v.to_string() }),
                 Ok(None) => Err(Attempt::Done(Status::not_found(format!(
                     "no committed transaction {id} (leader node {} at height {})",
-                    api.id,
-                    api.ledger.tip().0
+                    api.parts.id,
+                    api.parts.ledger.tip().0
                 )))),
                 Err(e) => Err(Attempt::Done(Status::data_loss(e.to_string()))),
             }
@@ -91,12 +96,12 @@ impl BankApi {
     /// Confirms with a quorum that this node still leads, and waits until the
     /// state machine has applied everything committed before now.
     pub(super) async fn confirm_leadership(&self) -> Result<(), Attempt> {
-        Ok(self.reads.confirm().await?)
+        Ok(self.parts.reads.confirm().await?)
     }
 
     async fn linearizable_balance(&self, account: u64) -> Result<BalanceReply, Attempt> {
         self.confirm_leadership().await?;
-        match self.ledger.balance(account) {
+        match self.parts.ledger.balance(account) {
             Some((balance, height)) => Ok(BalanceReply {
                 account,
                 balance,
@@ -109,7 +114,7 @@ impl BankApi {
 
     async fn linearizable_balances(&self) -> Result<BalancesReply, Attempt> {
         self.confirm_leadership().await?;
-        self.ledger.with_state(|s| {
+        self.parts.ledger.with_state(|s| {
             if s.balances.len() > MAX_ACCOUNTS_PER_READ {
                 return Err(Attempt::Done(Status::resource_exhausted(format!(
                     "{} accounts exceed the {MAX_ACCOUNTS_PER_READ} one atomic read may return",

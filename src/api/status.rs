@@ -9,14 +9,14 @@ use openraft::ServerState;
 use tonic::{Request, Response, Status};
 
 pub(super) async fn status(api: &BankApi, _req: Request<StatusRequest>) -> Result<Response<StatusReply>, Status> {
-    let m = api.raft.metrics().borrow().clone();
-    let (height, tip_hash) = api.ledger.tip();
+    let m = api.parts.raft.metrics().borrow().clone();
+    let (height, tip_hash) = api.parts.ledger.tip();
     let membership = m.membership_config.membership();
     let voters: Vec<u64> = membership.voter_ids().collect();
     let learners: Vec<u64> = membership.learner_ids().collect();
     Ok(Response::new(StatusReply {
-        id: api.id,
-        addr: api.addr.clone(),
+        id: api.parts.id,
+        addr: api.parts.addr.clone(),
         role: role_name(m.state).to_string(),
         term: m.current_term,
         leader_id: m.current_leader,
@@ -24,11 +24,11 @@ pub(super) async fn status(api: &BankApi, _req: Request<StatusRequest>) -> Resul
         tip_hash: tip_hash.to_hex(),
         last_log_index: m.last_log_index,
         last_applied_index: m.last_applied.map(|l| l.index),
-        committed_index: api.log_store.committed_index(),
+        committed_index: api.parts.log_store.committed_index(),
         voters,
         learners,
-        genesis_hash: api.ledger.chain_id().to_hex(),
-        faults: Some(faults_msg(&api.faults.get())),
+        genesis_hash: api.parts.ledger.chain_id().to_hex(),
+        faults: Some(faults_msg(&api.parts.faults.get())),
         millis_since_quorum_ack: m.millis_since_quorum_ack,
         peers: membership
             .nodes()
@@ -42,10 +42,10 @@ pub(super) async fn status(api: &BankApi, _req: Request<StatusRequest>) -> Resul
                     id: *id,
                     addr: node.addr.clone(),
                     voter: membership.voter_ids().any(|v| v == *id),
-                    last_heard_ms: if *id == api.id {
+                    last_heard_ms: if *id == api.parts.id {
                         Some(0)
                     } else {
-                        api.peers_seen.last_heard(*id).map(|d| d.as_millis() as u64)
+                        api.parts.peers_seen.last_heard(*id).map(|d| d.as_millis() as u64)
                     },
                     matched_index: matched,
                     lag_entries: matched.map(|i| m.last_log_index.unwrap_or(0).saturating_sub(i)),

@@ -37,7 +37,10 @@ pub(super) async fn transfer(api: &BankApi, req: Request<TransferRequest>) -> Re
         .on_leader(via, &msg, || async {
             // The leader checks the signature before anything is
             // proposed; followers only forward.
-            api.ledger.authorize(&tx).map_err(|e| Attempt::Done(auth_status(&e)))?;
+            api.parts
+                .ledger
+                .authorize(&tx)
+                .map_err(|e| Attempt::Done(auth_status(&e)))?;
             Ok(tx_reply(&api.commit(tx.clone()).await?, &id))
         })
         .await?;
@@ -94,7 +97,7 @@ impl BankApi {
                 break;
             }
             let outcomes =
-                futures::future::join_all(pending.iter().map(|&i| self.producer.submit(txs[i].clone()))).await;
+                futures::future::join_all(pending.iter().map(|&i| self.parts.producer.submit(txs[i].clone()))).await;
             if outcomes.iter().all(|o| matches!(o, Err(SubmitError::NotLeader(_)))) {
                 return Err(Attempt::NotLeader("leadership changed".into()));
             }
@@ -147,7 +150,7 @@ impl BankApi {
     /// already wait is it refused at once.
     async fn authorize_all(&self, txs: &[Transaction]) -> Result<Vec<Result<(), TransferAuthError>>, Attempt> {
         if txs.len() <= 16 {
-            return Ok(self.ledger.authorize_many(txs));
+            return Ok(self.parts.ledger.authorize_many(txs));
         }
         let overloaded = || {
             crate::stats::refused("overloaded");
@@ -162,7 +165,7 @@ impl BankApi {
             .acquire_owned()
             .await
             .map_err(|_| overloaded())?;
-        let ledger = Arc::clone(&self.ledger);
+        let ledger = Arc::clone(&self.parts.ledger);
         let txs = txs.to_vec();
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
@@ -173,7 +176,7 @@ impl BankApi {
     }
 
     pub(super) async fn commit(&self, tx: Transaction) -> Result<TxRecord, Attempt> {
-        self.producer.submit(tx).await.map_err(Attempt::from)
+        self.parts.producer.submit(tx).await.map_err(Attempt::from)
     }
 }
 

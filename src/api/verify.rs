@@ -11,7 +11,7 @@ pub(super) async fn verify(api: &BankApi, _req: Request<VerifyRequest>) -> Resul
     let one_at_a_time = Arc::clone(&api.verifying)
         .try_acquire_owned()
         .map_err(|_| Status::resource_exhausted("a verification is already running on this node; try again later"))?;
-    let ledger = Arc::clone(&api.ledger);
+    let ledger = Arc::clone(&api.parts.ledger);
     // An audit reads all of history; at background priority it takes
     // the CPU live transfers leave, and all of it on an idle node.
     let report = crate::storage::state_machine::in_background("verify", move || {

@@ -393,6 +393,14 @@ mod snapshot_tests {
         );
         let view = std::fs::read_to_string(b_dir.path().join("states").join("chain.jsonl")).unwrap();
         assert_eq!(view.lines().count(), 31, "the chain view is rebuilt");
+        // The install keeps the data dir's format version (a crash part way
+        // through finishes it at the next start, which checks the version
+        // first), and the node starts again on its data dir.
+        assert!(b.raw_tree().get(b"m:format").unwrap().is_some());
+        drop((b, sm_b));
+        let (b, _) = open(b_dir.path());
+        assert_eq!(b.tip(), cut_tip);
+        b.verify().unwrap();
     }
 
     /// Every record of a snapshot file, sorted.
@@ -493,10 +501,18 @@ mod snapshot_tests {
         sm_a.get_snapshot_builder().await.build_snapshot().await.unwrap();
         std::fs::copy(a_dir.path().join("snap.bin"), b_dir.path().join("snap.bin")).unwrap();
         {
-            // A crash after the pending mark was set, before the load finished.
+            // A crash after the pending mark was set and the ledger cleared,
+            // before the load finished: only the format version is left.
             let (b, _) = open(b_dir.path());
             let db = b.raw_db();
             db.open_tree("ledger_install").unwrap().insert("pending", "x").unwrap();
+            let tree = b.raw_tree();
+            for k in tree.iter().keys() {
+                let k = k.unwrap();
+                if k != b"m:format"[..] {
+                    tree.remove(k).unwrap();
+                }
+            }
             db.flush().unwrap();
         }
         let (b, _) = open(b_dir.path());

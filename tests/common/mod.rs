@@ -168,8 +168,8 @@ impl Cluster {
         launch.tls = self
             .tls
             .then(|| bank_ledger::tls::node_files(&self.dir.path().join("tls"), id));
-        // The test's flags come last (a later flag wins), but the request
-        // timeout stays the tests' own.
+        // Every node of the tests answers within 8 s (a test's own flags
+        // must not repeat it).
         launch.extra_args = self.server_args.clone();
         launch
             .extra_args

@@ -315,8 +315,6 @@ impl Ledger {
         Ok(())
     }
 
-    // ---- reads, for the API and the block producer ----
-
     /// Called before each sled write of a block's apply; with test hooks,
     /// fails where [`tamper::Hooks::crash_after_writes`] says.
     #[inline]

@@ -374,15 +374,17 @@ fn check_format(db: &sled::Db, tree: &sled::Tree) -> Result<(), LedgerError> {
     let found = match tree.get(KEY_FORMAT)? {
         Some(v) => decode::<u32>(&v, || "m:format".into())?,
         None => {
-            let default = db.name();
-            for name in db.tree_names() {
-                if name != default && !db.open_tree(&name)?.is_empty() {
-                    // Data, but no version: written before versions were kept.
-                    return Err(LedgerError::FormatVersion {
-                        found: 0,
-                        wanted: FORMAT_VERSION,
-                    });
-                }
+            let ledger_trees = [CHECKPOINT_TREE, INSTALL_TREE]
+                .into_iter()
+                .map(|name| db.open_tree(name))
+                .collect::<Result<Vec<_>, _>>()?;
+            let empty = tree.is_empty() && ledger_trees.iter().all(sled::Tree::is_empty);
+            if !empty && !is_first_layout(db, tree)? {
+                // Data, but no version, and not the layout version 1 names.
+                return Err(LedgerError::FormatVersion {
+                    found: 0,
+                    wanted: FORMAT_VERSION,
+                });
             }
             tree.insert(KEY_FORMAT, encode(&FORMAT_VERSION, "format version")?)?;
             db.flush()?;
@@ -396,4 +398,26 @@ fn check_format(db: &sled::Db, tree: &sled::Tree) -> Result<(), LedgerError> {
         });
     }
     Ok(())
+}
+
+/// Whether an unversioned ledger is in the layout version 1 names: data
+/// dirs written before versions were recorded already use it (one head,
+/// block files, checkpoints in their own tree). Older layouts (a balance key
+/// per account, whole blocks in sled, the head in four keys, the Raft log in
+/// sled) are not read by this build.
+fn is_first_layout(db: &sled::Db, tree: &sled::Tree) -> Result<bool, LedgerError> {
+    const OLDER_KEYS: [&[u8]; 4] = [b"m:tip", b"m:applied", b"m:balances", b"m:balance_digest"];
+    const OLDER_PREFIXES: [&[u8]; 2] = [PREFIX_ACCOUNT, PREFIX_BLOCK];
+    for key in OLDER_KEYS {
+        if tree.contains_key(key)? {
+            return Ok(false);
+        }
+    }
+    for prefix in OLDER_PREFIXES {
+        if tree.scan_prefix(prefix).next().is_some() {
+            return Ok(false);
+        }
+    }
+    let sled_log = db.tree_names().iter().any(|n| n.as_ref() == b"raft_log");
+    Ok(tree.contains_key(KEY_HEAD)? && !sled_log)
 }

@@ -168,10 +168,7 @@ pub(super) fn block_damage(height: u64) -> impl FnOnce(BlockFileError) -> Ledger
     }
 }
 
-/// Replaces the stored bytes of block `height` with `f`'s edit of them, as
-/// damage on disk would: the blocks after it are written again behind it.
-/// For tests of tamper detection, on a stopped node (`tree` is its ledger
-/// tree, `blocks_dir` its [`super::NodePaths::blocks`]).
+/// The big-endian number after `prefix` in a key.
 pub(super) fn key_number(key: &[u8], prefix: &[u8], what: &str) -> Result<u64, LedgerError> {
     key.get(prefix.len()..)
         .and_then(|b| b.try_into().ok())

@@ -229,11 +229,17 @@ impl Ledger {
         loaded
     }
 
-    /// Clears the ledger and loads a verified snapshot file, in bounded batches.
+    /// Clears the ledger and loads a verified snapshot file, in bounded
+    /// batches. The data dir's format version stays: it describes the dir,
+    /// not the chain, and a start after the install (or one that finishes
+    /// an interrupted install) checks it first.
     fn load_snapshot(&self, path: &Path) -> Result<(), LedgerError> {
         let mut batch = ChunkedBatch::new(&self.tree);
-        for kv in self.tree.iter().keys() {
-            batch.remove(kv?)?;
+        for k in self.tree.iter().keys() {
+            let k = k?;
+            if k != KEY_FORMAT {
+                batch.remove(k)?;
+            }
         }
         self.checkpoints.clear()?;
         self.blocks.keep_through(None)?;

@@ -289,8 +289,6 @@ impl Ledger {
         }
         Ok(())
     }
-
-    // ---- snapshots ----
 }
 
 /// What [`Ledger::verify`] checked.

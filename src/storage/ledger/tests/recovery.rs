@@ -232,10 +232,15 @@ async fn a_data_dir_of_another_format_version_is_refused_naming_both() {
         err.contains(&format!("format version {next}")) && err.contains("reads format version 1"),
         "{err}"
     );
-    // A data dir with data but no version: written before versions were kept.
+    // Written before versions were kept, in the layout version 1 names: stamped.
     tree.remove(b"m:format").unwrap();
+    open_again(&db).unwrap();
+    let stamped = tree.get(b"m:format").unwrap().expect("stamped");
+    assert_eq!(crate::codec::decode::<u32>(&stamped).unwrap(), 1);
+    // Unversioned, in an older layout (the head in four keys): refused, and left as it is.
+    tree.remove(b"m:format").unwrap();
+    tree.insert(b"m:tip", b"x").unwrap();
     let err = open_again(&db).unwrap_err().to_string();
     assert!(err.contains("format version 0"), "{err}");
-    // Nothing was changed by the refusals.
     assert!(tree.get(b"m:format").unwrap().is_none());
 }
