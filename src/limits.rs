@@ -9,7 +9,7 @@ pub const MAX_BLOCK_BYTES: usize = 16 * 1024 * 1024;
 
 /// Largest Raft message accepted or sent: bounds one append batch. An
 /// append carries at most 8 MiB of entries (`max_payload_entries` in
-/// `node.rs`), or one whole block.
+/// `node/mod.rs`), or one whole block.
 pub const MAX_RAFT_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Largest value the codec encodes or decodes: bounds what a corrupt or
