@@ -132,16 +132,7 @@ impl Connections {
     }
 }
 
-/// A request with a deadline the server honours: it answers with its own
-/// reason (e.g. "no quorum") shortly before the deadline.
-pub fn request<T>(msg: T, timeout: Duration) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(msg);
-    r.set_timeout(timeout);
-    if let Ok(v) = timeout.as_millis().to_string().parse() {
-        r.metadata_mut().insert(crate::wire::TIMEOUT_HEADER, v);
-    }
-    r
-}
+pub use crate::wire::request;
 
 /// A control-plane request: [`request`] plus the admin token, if any.
 pub fn control_request<T>(msg: T, timeout: Duration, admin: Option<&AdminToken>) -> tonic::Request<T> {
@@ -177,8 +168,8 @@ pub async fn set_faults_everywhere(
 }
 
 /// Converts the wire form of fault settings to the node's own.
-pub fn fault_settings(f: &crate::proto::bank::Faults) -> crate::raft::faults::FaultSettings {
-    crate::raft::faults::FaultSettings {
+pub fn fault_settings(f: &crate::proto::bank::Faults) -> crate::fault_settings::FaultSettings {
+    crate::fault_settings::FaultSettings {
         partition: f.partition.iter().map(|g| g.members.clone()).collect(),
         delay_min_ms: f.delay_min_ms,
         delay_max_ms: f.delay_max_ms,

@@ -1,6 +1,5 @@
 //! A node's settings and the cluster topology.
 
-use crate::producer::ProducerConfig;
 use crate::raft::NodeId;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -129,6 +128,34 @@ impl NodeConfig {
                 id: self.id,
                 known: self.peers.keys().map(|k| k.to_string()).collect::<Vec<_>>().join(","),
             })
+    }
+}
+
+/// Limits of the producer.
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// Most transactions in one block.
+    pub batch_max_txs: usize,
+    /// Most bytes (canonical encoding) of transactions in one block.
+    pub batch_max_bytes: usize,
+    /// Most transactions waiting for a block; beyond it requests are refused.
+    pub queue_max_txs: usize,
+    /// Most blocks proposed and not yet committed at once.
+    pub pipeline_depth: usize,
+    /// While blocks are in flight, how long a block may wait for more
+    /// transactions before it is cut; zero cuts at once.
+    pub batch_max_wait: std::time::Duration,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        ProducerConfig {
+            batch_max_txs: 4096,
+            batch_max_bytes: 1024 * 1024,
+            queue_max_txs: 65_536,
+            pipeline_depth: 3,
+            batch_max_wait: std::time::Duration::ZERO,
+        }
     }
 }
 

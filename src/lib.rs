@@ -17,6 +17,7 @@ pub mod client;
 pub mod codec;
 pub mod config;
 pub mod cpu;
+pub mod fault_settings;
 pub mod http;
 pub mod keystore;
 pub mod launcher;

@@ -3,8 +3,8 @@
 
 use super::BankApi;
 use crate::auth::authorize_control;
+use crate::fault_settings::FaultSettings;
 use crate::proto::bank::{Faults as FaultsMsg, PartitionGroup, SetFaultsRequest};
-use crate::raft::faults::FaultSettings;
 use tonic::{Request, Response, Status};
 
 pub(super) async fn set_faults(api: &BankApi, req: Request<SetFaultsRequest>) -> Result<Response<FaultsMsg>, Status> {

@@ -253,7 +253,7 @@ impl BankApi {
 
     /// Marks a request as forwarded by this node.
     fn forward_request<T>(&self, msg: T, timeout: Duration) -> Request<T> {
-        let mut r = crate::client::request(msg, timeout);
+        let mut r = crate::wire::request(msg, timeout);
         let md = r.metadata_mut();
         md.insert(FORWARDED_HEADER, tonic::metadata::MetadataValue::from_static("1"));
         if let Ok(v) = self.parts.id.to_string().parse() {

@@ -40,33 +40,7 @@ pub use crate::limits::MAX_BLOCK_BYTES;
 /// with the first outcome if the block did commit.
 pub(crate) const RAFT_ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Limits of the producer.
-#[derive(Debug, Clone)]
-pub struct ProducerConfig {
-    /// Most transactions in one block.
-    pub batch_max_txs: usize,
-    /// Most bytes (canonical encoding) of transactions in one block.
-    pub batch_max_bytes: usize,
-    /// Most transactions waiting for a block; beyond it requests are refused.
-    pub queue_max_txs: usize,
-    /// Most blocks proposed and not yet committed at once.
-    pub pipeline_depth: usize,
-    /// While blocks are in flight, how long a block may wait for more
-    /// transactions before it is cut; zero cuts at once.
-    pub batch_max_wait: std::time::Duration,
-}
-
-impl Default for ProducerConfig {
-    fn default() -> Self {
-        ProducerConfig {
-            batch_max_txs: 4096,
-            batch_max_bytes: 1024 * 1024,
-            queue_max_txs: 65_536,
-            pipeline_depth: 3,
-            batch_max_wait: std::time::Duration::ZERO,
-        }
-    }
-}
+pub use crate::config::ProducerConfig;
 
 /// Why a submitted transaction has no committed outcome.
 #[derive(Debug, Clone, thiserror::Error)]
