@@ -206,16 +206,25 @@ pub fn signed_transfer(key: &AccountKey, chain_id: Hash32, id: &TxId, to: u64, a
     }
 }
 
+/// Why a server gave no status.
+#[derive(Debug, thiserror::Error)]
+pub enum Unanswered {
+    #[error(transparent)]
+    Address(#[from] crate::tls::BadAddress),
+    #[error("{}", .0.message())]
+    Call(#[from] tonic::Status),
+}
+
+/// One server's answer to a status call, or why there is none.
+pub type StatusRow = (Server, Result<StatusReply, Unanswered>);
+
 /// Every server's own status, asked in parallel; a server that does not
 /// answer within `per_server` gets its error.
-pub async fn gather_status(servers: &[Server], per_server: Duration) -> Vec<(Server, Result<StatusReply, String>)> {
+pub async fn gather_status(servers: &[Server], per_server: Duration) -> Vec<StatusRow> {
     let calls = servers.iter().map(|s| async move {
         let res = async {
-            let mut c = connect(&s.addr).map_err(|e| e.to_string())?;
-            c.status(request(StatusRequest {}, per_server))
-                .await
-                .map(|r| r.into_inner())
-                .map_err(|e| e.message().to_string())
+            let mut c = connect(&s.addr)?;
+            Ok(c.status(request(StatusRequest {}, per_server)).await?.into_inner())
         }
         .await;
         (s.clone(), res)
@@ -225,7 +234,7 @@ pub async fn gather_status(servers: &[Server], per_server: Duration) -> Vec<(Ser
 
 /// The JSON of `bank-client status --json` (and the dashboard): one object
 /// per server, `role` "unreachable" for those that did not answer.
-pub fn status_json(rows: &[(Server, Result<StatusReply, String>)]) -> serde_json::Value {
+pub fn status_json(rows: &[StatusRow]) -> serde_json::Value {
     use serde_json::json;
     let peer_json = |p: &PeerState| {
         json!({
@@ -249,7 +258,7 @@ pub fn status_json(rows: &[(Server, Result<StatusReply, String>)]) -> serde_json
             }),
             Err(e) => json!({
                 "id": s.id, "addr": s.addr, "role": "unreachable", "term": null,
-                "leader_id": null, "height": null, "tip_hash": null, "error": e,
+                "leader_id": null, "height": null, "tip_hash": null, "error": e.to_string(),
             }),
         })
         .collect();

@@ -5,7 +5,7 @@
 use crate::tls::TlsFiles;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 
 /// How a node finds its cluster.
 #[derive(Debug, Clone)]
@@ -75,6 +75,94 @@ impl NodeLaunch {
             .stdin(Stdio::null())
             .stdout(Stdio::null());
         cmd
+    }
+}
+
+/// A node process the harness owns: started from a [`NodeLaunch`], its
+/// stderr in a file, stopped by signals. Dropping it kills the node, so no
+/// test or chaos run leaves a server behind.
+#[derive(Debug, Default)]
+pub struct NodeProcess {
+    child: Option<Child>,
+}
+
+impl NodeProcess {
+    /// Starts the node (if it is not running) with its stderr written to
+    /// `stderr`: appended to with `append`, else truncated first.
+    pub fn start(&mut self, launch: &NodeLaunch, stderr: &Path, append: bool) -> std::io::Result<()> {
+        if self.is_running() {
+            return Ok(());
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(append)
+            .truncate(!append)
+            .open(stderr)?;
+        self.child = Some(launch.command().stderr(file).spawn()?);
+        Ok(())
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL and reap: the node gets no chance to flush or say goodbye.
+    pub fn kill(&mut self) -> std::io::Result<()> {
+        match self.child.take() {
+            Some(mut child) => {
+                child.kill()?;
+                child.wait().map(drop)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Sends `signal` (SIGTERM, SIGSTOP, SIGCONT ...) to the running node.
+    pub fn signal(&self, signal: i32) -> std::io::Result<()> {
+        let child = self
+            .child
+            .as_ref()
+            .ok_or_else(|| std::io::Error::other("the node is not running"))?;
+        let pid = i32::try_from(child.id()).map_err(std::io::Error::other)?;
+        // SAFETY: signals our own child, which is not reaped yet, so the
+        // pid cannot name another process.
+        if unsafe { libc::kill(pid, signal) } == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+
+    /// Waits for the node to exit (after a signal) and reaps it.
+    pub fn wait(&mut self) -> std::io::Result<Option<ExitStatus>> {
+        match self.child.take() {
+            Some(mut child) => child.wait().map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The node's exit status if it has exited by itself (reaping it), or
+    /// `None` while it runs.
+    pub fn exited(&mut self) -> std::io::Result<Option<ExitStatus>> {
+        let Some(child) = self.child.as_mut() else {
+            return Ok(None);
+        };
+        let status = child.try_wait()?;
+        if status.is_some() {
+            self.child = None;
+        }
+        Ok(status)
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.kill();
     }
 }
 

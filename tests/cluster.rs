@@ -291,33 +291,26 @@ fn a_node_with_another_genesis_refuses_to_join() {
     .unwrap();
     c.nodes[2].genesis = other;
     c.spawn(2);
-    let status = wait_for("node 2 to exit", Duration::from_secs(20), || {
-        c.nodes[2].child.as_mut().unwrap().try_wait().unwrap()
-    });
+    let status = c.wait_exit(2, "node 2 to exit");
     assert!(!status.success());
     let err = c.stderr_of(2);
     assert!(err.contains("genesis mismatch"), "stderr: {err}");
     // The others go on committing: an impostor that refuses their messages
     // must not make them stop.
-    c.nodes[2].child = None;
     c.transfer(3, 0, 1, "still-working");
     for id in [0, 1] {
-        let alive = c.nodes[id].child.as_mut().unwrap().try_wait().unwrap().is_none();
-        assert!(alive, "node {id} stopped: {}", c.stderr_of(id as u64));
+        assert!(c.is_alive(id), "node {id} stopped: {}", c.stderr_of(id));
     }
 
     // A data dir created from one genesis refuses to start with another.
     c.kill(0);
     c.nodes[0].genesis = c.data_dir().join("other.json");
     c.spawn(0);
-    let status = wait_for("node 0 to exit", Duration::from_secs(20), || {
-        c.nodes[0].child.as_mut().unwrap().try_wait().unwrap()
-    });
+    let status = c.wait_exit(0, "node 0 to exit");
     assert!(!status.success());
     let err = c.stderr_of(0);
     assert!(
         err.contains("genesis mismatch: the data dir holds chain"),
         "stderr: {err}"
     );
-    c.nodes[0].child = None;
 }

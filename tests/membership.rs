@@ -219,27 +219,21 @@ fn a_wiped_node_under_its_old_id_is_refused_and_replaced_by_a_new_member() {
     // Every start refuses, not only the first.
     for _ in 0..2 {
         c.spawn(2);
-        let status = wait_for("the half-wiped node to stop", Duration::from_secs(20), || {
-            c.nodes[2].child.as_mut().unwrap().try_wait().unwrap()
-        });
+        let status = c.wait_exit(2, "the half-wiped node to stop");
         assert!(!status.success());
         let err = c.stderr_of(2);
         assert!(err.contains("state is partial"), "stderr: {err}");
-        c.nodes[2].child = None;
     }
     // The whole state gone, as with a lost disk.
     for dir in ["server_2_db", "server_2_blocks", "server_2_raftlog"] {
         let _ = std::fs::remove_dir_all(c.data_dir().join(dir));
     }
     c.spawn(2);
-    let status = wait_for("the wiped node to stop", Duration::from_secs(20), || {
-        c.nodes[2].child.as_mut().unwrap().try_wait().unwrap()
-    });
+    let status = c.wait_exit(2, "the wiped node to stop");
     assert!(!status.success());
     let err = c.stderr_of(2);
     assert!(err.contains("node 2 lost its state"), "stderr: {err}");
     assert!(err.contains("cluster remove 2"), "the error says what to do: {err}");
-    c.nodes[2].child = None;
     c.transfer(3, 0, 1, "still-committing");
 
     // The documented procedure: remove the old id, add a fresh node.

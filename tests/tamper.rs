@@ -60,13 +60,7 @@ fn edit_amount(t: &sled::Tree, blocks: &Path, height: u64, delta: i64) {
 /// Starts node `id` and waits for it to refuse to start; returns its stderr.
 fn refused_start(c: &mut Cluster, id: u64) -> String {
     c.spawn(id);
-    let status = wait_for("the node to exit", Duration::from_secs(20), || {
-        c.nodes[id as usize]
-            .child
-            .as_mut()
-            .and_then(|ch| ch.try_wait().ok().flatten())
-    });
-    c.nodes[id as usize].child = None;
+    let status = c.wait_exit(id, "the node to exit");
     assert!(!status.success());
     c.stderr_of(id)
 }

@@ -10,9 +10,29 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// Why the checker could not look at the cluster's end state.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("cluster did not converge within {timeout:?}: {last}")]
+    NotConverged { timeout: Duration, last: String },
+    #[error(transparent)]
+    Address(#[from] crate::tls::BadAddress),
+    #[error("{addr}: {}", .status.message())]
+    Call { addr: String, status: tonic::Status },
+    #[error("{addr}: bad block JSON: {source}")]
+    BlockJson { addr: String, source: serde_json::Error },
+    #[error("{addr}: block {height} has {results} results for {txs} transactions")]
+    Results {
+        addr: String,
+        height: u64,
+        results: usize,
+        txs: usize,
+    },
+}
+
 /// Waits until every node answers, agrees on the tip, and has applied its
 /// whole log: only then is a resubmission's answer final.
-pub async fn wait_quiescent(cluster: &ProcessCluster, timeout: Duration) -> Result<(), String> {
+pub async fn wait_quiescent(cluster: &ProcessCluster, timeout: Duration) -> Result<(), CheckError> {
     let until = Instant::now() + timeout;
     let mut last = String::new();
     while Instant::now() < until {
@@ -37,7 +57,7 @@ pub async fn wait_quiescent(cluster: &ProcessCluster, timeout: Duration) -> Resu
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Err(format!("cluster did not converge within {timeout:?}: {last}"))
+    Err(CheckError::NotConverged { timeout, last })
 }
 
 /// Final balances must equal genesis plus exactly the transfers that succeeded.
@@ -68,8 +88,8 @@ pub fn final_balances(genesis: &Genesis, transfers: &[TransferOp], read: &BTreeM
 pub type Chain = Vec<(Block, Vec<String>)>;
 
 /// Fetches a node's whole chain.
-async fn fetch_chain(addr: &str, genesis_blocks: u64) -> Result<Chain, String> {
-    let mut client = connect(addr).map_err(|e| e.to_string())?;
+async fn fetch_chain(addr: &str, genesis_blocks: u64) -> Result<Chain, CheckError> {
+    let mut client = connect(addr)?;
     let mut out = Vec::new();
     loop {
         let r = client
@@ -81,13 +101,20 @@ async fn fetch_chain(addr: &str, genesis_blocks: u64) -> Result<Chain, String> {
                 Duration::from_secs(10),
             ))
             .await
-            .map_err(|e| format!("{addr}: {}", e.message()))?
+            .map_err(|status| CheckError::Call {
+                addr: addr.to_string(),
+                status,
+            })?
             .into_inner();
         if r.blocks_json.is_empty() {
             return Ok(out);
         }
         for json in r.blocks_json {
-            let v: Value = serde_json::from_str(&json).map_err(|e| format!("{addr}: bad block JSON: {e}"))?;
+            let bad_json = |source| CheckError::BlockJson {
+                addr: addr.to_string(),
+                source,
+            };
+            let v: Value = serde_json::from_str(&json).map_err(bad_json)?;
             let statuses: Vec<String> = v["results"]
                 .as_array()
                 .map(|a| {
@@ -96,15 +123,15 @@ async fn fetch_chain(addr: &str, genesis_blocks: u64) -> Result<Chain, String> {
                         .collect()
                 })
                 .unwrap_or_default();
-            let block: Block = serde_json::from_value(v).map_err(|e| format!("{addr}: bad block: {e}"))?;
+            let block: Block = serde_json::from_value(v).map_err(bad_json)?;
             // Past genesis, a block's view holds one result per transaction.
             if block.height() >= genesis_blocks && statuses.len() != block.txs.len() {
-                return Err(format!(
-                    "{addr}: block {} has {} results for {} transactions",
-                    block.height(),
-                    statuses.len(),
-                    block.txs.len()
-                ));
+                return Err(CheckError::Results {
+                    addr: addr.to_string(),
+                    height: block.height(),
+                    results: statuses.len(),
+                    txs: block.txs.len(),
+                });
             }
             out.push((block, statuses));
         }

@@ -2,17 +2,16 @@
 //! free ports, one data dir, SIGKILL and restart on command.
 
 use crate::client::{connect, request, Server};
-use crate::launcher::{peers_arg, NodeLaunch};
+use crate::launcher::{peers_arg, NodeLaunch, NodeProcess};
 use crate::proto::bank::{StatusReply, StatusRequest};
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::time::Duration;
 
 /// One node process.
 struct Proc {
     id: u64,
     addr: String,
-    child: Option<Child>,
+    process: NodeProcess,
 }
 
 /// Node processes sharing a data dir and genesis file.
@@ -47,7 +46,7 @@ impl ProcessCluster {
             procs.push(Proc {
                 id,
                 addr: format!("127.0.0.1:{port}"),
-                child: None,
+                process: NodeProcess::default(),
             });
         }
         let peers = peers_arg(procs.iter().map(|p| (p.id, p.addr.as_str())));
@@ -75,32 +74,20 @@ impl ProcessCluster {
 
     /// Starts node `id` (again) on its data dir; its output is appended to `node<id>.stderr`.
     pub fn spawn(&mut self, id: u64) -> std::io::Result<()> {
-        let p = &mut self.procs[id as usize];
-        if p.child.is_some() {
-            return Ok(());
-        }
-        let stderr = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join(format!("node{id}.stderr")))?;
         let mut launch = NodeLaunch::new(&self.server_bin, id, &self.peers, &self.dir, &self.genesis);
         launch.http_listen = Some("off".into());
         launch.extra_args = self.server_args.clone();
-        let child = launch.command().stderr(stderr).spawn()?;
-        p.child = Some(child);
-        Ok(())
+        let stderr = self.dir.join(format!("node{id}.stderr"));
+        self.procs[id as usize].process.start(&launch, &stderr, true)
     }
 
     /// SIGKILL: the node gets no chance to flush or say goodbye.
-    pub fn kill(&mut self, id: u64) {
-        if let Some(mut child) = self.procs[id as usize].child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+    pub fn kill(&mut self, id: u64) -> std::io::Result<()> {
+        self.procs[id as usize].process.kill()
     }
 
     pub fn is_running(&self, id: u64) -> bool {
-        self.procs[id as usize].child.is_some()
+        self.procs[id as usize].process.is_running()
     }
 
     /// Every node as a client sees it.
@@ -119,7 +106,7 @@ impl ProcessCluster {
         self.procs
             .iter()
             .filter_map(|p| {
-                let pid = p.child.as_ref()?.id();
+                let pid = p.process.pid()?;
                 Some((
                     Server {
                         id: Some(p.id),
@@ -186,15 +173,10 @@ impl ProcessCluster {
     }
 
     /// Kills every node.
-    pub fn stop_all(&mut self) {
+    pub fn stop_all(&mut self) -> std::io::Result<()> {
         for id in 0..self.len() {
-            self.kill(id);
+            self.kill(id)?;
         }
-    }
-}
-
-impl Drop for ProcessCluster {
-    fn drop(&mut self) {
-        self.stop_all();
+        Ok(())
     }
 }

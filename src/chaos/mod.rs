@@ -317,8 +317,8 @@ pub async fn run(config: ChaosConfig) -> Result<Report, ChaosError> {
     for k in FaultKind::ALL {
         report.faults.entry(k.name().to_string()).or_insert(0);
     }
-    if let Err(v) = check::wait_quiescent(&cluster, Duration::from_secs(60)).await {
-        report.violations.push(v);
+    if let Err(e) = check::wait_quiescent(&cluster, Duration::from_secs(60)).await {
+        report.violations.push(e.to_string());
     }
     report.final_term = cluster
         .statuses()
@@ -405,6 +405,6 @@ pub async fn run(config: ChaosConfig) -> Result<Report, ChaosError> {
         report.reads_wrong = c.wrong;
         report.violations.append(&mut c.violations);
     }
-    cluster.stop_all();
+    cluster.stop_all()?;
     Ok(report)
 }

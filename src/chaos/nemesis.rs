@@ -163,7 +163,7 @@ impl Nemesis {
             FaultKind::Kill => {
                 let victim = if pick_leader { leader.unwrap_or(pick) } else { pick };
                 tracing::info!("nemesis: kill -9 node {victim}");
-                cluster.kill(victim);
+                cluster.kill(victim)?;
                 self.probe();
                 self.hold_with_probe(hold).await;
                 tracing::info!("nemesis: restart node {victim}");
@@ -173,7 +173,7 @@ impl Nemesis {
             FaultKind::KillRestart => {
                 let victim = leader.unwrap_or(pick);
                 tracing::info!("nemesis: kill -9 node {victim} and restart it at once");
-                cluster.kill(victim);
+                cluster.kill(victim)?;
                 cluster.spawn(victim)?;
                 self.probe();
                 // Reads in the first moments after the start, while the

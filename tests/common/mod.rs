@@ -4,11 +4,11 @@
 
 #![allow(dead_code)]
 
-use bank_ledger::launcher::{Membership, NodeLaunch};
+use bank_ledger::launcher::{Membership, NodeLaunch, NodeProcess};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::{Command, ExitStatus, Output};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
@@ -55,7 +55,7 @@ pub struct Node {
     pub addr: String,
     /// The node's HTTP dashboard, API and metrics.
     pub http: String,
-    pub child: Option<Child>,
+    pub process: NodeProcess,
     pub genesis: PathBuf,
     /// For nodes added later: the member they join through.
     pub join: Option<String>,
@@ -119,7 +119,7 @@ impl Cluster {
                 id,
                 addr: format!("127.0.0.1:{}", free_port()),
                 http: format!("127.0.0.1:{}", free_port()),
-                child: None,
+                process: NodeProcess::default(),
                 genesis: genesis_path.clone(),
                 join: None,
             })
@@ -155,8 +155,7 @@ impl Cluster {
     /// Starts (or restarts) node `id` with the same data dir.
     pub fn spawn(&mut self, id: u64) {
         let node = &self.nodes[id as usize];
-        assert!(node.child.is_none(), "node {id} is already running");
-        let stderr = std::fs::File::create(self.dir.path().join(format!("node{id}.stderr"))).expect("stderr file");
+        assert!(!node.process.is_running(), "node {id} is already running");
         let mut launch = NodeLaunch::new(Path::new(SERVER), id, &self.peers, self.dir.path(), &node.genesis);
         if let Some(join) = &node.join {
             launch.membership = Membership::Join {
@@ -174,8 +173,11 @@ impl Cluster {
         launch
             .extra_args
             .extend(["--request-timeout-ms".to_string(), "8000".to_string()]);
-        let child = launch.command().stderr(stderr).spawn().expect("spawn bank-server");
-        self.nodes[id as usize].child = Some(child);
+        let stderr = self.dir.path().join(format!("node{id}.stderr"));
+        self.nodes[id as usize]
+            .process
+            .start(&launch, &stderr, false)
+            .expect("spawn bank-server");
     }
 
     /// Starts a new node that joins through node `via`; returns its id. It
@@ -188,7 +190,7 @@ impl Cluster {
             id,
             addr: format!("127.0.0.1:{}", free_port()),
             http: format!("127.0.0.1:{}", free_port()),
-            child: None,
+            process: NodeProcess::default(),
             genesis,
             join: Some(join),
         });
@@ -218,21 +220,29 @@ impl Cluster {
 
     /// SIGKILL: no shutdown path runs.
     pub fn kill(&mut self, id: u64) {
-        if let Some(mut child) = self.nodes[id as usize].child.take() {
-            child.kill().expect("SIGKILL");
-            child.wait().expect("reap");
-        }
+        self.nodes[id as usize].process.kill().expect("SIGKILL and reap");
+    }
+
+    /// Waits until node `id` exits by itself and returns how it ended.
+    pub fn wait_exit(&mut self, id: u64, what: &str) -> ExitStatus {
+        let process = &mut self.nodes[id as usize].process;
+        wait_for(what, Duration::from_secs(20), || process.exited().expect("try_wait"))
+    }
+
+    /// True while node `id` has not exited.
+    pub fn is_alive(&mut self, id: u64) -> bool {
+        let process = &mut self.nodes[id as usize].process;
+        process.exited().expect("try_wait").is_none() && process.is_running()
     }
 
     /// SIGTERM: the node shuts down as an operator's stop does, its
     /// ledger written out; waits for it to exit.
     pub fn stop(&mut self, id: u64) {
-        if let Some(mut child) = self.nodes[id as usize].child.take() {
-            let pid = i32::try_from(child.id()).expect("a pid");
-            // SAFETY: signals our own child, which is not reaped yet.
-            assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM");
-            let status = child.wait().expect("reap");
-            assert!(status.success(), "node {id} stopped with {status}");
+        let process = &mut self.nodes[id as usize].process;
+        if process.is_running() {
+            process.signal(libc::SIGTERM).expect("SIGTERM");
+            let status = process.wait().expect("reap");
+            assert!(status.is_some_and(|s| s.success()), "node {id} stopped with {status:?}");
         }
     }
 
@@ -248,10 +258,10 @@ impl Cluster {
     }
 
     fn signal(&self, id: u64, signal: i32) {
-        let child = self.nodes[id as usize].child.as_ref().expect("node is running");
-        let pid = i32::try_from(child.id()).expect("a pid");
-        // SAFETY: signals our own child, which is not reaped yet.
-        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "signal {signal} to node {id}");
+        let process = &self.nodes[id as usize].process;
+        process
+            .signal(signal)
+            .unwrap_or_else(|e| panic!("signal {signal} to node {id}: {e}"));
     }
 
     pub fn stderr_of(&self, id: u64) -> String {
@@ -399,13 +409,5 @@ impl Cluster {
 
     pub fn chain_file(&self, id: u64) -> PathBuf {
         self.dir.path().join(format!("server_{id}_states")).join("chain.jsonl")
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for id in 0..self.nodes.len() as u64 {
-            self.kill(id);
-        }
     }
 }
