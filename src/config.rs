@@ -86,6 +86,13 @@ pub struct NodeConfig {
     pub background_verify: bool,
     /// Required on control-plane calls; None: loopback callers only.
     pub admin_token: Option<crate::auth::AdminToken>,
+    /// Without TLS: the file of the secret peers prove membership with;
+    /// None: `cluster.secret` in the data dir, created if absent.
+    pub cluster_secret_file: Option<PathBuf>,
+    /// Test builds only: propose transfers without checking their
+    /// signatures, as a compromised leader would.
+    #[cfg(feature = "test-hooks")]
+    pub propose_unchecked: bool,
 }
 
 impl NodeConfig {
@@ -105,6 +112,9 @@ impl NodeConfig {
             keep_log_entries: 1000,
             join: None,
             admin_token: None,
+            cluster_secret_file: None,
+            #[cfg(feature = "test-hooks")]
+            propose_unchecked: false,
             verify_blocks: 64,
             background_verify: true,
             insecure: false,

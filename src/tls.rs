@@ -142,6 +142,9 @@ pub fn generate_dev_certs(nodes: u64, hosts: &[String]) -> Result<DevCerts, TlsE
         params
             .distinguished_name
             .push(DnType::CommonName, format!("bank-ledger node {id}"));
+        // The id peers check against the sender a call names.
+        let uri = rcgen::Ia5String::try_from(format!("{}{id}", crate::peer_auth::NODE_URI_PREFIX)).map_err(err)?;
+        params.subject_alt_names.push(rcgen::SanType::URI(uri));
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
         let key = KeyPair::generate().map_err(err)?;

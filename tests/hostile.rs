@@ -8,7 +8,7 @@ use bank_ledger::proto::bank::bank_client::BankClient;
 use bank_ledger::proto::bank::TransferRequest;
 use bank_ledger::proto::raft::raft_service_client::RaftServiceClient;
 use bank_ledger::proto::raft::RaftPayload;
-use bank_ledger::raft::network::{CHAIN_HEADER, FROM_HEADER};
+use bank_ledger::raft::network::CHAIN_HEADER;
 use bytes::{Buf, BufMut};
 use common::{Cluster, TEST_GENESIS};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
@@ -62,10 +62,20 @@ fn channel(addr: &str) -> tonic::transport::Channel {
         .connect_lazy()
 }
 
-async fn raw_call(addr: &str, path: &'static str, body: Vec<u8>) -> Result<Vec<u8>, Status> {
+/// Sends `body` to `path`; with `member`, as node 0 proving it is one.
+async fn raw_call(
+    addr: &str,
+    path: &'static str,
+    body: Vec<u8>,
+    member: Option<&bank_ledger::peer_auth::PeerGate>,
+) -> Result<Vec<u8>, Status> {
     let mut grpc = tonic::client::Grpc::new(channel(addr));
     grpc.ready().await.map_err(|e| Status::unavailable(e.to_string()))?;
-    grpc.unary(tonic::Request::new(body), path.parse().expect("path"), RawCodec)
+    let mut req = tonic::Request::new(body);
+    if let Some(gate) = member {
+        gate.stamp(0, req.metadata_mut());
+    }
+    grpc.unary(req, path.parse().expect("path"), RawCodec)
         .await
         .map(|r| r.into_inner())
 }
@@ -95,7 +105,7 @@ fn malformed_protobuf_is_refused_and_the_server_keeps_serving() {
     for addr in [c.addr(leader), c.addr((leader + 1) % 3)] {
         for body in bodies {
             let err = rt
-                .block_on(raw_call(addr, "/bank.v1.Bank/Transfer", body.to_vec()))
+                .block_on(raw_call(addr, "/bank.v1.Bank/Transfer", body.to_vec(), None))
                 .expect_err("malformed body refused");
             assert!(
                 matches!(err.code(), Code::Internal | Code::InvalidArgument),
@@ -103,8 +113,15 @@ fn malformed_protobuf_is_refused_and_the_server_keeps_serving() {
             );
             assert!(err.message().contains("decode"), "{body:?}: {err:?}");
         }
+        // Garbage from a member (it proves it is one) is refused as garbage.
+        let gate = c.peer_gate();
         let err = rt
-            .block_on(raw_call(addr, "/bank.raft.RaftService/Vote", vec![0x0a, 0x05, 1, 2]))
+            .block_on(raw_call(
+                addr,
+                "/bank.raft.RaftService/Vote",
+                vec![0x0a, 0x05, 1, 2],
+                Some(&gate),
+            ))
             .expect_err("malformed Raft body refused");
         assert!(matches!(err.code(), Code::Internal | Code::InvalidArgument), "{err:?}");
     }
@@ -164,16 +181,20 @@ fn raft_traffic_from_a_node_that_is_not_a_member_is_refused() {
     };
     let data = bank_ledger::codec::encode(&vote).expect("encode vote");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
+    // It holds the cluster secret (a removed node would): what stops it is
+    // that it is no member.
+    let gate = c.peer_gate();
     for id in 0..3 {
         let addr = c.addr(id).to_string();
         let data = data.clone();
         let chain = chain.clone();
+        let gate = gate.clone();
         let err = rt
             .block_on(async move {
                 let mut client = RaftServiceClient::new(channel(&addr));
                 let mut req = tonic::Request::new(RaftPayload { data });
                 req.metadata_mut().insert(CHAIN_HEADER, chain.parse().expect("header"));
-                req.metadata_mut().insert(FROM_HEADER, "99".parse().expect("header"));
+                gate.stamp(99, req.metadata_mut());
                 client.vote(req).await
             })
             .expect_err("vote from a non-member refused");
@@ -354,7 +375,7 @@ fn an_oversized_request_is_refused_whole_and_the_server_keeps_serving() {
     body.resize(body.len() + len, 0x08);
     for addr in [c.addr(leader).to_string(), c.addr((leader + 1) % 3).to_string()] {
         let err = rt
-            .block_on(raw_call(&addr, "/bank.v1.Bank/TransferBatch", body.clone()))
+            .block_on(raw_call(&addr, "/bank.v1.Bank/TransferBatch", body.clone(), None))
             .expect_err("oversized request refused");
         // tonic 0.12 answers OUT_OF_RANGE (the gRPC spec suggests
         // RESOURCE_EXHAUSTED); either way, with the limit in the message.

@@ -52,6 +52,9 @@ fn control_plane_needs_the_admin_token_and_data_plane_does_not() {
     assert!(err.contains("admin token"), "{err}");
     let err = refused(&c, &["--admin-token-file", &wrong, "cluster", "remove", "2"]);
     assert!(err.contains("wrong admin token"), "{err}");
+    // A whole-chain re-execution is the operator's to ask for.
+    let err = refused(&c, &["verify"]);
+    assert!(err.contains("needs the admin token"), "{err}");
 
     // Nothing was applied: no faults anywhere, membership unchanged.
     let st = c.status();
@@ -74,6 +77,7 @@ fn control_plane_needs_the_admin_token_and_data_plane_does_not() {
         .iter()
         .all(|s| s["faults"]["partition"] == serde_json::json!([[0, 1], [2]])));
     c.ok(&["--admin-token-file", &token, "heal"]);
+    c.ok(&["--admin-token-file", &token, "verify"]);
     assert!(c
         .status()
         .iter()

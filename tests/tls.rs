@@ -104,7 +104,20 @@ fn a_cluster_runs_over_tls_and_raft_needs_a_node_certificate() {
         "{err:?}"
     );
 
-    // With a node certificate of the cluster CA the same call is heard
+    // Node 1's certificate speaking as node 0: refused, whatever it says.
+    let node_1 = Identity::from_pem(
+        std::fs::read(tls.join("node-1.pem")).expect("cert"),
+        std::fs::read(tls.join("node-1.key")).expect("key"),
+    );
+    let err = vote_as_node_0(&addr, &tls.join("ca.pem"), Some(node_1), chain.clone())
+        .expect_err("node 1's certificate claiming node 0");
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+    assert!(
+        err.message().contains("certificate of node 1 cannot speak as node 0"),
+        "{err:?}"
+    );
+
+    // With node 0's certificate the same call is heard
     // (and answered by Raft: a vote at a stale log is simply not granted).
     let id = Identity::from_pem(
         std::fs::read(tls.join("node-0.pem")).expect("cert"),

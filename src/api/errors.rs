@@ -30,6 +30,7 @@ pub fn reject_status(reason: &RejectReason) -> Status {
         RejectReason::Overflow { .. } => "overflow",
         RejectReason::IdConflict { .. } => "id_conflict",
         RejectReason::AllocationOutsideGenesis => "invalid_request",
+        RejectReason::Unauthorized { .. } => "bad_signature",
     });
     let msg = reason.to_string();
     match reason {
@@ -39,5 +40,6 @@ pub fn reject_status(reason: &RejectReason) -> Status {
         RejectReason::UnknownAccount { .. } => Status::not_found(msg),
         RejectReason::InsufficientFunds { .. } | RejectReason::Overflow { .. } => Status::failed_precondition(msg),
         RejectReason::IdConflict { .. } => Status::already_exists(msg),
+        RejectReason::Unauthorized { .. } => Status::unauthenticated(msg),
     }
 }

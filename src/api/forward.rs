@@ -12,7 +12,6 @@ use crate::proto::bank::{
     AddNodeRequest, BalanceReply, BalanceRequest, BalancesReply, BalancesRequest, GetTxRequest, JsonReply,
     Membership as MembershipMsg, RemoveNodeRequest, TransferBatchReply, TransferBatchRequest, TransferRequest, TxReply,
 };
-use crate::raft::network::FROM_HEADER;
 use crate::raft::read_barrier::ReadBarrierError;
 use crate::raft::NodeId;
 use crate::wire::{FORWARDED_HEADER, TIMEOUT_HEADER};
@@ -67,8 +66,8 @@ impl From<SubmitError> for Attempt {
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Via {
     pub(super) deadline: Instant,
-    /// `Some(from)` when another node forwarded it (`from` if it said who).
-    pub(super) forwarded: Option<Option<NodeId>>,
+    /// `Some(from)` when node `from` forwarded it (proven, not claimed).
+    pub(super) forwarded: Option<NodeId>,
 }
 
 /// A request a follower can forward to the leader: the RPC that carries it.
@@ -109,22 +108,22 @@ fn client_timeout<T>(req: &Request<T>) -> Option<Duration> {
 
 impl BankApi {
     /// A data-plane request: its message, and how it arrived.
-    pub(super) fn received<T>(&self, req: Request<T>) -> (T, Via) {
+    pub(super) fn received<T>(&self, req: Request<T>) -> Result<(T, Via), Status> {
         let via = Via {
             deadline: self.deadline(&req),
-            forwarded: Self::forwarded(&req),
+            forwarded: self.forwarded(&req)?,
         };
-        (req.into_inner(), via)
+        Ok((req.into_inner(), via))
     }
 
     /// A control-plane request (membership): its message, and how it
     /// arrived, with the longer deadline such calls get.
-    pub(super) fn received_control<T>(&self, req: Request<T>) -> (T, Via) {
+    pub(super) fn received_control<T>(&self, req: Request<T>) -> Result<(T, Via), Status> {
         let via = Via {
             deadline: self.control_deadline(&req),
-            forwarded: Self::forwarded(&req),
+            forwarded: self.forwarded(&req)?,
         };
-        (req.into_inner(), via)
+        Ok((req.into_inner(), via))
     }
 
     /// Membership changes may wait for a new node to catch up: they get the
@@ -144,17 +143,19 @@ impl BankApi {
         Instant::now() + t
     }
 
-    /// Whether another node forwarded this request, and which one.
-    fn forwarded<T>(req: &Request<T>) -> Option<Option<NodeId>> {
+    /// Which node forwarded this request, if one did: a request marked
+    /// forwarded must prove its sender like Raft traffic does.
+    fn forwarded<T>(&self, req: &Request<T>) -> Result<Option<NodeId>, Status> {
         if !req.metadata().contains_key(FORWARDED_HEADER) {
-            return None;
+            return Ok(None);
         }
-        Some(
-            req.metadata()
-                .get(FROM_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok()),
-        )
+        match self.parts.peer_gate.check(req) {
+            Ok(from) => Ok(Some(from)),
+            Err(e) => {
+                crate::stats::refused("peer_unauthenticated");
+                Err(e.into())
+            }
+        }
     }
 
     /// A client for the API of node `leader` at `addr`, reused across calls.
@@ -184,7 +185,7 @@ impl BankApi {
         LF: Future<Output = Result<M::Reply, Attempt>>,
     {
         let Via { deadline, forwarded } = via;
-        if let Some(Some(from)) = forwarded {
+        if let Some(from) = forwarded {
             if !self.parts.faults.can_reach(from) {
                 return Err(Status::unavailable(format!("partitioned from node {from}")));
             }
@@ -256,9 +257,7 @@ impl BankApi {
         let mut r = crate::wire::request(msg, timeout);
         let md = r.metadata_mut();
         md.insert(FORWARDED_HEADER, tonic::metadata::MetadataValue::from_static("1"));
-        if let Ok(v) = self.parts.id.to_string().parse() {
-            md.insert(FROM_HEADER, v);
-        }
+        self.parts.peer_gate.stamp(self.parts.id, md);
         // The caller was authorized here; the leader checks this node's token.
         if let Some(t) = &self.parts.admin_token {
             t.attach(&mut r);

@@ -16,7 +16,7 @@ use tonic::{Request, Response, Status};
 
 pub(super) async fn add_node(api: &BankApi, req: Request<AddNodeRequest>) -> Result<Response<MembershipMsg>, Status> {
     authorize_control(api.parts.admin_token.as_ref(), &req)?;
-    let (msg, via) = api.received_control(req);
+    let (msg, via) = api.received_control(req)?;
     crate::config::parse_peers(&format!("{}={}", msg.id, msg.addr))
         .map_err(|_| Status::invalid_argument(format!("bad node address {:?}: expected HOST:PORT", msg.addr)))?;
     let reply = api
@@ -30,7 +30,7 @@ pub(super) async fn remove_node(
     req: Request<RemoveNodeRequest>,
 ) -> Result<Response<MembershipMsg>, Status> {
     authorize_control(api.parts.admin_token.as_ref(), &req)?;
-    let (msg, via) = api.received_control(req);
+    let (msg, via) = api.received_control(req)?;
     let reply = api.on_leader(via, &msg, || api.remove_node_here(msg.id)).await?;
     Ok(Response::new(reply))
 }

@@ -79,6 +79,12 @@ pub struct ApiParts {
     pub peers_seen: Arc<Peers>,
     /// Required on control-plane calls when set; see [`crate::auth`].
     pub admin_token: Option<AdminToken>,
+    /// Proves this node to the leader it forwards to, and checks who
+    /// forwarded a request here.
+    pub peer_gate: Arc<crate::peer_auth::PeerGate>,
+    /// Test builds only: see [`crate::config::NodeConfig`].
+    #[cfg(feature = "test-hooks")]
+    pub propose_unchecked: bool,
 }
 
 impl BankApi {

@@ -18,7 +18,7 @@ pub const MAX_ACCOUNTS_PER_READ: usize = 1_000_000;
 
 pub(super) async fn balance(api: &BankApi, req: Request<BalanceRequest>) -> Result<Response<BalanceReply>, Status> {
     let _timer = crate::stats::RequestTimer::start(crate::stats::Method::Balance);
-    let (msg, via) = api.received(req);
+    let (msg, via) = api.received(req)?;
     let account = msg.account;
     // A recorded check is a transaction: its id is fixed here, before any
     // forwarding or retry, so it is recorded at most once.
@@ -54,7 +54,7 @@ pub(super) async fn balance(api: &BankApi, req: Request<BalanceRequest>) -> Resu
 
 pub(super) async fn balances(api: &BankApi, req: Request<BalancesRequest>) -> Result<Response<BalancesReply>, Status> {
     let _timer = crate::stats::RequestTimer::start(crate::stats::Method::Balances);
-    let (msg, via) = api.received(req);
+    let (msg, via) = api.received(req)?;
     let reply = api.on_leader(via, &msg, || api.linearizable_balances()).await?;
     Ok(Response::new(reply))
 }
@@ -65,7 +65,7 @@ pub(super) async fn balances(api: &BankApi, req: Request<BalancesRequest>) -> Re
 /// read barrier, so that a transaction acknowledged before the lookup
 /// began is always found.
 pub(super) async fn get_tx(api: &BankApi, req: Request<GetTxRequest>) -> Result<Response<JsonReply>, Status> {
-    let (msg, via) = api.received(req);
+    let (msg, via) = api.received(req)?;
     let id = TxId::new(msg.tx_id.clone()).map_err(|e| Status::invalid_argument(e.to_string()))?;
     if let Some(v) = api
         .parts

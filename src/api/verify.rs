@@ -7,7 +7,10 @@ use crate::storage::LedgerError;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
-pub(super) async fn verify(api: &BankApi, _req: Request<VerifyRequest>) -> Result<Response<VerifyReply>, Status> {
+pub(super) async fn verify(api: &BankApi, req: Request<VerifyRequest>) -> Result<Response<VerifyReply>, Status> {
+    // A full re-execution costs a core for minutes on a long chain: a
+    // control-plane call, like faults and membership.
+    crate::auth::authorize_control(api.parts.admin_token.as_ref(), &req)?;
     let one_at_a_time = Arc::clone(&api.verifying)
         .try_acquire_owned()
         .map_err(|_| Status::resource_exhausted("a verification is already running on this node; try again later"))?;

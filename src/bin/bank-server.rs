@@ -164,6 +164,16 @@ struct NodeArgs {
     /// Genesis file: accounts, difficulty and initial transfers.
     #[arg(long, default_value = "./first_blockchain.json")]
     genesis: PathBuf,
+    /// Without TLS: the file holding the secret (64 hex digits) nodes
+    /// prove to each other that they are members with. Default:
+    /// cluster.secret in --data-dir, created by the first node to start.
+    #[arg(long)]
+    cluster_secret_file: Option<PathBuf>,
+    /// Test builds only: propose transfers without checking their
+    /// signatures, as a compromised leader would.
+    #[cfg(feature = "test-hooks")]
+    #[arg(long, hide = true)]
+    rogue_propose_unchecked: bool,
     /// Longest a client request may take before it gets a timeout.
     #[arg(long, default_value_t = 10_000)]
     request_timeout_ms: u64,
@@ -368,6 +378,11 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         Some(path) => Some(AdminToken::from_file(path)?),
         None => None,
     };
+    #[cfg(feature = "test-hooks")]
+    {
+        config.propose_unchecked = args.rogue_propose_unchecked;
+    }
+    config.cluster_secret_file = args.cluster_secret_file.clone();
     config.snapshot_every_entries = args.snapshot_every.max(1);
     config.keep_log_entries = args.keep_log_entries;
     config.request_timeout = Duration::from_millis(args.request_timeout_ms.max(1));

@@ -9,14 +9,10 @@
 
 use super::hash::HexError;
 use super::{AccountId, Amount, Hash32, TxId};
-use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
-use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
-use curve25519_dalek::scalar::Scalar;
-use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
-use rand::Rng;
+use ed25519_zebra::{batch, VerificationKeyBytes};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use sha2::{Digest, Sha256, Sha512};
+use sha2::{Digest, Sha256};
 use std::fmt;
 
 /// Separates transfer signatures from any other use of the same key.
@@ -189,22 +185,18 @@ impl AccountKeys {
 
     /// Checks many transfers' signatures; one result per transfer, in order.
     ///
-    /// The rule, the same for the leader (one transfer or many) and for
-    /// audits: the cofactored ed25519 equation `[8]([s]B - R - [k]A) = 0`,
-    /// `k = SHA-512(R || A || M)`, with `s` canonical and `A` not of small
-    /// order. Every signature that passes strict (cofactorless) verification
-    /// passes it, so chains checked strictly before still verify. Unlike
-    /// the cofactorless equation, its verdict on a signature does not depend
-    /// on which other signatures share its batch: a key's owner can add a
-    /// small-order component to `R`, which the cofactorless batch check of
-    /// ed25519-dalek accepts or not depending on the batch's random weights,
-    /// so a leader and an audit could have disagreed. This is the
-    /// verification rule of ZIP-215.
+    /// The rule, the same on the leader, on every replica applying a block
+    /// and in audits, one transfer or many: ed25519 as ZIP-215 defines it
+    /// (ed25519-zebra), the cofactored equation `[8]([s]B - R - [k]A) = 0`
+    /// with `s` canonical, plus our refusal of keys of small order, under
+    /// which anyone could sign. Every signature that passes strict RFC 8032
+    /// verification passes it. What matters for replicas: a batch's verdict
+    /// on each signature is that signature's single verdict, whichever
+    /// others share its batch, so every honest node refuses the same ones.
     ///
-    /// Signatures are checked [`VERIFY_BATCH`] at a time in one multiscalar
-    /// multiplication (~20 us each measured here, against ~48 us one by
-    /// one); a batch that fails is checked one by one to name the bad
-    /// ones, so a bad signature costs its sender's request, not others'.
+    /// Signatures are checked [`VERIFY_BATCH`] at a time; a batch that fails
+    /// is checked one by one to name the bad ones, so a bad signature costs
+    /// its sender's request, not others'.
     pub fn verify_transfers(
         &self,
         chain_id: Hash32,
@@ -212,7 +204,7 @@ impl AccountKeys {
     ) -> Vec<Result<(), TransferAuthError>> {
         let mut out: Vec<Result<(), TransferAuthError>> = Vec::with_capacity(transfers.len());
         // Those that get to the equation, with the index of their result.
-        let mut checked: Vec<(usize, Equation)> = Vec::with_capacity(transfers.len());
+        let mut checked: Vec<(usize, batch::Item)> = Vec::with_capacity(transfers.len());
         for (i, t) in transfers.iter().enumerate() {
             let key = match self.get(t.from) {
                 Some(k) => k,
@@ -229,25 +221,34 @@ impl AccountKeys {
                 .into()));
                 continue;
             }
-            match Equation::of(
-                &key,
-                t.signature,
-                &transfer_message(chain_id, t.id, t.from, t.to, t.amount),
-            ) {
-                Ok(eq) => {
-                    out.push(Ok(()));
-                    checked.push((i, eq));
-                }
-                Err(EquationError::BadKey) => out.push(Err(SignatureError::BadKey { account: t.from }.into())),
-                Err(EquationError::BadSignature) => out.push(Err(t.invalid())),
-            }
-        }
-        for part in checked.chunks(VERIFY_BATCH) {
-            if Equation::all_hold(part.iter().map(|(_, eq)| eq)) {
+            if key.check().is_err() {
+                out.push(Err(SignatureError::BadKey { account: t.from }.into()));
                 continue;
             }
-            for (i, eq) in part {
-                if !Equation::all_hold(std::iter::once(eq)) {
+            let message = transfer_message(chain_id, t.id, t.from, t.to, t.amount);
+            let signature = ed25519_zebra::Signature::from_bytes(&t.signature.0);
+            out.push(Ok(()));
+            checked.push((
+                i,
+                batch::Item::from((VerificationKeyBytes::from(key.0), signature, &message)),
+            ));
+        }
+        for part in checked.chunks(VERIFY_BATCH) {
+            if let [(i, one)] = part {
+                if one.clone().verify_single().is_err() {
+                    out[*i] = Err(transfers[*i].invalid());
+                }
+                continue;
+            }
+            let mut verifier = batch::Verifier::new();
+            for (_, item) in part {
+                verifier.queue(item.clone());
+            }
+            if verifier.verify(rand::thread_rng()).is_ok() {
+                continue;
+            }
+            for (i, item) in part {
+                if item.clone().verify_single().is_err() {
                     out[*i] = Err(transfers[*i].invalid());
                 }
             }
@@ -259,72 +260,6 @@ impl AccountKeys {
 /// Most signatures checked in one batch: beyond ~1,000 a batch is no cheaper
 /// per signature, and its scratch memory grows with it.
 pub const VERIFY_BATCH: usize = 1024;
-
-/// One signature's verification equation, decoded: `[8]([s]B - R - [k]A) = 0`.
-struct Equation {
-    s: Scalar,
-    r: EdwardsPoint,
-    k: Scalar,
-    a: EdwardsPoint,
-}
-
-enum EquationError {
-    /// The key is not a point, or is of small order (it could sign anything).
-    BadKey,
-    /// `R` is not a point, or `s` is not canonical.
-    BadSignature,
-}
-
-impl Equation {
-    fn of(key: &PublicKey, signature: &Signature, message: &[u8]) -> Result<Equation, EquationError> {
-        let a = CompressedEdwardsY(key.0).decompress().ok_or(EquationError::BadKey)?;
-        if a.is_small_order() {
-            return Err(EquationError::BadKey);
-        }
-        let mut r_bytes = [0u8; 32];
-        r_bytes.copy_from_slice(&signature.0[..32]);
-        let mut s_bytes = [0u8; 32];
-        s_bytes.copy_from_slice(&signature.0[32..]);
-        let r = CompressedEdwardsY(r_bytes)
-            .decompress()
-            .ok_or(EquationError::BadSignature)?;
-        let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes)).ok_or(EquationError::BadSignature)?;
-        // k = SHA-512(R || A || M), over the bytes as sent (RFC 8032).
-        let mut h = Sha512::new();
-        h.update(r_bytes);
-        h.update(key.0);
-        h.update(message);
-        let k = Scalar::from_bytes_mod_order_wide(&h.finalize().into());
-        Ok(Equation { s, r, k, a })
-    }
-
-    /// Whether every equation holds: one multiscalar multiplication of
-    /// `sum z_i ([s_i]B - R_i - [k_i]A_i)` with random 128-bit weights
-    /// `z_i`, times the cofactor. Multiplying by 8 removes every small-order
-    /// component, so what remains lies in the prime-order group, where a sum
-    /// with a failing term vanishes only for weights that hit a linear
-    /// relation (probability ~2^-128): the verdict is each equation's, not
-    /// the batch's.
-    fn all_hold<'a>(eqs: impl Iterator<Item = &'a Equation>) -> bool {
-        let eqs: Vec<&Equation> = eqs.collect();
-        if let [one] = eqs.as_slice() {
-            let e = EdwardsPoint::vartime_double_scalar_mul_basepoint(&one.k, &(-one.a), &one.s) - one.r;
-            return e.mul_by_cofactor().is_identity();
-        }
-        let mut rng = rand::thread_rng();
-        let zs: Vec<Scalar> = eqs.iter().map(|_| Scalar::from(rng.gen::<u128>())).collect();
-        let b_coefficient: Scalar = eqs.iter().zip(&zs).map(|(eq, z)| z * eq.s).sum();
-        let scalars = std::iter::once(b_coefficient)
-            .chain(zs.iter().map(|z| -z))
-            .chain(eqs.iter().zip(&zs).map(|(eq, z)| -(z * eq.k)));
-        let points = std::iter::once(ED25519_BASEPOINT_POINT)
-            .chain(eqs.iter().map(|eq| eq.r))
-            .chain(eqs.iter().map(|eq| eq.a));
-        EdwardsPoint::vartime_multiscalar_mul(scalars, points)
-            .mul_by_cofactor()
-            .is_identity()
-    }
-}
 
 /// A transfer's signed fields, for [`AccountKeys::verify_transfers`].
 #[derive(Debug, Clone, Copy)]
@@ -495,6 +430,10 @@ impl<'de> Deserialize<'de> for Signature {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use curve25519_dalek::edwards::EdwardsPoint;
+    use curve25519_dalek::scalar::Scalar;
+    use rand::Rng;
+    use sha2::Sha512;
 
     fn id(s: &str) -> TxId {
         TxId::new(s).unwrap()
@@ -658,6 +597,21 @@ mod tests {
                 assert_eq!(bad, [at]);
             }
         }
+    }
+
+    /// Under the cofactored rule a key of small order verifies signatures
+    /// nobody made: with `A` the identity, `R` the identity and `s = 0`
+    /// the equation holds for every message. Such a key is refused.
+    #[test]
+    fn a_small_order_key_is_refused_though_its_forgery_satisfies_the_equation() {
+        let chain = Hash32([7; 32]);
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let keys = AccountKeys::new(vec![(5, PublicKey(identity))]);
+        let mut forged = [0u8; 64];
+        forged[0] = 1;
+        let verdict = keys.verify_transfer(chain, &id("any"), 5, 1, 10, &Signature(forged));
+        assert_eq!(verdict, Err(SignatureError::BadKey { account: 5 }.into()));
     }
 
     /// For signatures made the usual way, and for damaged ones, the rule

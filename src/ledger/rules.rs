@@ -81,6 +81,12 @@ pub enum RejectReason {
     /// Allocations only exist in genesis.
     #[error("allocations are only valid in the genesis block")]
     AllocationOutsideGenesis,
+    /// The transfer does not carry a valid signature of its source
+    /// account's key. Every node checks this as it applies a block, so a
+    /// leader that proposes such a transfer moves no money; the refusal
+    /// claims no id, so the account's owner may still use it.
+    #[error("transfer is not signed by the key of account {account}")]
+    Unauthorized { account: AccountId },
 }
 
 impl RejectReason {
@@ -92,7 +98,8 @@ impl RejectReason {
             RejectReason::ZeroAmount
             | RejectReason::SameAccount { .. }
             | RejectReason::UnknownAccount { .. }
-            | RejectReason::AllocationOutsideGenesis => true,
+            | RejectReason::AllocationOutsideGenesis
+            | RejectReason::Unauthorized { .. } => true,
             RejectReason::InsufficientFunds { .. }
             | RejectReason::Overflow { .. }
             | RejectReason::IdConflict { .. } => false,

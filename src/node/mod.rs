@@ -6,6 +6,7 @@
 use crate::api::{ApiParts, BankApi};
 use crate::config::{ConfigError, NodeConfig};
 use crate::ledger::GenesisError;
+use crate::peer_auth::{ClusterSecret, PeerGate};
 use crate::producer::BlockProducer;
 use crate::proto::bank::bank_server::BankServer;
 use crate::proto::raft::raft_service_server::RaftServiceServer;
@@ -33,6 +34,8 @@ mod tasks;
 pub enum NodeError {
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    Secret(#[from] crate::peer_auth::SecretError),
     #[error(transparent)]
     Genesis(#[from] GenesisError),
     #[error(transparent)]
@@ -148,9 +151,11 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
     // without it would read as the partial state refused above.
     log_store.sync_sled().await?;
     let (refused_tx, mut refused_rx) = mpsc::channel::<String>(1);
+    let gate = Arc::new(peer_gate(&config, chain_id)?);
     let network = Network {
         self_id: id,
         chain_id,
+        gate: Arc::clone(&gate),
         faults: Arc::clone(&faults),
         peers: Arc::clone(&peers),
         refused: refused_tx.clone(),
@@ -196,6 +201,9 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         faults: Arc::clone(&faults),
         peers_seen: Arc::clone(&peers),
         admin_token: config.admin_token.clone(),
+        peer_gate: Arc::clone(&gate),
+        #[cfg(feature = "test-hooks")]
+        propose_unchecked: config.propose_unchecked,
     });
 
     tracing::info!(
@@ -218,7 +226,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         Arc::clone(&peers),
         refused_tx,
     );
-    let server = grpc_server(id, &listen, tls, config.tls.is_some(), &raft, raft_rpc, api)?;
+    let server = grpc_server(id, &listen, tls, gate, &raft, raft_rpc, api)?;
     // Nagle's algorithm would hold small replies back ~40 ms behind delayed
     // ACKs: every Raft round trip and client answer is latency-critical.
     let incoming = tonic::transport::server::TcpIncoming::from_listener(listener, true, Some(Duration::from_secs(60)))
@@ -309,13 +317,26 @@ async fn restored_term(id: NodeId, log_store: &LogStore) -> Result<Option<Restor
     Ok(RestoredTerm::at_start(id, vote.as_ref(), last_log))
 }
 
-/// The node's gRPC server: the Raft service (a node certificate required
-/// under TLS), the client API, health and reflection.
+/// How this node proves itself to peers and checks them: by certificate
+/// under TLS, else by the cluster secret.
+fn peer_gate(config: &NodeConfig, chain_id: crate::ledger::Hash32) -> Result<PeerGate, NodeError> {
+    if config.tls.is_some() {
+        return Ok(PeerGate::Certificate);
+    }
+    let secret = match &config.cluster_secret_file {
+        Some(path) => ClusterSecret::load(path)?,
+        None => ClusterSecret::load_or_create(&config.data_dir.join(crate::peer_auth::DEFAULT_SECRET_FILE))?,
+    };
+    Ok(PeerGate::Secret { secret, chain_id })
+}
+
+/// The node's gRPC server: the Raft service (callers proven to be members
+/// before a message is read), the client API, health and reflection.
 fn grpc_server(
     id: NodeId,
     listen: &str,
     tls: Option<crate::tls::NodeTls>,
-    require_cert: bool,
+    gate: Arc<PeerGate>,
     raft: &Raft,
     raft_rpc: RaftRpc,
     api: BankApi,
@@ -353,13 +374,7 @@ fn grpc_server(
         .concurrency_limit_per_connection(1024)
         .add_service(tonic::service::interceptor::InterceptedService::new(
             raft_service,
-            move |req: tonic::Request<()>| {
-                if require_cert {
-                    crate::raft::service::require_node_cert(req)
-                } else {
-                    Ok(req)
-                }
-            },
+            move |req: tonic::Request<()>| gate.admit(req),
         ))
         .add_service(BankServer::new(api))
         .add_service(health_service)

@@ -23,8 +23,7 @@ use tonic::transport::Channel;
 
 /// Metadata key carrying the sender's chain id.
 pub const CHAIN_HEADER: &str = "x-bank-chain";
-/// Metadata key carrying the sender's node id.
-pub const FROM_HEADER: &str = "x-bank-from";
+pub use crate::peer_auth::FROM_HEADER;
 /// Metadata key carrying the sender's incarnation (see [`Peers`]); replies
 /// carry the receiver's.
 pub const INCARNATION_HEADER: &str = "x-bank-incarnation";
@@ -38,6 +37,8 @@ pub use crate::limits::MAX_RAFT_MESSAGE_BYTES;
 pub struct Network {
     pub self_id: NodeId,
     pub chain_id: Hash32,
+    /// Proves to peers that calls come from this node.
+    pub gate: Arc<crate::peer_auth::PeerGate>,
     /// Injected partitions, delays and loss, applied before each send.
     pub faults: Arc<Faults>,
     /// Liveness and identity of peers.
@@ -66,6 +67,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             self_id: self.self_id,
             chain_id: self.chain_id.to_hex(),
+            gate: Arc::clone(&self.gate),
             client,
             faults: Arc::clone(&self.faults),
             peers: Arc::clone(&self.peers),
@@ -79,6 +81,7 @@ pub struct PeerClient {
     target: NodeId,
     self_id: NodeId,
     chain_id: String,
+    gate: Arc<crate::peer_auth::PeerGate>,
     client: Result<RaftServiceClient<Channel>, String>,
     faults: Arc<Faults>,
     peers: Arc<Peers>,
@@ -131,9 +134,7 @@ impl PeerClient {
         if let Ok(v) = self.chain_id.parse() {
             md.insert(CHAIN_HEADER, v);
         }
-        if let Ok(v) = self.self_id.to_string().parse() {
-            md.insert(FROM_HEADER, v);
-        }
+        self.gate.stamp(self.self_id, md);
         if let Ok(v) = self.peers.incarnation().parse() {
             md.insert(INCARNATION_HEADER, v);
         }

@@ -2,11 +2,12 @@
 //! hands them to the local Raft, encodes the answer.
 
 use super::faults::Faults;
-use super::network::{CHAIN_HEADER, EXPECT_HEADER, FROM_HEADER, INCARNATION_HEADER};
+use super::network::{CHAIN_HEADER, EXPECT_HEADER, INCARNATION_HEADER};
 use super::peers::Peers;
 use super::{NodeId, Raft};
 use crate::codec;
 use crate::ledger::Hash32;
+use crate::peer_auth::ProvenPeer;
 use crate::proto::raft::{raft_service_server::RaftService, RaftPayload, RaftReply};
 use openraft::error::RaftError;
 use serde::{de::DeserializeOwned, Serialize};
@@ -21,20 +22,6 @@ pub struct RaftRpc {
     peers: Arc<Peers>,
     /// Told when a peer shows this node lost its state: it must stop.
     lost_state: tokio::sync::mpsc::Sender<String>,
-}
-
-/// With TLS, Raft callers must present a certificate of the cluster CA
-/// (mutual TLS), which only nodes hold; clients of the bank API need none.
-/// Checked on the headers, before a message of up to 64 MiB is read.
-pub fn require_node_cert(req: Request<()>) -> Result<Request<()>, Status> {
-    // rustls has already checked any certificate against the cluster CA;
-    // here it must exist.
-    if req.peer_certs().is_none_or(|c| c.is_empty()) {
-        return Err(Status::unauthenticated(
-            "Raft traffic needs a node certificate of the cluster CA (mutual TLS)",
-        ));
-    }
-    Ok(req)
 }
 
 impl RaftRpc {
@@ -54,52 +41,49 @@ impl RaftRpc {
         }
     }
 
-    /// Refuses traffic from a node of another chain, with a clear reason.
+    /// Admits traffic from a member of this chain, proven to be who it
+    /// says (the gate in front of this service checked that, see
+    /// [`crate::peer_auth`]); refuses the rest with a clear reason.
     fn admit<T: DeserializeOwned>(&self, req: Request<RaftPayload>) -> Result<T, Status> {
+        let Some(&ProvenPeer(peer)) = req.extensions().get::<ProvenPeer>() else {
+            return Err(Status::unauthenticated("the caller did not prove which node it is"));
+        };
         let md = req.metadata();
-        let from = md
-            .get(FROM_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("?")
-            .to_string();
         // The receiving end enforces a partition too: a sender that has not
         // heard of it (e.g. it just restarted) is still cut off.
-        if let Ok(peer) = from.parse::<NodeId>() {
-            if !self.faults.can_reach(peer) {
-                return Err(Status::unavailable(format!("partitioned from node {peer}")));
-            }
+        if !self.faults.can_reach(peer) {
+            return Err(Status::unavailable(format!("partitioned from node {peer}")));
         }
         let theirs = md.get(CHAIN_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
         if theirs != self.chain_id {
             tracing::error!(
-                "refused Raft traffic from node {from} of another chain: theirs={theirs:?} ours={}",
+                "refused Raft traffic from node {peer} of another chain: theirs={theirs:?} ours={}",
                 self.chain_id
             );
             return Err(Status::failed_precondition(format!(
-                "genesis mismatch: node {from} is on chain {theirs:?}, this node is on chain {}",
+                "genesis mismatch: node {peer} is on chain {theirs:?}, this node is on chain {}",
                 self.chain_id
             )));
         }
-        if !self.is_member(from.parse::<NodeId>().ok()) {
-            tracing::warn!("refused Raft traffic from node {from}: not a member of this cluster");
+        if !self.is_member(Some(peer)) {
+            tracing::warn!("refused Raft traffic from node {peer}: not a member of this cluster");
             return Err(Status::permission_denied(format!(
-                "node {from} is not a member of this cluster"
+                "node {peer} is not a member of this cluster"
             )));
         }
-        if let Ok(peer) = from.parse::<NodeId>() {
-            let incarnation = md.get(INCARNATION_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
-            if let Err(reason) = self.peers.check_incarnation(peer, incarnation) {
-                tracing::error!("refused Raft traffic: {reason}");
-                return Err(Status::failed_precondition(reason));
-            }
-            let expected = md.get(EXPECT_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
-            if let Err(reason) = self.peers.check_expected(peer, expected) {
-                tracing::error!("{reason}");
-                let _ = self.lost_state.try_send(reason.clone());
-                return Err(Status::failed_precondition(reason));
-            }
-            self.peers.heard_from(peer);
+        let incarnation = md.get(INCARNATION_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+        if let Err(reason) = self.peers.check_incarnation(peer, incarnation) {
+            tracing::error!("refused Raft traffic: {reason}");
+            return Err(Status::failed_precondition(reason));
         }
+        let expected = md.get(EXPECT_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+        if let Err(reason) = self.peers.check_expected(peer, expected) {
+            tracing::error!("{reason}");
+            let _ = self.lost_state.try_send(reason.clone());
+            return Err(Status::failed_precondition(reason));
+        }
+        self.peers.heard_from(peer);
+        let from = peer;
         codec::decode(&req.into_inner().data)
             .map_err(|e| Status::invalid_argument(format!("malformed Raft message from node {from}: {e}")))
     }

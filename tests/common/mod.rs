@@ -407,6 +407,16 @@ impl Cluster {
         )
     }
 
+    /// What a node of this cluster proves itself with: the cluster secret
+    /// the nodes share in the data dir (without TLS).
+    pub fn peer_gate(&self) -> bank_ledger::peer_auth::PeerGate {
+        let path = self.dir.path().join(bank_ledger::peer_auth::DEFAULT_SECRET_FILE);
+        bank_ledger::peer_auth::PeerGate::Secret {
+            secret: bank_ledger::peer_auth::ClusterSecret::load(&path).expect("cluster secret"),
+            chain_id: self.chain_id(),
+        }
+    }
+
     pub fn chain_file(&self, id: u64) -> PathBuf {
         self.dir.path().join(format!("server_{id}_states")).join("chain.jsonl")
     }

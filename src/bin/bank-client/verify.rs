@@ -10,10 +10,13 @@ use serde_json::{json, Value};
 pub async fn verify(ctx: &Ctx) -> anyhow::Result<()> {
     let calls = ctx.servers.iter().map(|s| async move {
         let res = match connect(&s.addr) {
-            Ok(mut c) => c
-                .verify(request(VerifyRequest {}, ctx.timeout))
-                .await
-                .map(|r| r.into_inner()),
+            Ok(mut c) => {
+                let mut req = request(VerifyRequest {}, ctx.timeout);
+                if let Some(token) = &ctx.admin {
+                    token.attach(&mut req);
+                }
+                c.verify(req).await.map(|r| r.into_inner())
+            }
             Err(e) => Err(tonic::Status::invalid_argument(e.to_string())),
         };
         (s.clone(), res)
@@ -58,7 +61,11 @@ pub async fn verify(ctx: &Ctx) -> anyhow::Result<()> {
         return Err(anyhow!("{damaged} server(s) hold a damaged chain"));
     }
     if verified == 0 {
-        return Err(anyhow!("no server could verify its chain"));
+        let why = rows
+            .iter()
+            .find_map(|(_, r)| r.as_ref().err())
+            .map_or(String::new(), |e| format!(": {}", e.message()));
+        return Err(anyhow!("no server could verify its chain{why}"));
     }
     Ok(())
 }

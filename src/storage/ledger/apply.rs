@@ -77,7 +77,10 @@ impl Ledger {
         let mut new_records: Vec<(TxId, TxRecord)> = Vec::new();
         let mut fresh: HashMap<TxId, usize> = HashMap::new();
         let height = block.height();
-        for tx in &block.txs {
+        // Checked here, on every node, not only by the leader before it
+        // proposed: a leader cannot move money its clients did not sign for.
+        let verdicts = self.authorize_block(block);
+        for (tx, verdict) in block.txs.iter().zip(verdicts) {
             let tx_hash = tx.content_hash();
             let record = |outcome| TxRecord {
                 tx_hash,
@@ -85,6 +88,11 @@ impl Ledger {
                 block_hash: hash,
                 outcome,
             };
+            if verdict.is_err() {
+                let account = tx.signed().map_or(0, |t| t.from);
+                records.push(record(Err(RejectReason::Unauthorized { account })));
+                continue;
+            }
             let rec = match tx.id() {
                 None => record(rules::apply(&mut overlay, tx, genesis)),
                 Some(id) => {

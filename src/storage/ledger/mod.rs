@@ -52,7 +52,9 @@ use self::block_log::BlockLog;
 use self::schema::*;
 use crate::ledger::keys::{SignedTransfer, TransferAuthError};
 use crate::ledger::rules;
-use crate::ledger::{AccountId, AccountKeys, Amount, Block, Genesis, Hash32, Transaction, TxId, TxRecord};
+use crate::ledger::{
+    AccountId, AccountKeys, Amount, Block, Genesis, Hash32, RejectReason, Transaction, TxId, TxRecord,
+};
 use crate::raft::{LogId, StoredMembership};
 use crate::storage::block_file::BlockFiles;
 use crate::storage::views::ChainView;
@@ -225,20 +227,31 @@ impl Ledger {
     }
 
     /// The records of a stored block's transactions, for rebuilding views.
-    fn records_of(&self, block: &Block) -> Result<Vec<TxRecord>, LedgerError> {
+    pub(crate) fn records_of(&self, block: &Block) -> Result<Vec<TxRecord>, LedgerError> {
         let hash = block.hash();
         let mut out = Vec::with_capacity(block.txs.len());
+        let height = block.height();
         for tx in &block.txs {
-            let rec = match tx.id() {
-                Some(id) => self.tx_record(id)?,
-                None => None,
-            };
-            out.push(rec.unwrap_or(TxRecord {
-                tx_hash: tx.content_hash(),
-                height: block.height(),
+            let tx_hash = tx.content_hash();
+            let made_here = |outcome| TxRecord {
+                tx_hash,
+                height,
                 block_hash: hash,
-                outcome: Ok(rules::Applied { balance: None }),
-            }));
+                outcome,
+            };
+            let rec = match tx.id() {
+                None => made_here(Ok(rules::Applied { balance: None })),
+                Some(id) => match self.tx_record(id)? {
+                    Some(r) if r.height <= height && r.tx_hash == tx_hash => r,
+                    Some(r) if r.height < height => made_here(Err(RejectReason::IdConflict { id: id.clone() })),
+                    // Executed transactions claim their id at their height:
+                    // none here means the transfer was refused unsigned.
+                    _ => made_here(Err(RejectReason::Unauthorized {
+                        account: tx.signed().map_or(0, |t| t.from),
+                    })),
+                },
+            };
+            out.push(rec);
         }
         Ok(out)
     }
@@ -273,6 +286,38 @@ impl Ledger {
             out[i] = verdict;
         }
         out
+    }
+
+    /// The verdict on each transaction of `block` that every node reaches
+    /// before it applies the block: the blocks genesis defines are the
+    /// file's own and unsigned; every later transfer must carry its source
+    /// account's signature. Big blocks are checked on all cores.
+    pub(crate) fn authorize_block(&self, block: &Block) -> Vec<Result<(), TransferAuthError>> {
+        const MIN_PER_THREAD: usize = 256;
+        let txs = &block.txs;
+        if block.height() <= self.genesis_tip.0 {
+            return vec![Ok(()); txs.len()];
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = cores.min(txs.len() / MIN_PER_THREAD).max(1);
+        if threads == 1 {
+            return self.authorize_many(txs);
+        }
+        let chunk = txs.len().div_ceil(threads);
+        std::thread::scope(|s| {
+            let parts: Vec<_> = txs
+                .chunks(chunk)
+                .map(|part| s.spawn(move || self.authorize_many(part)))
+                .collect();
+            let mut out = Vec::with_capacity(txs.len());
+            for part in parts {
+                match part.join() {
+                    Ok(verdicts) => out.extend(verdicts),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            out
+        })
     }
 
     pub fn keys(&self) -> &AccountKeys {

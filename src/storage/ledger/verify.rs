@@ -5,7 +5,6 @@
 
 use super::schema::*;
 use super::{Ledger, LedgerError};
-use crate::ledger::keys::TransferAuthError;
 use crate::ledger::{rules, AccountId, Amount, Block, Hash32, Transaction, TxId};
 use std::collections::BTreeMap;
 
@@ -204,35 +203,6 @@ impl Ledger {
         Ok(())
     }
 
-    /// Checks every transfer's signature (in batches, ~20 us each), spread
-    /// over the machine's cores for big blocks; the first bad one in block
-    /// order is reported.
-    fn verify_signatures(&self, block: &Block) -> Result<(), TransferAuthError> {
-        const MIN_PER_THREAD: usize = 256;
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let threads = cores.min(block.txs.len() / MIN_PER_THREAD).max(1);
-        let first_bad = |txs: &[Transaction]| self.authorize_many(txs).into_iter().find(Result::is_err);
-        if threads == 1 {
-            return first_bad(&block.txs).unwrap_or(Ok(()));
-        }
-        let chunk = block.txs.len().div_ceil(threads);
-        std::thread::scope(|s| {
-            let parts: Vec<_> = block
-                .txs
-                .chunks(chunk)
-                .map(|part| s.spawn(move || first_bad(part)))
-                .collect();
-            for part in parts {
-                match part.join() {
-                    Ok(Some(bad)) => return bad,
-                    Ok(None) => {}
-                    Err(panic) => std::panic::resume_unwind(panic),
-                }
-            }
-            Ok(())
-        })
-    }
-
     /// Re-executes one block's transactions (the first occurrence of each id)
     /// and compares each outcome with its stored record.
     fn verify_transactions(
@@ -245,12 +215,26 @@ impl Ledger {
         let height = block.height();
         let corrupt = |reason: String| LedgerError::Corruption { height, reason };
         let mut seen_here: std::collections::HashSet<&TxId> = std::collections::HashSet::new();
-        if height > self.genesis_tip.0 {
-            self.verify_signatures(block).map_err(|e| corrupt(e.to_string()))?;
-        }
-        for tx in &block.txs {
+        for (tx, verdict) in block.txs.iter().zip(self.authorize_block(block)) {
             if matches!(tx, Transaction::Transfer { .. }) {
                 report.transfers += 1;
+            }
+            if let Err(e) = verdict {
+                // Refused as it was applied, claiming no id: a record of
+                // it executed here is damage.
+                // A record of its id at this height must then be another
+                // copy's in this block; one naming another block means the
+                // block was edited.
+                if let Some(id) = tx.id() {
+                    if let Some(r) = self.tx_record(id)?.filter(|r| r.height == height) {
+                        if r.tx_hash == tx.content_hash() || r.block_hash != hash {
+                            return Err(corrupt(format!(
+                                "transaction {id} is recorded as executed here, but the block's copy fails: {e}"
+                            )));
+                        }
+                    }
+                }
+                continue;
             }
             let Some(id) = tx.id() else {
                 if let Some(b) = balances.as_deref_mut() {

@@ -78,6 +78,58 @@ async fn a_listener_gets_a_blocks_records_once_executed_before_the_block_is_writ
     assert!(told.0.lock().unwrap().is_empty());
 }
 
+/// What a leader proposes is checked by every node as it applies: an
+/// unsigned transfer and one signed by another account's key move no
+/// money, are refused with their reason, and claim no id.
+#[tokio::test]
+async fn a_block_of_unsigned_or_forged_transfers_moves_no_money_and_claims_no_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, mut sm) = open(dir.path());
+    let Transaction::Transfer {
+        id, from, to, amount, ..
+    } = transfer("steal", 0, 1, 60)
+    else {
+        unreachable!()
+    };
+    let unsigned = Transaction::Transfer {
+        id: TxId::new("unsigned").unwrap(),
+        from,
+        to,
+        amount,
+        signature: crate::ledger::Signature::NONE,
+    };
+    // Account 1's key signs a transfer out of account 0.
+    let signature = crate::ledger::AccountKey::dev(1).sign_transfer(ledger.chain_id(), &id, to, amount);
+    let forged = Transaction::Transfer {
+        id: id.clone(),
+        from,
+        to,
+        amount,
+        signature,
+    };
+    let b1 = next_block(&ledger, vec![unsigned, forged, transfer("honest", 1, 0, 5)]);
+    let out = sm.apply(vec![entry(1, b1.clone())]).await.unwrap();
+    let BlockOutcome::Committed { records, .. } = &out[0] else {
+        panic!("the block links and commits: {out:?}");
+    };
+    let refused = Err(RejectReason::Unauthorized { account: 0 });
+    assert_eq!(records[0].outcome, refused);
+    assert_eq!(records[1].outcome, refused);
+    assert!(records[2].outcome.is_ok(), "the signed transfer beside them applies");
+    assert_eq!(ledger.balance(0), Some((105, 1)));
+    assert_eq!(ledger.balance(1), Some((95, 1)));
+    assert_eq!(ledger.tx_record(&id).unwrap(), None, "the forgery claims no id");
+    // Rebuilt views say what the apply said.
+    assert_eq!(ledger.records_of(&b1).unwrap(), *records);
+    ledger.verify().expect("a chain holding refused forgeries verifies");
+
+    // The owner's own transfer under that id goes through.
+    let b2 = next_block(&ledger, vec![transfer("steal", 0, 1, 60)]);
+    sm.apply(vec![entry(2, b2)]).await.unwrap();
+    assert_eq!(ledger.balance(0), Some((45, 2)));
+    ledger.verify().expect("the chain verifies");
+}
+
 #[tokio::test]
 async fn a_transaction_in_two_blocks_is_applied_once() {
     let dir = tempfile::tempdir().unwrap();
