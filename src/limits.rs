@@ -24,6 +24,12 @@ pub const MAX_STORED_RECORD_BYTES: u64 = MAX_ENCODED_BYTES;
 /// record): bounds memory while a snapshot loads.
 pub const MAX_SNAPSHOT_RECORD_BYTES: u32 = 64 * 1024 * 1024;
 
+/// Largest snapshot a node receives. A snapshot carries the whole chain,
+/// so this is far above any chain of this design; what keeps a peer from
+/// filling the disk is that chunks must arrive in order (no holes), so a
+/// file grows only by what was actually sent.
+pub const MAX_SNAPSHOT_BYTES: u64 = 1 << 40;
+
 // A full block with its header and encoding overhead fits one message twice over.
 const _: () = assert!(2 * MAX_BLOCK_BYTES <= MAX_RAFT_MESSAGE_BYTES);
 // A message the transport accepts is one the codec decodes.
@@ -31,5 +37,7 @@ const _: () = assert!(MAX_RAFT_MESSAGE_BYTES as u64 <= MAX_ENCODED_BYTES);
 // Every encoded entry fits a stored record, whose length is a u32 in the Raft log.
 const _: () = assert!(MAX_ENCODED_BYTES <= MAX_STORED_RECORD_BYTES);
 const _: () = assert!(MAX_STORED_RECORD_BYTES <= u32::MAX as u64);
+// A snapshot holds at least one of its records.
+const _: () = assert!(MAX_SNAPSHOT_RECORD_BYTES as u64 <= MAX_SNAPSHOT_BYTES);
 // A snapshot carries whole blocks as records.
 const _: () = assert!(2 * MAX_BLOCK_BYTES <= MAX_SNAPSHOT_RECORD_BYTES as usize);

@@ -88,12 +88,14 @@ impl Ledger {
                 block_hash: hash,
                 outcome,
             };
-            if verdict.is_err() {
-                let account = tx.signed().map_or(0, |t| t.from);
-                records.push(record(Err(RejectReason::Unauthorized { account })));
-                continue;
-            }
+            let unauthorized = || {
+                record(Err(RejectReason::Unauthorized {
+                    account: tx.signed().map_or(0, |t| t.from),
+                }))
+            };
             let rec = match tx.id() {
+                // Only transactions with an id are signed.
+                None if verdict.is_err() => unauthorized(),
                 None => record(rules::apply(&mut overlay, tx, genesis)),
                 Some(id) => {
                     let earlier = match fresh.get(id) {
@@ -104,8 +106,11 @@ impl Ledger {
                         None => self.tx_record(id)?.filter(|r| r.height < height),
                     };
                     match earlier {
-                        // Same id, same content: it was applied once already.
+                        // Same id, same content: it was applied once already
+                        // (signatures aside: the owner may sign it twice).
                         Some(first) if first.tx_hash == tx_hash => first,
+                        // Refused without claiming the id: its owner may use it.
+                        _ if verdict.is_err() => unauthorized(),
                         Some(_) => record(Err(RejectReason::IdConflict { id: id.clone() })),
                         None => {
                             let rec = record(rules::apply(&mut overlay, tx, genesis));

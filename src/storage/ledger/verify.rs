@@ -215,7 +215,16 @@ impl Ledger {
         let height = block.height();
         let corrupt = |reason: String| LedgerError::Corruption { height, reason };
         let mut seen_here: std::collections::HashSet<&TxId> = std::collections::HashSet::new();
-        for (tx, verdict) in block.txs.iter().zip(self.authorize_block(block)) {
+        let verdicts = self.authorize_block(block);
+        // What this block's authorized transactions may have recorded.
+        let authorized: std::collections::HashSet<(&TxId, Hash32)> = block
+            .txs
+            .iter()
+            .zip(&verdicts)
+            .filter(|(_, v)| v.is_ok())
+            .filter_map(|(tx, _)| Some((tx.id()?, tx.content_hash())))
+            .collect();
+        for (tx, verdict) in block.txs.iter().zip(verdicts) {
             if matches!(tx, Transaction::Transfer { .. }) {
                 report.transfers += 1;
             }
@@ -227,7 +236,8 @@ impl Ledger {
                 // block was edited.
                 if let Some(id) = tx.id() {
                     if let Some(r) = self.tx_record(id)?.filter(|r| r.height == height) {
-                        if r.tx_hash == tx.content_hash() || r.block_hash != hash {
+                        let copy_executed = authorized.contains(&(id, r.tx_hash));
+                        if r.block_hash != hash || !copy_executed {
                             return Err(corrupt(format!(
                                 "transaction {id} is recorded as executed here, but the block's copy fails: {e}"
                             )));

@@ -128,6 +128,34 @@ async fn a_block_of_unsigned_or_forged_transfers_moves_no_money_and_claims_no_id
     sm.apply(vec![entry(2, b2)]).await.unwrap();
     assert_eq!(ledger.balance(0), Some((45, 2)));
     ledger.verify().expect("the chain verifies");
+
+    // A forged copy of a transfer ahead of the signed one in the same
+    // block: the copy is refused, the transfer applies once.
+    let signed = transfer("twice", 1, 0, 7);
+    let Transaction::Transfer {
+        id, from, to, amount, ..
+    } = signed.clone()
+    else {
+        unreachable!()
+    };
+    let copy = Transaction::Transfer {
+        id,
+        from,
+        to,
+        amount,
+        signature: crate::ledger::Signature::NONE,
+    };
+    let b3 = next_block(&ledger, vec![copy, signed]);
+    let out = sm.apply(vec![entry(3, b3)]).await.unwrap();
+    let BlockOutcome::Committed { records, .. } = &out[0] else {
+        panic!("block 3 commits: {out:?}");
+    };
+    assert_eq!(records[0].outcome, Err(RejectReason::Unauthorized { account: 1 }));
+    assert!(records[1].outcome.is_ok());
+    assert_eq!(ledger.balance(0), Some((52, 3)));
+    ledger
+        .verify()
+        .expect("a refused copy beside its signed transfer verifies");
 }
 
 #[tokio::test]
