@@ -160,7 +160,7 @@ impl PeerClient {
                 // count: it would acknowledge entries it no longer holds.
                 if let Err(reason) = self.peers.check_incarnation(self.target, &theirs) {
                     tracing::error!("ignoring reply: {reason}");
-                    return Err(RPCError::Unreachable(Unreachable::new(&TransportError(reason))));
+                    return Err(RPCError::Unreachable(Unreachable::new(&reason)));
                 }
                 self.peers.heard_from(self.target);
                 r.into_inner()

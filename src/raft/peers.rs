@@ -19,6 +19,30 @@ const IDENTITY_TREE: &str = "node_identity";
 /// Refusal reasons start with this, so the refused node can recognise them.
 pub const LOST_STATE: &str = "lost its state";
 
+/// Why a peer's message (or this node) is refused for its incarnation.
+#[derive(Debug, thiserror::Error)]
+pub enum IncarnationError {
+    #[error(
+        "node {peer} {LOST_STATE}: its data dir is not the one it ran with before. \
+         A node that lost its disk must rejoin as a new member: \
+         `bank-client cluster remove {peer}`, then start it with a new --id and --join, \
+         then `bank-client cluster add`"
+    )]
+    PeerLostState { peer: NodeId },
+    #[error(
+        "this node {LOST_STATE}: node {peer} knew it under another data dir (incarnation {expected}, \
+         now {mine}). A node that lost its disk must rejoin as a new member: \
+         `bank-client cluster remove ID`, then start it with a new --id and --join, then `bank-client cluster add`"
+    )]
+    ThisNodeLostState {
+        peer: NodeId,
+        expected: String,
+        mine: String,
+    },
+    #[error("cannot read or record a peer's incarnation: {0}")]
+    Store(#[from] sled::Error),
+}
+
 pub struct Peers {
     incarnation: String,
     heard: Mutex<HashMap<NodeId, Instant>>,
@@ -75,26 +99,18 @@ impl Peers {
 
     /// Accepts `peer`'s incarnation if it is the first seen or the same as
     /// before; refuses a changed one with a reason for the operator.
-    pub fn check_incarnation(&self, peer: NodeId, incarnation: &str) -> Result<(), String> {
+    pub fn check_incarnation(&self, peer: NodeId, incarnation: &str) -> Result<(), IncarnationError> {
         if incarnation.is_empty() {
             // Nothing to compare or remember.
             return Ok(());
         }
         let key = peer.to_be_bytes();
-        let known = self.known.get(key).map_err(|e| e.to_string())?;
-        match known {
+        match self.known.get(key)? {
             Some(v) if v.as_ref() == incarnation.as_bytes() => Ok(()),
-            Some(_) => Err(format!(
-                "node {peer} {LOST_STATE}: its data dir is not the one it ran with before. \
-                 A node that lost its disk must rejoin as a new member: \
-                 `bank-client cluster remove {peer}`, then start it with a new --id and --join, \
-                 then `bank-client cluster add`"
-            )),
+            Some(_) => Err(IncarnationError::PeerLostState { peer }),
             None => {
-                self.known
-                    .insert(key, incarnation.as_bytes())
-                    .map_err(|e| e.to_string())?;
-                self.known.flush().map_err(|e| e.to_string())?;
+                self.known.insert(key, incarnation.as_bytes())?;
+                self.known.flush()?;
                 Ok(())
             }
         }
@@ -108,14 +124,15 @@ impl Peers {
 
     /// Checks what a peer believes this node's incarnation to be: a
     /// different one means this node's data dir was replaced under it.
-    pub fn check_expected(&self, peer: NodeId, expected: &str) -> Result<(), String> {
+    pub fn check_expected(&self, peer: NodeId, expected: &str) -> Result<(), IncarnationError> {
         if expected.is_empty() || expected == self.incarnation {
             return Ok(());
         }
-        Err(format!(
-            "this node {LOST_STATE}: node {peer} knew it under another data dir (incarnation {expected},              now {}). A node that lost its disk must rejoin as a new member:              `bank-client cluster remove ID`, then start it with a new --id and --join, then `bank-client cluster add`",
-            self.incarnation
-        ))
+        Err(IncarnationError::ThisNodeLostState {
+            peer,
+            expected: expected.to_string(),
+            mine: self.incarnation.clone(),
+        })
     }
 
     /// Forgets a peer that left the cluster, so its id may be reused.
@@ -147,7 +164,7 @@ mod tests {
         let p = Peers::open(&db).unwrap();
         assert!(p.check_incarnation(2, "aaa").is_ok());
         assert!(p.check_incarnation(2, "aaa").is_ok());
-        let err = p.check_incarnation(2, "bbb").unwrap_err();
+        let err = p.check_incarnation(2, "bbb").unwrap_err().to_string();
         assert!(err.contains("node 2 lost its state"), "{err}");
         p.forget(2);
         assert!(p.check_incarnation(2, "bbb").is_ok());

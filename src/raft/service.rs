@@ -121,10 +121,11 @@ impl RaftRpc {
         let incarnation = md.get(INCARNATION_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
         if let Err(reason) = self.peers.check_incarnation(peer, incarnation) {
             tracing::error!("refused Raft traffic: {reason}");
-            return Err(Status::failed_precondition(reason));
+            return Err(Status::failed_precondition(reason.to_string()));
         }
         let expected = md.get(EXPECT_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
         if let Err(reason) = self.peers.check_expected(peer, expected) {
+            let reason = reason.to_string();
             tracing::error!("{reason}");
             let _ = self.lost_state.try_send(reason.clone());
             return Err(Status::failed_precondition(reason));
