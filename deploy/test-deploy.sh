@@ -10,12 +10,16 @@
 #      BANK_IMAGE use this existing image instead of building one from BIN
 #                 (it is then left in place)
 #      DEADLINE_S fail if the whole test takes longer (default 170)
-# Needs docker, docker-compose (or `docker compose`) and python3 (JSON).
+# Needs docker, docker-compose (or `docker compose`), tar and python3 (JSON,
+# HTTP).
 # Without a working container engine it prints "deploy test skipped: no
 # container engine" and exits 0.
 #
 # Plan (a majority of the three nodes is up whenever commits are expected):
-#   1. build the image (test tag), setup.sh, `up` under project bankdeploy<pid>
+#   1. build the image (test tag), setup.sh (twice: the second run keeps
+#      everything), `up` under project bankdeploy<pid>; each container mounts
+#      its data volume, cluster/ and its own node-N/, nothing else: no CA key,
+#      no other node's key
 #   2. a background client transfers 1 from account 1 to account 2 without
 #      pause, each with a fresh id; an attempt that fails has an unknown
 #      outcome and is resubmitted with the same id until it is acknowledged
@@ -31,6 +35,9 @@
 #      gained and account 1 lost exactly the number of acknowledged ids; the
 #      chain holds every acknowledged id exactly once and nothing else;
 #      resubmitting an acknowledged id returns its first outcome.
+#  10. HTTP through the published ports: /metrics and /api/status answer 401
+#      without the token (or with a wrong one) and 200 with it; /healthz,
+#      /readyz and the dashboard page answer without it.
 set -euo pipefail
 
 t0=$(date +%s)
@@ -140,6 +147,20 @@ servers="0=127.0.0.1:${gport[0]},1=127.0.0.1:${gport[1]},2=127.0.0.1:${gport[2]}
 
 ACCOUNTS=4 BALANCE=1000000000 BANK_IMAGE=$image "$here/compose/setup.sh" "$work/config" >/dev/null ||
   fail "deploy/compose/setup.sh failed"
+# A second run keeps every file: hashes of what the caller may read, inode and
+# time of what only uid 10001 may (the node keys, the nodes' token).
+config_state() {
+  (
+    cd "$work/config" &&
+      sha256sum tls/ca.pem tls/ca.key genesis.json http.token cluster/ca.pem cluster/genesis.json node-*/node-*.pem &&
+      stat -c '%n %i %Y %s' cluster/http.token node-*/node-*.key keys/*
+  )
+}
+before=$(config_state) || fail "setup.sh did not write the expected files"
+BANK_IMAGE=$image "$here/compose/setup.sh" "$work/config" >/dev/null || fail "deploy/compose/setup.sh failed on its second run"
+[ "$(config_state)" = "$before" ] || fail "a second run of setup.sh changed files: $(diff <(echo "$before") <(config_state))"
+tls_files=$(cd "$work/config/tls" && echo *)
+[ "$tls_files" = "ca.key ca.pem" ] || fail "tls/ holds more than the CA: $tls_files"
 compose up -d >"$work/up.log" 2>&1 || { cat "$work/up.log" >&2; fail "compose up failed"; }
 say "cluster $project up (image $image, gRPC on 127.0.0.1:${gport[*]})"
 
@@ -200,6 +221,57 @@ caught_up() {
 }
 
 height_of_leader() { status_rows | awk -v l="$(agreed_leader)" '$1 == l { print $5 }'; }
+
+# ---------------------------------------------------------------- 1. mounts
+# Each node's container mounts its data volume at /data, cluster/ (genesis,
+# CA certificate, HTTP token) and its own node-N/ read-only, and nothing else;
+# no file under its /config is the CA key or another node's key, and the only
+# private key in it is its own.
+for i in 0 1 2; do
+  docker inspect -f '{{range .Mounts}}{{.Type}} {{.Destination}} {{.RW}} {{.Source}}{{"\n"}}{{end}}' "$(container "$i")" \
+    >"$work/mounts-$i" || fail "docker inspect bank-$i"
+  docker cp "$(container "$i"):/config" - >"$work/config-$i.tar" || fail "docker cp bank-$i:/config"
+done
+python3 - "$work" <<'PY' || fail "a node's container sees more than its own files (see above)"
+import os, sys, tarfile
+work = sys.argv[1]
+real = os.path.realpath
+errors = []
+files = {}
+for i in range(3):
+    mounts = sorted(l.split(" ", 3) for l in open(f"{work}/mounts-{i}").read().splitlines() if l)
+    binds = {(d, rw, real(src)) for t, d, rw, src in mounts if t == "bind"}
+    want = {("/config/cluster", "false", real(f"{work}/config/cluster")),
+            ("/config/node", "false", real(f"{work}/config/node-{i}"))}
+    others = [(t, d) for t, d, rw, src in mounts if t != "bind"]
+    if binds != want or len(mounts) != 3 or others != [("volume", "/data")]:
+        errors.append(f"bank-{i} mounts {mounts}, expected {sorted(want)} and a volume at /data")
+    with tarfile.open(f"{work}/config-{i}.tar") as tar:
+        files[i] = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+    expected = {"config/cluster/ca.pem", "config/cluster/genesis.json", "config/cluster/http.token",
+                f"config/node/node-{i}.pem", f"config/node/node-{i}.key"}
+    if set(files[i]) != expected:
+        errors.append(f"bank-{i} sees {sorted(files[i])} under /config, expected {sorted(expected)}")
+    keys = sorted(n for n, b in files[i].items() if b"PRIVATE KEY" in b)
+    if keys != [f"config/node/node-{i}.key"]:
+        errors.append(f"private keys under bank-{i}'s /config: {keys}, expected only its own")
+ca_key = open(f"{work}/config/tls/ca.key", "rb").read()
+node_keys = {i: files[i].get(f"config/node/node-{i}.key") for i in range(3)}
+for i in range(3):
+    for name, body in files[i].items():
+        if body == ca_key:
+            errors.append(f"bank-{i}'s /{name} is the CA key")
+        for j, k in node_keys.items():
+            if j != i and body == k:
+                errors.append(f"bank-{i}'s /{name} is node {j}'s key")
+for e in errors:
+    print("  " + e, file=sys.stderr)
+sys.exit(1 if errors else 0)
+PY
+for i in 0 1 2; do
+  ! docker cp "$(container "$i"):/config/tls/ca.key" - >/dev/null 2>&1 || fail "bank-$i has a CA key at /config/tls/ca.key"
+done
+say "mounts: each node sees genesis, the CA certificate, the HTTP token and its own key only; no CA key"
 
 # ---------------------------------------------------------------- 2. load
 # Transfers of 1 from account 1 to 2, one at a time, each with a new id; a
@@ -287,8 +359,8 @@ say "converged: $(status_rows | awk 'NR == 1 { print "height " $5 ", tip " $6 }'
 
 # From inside the network, by host name (name resolution in a scratch image).
 in_net() {
-  docker run --rm --network "$net" -v "$work/config:/config:ro" --entrypoint /usr/local/bin/bank-client "$image" \
-    --servers bank-0:50051,bank-1:50051,bank-2:50051 --tls-ca /config/tls/ca.pem --timeout-ms 3000 --json status |
+  docker run --rm --network "$net" -v "$work/config/cluster/ca.pem:/ca.pem:ro" --entrypoint /usr/local/bin/bank-client "$image" \
+    --servers bank-0:50051,bank-1:50051,bank-2:50051 --tls-ca /ca.pem --timeout-ms 3000 --json status |
     python3 -c '
 import json, sys
 rows = json.load(sys.stdin)
@@ -375,5 +447,52 @@ b2=$(client --timeout-ms 5000 --json balance 2) || fail "balance 2"
 python3 -c 'import json,sys; exit(0 if json.load(open(sys.argv[1]))["balances"]["2"] == json.loads(sys.argv[2])["balance"] else 1)' \
   "$work/balances-0" "$b2" || fail "resubmitting $first_id changed account 2: $b2"
 say "resubmitted $first_id: same block $first_hash, no second debit"
+
+# ---------------------------------------------------------------- 10. HTTP
+# Through the published ports, never through a proxy. /readyz gets up to 20 s
+# per node (a node is ready once it knows the leader and has applied what it
+# knows is committed).
+echo "not-the-token-not-the-token" >"$work/wrong.token"
+python3 - "$work/config/http.token" "$work/wrong.token" "${hport[@]}" <<'PY' ||
+import sys, time, urllib.error, urllib.request
+token, wrong = (open(f).read().strip() for f in sys.argv[1:3])
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+def get(url, tok=None):
+    req = urllib.request.Request(url)
+    if tok is not None:
+        req.add_header("Authorization", "Bearer " + tok)
+    try:
+        with opener.open(req, timeout=5) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, b""
+    except OSError as e:
+        return f"no answer ({e})", b""
+errors = []
+for i, port in enumerate(sys.argv[3:]):
+    base = f"http://127.0.0.1:{port}"
+    for path in ("/metrics", "/api/status"):
+        for what, tok, want in (("without the token", None, 401), ("with a wrong token", wrong, 401),
+                                ("with the token", token, 200)):
+            code, body = get(base + path, tok)
+            if code != want:
+                errors.append(f"bank-{i}: GET {path} {what} answered {code}, not {want}")
+            elif path == "/metrics" and want == 200 and b"bank_raft_term" not in body:
+                errors.append(f"bank-{i}: GET /metrics with the token answered 200 without the node's metrics")
+    for path in ("/healthz", "/"):
+        code, _ = get(base + path)
+        if code != 200:
+            errors.append(f"bank-{i}: GET {path} without a token answered {code}, not 200")
+    until = time.monotonic() + 20
+    while (code := get(base + "/readyz")[0]) != 200 and time.monotonic() < until:
+        time.sleep(0.2)
+    if code != 200:
+        errors.append(f"bank-{i}: GET /readyz without a token answered {code}, not 200, for 20 s")
+for e in errors:
+    print("  " + e, file=sys.stderr)
+sys.exit(1 if errors else 0)
+PY
+  fail "the HTTP side does not ask for the token as it should (see above)"
+say "HTTP: /metrics and /api/status 401 without the token, 200 with it; /healthz, /readyz and / need none"
 
 say "deploy test passed in $(($(date +%s) - t0))s"

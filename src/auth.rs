@@ -24,13 +24,18 @@ pub const MAX_TOKEN_LEN: usize = 512;
 /// Why a token file cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
-    #[error("cannot read admin token file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
-    #[error("admin token file {path} must hold {MIN_TOKEN_LEN} to {MAX_TOKEN_LEN} printable ASCII characters (e.g. `openssl rand -hex 32`)")]
-    Invalid { path: String },
+    #[error("cannot read {what} file {path}: {source}")]
+    Read {
+        what: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{what} file {path} must hold {MIN_TOKEN_LEN} to {MAX_TOKEN_LEN} printable ASCII characters (e.g. `openssl rand -hex 32`)")]
+    Invalid { what: &'static str, path: String },
 }
 
-/// An admin token. Its `Debug` never shows the secret.
+/// A bearer secret: the admin token, or the token of the HTTP side. Its
+/// `Debug` never shows the secret.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AdminToken(String);
 
@@ -41,21 +46,26 @@ impl fmt::Debug for AdminToken {
 }
 
 impl AdminToken {
-    /// Reads a token from a file; surrounding whitespace (a trailing newline) is ignored.
+    /// Reads the admin token from a file; surrounding whitespace (a
+    /// trailing newline) is ignored.
     pub fn from_file(path: &Path) -> Result<AdminToken, TokenError> {
+        AdminToken::read(path, "admin token")
+    }
+
+    /// Reads a token from a file; `what` names it in errors.
+    pub fn read(path: &Path, what: &'static str) -> Result<AdminToken, TokenError> {
         let shown = path.display().to_string();
-        let meta = std::fs::metadata(path).map_err(|source| TokenError::Read {
+        let read_error = |source| TokenError::Read {
+            what,
             path: shown.clone(),
             source,
-        })?;
+        };
+        let meta = std::fs::metadata(path).map_err(read_error)?;
         if meta.len() > MAX_TOKEN_LEN as u64 + 2 {
-            return Err(TokenError::Invalid { path: shown });
+            return Err(TokenError::Invalid { what, path: shown });
         }
-        let text = std::fs::read_to_string(path).map_err(|source| TokenError::Read {
-            path: shown.clone(),
-            source,
-        })?;
-        AdminToken::new(text.trim()).ok_or(TokenError::Invalid { path: shown })
+        let text = std::fs::read_to_string(path).map_err(read_error)?;
+        AdminToken::new(text.trim()).ok_or(TokenError::Invalid { what, path: shown })
     }
 
     /// A token from its text, if it is acceptable.
@@ -73,7 +83,7 @@ impl AdminToken {
     }
 
     /// Compares in time independent of where the texts differ.
-    fn matches(&self, presented: &[u8]) -> bool {
+    pub fn matches(&self, presented: &[u8]) -> bool {
         let a = Sha256::digest(self.0.as_bytes());
         let b = Sha256::digest(presented);
         a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0

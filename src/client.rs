@@ -2,9 +2,9 @@
 //! next when one is down. Used by `bank-client` and the tests.
 
 use crate::auth::AdminToken;
-use crate::ledger::{AccountKey, Hash32, TxId};
+use crate::ledger::{AccountKey, Hash32, Signature, Transaction, TxId};
 use crate::proto::bank::bank_client::BankClient;
-use crate::proto::bank::{PeerState, StatusReply, StatusRequest, TransferRequest};
+use crate::proto::bank::{BalanceRequest, PeerState, StatusReply, StatusRequest, TransferRequest};
 use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
@@ -195,14 +195,69 @@ pub async fn chain_id(servers: &[Server], timeout: Duration, pinned: Option<Hash
     }
 }
 
-/// A transfer request signed by `key` (the source account's).
+/// How long a signed request stays valid by default: a client resubmits
+/// an unanswered transfer for minutes at most, and a signature nobody
+/// submitted is no use to anyone afterwards.
+pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
+
+/// Unix milliseconds `lifetime` from now.
+pub fn expiry_in(lifetime: Duration) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    (now + lifetime).as_millis().try_into().unwrap_or(u64::MAX)
+}
+
+/// A transfer request signed by `key` (the source account's), valid for
+/// [`DEFAULT_LIFETIME`].
 pub fn signed_transfer(key: &AccountKey, chain_id: Hash32, id: &TxId, to: u64, amount: u64) -> TransferRequest {
+    signed_transfer_until(key, chain_id, id, to, amount, expiry_in(DEFAULT_LIFETIME))
+}
+
+/// A transfer request signed by `key`, valid until `expires_ms` (Unix ms).
+pub fn signed_transfer_until(
+    key: &AccountKey,
+    chain_id: Hash32,
+    id: &TxId,
+    to: u64,
+    amount: u64,
+    expires_ms: u64,
+) -> TransferRequest {
+    let tx = key.transfer(chain_id, id.clone(), to, amount, expires_ms);
     TransferRequest {
         tx_id: id.to_string(),
         from: key.account,
         to,
         amount,
-        signature: key.sign_transfer(chain_id, id, to, amount).0.to_vec(),
+        expires_ms,
+        signature: tx.signature().map(|s| s.0.to_vec()).unwrap_or_default(),
+    }
+}
+
+/// A recorded balance check of `account`, signed by `key` (the account's
+/// own, or genesis auditor `auditor`'s), valid for [`DEFAULT_LIFETIME`].
+pub fn signed_balance_check(
+    key: &AccountKey,
+    chain_id: Hash32,
+    id: &TxId,
+    account: u64,
+    auditor: Option<u32>,
+) -> BalanceRequest {
+    let expires_ms = expiry_in(DEFAULT_LIFETIME);
+    let tx = Transaction::BalanceCheck {
+        id: id.clone(),
+        account,
+        auditor,
+        expires_ms,
+        signature: Signature::NONE,
+    };
+    BalanceRequest {
+        account,
+        record: true,
+        tx_id: id.to_string(),
+        signature: key.sign(chain_id, &tx).0.to_vec(),
+        expires_ms,
+        auditor,
     }
 }
 

@@ -86,6 +86,9 @@ pub struct NodeConfig {
     pub background_verify: bool,
     /// Required on control-plane calls; None: loopback callers only.
     pub admin_token: Option<crate::auth::AdminToken>,
+    /// Required (`Authorization: Bearer`) on every HTTP page but the
+    /// health checks; None: HTTP may listen on loopback only.
+    pub http_token: Option<crate::auth::AdminToken>,
     /// Without TLS: the file of the secret peers prove membership with;
     /// None: `cluster.secret` in the data dir, created if absent.
     pub cluster_secret_file: Option<PathBuf>,
@@ -112,6 +115,7 @@ impl NodeConfig {
             keep_log_entries: 1000,
             join: None,
             admin_token: None,
+            http_token: None,
             cluster_secret_file: None,
             #[cfg(feature = "test-hooks")]
             propose_unchecked: false,

@@ -5,13 +5,20 @@
 //! Everything here reads this node's own applied state (cheap, never
 //! forwarded); `/api/status` also asks every member for its status, as
 //! `bank-client status` does. Every list is bounded.
+//!
+//! With a token (`--http-token-file`), every page but `/healthz`, `/readyz`
+//! and the dashboard's static page needs `Authorization: Bearer TOKEN`; the
+//! dashboard sends the token given after `#token=` in its address. Without
+//! one, the node serves HTTP on loopback only (see `NodeError::OpenHttp`).
 
+use crate::auth::AdminToken;
 use crate::client::{gather_status, status_json, Server};
-use crate::ledger::TxId;
+use crate::ledger::{Signer, TxId};
 use crate::raft::{NodeId, Raft};
-use crate::storage::{Ledger, LogStore};
-use axum::extract::{Path, Query, State};
+use crate::storage::{Ledger, LogStore, TxLookup};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -44,16 +51,16 @@ pub struct HttpState {
     /// The last `/api/status` answer and when it was gathered: it dials
     /// every member, and every open dashboard asks each second.
     pub status_cache: Arc<std::sync::Mutex<Option<(std::time::Instant, Value)>>>,
+    /// Required on every page but health and the static dashboard.
+    pub token: Option<AdminToken>,
 }
 
 /// How long a gathered cluster status is served again.
 const STATUS_CACHE: Duration = Duration::from_millis(900);
 
 pub fn router(state: HttpState) -> Router {
-    Router::new()
-        .route("/", get(|| async { Html(DASHBOARD) }))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
+    // What shows the ledger: behind the token when there is one.
+    let guarded = Router::new()
         .route("/metrics", get(metrics))
         .route("/api/status", get(api_status))
         .route("/api/blocks", get(api_blocks))
@@ -61,7 +68,36 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/tx/:id", get(api_tx))
         .route("/api/account/:id", get(api_account))
         .route("/api/balances", get(api_balances))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        // Static: holds no data, and asks for the token itself.
+        .route("/", get(|| async { Html(DASHBOARD) }))
+        // Orchestrators' probes carry no credentials.
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .merge(guarded)
         .with_state(state)
+}
+
+/// Lets a request through if no token is set or it carries the token.
+async fn require_token(State(s): State<HttpState>, req: Request, next: Next) -> Response {
+    let Some(token) = &s.token else {
+        return next.run(req).await;
+    };
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+    match presented {
+        Some(p) if token.matches(p) => next.run(req).await,
+        Some(_) => error(StatusCode::UNAUTHORIZED, "wrong token"),
+        None => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            Json(json!({ "error": "this page needs `Authorization: Bearer TOKEN` (the node's --http-token-file)" })),
+        )
+            .into_response(),
+    }
 }
 
 /// Serves `router(state)` on `listener` until `shutdown` resolves.
@@ -217,19 +253,40 @@ async fn api_block(State(s): State<HttpState>, Path(height): Path<u64>) -> Respo
 /// This node's explorer view, like every `/api` page: a miss waits only
 /// for what this node knows to be committed. The linearizable lookup is
 /// the gRPC `GetTx` (`bank-client tx`), which asks the leader on a miss.
-async fn api_tx(State(s): State<HttpState>, Path(id): Path<String>) -> Response {
+#[derive(Deserialize)]
+struct TxQuery {
+    /// Whose id: the source account (or audited account) ...
+    account: Option<u64>,
+    /// ... or a genesis auditor.
+    auditor: Option<u32>,
+}
+
+async fn api_tx(State(s): State<HttpState>, Path(id): Path<String>, Query(q): Query<TxQuery>) -> Response {
     let id = match TxId::new(id) {
         Ok(id) => id,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    let mut found = s.ledger.tx_json(&id);
-    if matches!(found, Ok(None)) {
+    let signer = match (q.account, q.auditor) {
+        (Some(_), Some(_)) => return error(StatusCode::BAD_REQUEST, "give account or auditor, not both"),
+        (Some(a), None) => Some(Signer::Account(a)),
+        (None, Some(i)) => Some(Signer::Auditor(i)),
+        (None, None) => None,
+    };
+    let mut found = s.ledger.find_tx(&id, signer);
+    if matches!(found, Ok(TxLookup::Missing)) {
         crate::api::catch_up_with_commit(&s.raft, &s.log_store).await;
-        found = s.ledger.tx_json(&id);
+        found = s.ledger.find_tx(&id, signer);
     }
     match found {
-        Ok(Some(v)) => Json(v).into_response(),
-        Ok(None) => error(StatusCode::NOT_FOUND, format!("no committed transaction {id}")),
+        Ok(TxLookup::Found(v)) => Json(v).into_response(),
+        Ok(TxLookup::Missing) => error(StatusCode::NOT_FOUND, format!("no committed transaction {id}")),
+        Ok(TxLookup::Ambiguous(signers)) => {
+            let names: Vec<String> = signers.iter().map(Signer::to_string).collect();
+            error(
+                StatusCode::CONFLICT,
+                format!("transaction id {id} is used by {}: add ?account=N", names.join(", ")),
+            )
+        }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }

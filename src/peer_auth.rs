@@ -37,7 +37,7 @@ const SECRET_BYTES: usize = 32;
 /// Why a cluster secret cannot be had.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
-    #[error("cannot read or create the cluster secret {}: {source}", path.display())]
+    #[error("cannot read or create the secret {}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
     #[error("the cluster secret {} is not {SECRET_BYTES} bytes of hex", path.display())]
     Malformed { path: PathBuf },
@@ -93,6 +93,27 @@ impl ClusterSecret {
             }
             Err(e) => Err(io(e)),
         }
+    }
+
+    /// Writes a fresh random secret to `path` (readable by its owner only),
+    /// which must not exist: an operator's `bank-server secret`.
+    pub fn create(path: &Path) -> Result<(), SecretError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let io = |source| SecretError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let fresh: [u8; SECRET_BYTES] = rand::random();
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(io)?;
+        f.write_all(format!("{}\n", hex::encode(fresh)).as_bytes())
+            .map_err(io)?;
+        f.sync_all().map_err(io)
     }
 
     /// Reads the secret at `path`, which must exist.

@@ -143,7 +143,7 @@ impl Drop for RequestTimer {
 
 /// Why this node refused a transfer it answered (as leader, or before
 /// forwarding); label values of `bank_transfers_refused_total`.
-pub const REFUSALS: [&str; 10] = [
+pub const REFUSALS: [&str; 11] = [
     "zero_amount",
     "same_account",
     "unknown_account",
@@ -151,12 +151,13 @@ pub const REFUSALS: [&str; 10] = [
     "overflow",
     "id_conflict",
     "bad_signature",
+    "expired",
     "invalid_request",
     "overloaded",
     "other",
 ];
 
-static REFUSED: [AtomicU64; 10] = [ZERO_U64; 10];
+static REFUSED: [AtomicU64; 11] = [ZERO_U64; 11];
 
 /// Counts one refusal; `reason` is one of [`REFUSALS`] (else "other").
 pub fn refused(reason: &str) {

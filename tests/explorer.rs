@@ -118,7 +118,10 @@ fn a_transfer_is_found_on_the_node_that_answered_it_right_after_the_answer() {
                 .unwrap_or_else(|e| panic!("transfer {id}: {e}"));
             assert_eq!(reply.get_ref().tx_id, id);
             let found = client
-                .get_tx(GetTxRequest { tx_id: id.clone() })
+                .get_tx(GetTxRequest {
+                    tx_id: id.clone(),
+                    ..Default::default()
+                })
                 .await
                 .unwrap_or_else(|e| panic!("{id} was answered but the same node does not find it: {e}"));
             let tx: Value = serde_json::from_str(&found.get_ref().json).unwrap();

@@ -28,6 +28,7 @@ fn sample_block() -> Block {
             from: i,
             to: i + 1,
             amount: 10 * i + 1,
+            expires_ms: 1_700_000_000_000 + i,
             signature: Signature([i as u8; 64]),
         })
         .collect();

@@ -11,6 +11,7 @@ use bank_ledger::proto::raft::RaftPayload;
 use bank_ledger::raft::network::CHAIN_HEADER;
 use bytes::{Buf, BufMut};
 use common::{Cluster, TEST_GENESIS};
+use std::time::Duration;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::{Code, Status};
 
@@ -277,6 +278,31 @@ fn transfers_not_signed_by_the_source_accounts_key_are_refused() {
     let elsewhere =
         bank_ledger::client::signed_transfer(&bank_ledger::ledger::AccountKey::dev(0), other.chain_id(), &id, 1, 5);
     cases.push(("other chain", elsewhere, Code::Unauthenticated, "does not verify"));
+    // Signed properly, but for a time now past, or valid for too long.
+    let signed_until = |id: &str, expires_ms: u64| {
+        let id = bank_ledger::ledger::TxId::new(id).unwrap();
+        bank_ledger::client::signed_transfer_until(
+            &bank_ledger::ledger::AccountKey::dev(0),
+            c.chain_id(),
+            &id,
+            1,
+            5,
+            expires_ms,
+        )
+    };
+    let now_ms = bank_ledger::client::expiry_in(Duration::ZERO);
+    cases.push((
+        "expired",
+        signed_until("sig-expired", now_ms - 1_000),
+        Code::FailedPrecondition,
+        "expired at",
+    ));
+    cases.push((
+        "valid for two days",
+        signed_until("sig-forever", now_ms + 2 * 86_400_000),
+        Code::FailedPrecondition,
+        "more than 24 hours after",
+    ));
     for (what, msg, code, text) in cases {
         // Straight to the leader, and through a follower that forwards it.
         for addr in [c.addr(leader).to_string(), c.addr(follower).to_string()] {

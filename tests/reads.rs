@@ -147,7 +147,13 @@ fn a_leader_restarted_within_its_term_reads_no_older_than_it_acknowledged() {
             rt.spawn(async move {
                 let mut client = connect(&addr).expect("client");
                 client
-                    .get_tx(request(GetTxRequest { tx_id: id }, Duration::from_secs(8)))
+                    .get_tx(request(
+                        GetTxRequest {
+                            tx_id: id,
+                            ..Default::default()
+                        },
+                        Duration::from_secs(8),
+                    ))
                     .await
                     .map(|r| r.into_inner().json)
             })
@@ -212,7 +218,13 @@ fn a_transaction_acknowledged_by_the_leader_is_found_at_once_through_a_follower(
                 .unwrap_or_else(|e| panic!("transfer {id}: {e}"))
                 .into_inner();
             let found = at_follower
-                .get_tx(request(GetTxRequest { tx_id: id.clone() }, Duration::from_secs(8)))
+                .get_tx(request(
+                    GetTxRequest {
+                        tx_id: id.clone(),
+                        ..Default::default()
+                    },
+                    Duration::from_secs(8),
+                ))
                 .await
                 .unwrap_or_else(|e| {
                     panic!(

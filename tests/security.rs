@@ -149,3 +149,102 @@ fn a_non_loopback_address_needs_insecure_and_gets_a_warning() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn http_off_loopback_needs_a_token_and_every_page_but_health_asks_for_it() {
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let genesis = dir.path().join("genesis.json");
+    std::fs::write(&genesis, bank_ledger::ledger::genesis::with_dev_keys(TEST_GENESIS)).expect("write genesis");
+    // `bank-server secret` makes the token: fresh, owner-only, never overwritten.
+    let token_path = dir.path().join("http.token");
+    let made = std::process::Command::new(common::SERVER)
+        .args(["secret", "--out"])
+        .arg(&token_path)
+        .output()
+        .expect("run bank-server secret");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let text = std::fs::read_to_string(&token_path).expect("read the token");
+    let secret = text.trim().to_string();
+    assert!(
+        secret.len() == 64 && secret.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{text:?}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&token_path).expect("stat").permissions().mode();
+    assert_eq!(mode & 0o077, 0, "the token file is readable by others: {mode:o}");
+    let again = std::process::Command::new(common::SERVER)
+        .args(["secret", "--out"])
+        .arg(&token_path)
+        .output()
+        .expect("run bank-server secret");
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists"));
+    assert_eq!(std::fs::read_to_string(&token_path).expect("read"), text);
+    let token = token_path.to_str().expect("utf-8 temp path").to_string();
+    let port = common::free_port();
+    let http_port = common::free_port();
+    let server = |extra: &[&str]| {
+        let mut cmd = std::process::Command::new(common::SERVER);
+        cmd.args(["--id", "0", "--peers", &format!("0=127.0.0.1:{port}")])
+            .args(["--http-listen", &format!("0.0.0.0:{http_port}")])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .arg("--genesis")
+            .arg(&genesis)
+            .args(extra);
+        cmd
+    };
+    let out = server(&[]).output().expect("run bank-server");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("not a loopback address") && err.contains("--http-token-file"),
+        "{err}"
+    );
+
+    let mut child = server(&["--http-token-file", &token])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start bank-server");
+    let get = |path: &str, bearer: Option<&str>| {
+        let mut req = ureq::get(&format!("http://127.0.0.1:{http_port}{path}"));
+        if let Some(t) = bearer {
+            req = req.set("Authorization", &format!("Bearer {t}"));
+        }
+        match req.call() {
+            Ok(r) => Some((r.status(), r.into_string().unwrap_or_default())),
+            Err(ureq::Error::Status(code, r)) => Some((code, r.into_string().unwrap_or_default())),
+            Err(_) => None,
+        }
+    };
+    wait_for("the HTTP side to answer", Duration::from_secs(20), || {
+        get("/healthz", None).filter(|(code, _)| *code == 200)
+    });
+    for path in [
+        "/metrics",
+        "/api/balances",
+        "/api/blocks",
+        "/api/status",
+        "/api/tx/x",
+        "/api/account/1",
+    ] {
+        let (code, body) = get(path, None).expect("an answer");
+        assert_eq!(code, 401, "{path} without a token: {body}");
+        assert!(body.contains("Authorization: Bearer"), "{path}: {body}");
+        let (code, body) = get(path, Some(&format!("{secret}0"))).expect("an answer");
+        assert_eq!(code, 401, "{path} with a wrong token: {body}");
+    }
+    let (code, body) = get("/metrics", Some(&secret)).expect("an answer");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("bank_raft_term"), "{body}");
+    let (code, body) = get("/api/balances", Some(&secret)).expect("an answer");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"total\""), "{body}");
+    // The static page holds no data; probes carry no credentials.
+    assert_eq!(get("/", None).expect("an answer").0, 200);
+    assert_eq!(get("/healthz", None).expect("an answer").0, 200);
+    assert!(get("/readyz", None).is_some());
+    let _ = child.kill();
+    let _ = child.wait();
+}

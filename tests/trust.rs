@@ -3,7 +3,7 @@
 
 mod common;
 
-use bank_ledger::ledger::{AccountKey, TxId};
+use bank_ledger::ledger::{AccountKey, Signature, Transaction, TxId};
 use bank_ledger::proto::bank::bank_client::BankClient;
 use bank_ledger::proto::bank::TransferRequest;
 use common::{wait_for, Cluster, TEST_GENESIS};
@@ -54,10 +54,18 @@ fn a_leader_proposing_unsigned_or_forged_transfers_moves_no_money() {
         ..c.signed("rogue-unsigned", 0, 1, 100)
     };
     // Account 1's key signs a transfer out of account 0.
-    let id = TxId::new("rogue-forged").expect("id");
+    let base = c.signed("rogue-forged", 0, 1, 100);
+    let as_signed = Transaction::Transfer {
+        id: TxId::new("rogue-forged").expect("id"),
+        from: 0,
+        to: 1,
+        amount: 100,
+        expires_ms: base.expires_ms,
+        signature: Signature::NONE,
+    };
     let forged = TransferRequest {
-        signature: AccountKey::dev(1).sign_transfer(c.chain_id(), &id, 1, 100).0.to_vec(),
-        ..c.signed("rogue-forged", 0, 1, 100)
+        signature: AccountKey::dev(1).sign(c.chain_id(), &as_signed).0.to_vec(),
+        ..base
     };
     for (what, msg) in [("unsigned", unsigned), ("forged", forged)] {
         let err = refusal(msg).expect("refused");
@@ -145,4 +153,179 @@ fn a_stranger_posing_as_a_member_cannot_stop_a_node_or_speak_for_one() {
         assert!(c.is_alive(id), "node {id} stopped: {}", c.stderr_of(id));
     }
     assert_eq!(c.balance(0), START[0] + 1);
+}
+
+/// Runs a client command that must fail; returns its one-line error.
+fn refused(c: &Cluster, args: &[&str]) -> String {
+    let out = c.client_at(&c.all_servers(), args);
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert!(!out.status.success(), "bank-client {args:?} should have failed");
+    assert_eq!(err.lines().count(), 1, "one line for {args:?}: {err}");
+    err
+}
+
+/// Ids are each signer's own: an account's recorded check under an id
+/// leaves another account's owner free to use it; nothing enters the chain
+/// unsigned, and nobody signs a check for an account not theirs.
+#[test]
+fn nobody_can_take_another_accounts_id_or_write_to_the_chain_unsigned() {
+    use bank_ledger::proto::bank::BalanceRequest;
+    let c = Cluster::start(3, TEST_GENESIS);
+    // What once squatted the id: now account 1's own check, signed by its key.
+    c.ok(&["balance", "1", "--record", "--id", "pay-42"]);
+    let t = c.transfer(0, 1, 5, "pay-42");
+    assert_eq!(t["status"], "committed", "{t}");
+    let mine = c.json(&["tx", "pay-42", "--account", "0"]);
+    assert_eq!(mine["tx"]["type"], "transfer", "{mine}");
+    assert_eq!(mine["signer"], serde_json::json!({"account": 0}), "{mine}");
+    let theirs = c.json(&["tx", "pay-42", "--account", "1"]);
+    assert_eq!(theirs["tx"]["type"], "balance_check", "{theirs}");
+    let err = refused(&c, &["tx", "pay-42"]);
+    assert!(
+        err.contains("account 0, account 1") && err.contains("--account"),
+        "{err}"
+    );
+
+    // Straight to the API: unsigned, or signed by another account's key.
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let leader = c.wait_leader();
+    let ask = |msg: BalanceRequest| {
+        let addr = c.addr(leader).to_string();
+        rt.block_on(async move { BankClient::new(channel(&addr)).balance(msg).await })
+            .expect_err("refused")
+    };
+    let unsigned = BalanceRequest {
+        account: 2,
+        record: true,
+        tx_id: "squat".into(),
+        expires_ms: bank_ledger::client::expiry_in(Duration::from_secs(60)),
+        ..Default::default()
+    };
+    let err = ask(unsigned);
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    assert!(err.message().contains("carries no signature"), "{err:?}");
+    let by_other = bank_ledger::client::signed_balance_check(
+        &AccountKey::dev(1),
+        c.chain_id(),
+        &TxId::new("squat").expect("id"),
+        2,
+        None,
+    );
+    let err = ask(by_other);
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    assert!(err.message().contains("key of account 2"), "{err:?}");
+    let err = ask(BalanceRequest {
+        account: 2,
+        record: true,
+        ..Default::default()
+    });
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    let err = refused(&c, &["tx", "squat"]);
+    assert!(err.contains("no committed transaction squat"), "{err}");
+    // The CLI signs with the account's key, and has none for an unknown account.
+    let empty = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(common::CLIENT)
+        .args(["--servers", &c.all_servers(), "--keystore"])
+        .arg(empty.path())
+        .args(["balance", "2", "--record"])
+        .output()
+        .expect("run bank-client");
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert!(!out.status.success());
+    assert!(
+        err.contains("no key for account 2") && err.lines().count() == 1,
+        "{err}"
+    );
+}
+
+/// `bank-server genesis` gives every file a nonce: two files with the same
+/// accounts make two chains, and a transfer signed for one is refused by
+/// the other. An auditor the file names signs checks of any account, in
+/// ids of its own.
+#[test]
+fn each_generated_genesis_is_its_own_chain_and_its_auditors_sign_checks() {
+    use bank_ledger::ledger::Genesis;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let generate = || {
+        let out = std::process::Command::new(common::SERVER)
+            .args(["genesis", "--accounts", "4", "--balance", "100", "--difficulty", "4"])
+            .output()
+            .expect("run bank-server genesis");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: Value = serde_json::from_slice(&out.stdout).expect("genesis JSON");
+        v
+    };
+    let (mut a, b) = (generate(), generate());
+    assert!(a["nonce"].as_str().is_some_and(|n| n.len() == 64), "{a}");
+    let chain_of = |v: &Value| Genesis::from_json(&v.to_string()).expect("valid genesis").chain_id();
+    assert_ne!(chain_of(&a), chain_of(&b), "same accounts, another chain");
+
+    // An auditor for chain a, with a key of its own.
+    let auditor_dir = dir.path().join("auditor");
+    let out = std::process::Command::new(common::CLIENT)
+        .args(["--json", "--keystore"])
+        .arg(&auditor_dir)
+        .args(["keygen", "900"])
+        .output()
+        .expect("run bank-client keygen");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let made: Value = serde_json::from_slice(&out.stdout).expect("keygen JSON");
+    a["auditors"] = serde_json::json!([made["public_key"]]);
+    let c = Cluster::start(3, &a.to_string());
+    assert_eq!(c.chain_id(), chain_of(&a));
+
+    // Signed for chain b: not good here.
+    let leader = c.wait_leader();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let elsewhere = bank_ledger::client::signed_transfer(
+        &AccountKey::dev(0),
+        chain_of(&b),
+        &TxId::new("replayed").expect("id"),
+        1,
+        5,
+    );
+    let addr = c.addr(leader).to_string();
+    let err = rt
+        .block_on(async move { BankClient::new(channel(&addr)).transfer(elsewhere).await })
+        .expect_err("refused");
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    assert!(err.message().contains("does not verify"), "{err:?}");
+    c.transfer(0, 1, 5, "replayed");
+
+    let key_file = auditor_dir.join("900.key");
+    let key_file = key_file.to_str().expect("utf-8 path");
+    let audited = c.json(&[
+        "balance",
+        "2",
+        "--record",
+        "--id",
+        "replayed",
+        "--auditor",
+        "0",
+        "--auditor-key",
+        key_file,
+    ]);
+    assert_eq!(audited["balance"], 100, "{audited}");
+    let found = c.json(&["tx", "replayed", "--auditor", "0"]);
+    assert_eq!(found["signer"], serde_json::json!({"auditor": 0}), "{found}");
+    assert_eq!(found["tx"]["auditor"], 0, "{found}");
+    let err = refused(
+        &c,
+        &["balance", "2", "--record", "--auditor", "1", "--auditor-key", key_file],
+    );
+    assert!(err.contains("unknown auditor 1"), "{err}");
+    // An account's key is no auditor's.
+    let err = refused(
+        &c,
+        &[
+            "balance",
+            "2",
+            "--record",
+            "--auditor",
+            "0",
+            "--auditor-key",
+            c.keystore().join("2.key").to_str().expect("utf-8 path"),
+        ],
+    );
+    assert!(err.contains("does not verify with the key of auditor 0"), "{err}");
 }

@@ -1,21 +1,23 @@
 //! How the ledger's refusals map to gRPC statuses, each counted by reason
 //! in the metrics.
 
-use crate::ledger::keys::{SignatureError, TransferAuthError};
-use crate::ledger::RejectReason;
+use crate::ledger::keys::{AuthError, SignatureError};
+use crate::ledger::{RejectReason, Signer};
 use tonic::Status;
 
-/// The gRPC status for a transfer its signer may not make.
-pub fn auth_status(e: &TransferAuthError) -> Status {
+/// The gRPC status for a transaction its signer may not make.
+pub fn auth_status(e: &AuthError) -> Status {
     match e {
         // reject_status counts this refusal itself.
-        TransferAuthError::UnknownAccount(account) => {
+        AuthError::UnknownSigner(Signer::Account(account)) => {
             return reject_status(&RejectReason::UnknownAccount { account: *account });
         }
-        TransferAuthError::Signature(_) => crate::stats::refused("bad_signature"),
+        AuthError::UnknownSigner(Signer::Auditor(_)) | AuthError::Signature(_) | AuthError::NoVerdict => {
+            crate::stats::refused("bad_signature")
+        }
     }
     match e {
-        TransferAuthError::Signature(SignatureError::BadKey { .. }) => Status::failed_precondition(e.to_string()),
+        AuthError::Signature(SignatureError::BadKey { .. }) => Status::failed_precondition(e.to_string()),
         _ => Status::unauthenticated(e.to_string()),
     }
 }
@@ -31,6 +33,7 @@ pub fn reject_status(reason: &RejectReason) -> Status {
         RejectReason::IdConflict { .. } => "id_conflict",
         RejectReason::AllocationOutsideGenesis => "invalid_request",
         RejectReason::Unauthorized { .. } => "bad_signature",
+        RejectReason::Expired { .. } | RejectReason::ExpiresTooLate { .. } => "expired",
     });
     let msg = reason.to_string();
     match reason {
@@ -41,5 +44,7 @@ pub fn reject_status(reason: &RejectReason) -> Status {
         RejectReason::InsufficientFunds { .. } | RejectReason::Overflow { .. } => Status::failed_precondition(msg),
         RejectReason::IdConflict { .. } => Status::already_exists(msg),
         RejectReason::Unauthorized { .. } => Status::unauthenticated(msg),
+        // Signed for another time: the caller must sign again.
+        RejectReason::Expired { .. } | RejectReason::ExpiresTooLate { .. } => Status::failed_precondition(msg),
     }
 }

@@ -3,14 +3,15 @@
 //! ([`crate::raft::read_barrier`]); a transaction found on the contacted
 //! node is committed for good and answered there.
 
-use super::errors::reject_status;
+use super::errors::{auth_status, reject_status};
 use super::forward::Attempt;
 use super::transfers::tx_reply;
 use super::BankApi;
-use crate::ledger::{RejectReason, Transaction, TxId};
+use crate::ledger::{RejectReason, Signature, Signer, Transaction, TxId};
 use crate::proto::bank::{
     AccountBalance, BalanceReply, BalanceRequest, BalancesReply, BalancesRequest, GetTxRequest, JsonReply,
 };
+use crate::storage::TxLookup;
 use tonic::{Request, Response, Status};
 
 /// Most accounts one atomic `Balances` read returns: bounds the reply.
@@ -20,27 +21,29 @@ pub(super) async fn balance(api: &BankApi, req: Request<BalanceRequest>) -> Resu
     let _timer = crate::stats::RequestTimer::start(crate::stats::Method::Balance);
     let (msg, via) = api.received(req)?;
     let account = msg.account;
-    // A recorded check is a transaction: its id is fixed here, before any
-    // forwarding or retry, so it is recorded at most once.
-    let check = match (msg.record, msg.tx_id.is_empty()) {
-        (false, _) => None,
-        (true, true) => Some(TxId::random()),
-        (true, false) => Some(TxId::new(msg.tx_id.clone()).map_err(|e| Status::invalid_argument(e.to_string()))?),
-    };
-    let fwd = BalanceRequest {
-        tx_id: check.as_ref().map(TxId::to_string).unwrap_or_default(),
-        ..msg
+    let check = if msg.record {
+        Some(balance_check_of(&msg).map_err(|e| {
+            crate::stats::refused("invalid_request");
+            Status::invalid_argument(e)
+        })?)
+    } else {
+        None
     };
     let reply = api
-        .on_leader(via, &fwd, || async {
-            let Some(id) = &check else {
+        .on_leader(via, &msg, || async {
+            let Some(tx) = &check else {
                 return api.linearizable_balance(account).await;
             };
-            let tx = Transaction::BalanceCheck {
-                id: id.clone(),
-                account,
-            };
-            let r = tx_reply(&api.commit(tx).await?, id);
+            // Checked before proposing, like a transfer, and by every node
+            // as it applies.
+            if api.checks_before_proposing() {
+                api.parts
+                    .ledger
+                    .authorize(tx)
+                    .map_err(|e| Attempt::Done(auth_status(&e)))?;
+            }
+            let id = tx.id().cloned().unwrap_or_else(TxId::random);
+            let r = tx_reply(&api.commit(tx.clone()).await?, &id);
             Ok(BalanceReply {
                 account,
                 balance: r.balance,
@@ -50,6 +53,28 @@ pub(super) async fn balance(api: &BankApi, req: Request<BalanceRequest>) -> Resu
         })
         .await?;
     Ok(Response::new(reply))
+}
+
+/// A recorded balance check as the request carries it: a signed
+/// transaction, checked later by the leader.
+fn balance_check_of(msg: &BalanceRequest) -> Result<Transaction, String> {
+    if msg.tx_id.is_empty() {
+        return Err("a recorded balance check needs a tx_id, an expiry and a signature (bank-client balance --record signs one)".into());
+    }
+    let id = TxId::new(msg.tx_id.clone()).map_err(|e| e.to_string())?;
+    let signature = Signature::from_slice(&msg.signature).ok_or_else(|| {
+        format!(
+            "signature of balance check {id} is {} bytes; an ed25519 signature is 64",
+            msg.signature.len()
+        )
+    })?;
+    Ok(Transaction::BalanceCheck {
+        id,
+        account: msg.account,
+        auditor: msg.auditor,
+        expires_ms: msg.expires_ms,
+        signature,
+    })
 }
 
 pub(super) async fn balances(api: &BankApi, req: Request<BalancesRequest>) -> Result<Response<BalancesReply>, Status> {
@@ -67,25 +92,38 @@ pub(super) async fn balances(api: &BankApi, req: Request<BalancesRequest>) -> Re
 pub(super) async fn get_tx(api: &BankApi, req: Request<GetTxRequest>) -> Result<Response<JsonReply>, Status> {
     let (msg, via) = api.received(req)?;
     let id = TxId::new(msg.tx_id.clone()).map_err(|e| Status::invalid_argument(e.to_string()))?;
-    if let Some(v) = api
-        .parts
-        .ledger
-        .tx_json(&id)
-        .map_err(|e| Status::data_loss(e.to_string()))?
-    {
-        return Ok(Response::new(JsonReply { json: v.to_string() }));
+    let signer = match (msg.account, msg.auditor) {
+        (Some(_), Some(_)) => return Err(Status::invalid_argument("give an account or an auditor, not both")),
+        (Some(a), None) => Some(Signer::Account(a)),
+        (None, Some(i)) => Some(Signer::Auditor(i)),
+        (None, None) => None,
+    };
+    let lookup = |ledger: &crate::storage::Ledger| match ledger.find_tx(&id, signer) {
+        Ok(TxLookup::Found(v)) => Ok(Some(JsonReply { json: v.to_string() })),
+        Ok(TxLookup::Missing) => Ok(None),
+        Ok(TxLookup::Ambiguous(signers)) => {
+            let names: Vec<String> = signers.iter().map(Signer::to_string).collect();
+            Err(Status::failed_precondition(format!(
+                "transaction id {id} is used by {}: say whose (bank-client tx ID --account N)",
+                names.join(", ")
+            )))
+        }
+        Err(e) => Err(Status::data_loss(e.to_string())),
+    };
+    if let Some(found) = lookup(&api.parts.ledger)? {
+        return Ok(Response::new(found));
     }
     let reply = api
         .on_leader(via, &msg, || async {
             api.confirm_leadership().await?;
-            match api.parts.ledger.tx_json(&id) {
-                Ok(Some(v)) => Ok(JsonReply { json: v.to_string() }),
-                Ok(None) => Err(Attempt::Done(Status::not_found(format!(
-                    "no committed transaction {id} (leader node {} at height {})",
+            match lookup(&api.parts.ledger).map_err(Attempt::Done)? {
+                Some(found) => Ok(found),
+                None => Err(Attempt::Done(Status::not_found(format!(
+                    "no committed transaction {id}{} (leader node {} at height {})",
+                    signer.map(|s| format!(" of {s}")).unwrap_or_default(),
                     api.parts.id,
                     api.parts.ledger.tip().0
                 )))),
-                Err(e) => Err(Attempt::Done(Status::data_loss(e.to_string()))),
             }
         })
         .await?;

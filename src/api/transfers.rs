@@ -5,7 +5,7 @@
 use super::errors::auth_status;
 use super::forward::Attempt;
 use super::BankApi;
-use crate::ledger::keys::TransferAuthError;
+use crate::ledger::keys::AuthError;
 use crate::ledger::{Signature, Transaction, TxId, TxIdError, TxRecord};
 use crate::producer::SubmitError;
 use crate::proto::bank::{TransferBatchReply, TransferBatchRequest, TransferRequest, TransferResult, TxReply};
@@ -78,7 +78,7 @@ pub(super) async fn transfer_batch(
 
 impl BankApi {
     /// False only in a test build told to act as a rogue leader.
-    fn checks_before_proposing(&self) -> bool {
+    pub(super) fn checks_before_proposing(&self) -> bool {
         #[cfg(feature = "test-hooks")]
         if self.parts.propose_unchecked {
             return false;
@@ -160,7 +160,7 @@ impl BankApi {
     /// A batch waits for a core until its request's deadline (the caller's
     /// timeout ends the wait); only when [`MAX_SIGNATURE_WAITERS`] batches
     /// already wait is it refused at once.
-    async fn authorize_all(&self, txs: &[Transaction]) -> Result<Vec<Result<(), TransferAuthError>>, Attempt> {
+    async fn authorize_all(&self, txs: &[Transaction]) -> Result<Vec<Result<(), AuthError>>, Attempt> {
         if txs.len() <= 16 {
             return Ok(self.parts.ledger.authorize_many(txs));
         }
@@ -214,6 +214,7 @@ fn transfer_of(t: &TransferRequest) -> Result<Transaction, BadTransfer> {
         from: t.from,
         to: t.to,
         amount: t.amount,
+        expires_ms: t.expires_ms,
         signature,
     })
 }

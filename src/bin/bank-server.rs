@@ -51,6 +51,10 @@ enum Command_ {
     /// Write a development CA and node certificates for TLS: ca.pem, ca.key,
     /// node-<id>.pem and node-<id>.key.
     Certs(CertsArgs),
+    /// Write a fresh random secret (64 hex digits, readable by its owner
+    /// only) for --cluster-secret-file, --admin-token-file or
+    /// --http-token-file; an existing file is never overwritten.
+    Secret(SecretArgs),
     /// Check a stopped node's stored chain (links, merkle roots, proof of
     /// work, every outcome re-executed, balances); exit 1 naming the height of
     /// the first damage.
@@ -69,6 +73,13 @@ struct CertsArgs {
     /// every name clients and peers use to reach any node.
     #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1")]
     hosts: Vec<String>,
+}
+
+#[derive(Args)]
+struct SecretArgs {
+    /// The file to create.
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Args)]
@@ -122,6 +133,12 @@ struct NodeArgs {
     /// only callers on this host may make such calls.
     #[arg(long, env = "BANK_ADMIN_TOKEN_FILE")]
     admin_token_file: Option<PathBuf>,
+    /// File holding the token every HTTP page but /healthz and /readyz
+    /// then needs (`Authorization: Bearer TOKEN`; the dashboard takes it as
+    /// `#token=TOKEN` in its address). Required when --http-listen is not a
+    /// loopback address.
+    #[arg(long, env = "BANK_HTTP_TOKEN_FILE")]
+    http_token_file: Option<PathBuf>,
     /// At start, check the last N blocks (links, merkle roots, proof of work,
     /// signatures, records; fewer blocks once they hold 8,192 transactions)
     /// besides the balances' digest; 0 re-executes the whole chain, which
@@ -253,6 +270,11 @@ fn run_main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Some(Command_::Secret(args)) => {
+            bank_ledger::peer_auth::ClusterSecret::create(&args.out)?;
+            println!("wrote a fresh secret to {}", args.out.display());
+            Ok(())
+        }
         Some(Command_::Verify(args)) => {
             let report = node::verify_offline(&args.data_dir, args.id, &args.genesis)?;
             println!("node {}: chain intact: {}", args.id, report.describe());
@@ -274,12 +296,15 @@ fn write_genesis(args: GenesisArgs) -> anyhow::Result<()> {
         Some(_) => (0..args.accounts).map(AccountKey::generate).collect(),
         None => Vec::new(),
     };
-    let file = GenesisFile::generated(args.accounts, args.balance, args.difficulty, |id| {
+    let mut file = GenesisFile::generated(args.accounts, args.balance, args.difficulty, |id| {
         match keys.get(id as usize) {
             Some(k) => k.public(),
             None => AccountKey::dev(id).public(),
         }
     });
+    // A fresh chain: two clusters share a chain id (and so accept each
+    // other's signatures) only if they share this file.
+    file.nonce = Some(bank_ledger::ledger::Hash32(rand::random()));
     // Validate exactly as a node will (difficulty, total overflow).
     bank_ledger::ledger::Genesis::build(file.clone())?;
     if let Some(dir) = &args.keystore {
@@ -376,6 +401,10 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     };
     config.admin_token = match &args.admin_token_file {
         Some(path) => Some(AdminToken::from_file(path)?),
+        None => None,
+    };
+    config.http_token = match &args.http_token_file {
+        Some(path) => Some(AdminToken::read(path, "HTTP token")?),
         None => None,
     };
     #[cfg(feature = "test-hooks")]

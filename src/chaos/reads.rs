@@ -163,7 +163,11 @@ impl Reader {
     pub async fn tx(&self, id: &str, acked_height: u64) {
         let sent = self.now();
         let r = call_any(&self.servers, self.timeout, |mut c, t| async move {
-            let msg = GetTxRequest { tx_id: id.to_string() };
+            // Chaos ids are random: one signer's each.
+            let msg = GetTxRequest {
+                tx_id: id.to_string(),
+                ..Default::default()
+            };
             Ok(c.get_tx(request(msg, t)).await?.into_inner())
         })
         .await;

@@ -34,7 +34,8 @@ pub struct BlockHeader {
     pub height: u64,
     pub prev_hash: Hash32,
     pub merkle_root: Hash32,
-    /// Set by the leader that cut the block; informational, never used by apply.
+    /// Set by the leader that cut the block (Unix ms), never before its
+    /// parent's; apply compares signed transactions' expiries with it.
     pub timestamp_ms: u64,
     /// Required leading zero bits of the header hash.
     pub difficulty: u8,
@@ -332,6 +333,9 @@ pub enum BlockError {
     /// An unsupported header layout.
     #[error("block {height}: unsupported version {version}")]
     BadVersion { height: u64, version: u16 },
+    /// The block's time is before its parent's.
+    #[error("block {height}: time {got} ms is before its parent's {parent} ms")]
+    TimeBackwards { height: u64, got: u64, parent: u64 },
 }
 
 impl Block {
@@ -460,6 +464,21 @@ impl Block {
         self.verify_contents()
     }
 
+    /// Checks that this block's time is not before its parent's
+    /// (`parent_ms`): a block's time decides which signed transactions
+    /// have expired, and a leader must not be able to turn it back.
+    pub fn verify_time_after(&self, parent_ms: u64) -> Result<(), BlockError> {
+        let h = &self.header;
+        if h.timestamp_ms < parent_ms {
+            return Err(BlockError::TimeBackwards {
+                height: h.height,
+                got: h.timestamp_ms,
+                parent: parent_ms,
+            });
+        }
+        Ok(())
+    }
+
     /// Size of the block's canonical encoding, for size limits.
     pub fn encoded_len(&self) -> usize {
         HEADER_LEN + self.txs.iter().map(Transaction::encoded_len).sum::<usize>()
@@ -484,6 +503,7 @@ mod tests {
             from: 1,
             to: 2,
             amount: i + 1,
+            expires_ms: 0,
             signature: crate::ledger::Signature::NONE,
         }
     }

@@ -16,6 +16,8 @@ pub const DEFAULT_DIFFICULTY: u8 = 12;
 pub const MAX_GENESIS_ACCOUNTS: usize = 10_000_000;
 /// Most initial transfers a genesis file may hold.
 pub const MAX_GENESIS_TRANSFERS: usize = 100_000;
+/// Most auditors a genesis file may name.
+pub const MAX_GENESIS_AUDITORS: usize = 256;
 /// Initial transfers per genesis block.
 const GENESIS_TRANSFERS_PER_BLOCK: usize = 4096;
 
@@ -30,6 +32,15 @@ pub struct GenesisFile {
     /// Transfers applied right after the opening balances, as block 1 onwards.
     #[serde(default)]
     pub transfers: Vec<GenesisTransfer>,
+    /// Keys that may sign audited balance checks of any account, as
+    /// auditors 0, 1, ... (64 hex digits each).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub auditors: Vec<PublicKey>,
+    /// 64 random hex digits (`bank-server genesis` writes them), so that
+    /// two files with the same accounts still make different chains: a
+    /// signature is good on one chain only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<Hash32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +94,12 @@ pub enum GenesisError {
         account: AccountId,
         reason: crate::ledger::keys::KeyError,
     },
+    /// An auditor's public key is not an ed25519 key.
+    #[error("genesis auditor {index}: {reason}")]
+    BadAuditorKey {
+        index: usize,
+        reason: crate::ledger::keys::KeyError,
+    },
     /// An initial transfer breaks a rule.
     #[error("genesis transfer #{index} is invalid: {reason}")]
     BadTransfer { index: usize, reason: RejectReason },
@@ -127,6 +144,8 @@ impl GenesisFile {
                 })
                 .collect(),
             transfers: Vec::new(),
+            auditors: Vec::new(),
+            nonce: None,
         }
     }
 
@@ -147,7 +166,25 @@ impl GenesisFile {
                 .iter()
                 .map(|&(from, to, amount)| GenesisTransfer { from, to, amount })
                 .collect(),
+            auditors: Vec::new(),
+            nonce: None,
         }
+    }
+}
+
+impl GenesisFile {
+    /// What block 0 holds as its `prev_hash`, so the chain id commits to
+    /// it: zero for a file with neither auditors nor nonce (the chain ids of
+    /// such files stay what they were), else the hash of both.
+    fn commitment(&self) -> Hash32 {
+        if self.auditors.is_empty() && self.nonce.is_none() {
+            return Hash32::ZERO;
+        }
+        let nonce = self.nonce.unwrap_or(Hash32::ZERO);
+        let count = (self.auditors.len() as u64).to_be_bytes();
+        let mut parts: Vec<&[u8]> = vec![b"bank-ledger/genesis/v1", &nonce.0, &count];
+        parts.extend(self.auditors.iter().map(|k| &k.0[..]));
+        Hash32::digest(&parts)
     }
 }
 
@@ -172,6 +209,13 @@ impl Genesis {
                 what: "transfers",
                 count: file.transfers.len(),
                 max: MAX_GENESIS_TRANSFERS,
+            });
+        }
+        if file.auditors.len() > MAX_GENESIS_AUDITORS {
+            return Err(GenesisError::TooMany {
+                what: "auditors",
+                count: file.auditors.len(),
+                max: MAX_GENESIS_AUDITORS,
             });
         }
         if file.difficulty > MAX_DIFFICULTY {
@@ -200,7 +244,7 @@ impl Genesis {
             // Cannot fail: ids are unique and the total fits in u64.
             rules::apply(&mut balances, tx, true).map_err(|_| GenesisError::TotalOverflow)?;
         }
-        let block0 = Block::new(Hash32::ZERO, 0, Hash32::ZERO, 0, file.difficulty, allocations).mined();
+        let block0 = Block::new(Hash32::ZERO, 0, file.commitment(), 0, file.difficulty, allocations).mined();
         let chain_id = block0.hash();
 
         let mut blocks = vec![block0];
@@ -214,7 +258,9 @@ impl Genesis {
                     from: t.from,
                     to: t.to,
                     amount: t.amount,
-                    // Genesis itself defines these transfers; nobody signs them.
+                    // Genesis itself defines these transfers; nobody signs
+                    // them, and they never expire.
+                    expires_ms: 0,
                     signature: Signature::NONE,
                 };
                 rules::apply(&mut balances, &tx, false)
@@ -242,6 +288,10 @@ impl Genesis {
                 .check()
                 .map_err(|reason| GenesisError::BadKey { account: a.id, reason })?;
         }
+        for (index, k) in self.file.auditors.iter().enumerate() {
+            k.check()
+                .map_err(|reason| GenesisError::BadAuditorKey { index, reason })?;
+        }
         Ok(())
     }
 
@@ -260,9 +310,10 @@ impl Genesis {
         self.blocks.len() as u64 - 1
     }
 
-    /// The accounts' public keys.
+    /// The accounts' and auditors' public keys.
     pub fn keys(&self) -> AccountKeys {
         AccountKeys::new(self.file.accounts.iter().map(|a| (a.id, a.public_key)).collect())
+            .with_auditors(self.file.auditors.clone())
     }
 }
 
@@ -328,6 +379,41 @@ mod tests {
         let other =
             Genesis::from_json(&with_dev_keys(&DEMO.replace("\"balance\":100}]", "\"balance\":101}]"))).unwrap();
         assert_ne!(a.chain_id(), other.chain_id());
+    }
+
+    #[test]
+    fn the_nonce_and_the_auditors_are_part_of_the_chain_id() {
+        let plain = Genesis::from_json(&with_dev_keys(DEMO)).unwrap();
+        assert_eq!(plain.blocks[0].header.prev_hash, Hash32::ZERO);
+        let with = |nonce: Option<Hash32>, auditors: Vec<PublicKey>| {
+            let mut file = plain.file.clone();
+            file.nonce = nonce;
+            file.auditors = auditors;
+            let g = Genesis::build(file).unwrap();
+            // Through JSON and back: the same chain.
+            let again = Genesis::from_json(&serde_json::to_string(&g.file).unwrap()).unwrap();
+            assert_eq!(again.chain_id(), g.chain_id());
+            g.chain_id()
+        };
+        let a = with(Some(Hash32([1; 32])), vec![]);
+        let b = with(Some(Hash32([2; 32])), vec![]);
+        let c = with(Some(Hash32([1; 32])), vec![AccountKey::dev(9).public()]);
+        let d = with(None, vec![AccountKey::dev(9).public()]);
+        let all = [plain.chain_id(), a, b, c, d];
+        for (i, x) in all.iter().enumerate() {
+            for y in &all[i + 1..] {
+                assert_ne!(x, y);
+            }
+        }
+        let mut file = plain.file.clone();
+        file.auditors = vec![AccountKey::dev(9).public()];
+        assert_eq!(
+            Genesis::build(file)
+                .unwrap()
+                .keys()
+                .key_of(crate::ledger::Signer::Auditor(0)),
+            Some(AccountKey::dev(9).public())
+        );
     }
 
     #[test]

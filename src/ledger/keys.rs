@@ -1,22 +1,25 @@
 //! Account keys and transfer signatures (ed25519).
 //!
 //! Every account has a public key, fixed by genesis (block 0 carries it, so
-//! the chain id commits to it). A transfer is signed by its source account's
-//! key over [`transfer_message`]: a domain tag, the chain id and the
-//! transfer's canonical bytes. The chain id keeps a signature from being
-//! replayed on another cluster; the transaction id, unique forever within a
-//! chain, keeps it from being replayed on this one.
+//! the chain id commits to it), and so has every auditor genesis names. A
+//! transaction is signed by its signer's key over
+//! [`Transaction::signing_message`]: a domain tag, the chain id, the
+//! transaction's canonical content and its expiry. The chain id keeps a
+//! signature from being replayed on another cluster (and `bank-server
+//! genesis` gives every file a fresh nonce, so two clusters share a chain id
+//! only if they share the file); the id, unique forever among its signer's,
+//! keeps it from being replayed on this one, and the expiry keeps a
+//! signature nobody submitted from being used later.
 
 use super::hash::HexError;
+use super::transaction::{Signer, Transaction};
 use super::{AccountId, Amount, Hash32, TxId};
-use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use ed25519_zebra::{batch, VerificationKeyBytes};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 use std::fmt;
 
-/// Separates transfer signatures from any other use of the same key.
-const TRANSFER_DOMAIN: &[u8] = b"bank-ledger/transfer/v1";
 /// Seed prefix of the public, insecure dev keys.
 const DEV_KEY_DOMAIN: &[u8] = b"bank-ledger/INSECURE-dev-key/v1";
 
@@ -37,27 +40,12 @@ impl Signature {
 /// Why a signature or key is not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
-    #[error("transfer {id} carries no signature; sign it with the key of account {account}")]
-    Missing { id: TxId, account: AccountId },
-    #[error("signature of transfer {id} does not verify with the key of account {account}")]
-    Invalid { id: TxId, account: AccountId },
-    #[error("account {account}'s registered public key is not a valid ed25519 key")]
-    BadKey { account: AccountId },
-}
-
-/// What a transfer's signature covers.
-pub fn transfer_message(chain_id: Hash32, id: &TxId, from: AccountId, to: AccountId, amount: Amount) -> Vec<u8> {
-    let mut m = Vec::with_capacity(TRANSFER_DOMAIN.len() + 32 + 1 + id.as_str().len() + 24);
-    m.extend_from_slice(TRANSFER_DOMAIN);
-    m.extend_from_slice(&chain_id.0);
-    let idb = id.as_str().as_bytes();
-    // TxId bounds ids to 64 bytes: the length fits in one byte.
-    m.push(idb.len() as u8);
-    m.extend_from_slice(idb);
-    m.extend_from_slice(&from.to_be_bytes());
-    m.extend_from_slice(&to.to_be_bytes());
-    m.extend_from_slice(&amount.to_be_bytes());
-    m
+    #[error("transaction {id} carries no signature; sign it with the key of {signer}")]
+    Missing { id: TxId, signer: Signer },
+    #[error("signature of transaction {id} does not verify with the key of {signer}")]
+    Invalid { id: TxId, signer: Signer },
+    #[error("the registered public key of {signer} is not a valid ed25519 key")]
+    BadKey { signer: Signer },
 }
 
 /// A secret key that signs an account's transfers.
@@ -110,10 +98,30 @@ impl AccountKey {
         PublicKey(self.key.verifying_key().to_bytes())
     }
 
-    /// Signs a transfer from this key's account.
-    pub fn sign_transfer(&self, chain_id: Hash32, id: &TxId, to: AccountId, amount: Amount) -> Signature {
-        let msg = transfer_message(chain_id, id, self.account, to, amount);
-        Signature(self.key.sign(&msg).to_bytes())
+    /// Signs `tx` as it stands (its signature field aside); an
+    /// allocation, which nobody signs, gets [`Signature::NONE`].
+    pub fn sign(&self, chain_id: Hash32, tx: &Transaction) -> Signature {
+        match tx.signing_message(chain_id) {
+            Some(msg) => Signature(self.key.sign(&msg).to_bytes()),
+            None => Signature::NONE,
+        }
+    }
+
+    /// A transfer from this key's account, signed.
+    pub fn transfer(&self, chain_id: Hash32, id: TxId, to: AccountId, amount: Amount, expires_ms: u64) -> Transaction {
+        let mut tx = Transaction::Transfer {
+            id,
+            from: self.account,
+            to,
+            amount,
+            expires_ms,
+            signature: Signature::NONE,
+        };
+        let signed = self.sign(chain_id, &tx);
+        if let Transaction::Transfer { signature, .. } = &mut tx {
+            *signature = signed;
+        }
+        tx
     }
 
     /// The key of `account` from its 32 secret bytes.
@@ -131,17 +139,28 @@ impl AccountKey {
     }
 }
 
-/// The public keys of all accounts, sorted by account for binary search:
-/// 40 bytes per account (a map of decompressed keys would take ~5x that).
+/// The public keys of all accounts, sorted by account for binary search
+/// (40 bytes per account: a map of decompressed keys would take ~5x that),
+/// and of the auditors genesis names.
 #[derive(Debug, Clone, Default)]
 pub struct AccountKeys {
     keys: Vec<(AccountId, PublicKey)>,
+    auditors: Vec<PublicKey>,
 }
 
 impl AccountKeys {
     pub fn new(mut keys: Vec<(AccountId, PublicKey)>) -> AccountKeys {
         keys.sort_unstable_by_key(|(a, _)| *a);
-        AccountKeys { keys }
+        AccountKeys {
+            keys,
+            auditors: Vec::new(),
+        }
+    }
+
+    /// These keys, and `auditors` as auditors 0, 1, ...
+    pub fn with_auditors(mut self, auditors: Vec<PublicKey>) -> AccountKeys {
+        self.auditors = auditors;
+        self
     }
 
     pub fn get(&self, account: AccountId) -> Option<PublicKey> {
@@ -149,6 +168,14 @@ impl AccountKeys {
             .binary_search_by_key(&account, |(a, _)| *a)
             .ok()
             .map(|i| self.keys[i].1)
+    }
+
+    /// The key that signs for `signer`, if there is one.
+    pub fn key_of(&self, signer: Signer) -> Option<PublicKey> {
+        match signer {
+            Signer::Account(a) => self.get(a),
+            Signer::Auditor(i) => self.auditors.get(i as usize).copied(),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -159,36 +186,22 @@ impl AccountKeys {
         self.keys.is_empty()
     }
 
-    /// Checks a transfer's signature against its source account's key, by
-    /// the rule of [`AccountKeys::verify_transfers`].
-    pub fn verify_transfer(
-        &self,
-        chain_id: Hash32,
-        id: &TxId,
-        from: AccountId,
-        to: AccountId,
-        amount: Amount,
-        signature: &Signature,
-    ) -> Result<(), TransferAuthError> {
-        let one = SignedTransfer {
-            id,
-            from,
-            to,
-            amount,
-            signature,
-        };
-        // One verdict per transfer; refuse rather than pass if there were none.
-        self.verify_transfers(chain_id, &[one])
+    /// Checks a transaction's signature against its signer's key, by the
+    /// rule of [`AccountKeys::verify_many`].
+    pub fn verify(&self, chain_id: Hash32, tx: &Transaction) -> Result<(), AuthError> {
+        // One verdict per transaction; refuse rather than pass if there were none.
+        self.verify_many(chain_id, std::slice::from_ref(tx))
             .pop()
-            .unwrap_or_else(|| Err(one.invalid()))
+            .unwrap_or(Err(AuthError::NoVerdict))
     }
 
-    /// Checks many transfers' signatures; one result per transfer, in order.
+    /// Checks many transactions' signatures; one result per transaction, in
+    /// order. Allocations, which only genesis makes, carry none and pass.
     ///
     /// The rule, the same on the leader, on every replica applying a block
-    /// and in audits, one transfer or many: ed25519 as ZIP-215 defines it
-    /// (ed25519-zebra), the cofactored equation `[8]([s]B - R - [k]A) = 0`
-    /// with `s` canonical, plus our refusal of keys of small order, under
+    /// and in audits, one transaction or many: ed25519 as ZIP-215 defines
+    /// it (ed25519-zebra), the cofactored equation `[8]([s]B - R - [k]A) =
+    /// 0` with `s` canonical, plus our refusal of keys of small order, under
     /// which anyone could sign. Every signature that passes strict RFC 8032
     /// verification passes it. What matters for replicas: a batch's verdict
     /// on each signature is that signature's single verdict, whichever
@@ -197,46 +210,49 @@ impl AccountKeys {
     /// Signatures are checked [`VERIFY_BATCH`] at a time; a batch that fails
     /// is checked one by one to name the bad ones, so a bad signature costs
     /// its sender's request, not others'.
-    pub fn verify_transfers(
-        &self,
-        chain_id: Hash32,
-        transfers: &[SignedTransfer<'_>],
-    ) -> Vec<Result<(), TransferAuthError>> {
-        let mut out: Vec<Result<(), TransferAuthError>> = Vec::with_capacity(transfers.len());
+    pub fn verify_many(&self, chain_id: Hash32, txs: &[Transaction]) -> Vec<Result<(), AuthError>> {
+        let mut out: Vec<Result<(), AuthError>> = Vec::with_capacity(txs.len());
         // Those that get to the equation, with the index of their result.
-        let mut checked: Vec<(usize, batch::Item)> = Vec::with_capacity(transfers.len());
-        for (i, t) in transfers.iter().enumerate() {
-            let key = match self.get(t.from) {
-                Some(k) => k,
-                None => {
-                    out.push(Err(TransferAuthError::UnknownAccount(t.from)));
-                    continue;
-                }
+        let mut checked: Vec<(usize, batch::Item)> = Vec::with_capacity(txs.len());
+        for (i, tx) in txs.iter().enumerate() {
+            let (Some(signer), Some(signature), Some(message)) =
+                (tx.signer(), tx.signature(), tx.signing_message(chain_id))
+            else {
+                out.push(Ok(()));
+                continue;
             };
-            if *t.signature == Signature::NONE {
-                out.push(Err(SignatureError::Missing {
-                    id: t.id.clone(),
-                    account: t.from,
-                }
-                .into()));
+            let Some(key) = self.key_of(signer) else {
+                out.push(Err(AuthError::UnknownSigner(signer)));
+                continue;
+            };
+            let id = || tx.id().cloned().unwrap_or_else(TxId::random);
+            if *signature == Signature::NONE {
+                out.push(Err(SignatureError::Missing { id: id(), signer }.into()));
                 continue;
             }
             if key.check().is_err() {
-                out.push(Err(SignatureError::BadKey { account: t.from }.into()));
+                out.push(Err(SignatureError::BadKey { signer }.into()));
                 continue;
             }
-            let message = transfer_message(chain_id, t.id, t.from, t.to, t.amount);
-            let signature = ed25519_zebra::Signature::from_bytes(&t.signature.0);
+            let signature = ed25519_zebra::Signature::from_bytes(&signature.0);
             out.push(Ok(()));
             checked.push((
                 i,
                 batch::Item::from((VerificationKeyBytes::from(key.0), signature, &message)),
             ));
         }
+        let invalid = |i: usize| -> Result<(), AuthError> {
+            let tx = &txs[i];
+            Err(SignatureError::Invalid {
+                id: tx.id().cloned().unwrap_or_else(TxId::random),
+                signer: tx.signer().unwrap_or(Signer::Account(0)),
+            }
+            .into())
+        };
         for part in checked.chunks(VERIFY_BATCH) {
             if let [(i, one)] = part {
                 if one.clone().verify_single().is_err() {
-                    out[*i] = Err(transfers[*i].invalid());
+                    out[*i] = invalid(*i);
                 }
                 continue;
             }
@@ -249,7 +265,7 @@ impl AccountKeys {
             }
             for (i, item) in part {
                 if item.clone().verify_single().is_err() {
-                    out[*i] = Err(transfers[*i].invalid());
+                    out[*i] = invalid(*i);
                 }
             }
         }
@@ -261,35 +277,17 @@ impl AccountKeys {
 /// per signature, and its scratch memory grows with it.
 pub const VERIFY_BATCH: usize = 1024;
 
-/// A transfer's signed fields, for [`AccountKeys::verify_transfers`].
-#[derive(Debug, Clone, Copy)]
-pub struct SignedTransfer<'a> {
-    pub id: &'a TxId,
-    pub from: AccountId,
-    pub to: AccountId,
-    pub amount: Amount,
-    pub signature: &'a Signature,
-}
-
-impl SignedTransfer<'_> {
-    /// Its signature does not verify with its source account's key.
-    fn invalid(&self) -> TransferAuthError {
-        SignatureError::Invalid {
-            id: self.id.clone(),
-            account: self.from,
-        }
-        .into()
-    }
-}
-
-/// Why a transfer is not authorized.
+/// Why a transaction is not authorized.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TransferAuthError {
-    /// The source account does not exist, so it has no key.
-    #[error("unknown account {0}")]
-    UnknownAccount(AccountId),
+pub enum AuthError {
+    /// The signer does not exist, so it has no key.
+    #[error("unknown {0}")]
+    UnknownSigner(Signer),
     #[error(transparent)]
     Signature(#[from] SignatureError),
+    /// Cannot happen: every transaction checked gets a verdict.
+    #[error("no verdict on the signature")]
+    NoVerdict,
 }
 
 /// A public key that cannot sign.
@@ -439,78 +437,125 @@ mod tests {
         TxId::new(s).unwrap()
     }
 
+    /// A transfer carrying `signature`.
+    fn transfer(id_: &str, from: AccountId, to: AccountId, amount: Amount, signature: Signature) -> Transaction {
+        Transaction::Transfer {
+            id: id(id_),
+            from,
+            to,
+            amount,
+            expires_ms: 1_000,
+            signature,
+        }
+    }
+
+    /// `tx` signed by `key`.
+    fn signed_by(key: &AccountKey, chain: Hash32, mut tx: Transaction) -> Transaction {
+        let sig = key.sign(chain, &tx);
+        set_signature(&mut tx, sig);
+        tx
+    }
+
+    fn set_signature(tx: &mut Transaction, sig: Signature) {
+        match tx {
+            Transaction::Transfer { signature, .. } | Transaction::BalanceCheck { signature, .. } => *signature = sig,
+            Transaction::Allocation { .. } => {}
+        }
+    }
+
+    fn set_amount(tx: &mut Transaction, to: Amount) {
+        if let Transaction::Transfer { amount, .. } = tx {
+            *amount = to;
+        }
+    }
+
     #[test]
     fn a_signature_verifies_only_for_its_own_transfer_chain_and_key() {
         let chain = Hash32([7; 32]);
         let k1 = AccountKey::dev(1);
         let keys = AccountKeys::new(vec![(1, k1.public()), (2, AccountKey::dev(2).public())]);
-        let sig = k1.sign_transfer(chain, &id("t1"), 2, 50);
-        assert_eq!(keys.verify_transfer(chain, &id("t1"), 1, 2, 50, &sig), Ok(()));
-        let invalid = |r| matches!(r, Err(TransferAuthError::Signature(SignatureError::Invalid { .. })));
-        assert!(invalid(keys.verify_transfer(chain, &id("t1"), 1, 2, 51, &sig)));
-        assert!(invalid(keys.verify_transfer(chain, &id("t2"), 1, 2, 50, &sig)));
-        assert!(invalid(keys.verify_transfer(
-            Hash32([8; 32]),
-            &id("t1"),
-            1,
-            2,
-            50,
-            &sig
-        )));
+        let good = k1.transfer(chain, id("t1"), 2, 50, 1_000);
+        assert_eq!(keys.verify(chain, &good), Ok(()));
+        let sig = *good.signature().unwrap();
+        let invalid = |r| matches!(r, Err(AuthError::Signature(SignatureError::Invalid { .. })));
+        assert!(invalid(keys.verify(chain, &transfer("t1", 1, 2, 51, sig))));
+        assert!(invalid(keys.verify(chain, &transfer("t2", 1, 2, 50, sig))));
+        assert!(invalid(keys.verify(Hash32([8; 32]), &good)));
+        // The expiry is signed: a later one is not the owner's.
+        let mut later = good.clone();
+        if let Transaction::Transfer { expires_ms, .. } = &mut later {
+            *expires_ms += 1;
+        }
+        assert!(invalid(keys.verify(chain, &later)));
         // Account 2's key cannot spend from account 1.
-        let by_2 = AccountKey::dev(2).sign_transfer(chain, &id("t1"), 2, 50);
-        assert!(invalid(keys.verify_transfer(chain, &id("t1"), 1, 2, 50, &by_2)));
+        let by_2 = signed_by(&AccountKey::dev(2), chain, transfer("t1", 1, 2, 50, Signature::NONE));
+        assert!(invalid(keys.verify(chain, &by_2)));
         assert!(matches!(
-            keys.verify_transfer(chain, &id("t1"), 1, 2, 50, &Signature::NONE),
-            Err(TransferAuthError::Signature(SignatureError::Missing { .. }))
+            keys.verify(chain, &transfer("t1", 1, 2, 50, Signature::NONE)),
+            Err(AuthError::Signature(SignatureError::Missing { .. }))
         ));
         assert_eq!(
-            keys.verify_transfer(chain, &id("t1"), 9, 2, 50, &sig),
-            Err(TransferAuthError::UnknownAccount(9))
+            keys.verify(chain, &transfer("t1", 9, 2, 50, sig)),
+            Err(AuthError::UnknownSigner(Signer::Account(9)))
         );
+    }
+
+    #[test]
+    fn a_balance_check_is_signed_by_the_owner_or_a_named_auditor() {
+        let chain = Hash32([7; 32]);
+        let auditor = AccountKey::generate(u64::MAX);
+        let keys = AccountKeys::new(vec![(1, AccountKey::dev(1).public())]).with_auditors(vec![auditor.public()]);
+        let check = |by: Option<u32>| Transaction::BalanceCheck {
+            id: id("audit-1"),
+            account: 1,
+            auditor: by,
+            expires_ms: 1_000,
+            signature: Signature::NONE,
+        };
+        assert_eq!(
+            keys.verify(chain, &signed_by(&AccountKey::dev(1), chain, check(None))),
+            Ok(())
+        );
+        assert_eq!(keys.verify(chain, &signed_by(&auditor, chain, check(Some(0)))), Ok(()));
+        // Neither may sign as the other, and an auditor genesis does not name has no key.
+        assert!(keys.verify(chain, &signed_by(&auditor, chain, check(None))).is_err());
+        assert!(keys
+            .verify(chain, &signed_by(&AccountKey::dev(1), chain, check(Some(0))))
+            .is_err());
+        assert_eq!(
+            keys.verify(chain, &signed_by(&auditor, chain, check(Some(1)))),
+            Err(AuthError::UnknownSigner(Signer::Auditor(1)))
+        );
+        assert!(matches!(
+            keys.verify(chain, &check(None)),
+            Err(AuthError::Signature(SignatureError::Missing { .. }))
+        ));
     }
 
     #[test]
     fn many_signatures_checked_at_once_get_the_verdicts_each_gets_alone() {
         let chain = Hash32([7; 32]);
         let keys = AccountKeys::new((0..4).map(|a| (a, AccountKey::dev(a).public())).collect());
-        let ids: Vec<TxId> = (0..600).map(|i| id(&format!("m{i}"))).collect();
-        let mut sigs: Vec<Signature> = ids
-            .iter()
-            .enumerate()
-            .map(|(i, t)| AccountKey::dev(i as u64 % 3).sign_transfer(chain, t, 3, 10))
+        let mut txs: Vec<Transaction> = (0..600u64)
+            .map(|i| AccountKey::dev(i % 3).transfer(chain, id(&format!("m{i}")), 3, 10, 1_000))
             .collect();
         // In two batches: a forged one (another key), one for another amount,
         // a missing one, and one from an account with no key.
-        sigs[7] = AccountKey::dev(3).sign_transfer(chain, &ids[7], 3, 10);
-        sigs[500] = AccountKey::dev(500 % 3).sign_transfer(chain, &ids[500], 3, 11);
-        sigs[9] = Signature::NONE;
-        let transfers: Vec<SignedTransfer> = ids
-            .iter()
-            .zip(&sigs)
-            .enumerate()
-            .map(|(i, (t, signature))| SignedTransfer {
-                id: t,
-                from: if i == 300 { 99 } else { i as u64 % 3 },
-                to: 3,
-                amount: 10,
-                signature,
-            })
-            .collect();
-        let together = keys.verify_transfers(chain, &transfers);
-        let alone: Vec<_> = transfers
-            .iter()
-            .map(|t| keys.verify_transfer(chain, t.id, t.from, t.to, t.amount, t.signature))
-            .collect();
+        txs[7] = signed_by(&AccountKey::dev(3), chain, transfer("m7", 1, 3, 10, Signature::NONE));
+        set_amount(&mut txs[500], 11);
+        set_signature(&mut txs[9], Signature::NONE);
+        txs[300] = signed_by(&AccountKey::dev(0), chain, transfer("m300", 99, 3, 10, Signature::NONE));
+        let together = keys.verify_many(chain, &txs);
+        let alone: Vec<_> = txs.iter().map(|t| keys.verify(chain, t)).collect();
         assert_eq!(together, alone);
         let bad: Vec<usize> = (0..600).filter(|i| together[*i].is_err()).collect();
         assert_eq!(bad, [7, 9, 300, 500]);
         assert!(matches!(
             together[7],
-            Err(TransferAuthError::Signature(SignatureError::Invalid { .. }))
+            Err(AuthError::Signature(SignatureError::Invalid { .. }))
         ));
-        assert_eq!(together[300], Err(TransferAuthError::UnknownAccount(99)));
-        assert!(keys.verify_transfers(chain, &[]).is_empty());
+        assert_eq!(together[300], Err(AuthError::UnknownSigner(Signer::Account(99))));
+        assert!(keys.verify_many(chain, &[]).is_empty());
     }
 
     /// A key's owner signs with a small-order component added to `R`:
@@ -532,8 +577,8 @@ mod tests {
                 .chain((0..4).map(|a| (a, AccountKey::dev(a).public())))
                 .collect(),
         );
-        let crafted_id = id("crafted");
-        let msg = transfer_message(chain, &crafted_id, 5, 1, 10);
+        let mut crafted = transfer("crafted", 5, 1, 10, Signature::NONE);
+        let msg = crafted.signing_message(chain).unwrap();
         let nonce = random_scalar();
         let r = (EdwardsPoint::mul_base(&nonce) + EIGHT_TORSION[1]).compress().0;
         let k = Scalar::from_bytes_mod_order_wide(
@@ -547,52 +592,29 @@ mod tests {
         let mut sig = [0u8; 64];
         sig[..32].copy_from_slice(&r);
         sig[32..].copy_from_slice((nonce + k * secret).as_bytes());
-        let crafted = Signature(sig);
+        set_signature(&mut crafted, Signature(sig));
         let strict = VerifyingKey::from_bytes(&public.0)
             .unwrap()
             .verify_strict(&msg, &ed25519_dalek::Signature::from_bytes(&sig));
         assert!(strict.is_err(), "the case where the rules differ");
-        assert_eq!(keys.verify_transfer(chain, &crafted_id, 5, 1, 10, &crafted), Ok(()));
+        assert_eq!(keys.verify(chain, &crafted), Ok(()));
 
-        let ids: Vec<TxId> = (0..40).map(|i| id(&format!("c{i}"))).collect();
-        let sigs: Vec<Signature> = ids
-            .iter()
-            .enumerate()
-            .map(|(i, t)| AccountKey::dev(i as u64 % 4).sign_transfer(chain, t, 1, 10))
+        let honest: Vec<Transaction> = (0..40u64)
+            .map(|i| AccountKey::dev(i % 4).transfer(chain, id(&format!("c{i}")), 1, 10, 1_000))
             .collect();
         for size in [1, 2, 3, 7, 16, 40] {
             for _ in 0..8 {
-                let mut batch: Vec<SignedTransfer> = ids[..size]
-                    .iter()
-                    .zip(&sigs)
-                    .enumerate()
-                    .map(|(i, (t, signature))| SignedTransfer {
-                        id: t,
-                        from: i as u64 % 4,
-                        to: 1,
-                        amount: 10,
-                        signature,
-                    })
-                    .collect();
+                let mut batch: Vec<Transaction> = honest[..size].to_vec();
                 let at = rand::thread_rng().gen_range(0..=batch.len());
-                batch.insert(
-                    at,
-                    SignedTransfer {
-                        id: &crafted_id,
-                        from: 5,
-                        to: 1,
-                        amount: 10,
-                        signature: &crafted,
-                    },
-                );
+                batch.insert(at, crafted.clone());
                 assert!(
-                    keys.verify_transfers(chain, &batch).iter().all(Result::is_ok),
+                    keys.verify_many(chain, &batch).iter().all(Result::is_ok),
                     "batch of {}",
                     batch.len()
                 );
                 // The same signature on other content is refused, wherever it sits.
-                batch[at].amount = 11;
-                let verdicts = keys.verify_transfers(chain, &batch);
+                set_amount(&mut batch[at], 11);
+                let verdicts = keys.verify_many(chain, &batch);
                 let bad: Vec<usize> = (0..batch.len()).filter(|i| verdicts[*i].is_err()).collect();
                 assert_eq!(bad, [at]);
             }
@@ -610,8 +632,14 @@ mod tests {
         let keys = AccountKeys::new(vec![(5, PublicKey(identity))]);
         let mut forged = [0u8; 64];
         forged[0] = 1;
-        let verdict = keys.verify_transfer(chain, &id("any"), 5, 1, 10, &Signature(forged));
-        assert_eq!(verdict, Err(SignatureError::BadKey { account: 5 }.into()));
+        let verdict = keys.verify(chain, &transfer("any", 5, 1, 10, Signature(forged)));
+        assert_eq!(
+            verdict,
+            Err(SignatureError::BadKey {
+                signer: Signer::Account(5)
+            }
+            .into())
+        );
     }
 
     /// For signatures made the usual way, and for damaged ones, the rule
@@ -622,25 +650,22 @@ mod tests {
         let keys = AccountKeys::new((0..3).map(|a| (a, AccountKey::dev(a).public())).collect());
         let mut rng = rand::thread_rng();
         for i in 0..200u64 {
-            let t = id(&format!("s{i}"));
             let from = i % 3;
-            let mut sig = AccountKey::dev(from).sign_transfer(chain, &t, 2, i);
+            let mut tx = AccountKey::dev(from).transfer(chain, id(&format!("s{i}")), 2, i, 1_000);
+            let mut sig = *tx.signature().unwrap();
             if i % 2 == 1 {
                 let byte = rng.gen_range(0..64);
                 sig.0[byte] ^= 1 << rng.gen_range(0..8);
             }
+            set_signature(&mut tx, sig);
             let strict = VerifyingKey::from_bytes(&keys.get(from).unwrap().0)
                 .unwrap()
                 .verify_strict(
-                    &transfer_message(chain, &t, from, 2, i),
+                    &tx.signing_message(chain).unwrap(),
                     &ed25519_dalek::Signature::from_bytes(&sig.0),
                 )
                 .is_ok();
-            assert_eq!(
-                keys.verify_transfer(chain, &t, from, 2, i, &sig).is_ok(),
-                strict,
-                "transfer {i}"
-            );
+            assert_eq!(keys.verify(chain, &tx).is_ok(), strict, "transfer {i}");
         }
     }
 
@@ -653,7 +678,8 @@ mod tests {
 
     #[test]
     fn signatures_survive_both_encodings() {
-        let sig = AccountKey::dev(1).sign_transfer(Hash32::ZERO, &id("x"), 2, 3);
+        let tx = AccountKey::dev(1).transfer(Hash32::ZERO, id("x"), 2, 3, 4);
+        let sig = *tx.signature().unwrap();
         let json = serde_json::to_string(&sig).unwrap();
         assert_eq!(serde_json::from_str::<Signature>(&json).unwrap(), sig);
         let bin = bincode::serialize(&sig).unwrap();

@@ -20,7 +20,7 @@ pub use hash::{Hash32, HexError};
 pub use keys::{AccountKey, AccountKeys, PublicKey, Signature};
 pub use outcome::{BlockOutcome, TxRecord};
 pub use rules::{Applied, Balances, RejectReason};
-pub use transaction::{Transaction, TxId, TxIdError};
+pub use transaction::{Signer, Transaction, TxId, TxIdError, TxKey};
 
 /// Accounts are identified by plain integers.
 pub type AccountId = u64;

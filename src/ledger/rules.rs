@@ -1,6 +1,7 @@
 //! The rules that move money. Pure and deterministic: the same balances and
 //! the same transaction give the same result on every node.
 
+use super::transaction::Signer;
 use super::{AccountId, Amount, Transaction, TxId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -81,12 +82,37 @@ pub enum RejectReason {
     /// Allocations only exist in genesis.
     #[error("allocations are only valid in the genesis block")]
     AllocationOutsideGenesis,
-    /// The transfer does not carry a valid signature of its source
-    /// account's key. Every node checks this as it applies a block, so a
-    /// leader that proposes such a transfer moves no money; the refusal
-    /// claims no id, so the account's owner may still use it.
-    #[error("transfer is not signed by the key of account {account}")]
-    Unauthorized { account: AccountId },
+    /// The transaction does not carry a valid signature of its signer's
+    /// key. Every node checks this as it applies a block, so a leader that
+    /// proposes such a transaction moves no money; the refusal claims no
+    /// id, so the signer may still use it.
+    #[error("transaction is not signed by the key of {signer}")]
+    Unauthorized { signer: Signer },
+    /// The block's time is past the transaction's expiry. Claims no id.
+    #[error("transaction expired at {expires_ms} (Unix ms); the block's time is {block_ms}: sign it again with a later expiry")]
+    Expired { expires_ms: u64, block_ms: u64 },
+    /// The expiry lies further ahead of the block's time than
+    /// [`MAX_LIFETIME_MS`]: a signature must not stay usable for ever.
+    /// Claims no id.
+    #[error("transaction expires at {expires_ms} (Unix ms), more than {} hours after the block's time {block_ms}: sign it with an earlier expiry", MAX_LIFETIME_MS / 3_600_000)]
+    ExpiresTooLate { expires_ms: u64, block_ms: u64 },
+}
+
+/// Longest a signed transaction may stay valid after the block that holds
+/// it was cut: one day.
+pub const MAX_LIFETIME_MS: u64 = 24 * 3_600_000;
+
+/// Whether a signed transaction may be in a block of time `block_ms`: not
+/// past its expiry, nor expiring more than [`MAX_LIFETIME_MS`] after it.
+/// Unsigned transactions (genesis's own) have no expiry.
+pub fn check_expiry(tx: &Transaction, block_ms: u64) -> Result<(), RejectReason> {
+    match tx.expires_ms() {
+        Some(expires_ms) if expires_ms < block_ms => Err(RejectReason::Expired { expires_ms, block_ms }),
+        Some(expires_ms) if expires_ms - block_ms > MAX_LIFETIME_MS => {
+            Err(RejectReason::ExpiresTooLate { expires_ms, block_ms })
+        }
+        _ => Ok(()),
+    }
 }
 
 impl RejectReason {
@@ -99,7 +125,9 @@ impl RejectReason {
             | RejectReason::SameAccount { .. }
             | RejectReason::UnknownAccount { .. }
             | RejectReason::AllocationOutsideGenesis
-            | RejectReason::Unauthorized { .. } => true,
+            | RejectReason::Unauthorized { .. }
+            | RejectReason::Expired { .. }
+            | RejectReason::ExpiresTooLate { .. } => true,
             RejectReason::InsufficientFunds { .. }
             | RejectReason::Overflow { .. }
             | RejectReason::IdConflict { .. } => false,
@@ -178,6 +206,7 @@ mod tests {
             from,
             to,
             amount,
+            expires_ms: 1_000,
             signature: crate::ledger::Signature::NONE,
         }
     }
@@ -248,6 +277,9 @@ mod tests {
         let check = Transaction::BalanceCheck {
             id: TxId::new("c").unwrap(),
             account: 1,
+            auditor: None,
+            expires_ms: 1_000,
+            signature: crate::ledger::Signature::NONE,
         };
         assert_eq!(apply(&mut b, &check, false).unwrap().balance, Some(100));
         assert_eq!(b, accounts());
@@ -268,6 +300,44 @@ mod tests {
         );
         assert_eq!(o.into_changes(), BTreeMap::from([(0, 40), (1, 160)]));
         assert_eq!(base, accounts());
+    }
+
+    #[test]
+    fn a_transaction_is_valid_from_before_its_expiry_to_it() {
+        let tx = t(0, 1, 5); // expires at 1,000
+        assert_eq!(check_expiry(&tx, 1_000), Ok(()));
+        assert_eq!(check_expiry(&tx, 0), Ok(()));
+        assert_eq!(
+            check_expiry(&tx, 1_001),
+            Err(RejectReason::Expired {
+                expires_ms: 1_000,
+                block_ms: 1_001
+            })
+        );
+        let far = Transaction::Transfer {
+            id: TxId::new("x").unwrap(),
+            from: 0,
+            to: 1,
+            amount: 5,
+            expires_ms: u64::MAX,
+            signature: crate::ledger::Signature::NONE,
+        };
+        assert!(matches!(
+            check_expiry(&far, 1),
+            Err(RejectReason::ExpiresTooLate { .. })
+        ));
+        assert_eq!(check_expiry(&far, u64::MAX - MAX_LIFETIME_MS), Ok(()));
+        assert!(RejectReason::Expired {
+            expires_ms: 1,
+            block_ms: 2
+        }
+        .is_permanent());
+        let allocation = Transaction::Allocation {
+            account: 0,
+            amount: 1,
+            public_key: crate::ledger::PublicKey([0; 32]),
+        };
+        assert_eq!(check_expiry(&allocation, u64::MAX), Ok(()));
     }
 
     proptest! {

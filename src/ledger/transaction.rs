@@ -2,7 +2,7 @@
 //! binary encoding: its hash (and so the merkle root and the block hash)
 //! depends on nothing a serializer might reorder.
 
-use super::keys::{PublicKey, Signature, SignedTransfer};
+use super::keys::{PublicKey, Signature};
 use super::{merkle, AccountId, Amount, Hash32};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -85,6 +85,64 @@ impl fmt::Debug for TxId {
     }
 }
 
+/// Whose key signs a transaction: an account's owner, or one of the
+/// auditors genesis names (by position in its `auditors` list).
+///
+/// Transaction ids are scoped to the signer: each account (and each
+/// auditor) has ids of its own, so nobody can take another's.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Signer {
+    Account(AccountId),
+    Auditor(u32),
+}
+
+impl fmt::Display for Signer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Signer::Account(a) => write!(f, "account {a}"),
+            Signer::Auditor(i) => write!(f, "auditor {i}"),
+        }
+    }
+}
+
+impl Signer {
+    /// Fixed-width encoding: a tag byte, then the number big-endian in 8.
+    pub fn to_bytes(self) -> [u8; 9] {
+        let (tag, n) = match self {
+            Signer::Account(a) => (1u8, a),
+            Signer::Auditor(i) => (2u8, u64::from(i)),
+        };
+        let mut out = [0u8; 9];
+        out[0] = tag;
+        out[1..].copy_from_slice(&n.to_be_bytes());
+        out
+    }
+
+    pub fn from_bytes(b: &[u8]) -> Option<Signer> {
+        let (&tag, rest) = b.split_first()?;
+        let n = u64::from_be_bytes(rest.try_into().ok()?);
+        match tag {
+            1 => Some(Signer::Account(n)),
+            2 => u32::try_from(n).ok().map(Signer::Auditor),
+            _ => None,
+        }
+    }
+}
+
+/// What a transaction is known by: its id within its signer's ids.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+pub struct TxKey {
+    pub signer: Signer,
+    pub id: TxId,
+}
+
+impl fmt::Display for TxKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} of {}", self.id, self.signer)
+    }
+}
+
 /// One entry of a block.
 ///
 /// Serialized internally tagged (`{"type":"transfer",...}`) for people, and
@@ -92,17 +150,26 @@ impl fmt::Debug for TxId {
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Transaction {
     /// Move `amount` from one account to another, signed by the source
-    /// account's key (see [`super::keys`]).
+    /// account's key (see [`super::keys`]) and valid until the first block
+    /// whose time is past `expires_ms` (Unix milliseconds).
     Transfer {
         id: TxId,
         from: AccountId,
         to: AccountId,
         amount: Amount,
+        expires_ms: u64,
         signature: Signature,
     },
     /// Record, in the chain, the balance of an account at this point: an
-    /// auditor's proof of what the ledger said and when.
-    BalanceCheck { id: TxId, account: AccountId },
+    /// auditor's proof of what the ledger said and when. Signed by the
+    /// account's owner, or by genesis auditor `auditor`.
+    BalanceCheck {
+        id: TxId,
+        account: AccountId,
+        auditor: Option<u32>,
+        expires_ms: u64,
+        signature: Signature,
+    },
     /// Opening balance and public key of an account; valid only in the
     /// genesis block.
     Allocation {
@@ -118,16 +185,16 @@ macro_rules! tx_mirror {
         #[derive(Serialize, Deserialize)]
         $(#[$attr])*
         enum $name {
-            Transfer { id: TxId, from: AccountId, to: AccountId, amount: Amount, signature: Signature },
-            BalanceCheck { id: TxId, account: AccountId },
+            Transfer { id: TxId, from: AccountId, to: AccountId, amount: Amount, expires_ms: u64, signature: Signature },
+            BalanceCheck { id: TxId, account: AccountId, auditor: Option<u32>, expires_ms: u64, signature: Signature },
             Allocation { account: AccountId, amount: Amount, public_key: PublicKey },
         }
 
         impl From<Transaction> for $name {
             fn from(t: Transaction) -> $name {
                 match t {
-                    Transaction::Transfer { id, from, to, amount, signature } => $name::Transfer { id, from, to, amount, signature },
-                    Transaction::BalanceCheck { id, account } => $name::BalanceCheck { id, account },
+                    Transaction::Transfer { id, from, to, amount, expires_ms, signature } => $name::Transfer { id, from, to, amount, expires_ms, signature },
+                    Transaction::BalanceCheck { id, account, auditor, expires_ms, signature } => $name::BalanceCheck { id, account, auditor, expires_ms, signature },
                     Transaction::Allocation { account, amount, public_key } => $name::Allocation { account, amount, public_key },
                 }
             }
@@ -136,8 +203,8 @@ macro_rules! tx_mirror {
         impl From<$name> for Transaction {
             fn from(t: $name) -> Transaction {
                 match t {
-                    $name::Transfer { id, from, to, amount, signature } => Transaction::Transfer { id, from, to, amount, signature },
-                    $name::BalanceCheck { id, account } => Transaction::BalanceCheck { id, account },
+                    $name::Transfer { id, from, to, amount, expires_ms, signature } => Transaction::Transfer { id, from, to, amount, expires_ms, signature },
+                    $name::BalanceCheck { id, account, auditor, expires_ms, signature } => Transaction::BalanceCheck { id, account, auditor, expires_ms, signature },
                     $name::Allocation { account, amount, public_key } => Transaction::Allocation { account, amount, public_key },
                 }
             }
@@ -173,23 +240,32 @@ const KIND_BALANCE_CHECK: u8 = 2;
 const KIND_ALLOCATION: u8 = 3;
 
 impl Transaction {
-    /// A transfer's signed fields; other transactions carry no signature.
-    pub fn signed(&self) -> Option<SignedTransfer<'_>> {
+    /// Who signs this transaction; allocations are genesis's own.
+    pub fn signer(&self) -> Option<Signer> {
         match self {
-            Transaction::Transfer {
-                id,
-                from,
-                to,
-                amount,
-                signature,
-            } => Some(SignedTransfer {
-                id,
-                from: *from,
-                to: *to,
-                amount: *amount,
-                signature,
-            }),
-            _ => None,
+            Transaction::Transfer { from, .. } => Some(Signer::Account(*from)),
+            Transaction::BalanceCheck { account, auditor, .. } => {
+                Some(auditor.map_or(Signer::Account(*account), Signer::Auditor))
+            }
+            Transaction::Allocation { .. } => None,
+        }
+    }
+
+    /// The signature a signed transaction carries.
+    pub fn signature(&self) -> Option<&Signature> {
+        match self {
+            Transaction::Transfer { signature, .. } | Transaction::BalanceCheck { signature, .. } => Some(signature),
+            Transaction::Allocation { .. } => None,
+        }
+    }
+
+    /// Unix milliseconds past which a block may no longer hold it.
+    pub fn expires_ms(&self) -> Option<u64> {
+        match self {
+            Transaction::Transfer { expires_ms, .. } | Transaction::BalanceCheck { expires_ms, .. } => {
+                Some(*expires_ms)
+            }
+            Transaction::Allocation { .. } => None,
         }
     }
 
@@ -201,20 +277,37 @@ impl Transaction {
         }
     }
 
-    /// Canonical encoding: a kind byte, then fixed-width big-endian fields;
-    /// the id is length-prefixed (u8, since ids are at most 64 bytes). A
-    /// transfer's signature and an allocation's key are part of it, so the
-    /// block hash commits to them.
+    /// The id within its signer's ids: what makes it unique forever.
+    pub fn key(&self) -> Option<TxKey> {
+        Some(TxKey {
+            signer: self.signer()?,
+            id: self.id()?.clone(),
+        })
+    }
+
+    /// Canonical encoding: the content ([`Transaction::encode_content`]),
+    /// then a signed transaction's expiry and signature, an allocation's
+    /// key: the block hash commits to all of it.
     pub fn encode(&self, out: &mut Vec<u8>) {
         self.encode_content(out);
         match self {
-            Transaction::Transfer { signature, .. } => out.extend_from_slice(&signature.0),
+            Transaction::Transfer {
+                expires_ms, signature, ..
+            }
+            | Transaction::BalanceCheck {
+                expires_ms, signature, ..
+            } => {
+                out.extend_from_slice(&expires_ms.to_be_bytes());
+                out.extend_from_slice(&signature.0);
+            }
             Transaction::Allocation { public_key, .. } => out.extend_from_slice(&public_key.0),
-            Transaction::BalanceCheck { .. } => {}
         }
     }
 
-    /// The encoding without the signature (or key): what a client asked for.
+    /// What a client asks for: a kind byte, then fixed-width big-endian
+    /// fields; the id is length-prefixed (u8, since ids are at most 64
+    /// bytes). Neither the signature nor the expiry: resubmitting an id
+    /// with a fresh expiry (and so a fresh signature) is the same request.
     fn encode_content(&self, out: &mut Vec<u8>) {
         fn id_bytes(out: &mut Vec<u8>, id: &TxId) {
             let b = id.as_str().as_bytes();
@@ -232,10 +325,19 @@ impl Transaction {
                 out.extend_from_slice(&to.to_be_bytes());
                 out.extend_from_slice(&amount.to_be_bytes());
             }
-            Transaction::BalanceCheck { id, account } => {
+            Transaction::BalanceCheck {
+                id, account, auditor, ..
+            } => {
                 out.push(KIND_BALANCE_CHECK);
                 id_bytes(out, id);
                 out.extend_from_slice(&account.to_be_bytes());
+                match auditor {
+                    None => out.push(0),
+                    Some(i) => {
+                        out.push(1);
+                        out.extend_from_slice(&i.to_be_bytes());
+                    }
+                }
             }
             Transaction::Allocation { account, amount, .. } => {
                 out.push(KIND_ALLOCATION);
@@ -245,8 +347,21 @@ impl Transaction {
         }
     }
 
+    /// What the signer signs: a domain tag, the chain id (so a signature
+    /// is good on one chain only), the content and the expiry. None for
+    /// allocations, which nobody signs.
+    pub fn signing_message(&self, chain_id: Hash32) -> Option<Vec<u8>> {
+        let expires_ms = self.expires_ms()?;
+        let mut m = Vec::with_capacity(SIGNING_DOMAIN.len() + 32 + self.encoded_len());
+        m.extend_from_slice(SIGNING_DOMAIN);
+        m.extend_from_slice(&chain_id.0);
+        self.encode_content(&mut m);
+        m.extend_from_slice(&expires_ms.to_be_bytes());
+        Some(m)
+    }
+
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(112);
+        let mut v = Vec::with_capacity(120);
         self.encode(&mut v);
         v
     }
@@ -256,10 +371,11 @@ impl Transaction {
         merkle::leaf_hash(&self.to_bytes())
     }
 
-    /// Hash of what the transaction asks for, signature aside: a resubmitted
-    /// id is "the same transaction" when this matches. (ed25519 signatures
-    /// are not unique: the key's owner may sign the same transfer twice with
-    /// different bytes, and that is still one transfer.)
+    /// Hash of what the transaction asks for, signature and expiry aside:
+    /// a resubmitted id is "the same transaction" when this matches.
+    /// (ed25519 signatures are not unique: the key's owner may sign the
+    /// same transfer twice with different bytes, and that is still one
+    /// transfer.)
     pub fn content_hash(&self) -> Hash32 {
         let mut v = Vec::with_capacity(48);
         self.encode_content(&mut v);
@@ -269,12 +385,17 @@ impl Transaction {
     /// Size in bytes of the canonical encoding, for block size limits.
     pub fn encoded_len(&self) -> usize {
         match self {
-            Transaction::Transfer { id, .. } => 1 + 1 + id.as_str().len() + 24 + 64,
-            Transaction::BalanceCheck { id, .. } => 1 + 1 + id.as_str().len() + 8,
+            Transaction::Transfer { id, .. } => 1 + 1 + id.as_str().len() + 24 + 8 + 64,
+            Transaction::BalanceCheck { id, auditor, .. } => {
+                1 + 1 + id.as_str().len() + 8 + 1 + if auditor.is_some() { 4 } else { 0 } + 8 + 64
+            }
             Transaction::Allocation { .. } => 1 + 16 + 32,
         }
     }
 }
+
+/// Separates transaction signatures from any other use of the same key.
+const SIGNING_DOMAIN: &[u8] = b"bank-ledger/tx/v2";
 
 #[cfg(test)]
 mod tests {
@@ -292,25 +413,59 @@ mod tests {
 
     #[test]
     fn json_rejects_invalid_ids() {
-        let bad = r#"{"type":"balance_check","id":"","account":1}"#;
-        assert!(serde_json::from_str::<Transaction>(bad).is_err());
+        let bad = format!(
+            r#"{{"type":"balance_check","id":"","account":1,"auditor":null,"expires_ms":1,"signature":"{}"}}"#,
+            "00".repeat(64)
+        );
+        assert!(serde_json::from_str::<Transaction>(&bad.replace(r#""id":"""#, r#""id":"ok""#)).is_ok());
+        assert!(serde_json::from_str::<Transaction>(&bad).is_err());
     }
 
     #[test]
-    fn the_signature_is_in_the_hash_but_not_in_the_content_hash() {
-        let t = |sig: u8| Transaction::Transfer {
+    fn signature_and_expiry_are_in_the_hash_but_not_in_the_content_hash() {
+        let t = |sig: u8, expires_ms: u64| Transaction::Transfer {
             id: TxId::new("x").unwrap(),
             from: 1,
             to: 2,
             amount: 3,
+            expires_ms,
             signature: Signature([sig; 64]),
         };
-        assert_ne!(t(1).hash(), t(2).hash());
-        assert_eq!(t(1).content_hash(), t(2).content_hash());
-        let json = serde_json::to_string(&t(1)).unwrap();
+        assert_ne!(t(1, 5).hash(), t(2, 5).hash());
+        assert_ne!(t(1, 5).hash(), t(1, 6).hash());
+        assert_eq!(t(1, 5).content_hash(), t(2, 6).content_hash());
+        // The expiry is signed, the chain too.
+        let chain = Hash32([7; 32]);
+        assert_ne!(t(1, 5).signing_message(chain), t(1, 6).signing_message(chain));
+        assert_ne!(t(1, 5).signing_message(chain), t(1, 5).signing_message(Hash32([8; 32])));
+        let json = serde_json::to_string(&t(1, 5)).unwrap();
         assert!(
             json.contains(&format!("\"signature\":\"{}\"", "01".repeat(64))),
             "{json}"
+        );
+    }
+
+    #[test]
+    fn ids_belong_to_their_signer() {
+        let id = TxId::new("pay-42").unwrap();
+        let check = |auditor| Transaction::BalanceCheck {
+            id: id.clone(),
+            account: 5,
+            auditor,
+            expires_ms: 1,
+            signature: Signature::NONE,
+        };
+        assert_eq!(check(None).key().unwrap().signer, Signer::Account(5));
+        assert_eq!(check(Some(2)).key().unwrap().signer, Signer::Auditor(2));
+        assert_ne!(check(None).content_hash(), check(Some(0)).content_hash());
+        for s in [Signer::Account(u64::MAX), Signer::Auditor(7)] {
+            assert_eq!(Signer::from_bytes(&s.to_bytes()), Some(s));
+        }
+        assert_eq!(Signer::from_bytes(&[3; 9]), None);
+        assert_eq!(
+            Signer::from_bytes(&[2, 0, 0, 0, 1, 0, 0, 0, 0]),
+            None,
+            "auditor past u32"
         );
     }
 
@@ -320,7 +475,7 @@ mod tests {
             a in (0u64..5, 0u64..5, 0u64..1000), b in (0u64..5, 0u64..5, 0u64..1000)
         ) {
             let t = |(from, to, amount): (u64, u64, u64)| Transaction::Transfer {
-                id: TxId::new("same").unwrap(), from, to, amount, signature: Signature::NONE,
+                id: TxId::new("same").unwrap(), from, to, amount, expires_ms: 9, signature: Signature::NONE,
             };
             prop_assert_eq!(a == b, t(a).hash() == t(b).hash());
         }
@@ -329,8 +484,9 @@ mod tests {
         fn encoded_len_matches_encoding(id in "[a-z0-9]{1,64}", x in any::<u64>()) {
             let id = TxId::new(id).unwrap();
             for tx in [
-                Transaction::Transfer { id: id.clone(), from: x, to: 1, amount: 2, signature: Signature([9; 64]) },
-                Transaction::BalanceCheck { id: id.clone(), account: x },
+                Transaction::Transfer { id: id.clone(), from: x, to: 1, amount: 2, expires_ms: x, signature: Signature([9; 64]) },
+                Transaction::BalanceCheck { id: id.clone(), account: x, auditor: None, expires_ms: x, signature: Signature([9; 64]) },
+                Transaction::BalanceCheck { id: id.clone(), account: x, auditor: Some(3), expires_ms: x, signature: Signature([9; 64]) },
                 Transaction::Allocation { account: x, amount: x, public_key: PublicKey([3; 32]) },
             ] {
                 prop_assert_eq!(tx.encoded_len(), tx.to_bytes().len());
@@ -340,8 +496,10 @@ mod tests {
         #[test]
         fn encoding_is_injective_across_id_boundaries(a in "[a-z]{1,8}", b in "[a-z]{1,8}") {
             // Length prefixes keep ("ab", from) and ("a", ...) from colliding.
-            let t1 = Transaction::BalanceCheck { id: TxId::new(a.clone()).unwrap(), account: 7 };
-            let t2 = Transaction::BalanceCheck { id: TxId::new(b.clone()).unwrap(), account: 7 };
+            let c = |id: &str| Transaction::BalanceCheck {
+                id: TxId::new(id).unwrap(), account: 7, auditor: None, expires_ms: 1, signature: Signature::NONE,
+            };
+            let (t1, t2) = (c(&a), c(&b));
             prop_assert_eq!(a == b, t1.to_bytes() == t2.to_bytes());
         }
     }

@@ -56,6 +56,8 @@ pub enum NodeError {
     Listen { addr: String, reason: String },
     #[error("refusing to listen on {addr}, which is not a loopback address, without TLS: its traffic would cross the network unencrypted; pass --tls-cert/--tls-key/--tls-ca (see `bank-server certs`), or --insecure to accept that")]
     Insecure { addr: String },
+    #[error("refusing to serve HTTP on {addr}, which is not a loopback address, without a token: the dashboard, /api and /metrics show every balance; pass --http-token-file FILE (pages then need `Authorization: Bearer TOKEN`)")]
+    OpenHttp { addr: String },
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
     /// A peer refuses this node for good.
@@ -245,6 +247,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
             quorum_timeout: Duration::from_millis(config.election_timeout_max_ms),
             history_slots: Arc::new(tokio::sync::Semaphore::new(2)),
             status_cache: Arc::default(),
+            token: config.http_token.clone(),
         };
         serve_http(l, state, http_stop_rx)
     });
@@ -430,14 +433,18 @@ async fn bind(
         })?;
     let http_listener = match &config.http_listen {
         None => None,
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|e| NodeError::Listen {
                     addr: addr.clone(),
                     reason: format!("HTTP: {e}"),
-                })?,
-        ),
+                })?;
+            if config.http_token.is_none() && l.local_addr().is_ok_and(|a| !a.ip().is_loopback()) {
+                return Err(NodeError::OpenHttp { addr: addr.clone() });
+            }
+            Some(l)
+        }
     };
     Ok((listener, http_listener, tls))
 }
@@ -454,7 +461,7 @@ fn serve_http(
     tracing::info!("node {id}: dashboard http://{addr}/ (also /metrics, /healthz, /readyz; read-only, plain HTTP)");
     if listener.local_addr().is_ok_and(|a| !a.ip().is_loopback()) {
         tracing::warn!(
-            "the dashboard on {addr} is plain, unauthenticated HTTP showing every balance: keep it on a private network"
+            "the dashboard on {addr} is plain HTTP: its token and the balances it shows cross the network unencrypted; keep it on a private network"
         );
     }
     tokio::spawn(crate::http::serve(listener, state, async {

@@ -44,6 +44,7 @@ impl Worker {
         batch: Vec<Pending>,
         seq: u64,
         applied_height: u64,
+        block_ms: u64,
     ) -> (Vec<Slot>, BTreeMap<AccountId, Amount>) {
         let mut slots: Vec<Slot> = Vec::with_capacity(batch.len());
         let ledger = Arc::clone(&self.ledger);
@@ -56,13 +57,13 @@ impl Worker {
                 block: BTreeMap::new(),
             };
             for p in batch {
-                let Some(id) = p.tx.id().cloned() else {
+                let Some(key) = p.tx.key() else {
                     let _ = p
                         .reply
                         .send(Err(SubmitError::Rejected(RejectReason::AllocationOutsideGenesis)));
                     continue;
                 };
-                if let Some(&(s, i)) = self.pending_ids.get(&id) {
+                if let Some(&(s, i)) = self.pending_ids.get(&key) {
                     let same = if s == seq {
                         slots.get(i).map(|slot| slot.tx.content_hash() == p.tx.content_hash())
                     } else {
@@ -87,15 +88,15 @@ impl Worker {
                         _ => {
                             let _ = p
                                 .reply
-                                .send(Err(SubmitError::Rejected(RejectReason::IdConflict { id })));
+                                .send(Err(SubmitError::Rejected(RejectReason::IdConflict { id: key.id })));
                         }
                     }
                     continue;
                 }
-                match ledger.tx_record(&id) {
+                match ledger.tx_record(&key) {
                     Ok(Some(first)) => {
                         let result = if first.tx_hash != p.tx.content_hash() {
-                            Err(SubmitError::Rejected(RejectReason::IdConflict { id }))
+                            Err(SubmitError::Rejected(RejectReason::IdConflict { id: key.id }))
                         } else {
                             match &first.outcome {
                                 Ok(_) => Ok(first.clone()),
@@ -111,6 +112,12 @@ impl Worker {
                         continue;
                     }
                 }
+                // Out of time now is out of time in the block (its time is
+                // block_ms): fail fast, as every node would refuse it.
+                if let Err(reason) = rules::check_expiry(&p.tx, block_ms) {
+                    let _ = p.reply.send(Err(SubmitError::Rejected(reason)));
+                    continue;
+                }
                 match rules::apply(&mut view, &p.tx, false) {
                     // A refusal that no state can change is final at once.
                     Err(reason) if reason.is_permanent() => {
@@ -122,7 +129,7 @@ impl Worker {
                     // same request, still queued somewhere, could later find
                     // the money there and commit after the caller was told no.
                     _ => {
-                        self.pending_ids.insert(id, (seq, slots.len()));
+                        self.pending_ids.insert(key, (seq, slots.len()));
                         slots.push(Slot {
                             tx: p.tx,
                             replies: vec![p.reply],

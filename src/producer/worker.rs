@@ -6,7 +6,7 @@
 use super::outcomes::Outcomes;
 use super::{Pending, ProducerConfig, Reply, SubmitError, RAFT_ANSWER_TIMEOUT};
 use crate::ledger::block::MAX_BLOCK_TXS;
-use crate::ledger::{AccountId, Amount, Block, BlockOutcome, Hash32, Transaction, TxId, TxRecord};
+use crate::ledger::{AccountId, Amount, Block, BlockOutcome, Hash32, Transaction, TxKey, TxRecord};
 use crate::raft::read_barrier::{ReadBarrier, ReadBarrierError};
 use crate::raft::{NodeId, Raft, TypeConfig};
 use crate::stats::{self, Stage};
@@ -34,9 +34,10 @@ pub(super) struct Worker {
     /// Projected balances after the blocks in flight: (height that set it, balance).
     pub(super) projected: BTreeMap<AccountId, (u64, Amount)>,
     /// Ids in flight: which block (by sequence number) and slot carries each.
-    pub(super) pending_ids: HashMap<TxId, (u64, usize)>,
-    /// Height and hash of the last block proposed, if ahead of the applied tip.
-    pub(super) proposed_tip: Option<(u64, Hash32)>,
+    pub(super) pending_ids: HashMap<TxKey, (u64, usize)>,
+    /// Height, hash and time of the last block proposed, if ahead of the
+    /// applied tip.
+    pub(super) proposed_tip: Option<(u64, Hash32, u64)>,
     pub(super) next_seq: u64,
     /// The term in which this leader has applied everything committed
     /// before it took over (see [`Worker::ready_for_term`]).
@@ -201,17 +202,20 @@ impl Worker {
         }
         let (applied_height, applied_hash) = self.ledger.tip();
         // Drop projections the applied state has caught up with.
-        if self.proposed_tip.is_some_and(|(h, _)| h <= applied_height) {
+        if self.proposed_tip.is_some_and(|(h, _, _)| h <= applied_height) {
             self.proposed_tip = None;
         }
         self.projected.retain(|_, (h, _)| *h > applied_height);
-        let (height, prev_hash) = match self.proposed_tip {
-            Some((h, hash)) => (h + 1, hash),
-            None => (applied_height + 1, applied_hash),
+        let (height, prev_hash, prev_ms) = match self.proposed_tip {
+            Some((h, hash, ms)) => (h + 1, hash, ms),
+            None => (applied_height + 1, applied_hash, self.ledger.tip_time_ms()),
         };
+        // Never before the parent, or every node refuses the block: a
+        // leader whose clock is behind the last leader's stays at its time.
+        let time_ms = now_ms().max(prev_ms);
         let seq = self.next_seq;
         self.next_seq += 1;
-        let (slots, changes) = self.pre_check(batch, seq, applied_height);
+        let (slots, changes) = self.pre_check(batch, seq, applied_height, time_ms);
         stats::record(Stage::PreCheck, cut_at.elapsed());
         if slots.is_empty() {
             return None;
@@ -221,7 +225,7 @@ impl Worker {
             self.ledger.chain_id(),
             height,
             prev_hash,
-            now_ms(),
+            time_ms,
             self.ledger.difficulty(),
             txs,
         );
@@ -256,7 +260,7 @@ impl Worker {
         for (account, balance) in changes {
             self.projected.insert(account, (height, balance));
         }
-        self.proposed_tip = Some((height, hash));
+        self.proposed_tip = Some((height, hash, time_ms));
         self.inflight.push_back(Inflight {
             seq,
             hash,
@@ -367,9 +371,9 @@ impl Worker {
 
     fn forget_ids(&mut self, seq: u64, slots: &[Slot]) {
         for slot in slots {
-            if let Some(id) = slot.tx.id() {
-                if self.pending_ids.get(id).is_some_and(|(s, _)| *s == seq) {
-                    self.pending_ids.remove(id);
+            if let Some(key) = slot.tx.key() {
+                if self.pending_ids.get(&key).is_some_and(|(s, _)| *s == seq) {
+                    self.pending_ids.remove(&key);
                 }
             }
         }

@@ -13,7 +13,7 @@ pub mod snapshot;
 pub mod state_machine;
 pub mod views;
 
-pub use ledger::{Ledger, LedgerError, VerifyReport};
+pub use ledger::{Ledger, LedgerError, TxLookup, VerifyReport};
 pub use log_store::{LogStore, LogStoreError};
 pub use state_machine::LedgerStateMachine;
 

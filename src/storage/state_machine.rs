@@ -333,7 +333,7 @@ mod tests {
 #[cfg(test)]
 mod snapshot_tests {
     use super::*;
-    use crate::ledger::{Block, Transaction, TxId};
+    use crate::ledger::{Block, TxId};
     use openraft::{CommittedLeaderId, EntryPayload};
     use std::path::Path;
 
@@ -347,14 +347,8 @@ mod snapshot_tests {
         for i in blocks {
             let (h, tip) = ledger.tip();
             let id = TxId::new(format!("t{i}")).unwrap();
-            let signature = crate::ledger::AccountKey::dev(0).sign_transfer(ledger.chain_id(), &id, 1, 1);
-            let tx = Transaction::Transfer {
-                id,
-                from: 0,
-                to: 1,
-                amount: 1,
-                signature,
-            };
+            // The blocks' time is 1: valid for a day after it.
+            let tx = crate::ledger::AccountKey::dev(0).transfer(ledger.chain_id(), id, 1, 1, 1_000_000);
             let block = Block::new(ledger.chain_id(), h + 1, tip, 1, 2, vec![tx]).mined();
             let entry = Entry {
                 log_id: LogId::new(CommittedLeaderId::new(1, 0), i),
@@ -382,10 +376,13 @@ mod snapshot_tests {
         sm_b.install_snapshot(&snap.meta, snap.snapshot).await.unwrap();
         assert_eq!(b.tip(), cut_tip);
         assert_eq!(b.balance(1), Some((30, 30)));
-        assert_eq!(b.tx_record(&TxId::new("t35").unwrap()).unwrap(), None);
+        let key = |id: &str| crate::ledger::TxKey {
+            signer: crate::ledger::Signer::Account(0),
+            id: TxId::new(id).unwrap(),
+        };
+        assert_eq!(b.tx_record(&key("t35")).unwrap(), None);
         assert_eq!(b.block(0).unwrap(), a.block(0).unwrap(), "history is kept, not purged");
-        let id = TxId::new("t7").unwrap();
-        assert_eq!(b.tx_record(&id).unwrap(), a.tx_record(&id).unwrap());
+        assert_eq!(b.tx_record(&key("t7")).unwrap(), a.tx_record(&key("t7")).unwrap());
         assert_eq!(
             b.with_state(|s| s.last_applied),
             cut_applied,
@@ -434,7 +431,8 @@ mod snapshot_tests {
         assert_eq!(records_of(&incremental), records_of(&full));
         assert!(records_of(&full)
             .iter()
-            .any(|(k, _)| k.as_slice() == [b"t:".as_slice(), b"t20"].concat()));
+            .any(|(k, _)| k.as_slice()
+                == [b"t:t20\0".as_slice(), &crate::ledger::Signer::Account(0).to_bytes()].concat()));
 
         // A damaged previous snapshot: the records are read from the ledger.
         let mut bytes = std::fs::read(&first).unwrap();
@@ -467,7 +465,11 @@ mod snapshot_tests {
             "the installed file stays"
         );
         assert_eq!(b.tip(), a.tip());
-        assert!(b.tx_record(&TxId::new("t12").unwrap()).unwrap().is_some());
+        let key = crate::ledger::TxKey {
+            signer: crate::ledger::Signer::Account(0),
+            id: TxId::new("t12").unwrap(),
+        };
+        assert!(b.tx_record(&key).unwrap().is_some());
     }
 
     #[tokio::test]

@@ -64,9 +64,14 @@ enum Cmd {
         from: u64,
         to: u64,
         amount: u64,
-        /// Transaction id, unique forever; resubmitting it returns the first outcome.
+        /// Transaction id, unique forever among FROM's; resubmitting it
+        /// returns the first outcome.
         #[arg(long)]
         id: Option<String>,
+        /// Seconds the signed transfer stays valid: no block later than
+        /// that may commit it (at most 86400).
+        #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+        expires_in_s: u64,
     },
     /// Create a new key for ACCOUNT in the keystore and print its public key
     /// (register it in genesis). Never overwrites a key.
@@ -80,12 +85,20 @@ enum Cmd {
     /// Linearizable balance of ACCOUNT.
     Balance {
         account: u64,
-        /// Record an audited balance check in a block.
+        /// Record an audited balance check in a block, signed by the
+        /// account's key from the keystore (or an auditor's, below).
         #[arg(long)]
         record: bool,
-        /// Id of the recorded check.
+        /// Id of the recorded check, unique forever among the signer's.
         #[arg(long, requires = "record")]
         id: Option<String>,
+        /// Sign the check as genesis auditor N (its position in the
+        /// genesis file's `auditors`), with the key in --auditor-key.
+        #[arg(long, requires_all = ["record", "auditor_key"])]
+        auditor: Option<u32>,
+        /// Key file of the auditor (as `bank-client keygen` writes).
+        #[arg(long, requires = "auditor")]
+        auditor_key: Option<std::path::PathBuf>,
     },
     /// Every server's role, term, leader, height and tip.
     Status,
@@ -99,7 +112,16 @@ enum Cmd {
         limit: u64,
     },
     /// A committed transaction by id: block, outcome and content.
-    Tx { id: String },
+    Tx {
+        id: String,
+        /// Whose id: the source account of a transfer (or the account of a
+        /// balance check). Needed only when several signers used the id.
+        #[arg(long, conflicts_with = "auditor")]
+        account: Option<u64>,
+        /// Whose id: a genesis auditor's.
+        #[arg(long)]
+        auditor: Option<u32>,
+    },
     /// The transactions touching ACCOUNT, newest first.
     History {
         account: u64,
@@ -198,13 +220,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         chain_id: cli.chain_id,
     };
     match cli.command {
-        Cmd::Transfer { from, to, amount, id } => transfer::transfer(&ctx, from, to, amount, id).await,
+        Cmd::Transfer {
+            from,
+            to,
+            amount,
+            id,
+            expires_in_s,
+        } => transfer::transfer(&ctx, from, to, amount, id, Duration::from_secs(expires_in_s)).await,
         Cmd::Keygen { account, dev } => transfer::keygen(&ctx, account, dev),
-        Cmd::Balance { account, record, id } => reads::balance(&ctx, account, record, id).await,
+        Cmd::Balance {
+            account,
+            record,
+            id,
+            auditor,
+            auditor_key,
+        } => {
+            let signer = match (record, auditor, auditor_key) {
+                (false, _, _) => None,
+                (true, Some(n), Some(path)) => Some(reads::CheckSigner::Auditor(n, path)),
+                (true, _, _) => Some(reads::CheckSigner::Owner),
+            };
+            reads::balance(&ctx, account, signer, id).await
+        }
         Cmd::Status => status::status(&ctx).await,
         Cmd::Block { height } => chain::block(&ctx, height).await,
         Cmd::Chain { from, limit } => chain::chain(&ctx, from, limit).await,
-        Cmd::Tx { id } => reads::tx(&ctx, id).await,
+        Cmd::Tx { id, account, auditor } => reads::tx(&ctx, id, account, auditor).await,
         Cmd::History { account, limit, before } => reads::history(&ctx, account, limit, before).await,
         Cmd::Watch { from, interval_ms } => chain::watch(&ctx, from, interval_ms).await,
         Cmd::Balances => reads::balances(&ctx).await,

@@ -2,21 +2,47 @@
 
 use crate::chain::describe_tx;
 use crate::context::Ctx;
+use crate::errors::explain;
 use anyhow::Context;
-use bank_ledger::client::request;
+use bank_ledger::client::{chain_id, request, signed_balance_check};
+use bank_ledger::keystore;
 use bank_ledger::ledger::TxId;
 use bank_ledger::proto::bank::{AccountHistoryRequest, BalanceRequest, BalancesRequest, GetTxRequest};
 use serde_json::{json, Value};
+use std::path::PathBuf;
 
-/// `balance`: the linearizable balance of `account`, recorded in a block
-/// with `record`.
-pub async fn balance(ctx: &Ctx, account: u64, record: bool, id: Option<String>) -> anyhow::Result<()> {
-    let tx_id = match id {
-        Some(id) => TxId::new(id)?.to_string(),
-        None if record => TxId::random().to_string(),
-        None => String::new(),
+/// Who signs a recorded balance check.
+pub enum CheckSigner {
+    /// The account's key, from the keystore.
+    Owner,
+    /// Genesis auditor N, with the key in this file.
+    Auditor(u32, PathBuf),
+}
+
+/// `balance`: the linearizable balance of `account`, or with `signer` an
+/// audited check recorded in a block.
+pub async fn balance(ctx: &Ctx, account: u64, signer: Option<CheckSigner>, id: Option<String>) -> anyhow::Result<()> {
+    let msg = match signer {
+        None => BalanceRequest {
+            account,
+            ..Default::default()
+        },
+        Some(signer) => {
+            // The id is chosen here, once: retries are then idempotent.
+            let tx_id = match id {
+                Some(id) => TxId::new(id)?,
+                None => TxId::random(),
+            };
+            let (key, auditor) = match signer {
+                CheckSigner::Owner => (crate::transfer::load_key(&ctx.keystore, account)?, None),
+                CheckSigner::Auditor(n, path) => (keystore::load_key(&path)?, Some(n)),
+            };
+            let chain = chain_id(&ctx.servers, ctx.timeout, ctx.chain_id)
+                .await
+                .map_err(explain)?;
+            signed_balance_check(&key, chain, &tx_id, account, auditor)
+        }
     };
-    let msg = BalanceRequest { account, record, tx_id };
     let r = ctx
         .call(|mut c, t| {
             let msg = msg.clone();
@@ -71,11 +97,15 @@ pub async fn balances(ctx: &Ctx) -> anyhow::Result<()> {
 }
 
 /// `tx`: a committed transaction by id: block, outcome and content.
-pub async fn tx(ctx: &Ctx, id: String) -> anyhow::Result<()> {
+pub async fn tx(ctx: &Ctx, id: String, account: Option<u64>, auditor: Option<u32>) -> anyhow::Result<()> {
     let tx_id = TxId::new(id)?.to_string();
     let r = ctx
         .call(|mut c, t| {
-            let msg = GetTxRequest { tx_id: tx_id.clone() };
+            let msg = GetTxRequest {
+                tx_id: tx_id.clone(),
+                account,
+                auditor,
+            };
             async move { Ok(c.get_tx(request(msg, t)).await?.into_inner()) }
         })
         .await?;

@@ -3,14 +3,22 @@
 use crate::context::Ctx;
 use crate::errors::explain;
 use anyhow::{anyhow, bail};
-use bank_ledger::client::{call_any, chain_id, request, signed_transfer};
+use bank_ledger::client::{call_any, chain_id, expiry_in, request, signed_transfer_until};
 use bank_ledger::keystore::{self, create_keystore, key_path, save_key};
 use bank_ledger::ledger::{AccountKey, TxId};
 use serde_json::json;
 use std::path::Path;
+use std::time::Duration;
 
 /// `transfer`: moves `amount` from `from` to `to`; answers once committed.
-pub async fn transfer(ctx: &Ctx, from: u64, to: u64, amount: u64, id: Option<String>) -> anyhow::Result<()> {
+pub async fn transfer(
+    ctx: &Ctx,
+    from: u64,
+    to: u64,
+    amount: u64,
+    id: Option<String>,
+    lifetime: Duration,
+) -> anyhow::Result<()> {
     // The id is chosen here, once: retries on other servers are then idempotent.
     let tx_id = match id {
         Some(id) => TxId::new(id)?,
@@ -20,7 +28,7 @@ pub async fn transfer(ctx: &Ctx, from: u64, to: u64, amount: u64, id: Option<Str
     let chain = chain_id(&ctx.servers, ctx.timeout, ctx.chain_id)
         .await
         .map_err(explain)?;
-    let msg = signed_transfer(&key, chain, &tx_id, to, amount);
+    let msg = signed_transfer_until(&key, chain, &tx_id, to, amount, expiry_in(lifetime));
     let r = call_any(&ctx.servers, ctx.timeout, |mut c, t| {
         let msg = msg.clone();
         async move { Ok(c.transfer(request(msg, t)).await?.into_inner()) }
@@ -69,7 +77,7 @@ pub fn keygen(ctx: &Ctx, account: u64, dev: bool) -> anyhow::Result<()> {
 }
 
 /// The key that signs transfers from `account`, from the keystore.
-fn load_key(keystore: &Path, account: u64) -> anyhow::Result<AccountKey> {
+pub fn load_key(keystore: &Path, account: u64) -> anyhow::Result<AccountKey> {
     let path = key_path(keystore, account);
     if !path.exists() {
         bail!(

@@ -5,9 +5,9 @@
 //! entry, records and balance delta as single sled inserts, the head last.
 
 use super::schema::*;
-use super::{Ledger, LedgerError};
+use super::{refusal_claiming_no_id, Ledger, LedgerError};
 use crate::ledger::rules::{self, Overlay};
-use crate::ledger::{AccountId, Amount, Block, BlockOutcome, Hash32, RejectReason, TxId, TxRecord};
+use crate::ledger::{AccountId, Amount, Block, BlockOutcome, Hash32, RejectReason, TxKey, TxRecord};
 use crate::raft::{LogId, StoredMembership};
 use crate::stats::{self, Stage};
 use crate::storage::views;
@@ -60,7 +60,7 @@ pub(super) struct Deltas {
 pub(super) struct Execution {
     pub(super) changes: BTreeMap<AccountId, Amount>,
     pub(super) records: Vec<TxRecord>,
-    pub(super) new_records: Vec<(TxId, TxRecord)>,
+    pub(super) new_records: Vec<(TxKey, TxRecord)>,
 }
 
 impl Ledger {
@@ -74,9 +74,12 @@ impl Ledger {
     ) -> Result<Execution, LedgerError> {
         let mut overlay = Overlay::new(balances);
         let mut records = Vec::with_capacity(block.txs.len());
-        let mut new_records: Vec<(TxId, TxRecord)> = Vec::new();
-        let mut fresh: HashMap<TxId, usize> = HashMap::new();
+        let mut new_records: Vec<(TxKey, TxRecord)> = Vec::new();
+        let mut fresh: HashMap<TxKey, usize> = HashMap::new();
         let height = block.height();
+        let block_ms = block.header.timestamp_ms;
+        // Blocks genesis defines are the file's own: unsigned, no expiry.
+        let signed = height > self.genesis_tip.0;
         // Checked here, on every node, not only by the leader before it
         // proposed: a leader cannot move money its clients did not sign for.
         let verdicts = self.authorize_block(block);
@@ -88,34 +91,37 @@ impl Ledger {
                 block_hash: hash,
                 outcome,
             };
-            let unauthorized = || {
-                record(Err(RejectReason::Unauthorized {
-                    account: tx.signed().map_or(0, |t| t.from),
-                }))
-            };
-            let rec = match tx.id() {
+            let rec = match tx.key() {
                 // Only transactions with an id are signed.
-                None if verdict.is_err() => unauthorized(),
+                None if verdict.is_err() => record(Err(refusal_claiming_no_id(tx, block_ms))),
                 None => record(rules::apply(&mut overlay, tx, genesis)),
-                Some(id) => {
-                    let earlier = match fresh.get(id) {
+                Some(key) => {
+                    let earlier = match fresh.get(&key) {
                         Some(&i) => Some(new_records[i].1.clone()),
                         // One at this height or above is no earlier apply:
                         // a crash cut short this block's (or the genesis
                         // write), and a start removes such records.
-                        None => self.tx_record(id)?.filter(|r| r.height < height),
+                        None => self.tx_record(&key)?.filter(|r| r.height < height),
                     };
-                    match earlier {
+                    // Out of time, then unsigned: refused without claiming
+                    // the id, so its signer may use it (the order
+                    // `records_of` reads the refusal back in).
+                    let unclaimed = if !signed {
+                        Ok(())
+                    } else {
+                        rules::check_expiry(tx, block_ms)
+                            .and(verdict.map_err(|_| RejectReason::Unauthorized { signer: key.signer }))
+                    };
+                    match (earlier, unclaimed) {
                         // Same id, same content: it was applied once already
-                        // (signatures aside: the owner may sign it twice).
-                        Some(first) if first.tx_hash == tx_hash => first,
-                        // Refused without claiming the id: its owner may use it.
-                        _ if verdict.is_err() => unauthorized(),
-                        Some(_) => record(Err(RejectReason::IdConflict { id: id.clone() })),
-                        None => {
+                        // (signature and expiry aside: the owner may sign it twice).
+                        (Some(first), _) if first.tx_hash == tx_hash => first,
+                        (_, Err(reason)) => record(Err(reason)),
+                        (Some(_), Ok(())) => record(Err(RejectReason::IdConflict { id: key.id })),
+                        (None, Ok(())) => {
                             let rec = record(rules::apply(&mut overlay, tx, genesis));
-                            fresh.insert(id.clone(), new_records.len());
-                            new_records.push((id.clone(), rec.clone()));
+                            fresh.insert(key.clone(), new_records.len());
+                            new_records.push((key, rec.clone()));
                             rec
                         }
                     }
@@ -137,12 +143,15 @@ impl Ledger {
     pub(crate) fn prepare_block(&self, block: &Block, log_id: LogId) -> Result<Prepared, LedgerError> {
         let started = std::time::Instant::now();
         crate::timeline::mark(crate::timeline::Point::ApplyIn);
-        let (tip_height, tip_hash) = {
+        let (tip_height, tip_hash, tip_time_ms) = {
             let s = self.state.read().unwrap_or_else(|p| p.into_inner());
-            (s.tip_height, s.tip_hash)
+            (s.tip_height, s.tip_hash, s.tip_time_ms)
         };
         let mut batch = sled::Batch::default();
-        let hash = match block.verify_extends(self.chain_id, self.difficulty, tip_height, tip_hash) {
+        let verdict = block
+            .verify_extends(self.chain_id, self.difficulty, tip_height, tip_hash)
+            .and_then(|hash| block.verify_time_after(tip_time_ms).map(|()| hash));
+        let hash = match verdict {
             Ok(hash) => hash,
             Err(e) => {
                 // Deterministic on every node: same tip, same block, same verdict.
@@ -280,6 +289,7 @@ impl Ledger {
             s.balance_digest = digest;
             s.tip_height = block.height();
             s.tip_hash = hash;
+            s.tip_time_ms = block.header.timestamp_ms;
             s.last_applied = Some(log_id);
         }
         stats::record(Stage::Apply, started.elapsed());

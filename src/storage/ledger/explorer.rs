@@ -4,8 +4,18 @@
 //! per call.
 
 use super::{Ledger, LedgerError};
-use crate::ledger::{AccountId, Transaction, TxId};
+use crate::ledger::{AccountId, Signer, Transaction, TxId, TxKey};
 use crate::storage::views;
+
+/// What a lookup of a transaction by id found.
+#[derive(Debug)]
+pub enum TxLookup {
+    Found(serde_json::Value),
+    Missing,
+    /// Several signers used the id (the first few of them): the caller
+    /// must say whose.
+    Ambiguous(Vec<Signer>),
+}
 
 /// Most blocks one [`Ledger::account_history`] call reads.
 pub const HISTORY_MAX_BLOCKS: u64 = 2048;
@@ -25,17 +35,40 @@ impl Ledger {
         Ok(Some(String::from_utf8_lossy(&line).into_owned()))
     }
 
-    /// A committed transaction by id: where it is and what became of it.
-    pub fn tx_json(&self, id: &TxId) -> Result<Option<serde_json::Value>, LedgerError> {
-        let Some(rec) = self.tx_record(id)? else {
+    /// A committed transaction by id, among `signer`'s ids if given, else
+    /// among those of the one signer that used it.
+    pub fn find_tx(&self, id: &TxId, signer: Option<Signer>) -> Result<TxLookup, LedgerError> {
+        let key = match signer {
+            Some(signer) => TxKey { signer, id: id.clone() },
+            None => {
+                let found = self.tx_records_of_id(id, 8)?;
+                match found.as_slice() {
+                    [] => return Ok(TxLookup::Missing),
+                    [(signer, _)] => TxKey {
+                        signer: *signer,
+                        id: id.clone(),
+                    },
+                    _ => return Ok(TxLookup::Ambiguous(found.into_iter().map(|(s, _)| s).collect())),
+                }
+            }
+        };
+        Ok(self.tx_json(&key)?.map_or(TxLookup::Missing, TxLookup::Found))
+    }
+
+    /// A committed transaction: where it is and what became of it.
+    pub fn tx_json(&self, key: &TxKey) -> Result<Option<serde_json::Value>, LedgerError> {
+        let Some(rec) = self.tx_record(key)? else {
             return Ok(None);
         };
-        let tx = self
-            .block(rec.height)?
-            .and_then(|b| b.txs.into_iter().find(|t| t.id() == Some(id)));
+        let tx = self.block(rec.height)?.and_then(|b| {
+            b.txs
+                .into_iter()
+                .find(|t| t.key().as_ref() == Some(key) && t.content_hash() == rec.tx_hash)
+        });
         let result = views::TxResultView::of(&rec, rec.height);
         Ok(Some(serde_json::json!({
-            "tx_id": id,
+            "tx_id": key.id,
+            "signer": key.signer,
             "height": rec.height,
             "block_hash": rec.block_hash,
             "status": result.status,
@@ -103,15 +136,20 @@ impl Ledger {
                 if !touches {
                     continue;
                 }
-                let (status, reason, balance) = match tx.id() {
-                    Some(id) => match self.tx_record(id)? {
+                let (status, reason, balance) = match tx.key() {
+                    Some(key) => match self.tx_record(&key)? {
                         // A later copy of an id (a retry) was not executed again.
                         Some(r) if r.height != h => continue,
                         Some(r) => {
                             let v = views::TxResultView::of(&r, h);
                             (v.status, v.reason, v.balance)
                         }
-                        None => ("unknown", None, None),
+                        // Refused without claiming the id.
+                        None => (
+                            "rejected",
+                            Some(super::refusal_claiming_no_id(tx, block.header.timestamp_ms).to_string()),
+                            None,
+                        ),
                     },
                     None => ("committed", None, None),
                 };

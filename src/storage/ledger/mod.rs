@@ -42,7 +42,7 @@ mod verify;
 pub(crate) use apply::Prepared;
 pub use apply::{ExecutionListener, CHECKPOINT_MAX_BLOCKS};
 pub use error::LedgerError;
-pub use explorer::{HISTORY_MAX_BLOCKS, HISTORY_MAX_TXS};
+pub use explorer::{TxLookup, HISTORY_MAX_BLOCKS, HISTORY_MAX_TXS};
 pub use schema::FORMAT_VERSION;
 pub use snapshot::{SnapshotCut, SnapshotWritten};
 pub use verify::{VerifyReport, START_VERIFY_MAX_TXS};
@@ -50,10 +50,10 @@ pub use verify::{VerifyReport, START_VERIFY_MAX_TXS};
 use self::apply::Deltas;
 use self::block_log::BlockLog;
 use self::schema::*;
-use crate::ledger::keys::{SignedTransfer, TransferAuthError};
+use crate::ledger::keys::AuthError;
 use crate::ledger::rules;
 use crate::ledger::{
-    AccountId, AccountKeys, Amount, Block, Genesis, Hash32, RejectReason, Transaction, TxId, TxRecord,
+    AccountId, AccountKeys, Amount, Block, Genesis, Hash32, RejectReason, Signer, Transaction, TxId, TxKey, TxRecord,
 };
 use crate::raft::{LogId, StoredMembership};
 use crate::storage::block_file::BlockFiles;
@@ -69,6 +69,9 @@ pub struct LedgerState {
     pub balances: BTreeMap<AccountId, Amount>,
     pub tip_height: u64,
     pub tip_hash: Hash32,
+    /// The tip block's time: the next block's may not be earlier, so
+    /// expiries hold against a leader that sets its clock back.
+    pub tip_time_ms: u64,
     pub last_applied: Option<LogId>,
     pub membership: StoredMembership,
     /// XOR of SHA-256(account, balance) over all accounts, as stored in the head.
@@ -154,6 +157,7 @@ impl Ledger {
             balances: BTreeMap::new(),
             tip_height: 0,
             tip_hash: Hash32::ZERO,
+            tip_time_ms: 0,
             last_applied: None,
             membership: StoredMembership::default(),
             balance_digest: [0; 32],
@@ -229,9 +233,38 @@ impl Ledger {
     /// The records of a stored block's transactions, for rebuilding views.
     pub(crate) fn records_of(&self, block: &Block) -> Result<Vec<TxRecord>, LedgerError> {
         let hash = block.hash();
-        let mut out = Vec::with_capacity(block.txs.len());
         let height = block.height();
-        for tx in &block.txs {
+        let block_ms = block.header.timestamp_ms;
+        let stored: Vec<Option<(TxKey, Option<TxRecord>)>> = block
+            .txs
+            .iter()
+            .map(|tx| tx.key().map(|k| self.tx_record(&k).map(|r| (k, r))).transpose())
+            .collect::<Result<_, _>>()?;
+        let mut copies: std::collections::HashMap<&TxKey, usize> = std::collections::HashMap::new();
+        for (key, _) in stored.iter().flatten() {
+            *copies.entry(key).or_default() += 1;
+        }
+        // Where the outcome hangs on whether a copy was admitted (in time
+        // and signed): a conflict with an earlier block's record, or an id
+        // this block holds more than once. Rare, so checked only there.
+        let needs_verdict = |i: usize| match &stored[i] {
+            Some((key, Some(r))) => {
+                (r.height < height && r.tx_hash != block.txs[i].content_hash())
+                    || (r.height == height && copies.get(key).is_some_and(|n| *n > 1))
+            }
+            _ => false,
+        };
+        let checked: Vec<usize> = (0..block.txs.len()).filter(|i| needs_verdict(*i)).collect();
+        let verdicts = self.authorize_many(&checked.iter().map(|i| block.txs[*i].clone()).collect::<Vec<_>>());
+        let mut admitted: std::collections::HashMap<usize, bool> = std::collections::HashMap::new();
+        for (i, v) in checked.into_iter().zip(verdicts) {
+            let ok =
+                height <= self.genesis_tip.0 || (v.is_ok() && rules::check_expiry(&block.txs[i], block_ms).is_ok());
+            admitted.insert(i, ok);
+        }
+        let mut executed: std::collections::HashSet<TxKey> = std::collections::HashSet::new();
+        let mut out = Vec::with_capacity(block.txs.len());
+        for (i, tx) in block.txs.iter().enumerate() {
             let tx_hash = tx.content_hash();
             let made_here = |outcome| TxRecord {
                 tx_hash,
@@ -239,16 +272,24 @@ impl Ledger {
                 block_hash: hash,
                 outcome,
             };
-            let rec = match tx.id() {
+            let refused = || made_here(Err(refusal_claiming_no_id(tx, block_ms)));
+            let rec = match &stored[i] {
                 None => made_here(Ok(rules::Applied { balance: None })),
-                Some(id) => match self.tx_record(id)? {
-                    Some(r) if r.height <= height && r.tx_hash == tx_hash => r,
-                    Some(r) if r.height < height => made_here(Err(RejectReason::IdConflict { id: id.clone() })),
+                Some((key, record)) => match (record, admitted.get(&i)) {
+                    (Some(r), _) if r.height < height && r.tx_hash == tx_hash => r.clone(),
+                    (Some(_), Some(false)) if !executed.contains(key) => refused(),
+                    // The first admitted copy here is the one that executed.
+                    (Some(r), Some(true)) if r.height == height && !executed.contains(key) => {
+                        executed.insert(key.clone());
+                        r.clone()
+                    }
+                    (Some(r), _) if r.height == height && copies.get(key).is_some_and(|n| *n == 1) => r.clone(),
+                    // A later copy in this block of the one that executed.
+                    (Some(r), _) if r.height == height && r.tx_hash == tx_hash => r.clone(),
+                    (Some(_), Some(true)) => made_here(Err(RejectReason::IdConflict { id: key.id.clone() })),
                     // Executed transactions claim their id at their height:
-                    // none here means the transfer was refused unsigned.
-                    _ => made_here(Err(RejectReason::Unauthorized {
-                        account: tx.signed().map_or(0, |t| t.from),
-                    })),
+                    // none here means it was refused unsigned or out of time.
+                    _ => refused(),
                 },
             };
             out.push(rec);
@@ -261,38 +302,22 @@ impl Ledger {
         self.difficulty
     }
 
-    /// Checks that a transfer is signed by its source account's key; other
-    /// transactions need no signature.
-    pub fn authorize(&self, tx: &Transaction) -> Result<(), TransferAuthError> {
-        match tx.signed() {
-            Some(t) => self
-                .keys
-                .verify_transfer(self.chain_id, t.id, t.from, t.to, t.amount, t.signature),
-            None => Ok(()),
-        }
+    /// Checks that a transaction is signed by its signer's key.
+    pub fn authorize(&self, tx: &Transaction) -> Result<(), AuthError> {
+        self.keys.verify(self.chain_id, tx)
     }
 
     /// [`Ledger::authorize`] for many transactions at once (their
     /// signatures checked in batches); one result each, in order.
-    pub fn authorize_many(&self, txs: &[Transaction]) -> Vec<Result<(), TransferAuthError>> {
-        let (at, signed): (Vec<usize>, Vec<SignedTransfer>) = txs
-            .iter()
-            .enumerate()
-            .filter_map(|(i, t)| Some((i, t.signed()?)))
-            .unzip();
-        let mut out: Vec<Result<(), TransferAuthError>> = vec![Ok(()); txs.len()];
-        // verify_transfers gives one verdict per transfer, in order.
-        for (i, verdict) in at.into_iter().zip(self.keys.verify_transfers(self.chain_id, &signed)) {
-            out[i] = verdict;
-        }
-        out
+    pub fn authorize_many(&self, txs: &[Transaction]) -> Vec<Result<(), AuthError>> {
+        self.keys.verify_many(self.chain_id, txs)
     }
 
     /// The verdict on each transaction of `block` that every node reaches
     /// before it applies the block: the blocks genesis defines are the
     /// file's own and unsigned; every later transfer must carry its source
     /// account's signature. Big blocks are checked on all cores.
-    pub(crate) fn authorize_block(&self, block: &Block) -> Vec<Result<(), TransferAuthError>> {
+    pub(crate) fn authorize_block(&self, block: &Block) -> Vec<Result<(), AuthError>> {
         const MIN_PER_THREAD: usize = 256;
         let txs = &block.txs;
         if block.height() <= self.genesis_tip.0 {
@@ -363,12 +388,32 @@ impl Ledger {
         self.with_state(|s| (s.tip_height, s.tip_hash))
     }
 
-    /// The stored record of transaction `id`: where it committed and its outcome.
-    pub fn tx_record(&self, id: &TxId) -> Result<Option<TxRecord>, LedgerError> {
-        match self.tree.get(tx_key(id))? {
+    /// The tip block's time (Unix ms): no later block may be earlier.
+    pub fn tip_time_ms(&self) -> u64 {
+        self.with_state(|s| s.tip_time_ms)
+    }
+
+    /// The stored record of transaction `key`: where it committed and its outcome.
+    pub fn tx_record(&self, key: &TxKey) -> Result<Option<TxRecord>, LedgerError> {
+        match self.tree.get(tx_key(key))? {
             None => Ok(None),
-            Some(v) => decode(&v, || format!("tx record {id}")).map(Some),
+            Some(v) => decode(&v, || format!("tx record {key}")).map(Some),
         }
+    }
+
+    /// The records of id `id` among the ids of every signer that used it,
+    /// at most `max` of them, by signer.
+    pub fn tx_records_of_id(&self, id: &TxId, max: usize) -> Result<Vec<(Signer, TxRecord)>, LedgerError> {
+        let mut out = Vec::new();
+        for kv in self.tree.scan_prefix(tx_id_prefix(id)).take(max) {
+            let (k, v) = kv?;
+            let signer = tx_key_signer(&k).ok_or_else(|| LedgerError::Corruption {
+                height: 0,
+                reason: format!("malformed record key of transaction {id}"),
+            })?;
+            out.push((signer, decode(&v, || format!("tx record {id}"))?));
+        }
+        Ok(out)
     }
 
     /// Block `height` as stored, if the chain has it.
@@ -405,6 +450,17 @@ impl Ledger {
     }
 }
 
+/// Why a signed transaction that claimed no id was refused: its time was
+/// out, or else (its signature checked out of time) it was unsigned.
+pub(super) fn refusal_claiming_no_id(tx: &Transaction, block_ms: u64) -> RejectReason {
+    match rules::check_expiry(tx, block_ms) {
+        Err(reason) => reason,
+        Ok(()) => RejectReason::Unauthorized {
+            signer: tx.signer().unwrap_or(Signer::Account(0)),
+        },
+    }
+}
+
 /// A ledger tree that has a chain but no head was damaged.
 fn no_head() -> LedgerError {
     LedgerError::Corruption {
@@ -424,10 +480,11 @@ fn check_format(db: &sled::Db, tree: &sled::Tree) -> Result<(), LedgerError> {
                 .map(|name| db.open_tree(name))
                 .collect::<Result<Vec<_>, _>>()?;
             let empty = tree.is_empty() && ledger_trees.iter().all(sled::Tree::is_empty);
-            if !empty && !is_first_layout(db, tree)? {
-                // Data, but no version, and not the layout version 1 names.
+            if !empty {
+                // Data, but no version: the layout version 1 names (dirs
+                // written before versions were recorded), or older.
                 return Err(LedgerError::FormatVersion {
-                    found: 0,
+                    found: u32::from(is_first_layout(db, tree)?),
                     wanted: FORMAT_VERSION,
                 });
             }

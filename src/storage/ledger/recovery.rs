@@ -71,6 +71,14 @@ impl Ledger {
             height: 0,
             reason: "no chain tip recorded".into(),
         })?;
+        let tip_time_ms = self
+            .block(tip_height)?
+            .ok_or(LedgerError::Corruption {
+                height: tip_height,
+                reason: "the tip block is not stored".into(),
+            })?
+            .header
+            .timestamp_ms;
         let last_applied = head.applied;
         let membership = match self.tree.get(KEY_MEMBERSHIP)? {
             Some(v) => decode(&v, || "m:membership".into())?,
@@ -87,6 +95,7 @@ impl Ledger {
             balances,
             tip_height,
             tip_hash,
+            tip_time_ms,
             last_applied,
             membership,
             balance_digest: digest,
@@ -149,9 +158,9 @@ impl Ledger {
             let height = key_number(&k, PREFIX_LOCATION, "block location")?;
             let bytes = read_block(&self.blocks, height, &at)?;
             let block: Block = decode(&bytes, || format!("block {height}"))?;
-            for id in block.txs.iter().filter_map(Transaction::id) {
-                if self.tx_record(id)?.is_some_and(|r| r.height > tip) {
-                    self.tree.remove(tx_key(id))?;
+            for key in block.txs.iter().filter_map(Transaction::key) {
+                if self.tx_record(&key)?.is_some_and(|r| r.height > tip) {
+                    self.tree.remove(tx_key(&key))?;
                     removed.1 += 1;
                 }
             }

@@ -7,7 +7,9 @@
 //! - `m:head`: the [`Head`], rewritten by every applied block;
 //! - `m:membership`: the last applied Raft membership;
 //! - `l:<height>`: where block `<height>` is in the block files (a [`Location`]);
-//! - `t:<tx id>`: the [`TxRecord`] of the first block that applied the id;
+//! - `t:<tx id>\0<signer>`: the [`TxRecord`] of the first block that applied
+//!   the id among its signer's ids (the signer as [`Signer::to_bytes`]; ids
+//!   hold no NUL, so `t:<tx id>\0` lists every signer's use of an id);
 //! - `d:<height>`: the balances block `<height>` changed, for blocks after the
 //!   checkpoint.
 //!
@@ -18,7 +20,7 @@
 
 use super::LedgerError;
 use crate::codec;
-use crate::ledger::{AccountId, Amount, Hash32, TxId};
+use crate::ledger::{AccountId, Amount, Hash32, Signer, TxId, TxKey};
 use crate::raft::LogId;
 use crate::storage::block_file::{BlockFileError, BlockFiles, Location};
 use std::collections::BTreeMap;
@@ -26,7 +28,7 @@ use std::collections::BTreeMap;
 /// The layout of a data dir this build reads and writes. Bumped whenever a
 /// key, tree or encoding above changes meaning; a data dir of another
 /// version is refused at open (`Ledger::open`) rather than misread.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 pub(super) const KEY_FORMAT: &[u8] = b"m:format";
 pub(super) const KEY_GENESIS: &[u8] = b"m:genesis";
@@ -120,8 +122,18 @@ pub(super) fn account_key(account: AccountId) -> Vec<u8> {
 pub(super) fn delta_key(height: u64) -> Vec<u8> {
     [PREFIX_DELTA, &height.to_be_bytes()].concat()
 }
-pub(super) fn tx_key(id: &TxId) -> Vec<u8> {
-    [PREFIX_TX, id.as_str().as_bytes()].concat()
+pub(super) fn tx_key(key: &TxKey) -> Vec<u8> {
+    [&tx_id_prefix(&key.id)[..], &key.signer.to_bytes()].concat()
+}
+
+/// The start of the keys of every signer's record of `id`.
+pub(super) fn tx_id_prefix(id: &TxId) -> Vec<u8> {
+    [PREFIX_TX, id.as_str().as_bytes(), b"\0"].concat()
+}
+
+/// The signer a record key names.
+pub(super) fn tx_key_signer(key: &[u8]) -> Option<Signer> {
+    Signer::from_bytes(key.get(key.len().checked_sub(9)?..)?)
 }
 
 pub(super) fn decode<T: serde::de::DeserializeOwned>(

@@ -140,18 +140,18 @@ impl Ledger {
     }
 
     /// Writes the records `block` created (a record belongs to the block
-    /// that first applied its id); returns how many.
+    /// that first applied its id); returns how many. A transaction refused
+    /// unsigned or out of time claimed no id and has none.
     fn write_records_of(&self, w: &mut SnapshotWriter, block: &Block) -> Result<u64, LedgerError> {
         let height = block.height();
         let mut seen = std::collections::HashSet::new();
         let mut n = 0;
-        for id in block.txs.iter().filter_map(Transaction::id) {
-            let rec = self.tx_record(id)?.ok_or_else(|| LedgerError::Corruption {
-                height,
-                reason: format!("transaction {id} has no record"),
-            })?;
-            if rec.height == height && seen.insert(id) {
-                w.record(&tx_key(id), &encode(&rec, "tx record")?)?;
+        for key in block.txs.iter().filter_map(Transaction::key) {
+            let Some(rec) = self.tx_record(&key)? else {
+                continue;
+            };
+            if rec.height == height && seen.insert(key.clone()) {
+                w.record(&tx_key(&key), &encode(&rec, "tx record")?)?;
                 n += 1;
             }
         }

@@ -5,7 +5,7 @@
 
 use super::schema::*;
 use super::{Ledger, LedgerError};
-use crate::ledger::{rules, AccountId, Amount, Block, Hash32, Transaction, TxId};
+use crate::ledger::{rules, AccountId, Amount, Block, Hash32, Transaction, TxKey};
 use std::collections::BTreeMap;
 
 /// Most transactions [`Ledger::verify_recent`] checks at start (when blocks are
@@ -45,7 +45,7 @@ impl Ledger {
         let cut = self.cut();
         let mut balances: BTreeMap<AccountId, Amount> = BTreeMap::new();
         let mut report = VerifyReport::default();
-        let mut prev: Option<Hash32> = None;
+        let mut prev: Option<(Hash32, u64)> = None;
         for stored in self.stored_blocks(cut.height) {
             if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
                 return Err(LedgerError::VerifyStopped);
@@ -65,10 +65,11 @@ impl Ledger {
             }
             let hash = self.verify_block(&block, prev)?;
             self.verify_transactions(&block, hash, Some(&mut balances), &mut report)?;
-            prev = Some(hash);
+            prev = Some((hash, block.header.timestamp_ms));
             report.blocks += 1;
         }
         let tip_height = report.blocks.saturating_sub(1);
+        let prev = prev.map(|(hash, _)| hash);
         if prev != Some(cut.tip_hash) || cut.height != tip_height {
             return Err(corrupt(
                 tip_height,
@@ -138,20 +139,19 @@ impl Ledger {
         }
         let mut prev = match first {
             0 => None,
-            h => Some(
-                self.block(h - 1)?
-                    .ok_or_else(|| corrupt(h - 1, "block is missing".into()))?
-                    .hash(),
-            ),
+            h => {
+                let parent = read(h - 1)?;
+                Some((parent.hash(), parent.header.timestamp_ms))
+            }
         };
         let mut report = VerifyReport::default();
         for block in window.iter().rev() {
             let hash = self.verify_block(block, prev)?;
             self.verify_transactions(block, hash, None, &mut report)?;
-            prev = Some(hash);
+            prev = Some((hash, block.header.timestamp_ms));
             report.blocks += 1;
         }
-        if prev != Some(tip_hash) {
+        if prev.map(|(hash, _)| hash) != Some(tip_hash) {
             return Err(corrupt(
                 tip_height,
                 format!("the ledger's tip {tip_hash} is not its last block"),
@@ -163,15 +163,16 @@ impl Ledger {
         Ok(report)
     }
 
-    /// Checks one stored block against its parent's hash (`None` for
-    /// block 0: then its hash must be the chain id); returns its hash.
-    fn verify_block(&self, block: &Block, prev: Option<Hash32>) -> Result<Hash32, LedgerError> {
+    /// Checks one stored block against its parent's hash and time (`None`
+    /// for block 0: then its hash must be the chain id); returns its hash.
+    fn verify_block(&self, block: &Block, prev: Option<(Hash32, u64)>) -> Result<Hash32, LedgerError> {
         let height = block.height();
         let corrupt = |reason: String| LedgerError::Corruption { height, reason };
         let hash = match prev {
             None => block.verify_contents().map_err(|e| corrupt(e.to_string()))?,
-            Some(p) => block
+            Some((p, parent_ms)) => block
                 .verify_extends(self.chain_id, self.difficulty, height.saturating_sub(1), p)
+                .and_then(|hash| block.verify_time_after(parent_ms).map(|()| hash))
                 .map_err(|e| corrupt(e.to_string()))?,
         };
         if prev.is_none() && (height != 0 || hash != self.chain_id) {
@@ -214,15 +215,30 @@ impl Ledger {
     ) -> Result<(), LedgerError> {
         let height = block.height();
         let corrupt = |reason: String| LedgerError::Corruption { height, reason };
-        let mut seen_here: std::collections::HashSet<&TxId> = std::collections::HashSet::new();
-        let verdicts = self.authorize_block(block);
-        // What this block's authorized transactions may have recorded.
-        let authorized: std::collections::HashSet<(&TxId, Hash32)> = block
+        let mut seen_here: std::collections::HashSet<TxKey> = std::collections::HashSet::new();
+        let block_ms = block.header.timestamp_ms;
+        let signed = height > self.genesis_tip.0;
+        // Each transaction's admission as apply decides it: in time, then signed.
+        let verdicts: Vec<Result<(), String>> = block
+            .txs
+            .iter()
+            .zip(self.authorize_block(block))
+            .map(|(tx, signature)| {
+                if !signed {
+                    return Ok(());
+                }
+                rules::check_expiry(tx, block_ms)
+                    .map_err(|e| e.to_string())
+                    .and(signature.map_err(|e| e.to_string()))
+            })
+            .collect();
+        // What this block's admitted transactions may have recorded.
+        let admitted: std::collections::HashSet<(TxKey, Hash32)> = block
             .txs
             .iter()
             .zip(&verdicts)
             .filter(|(_, v)| v.is_ok())
-            .filter_map(|(tx, _)| Some((tx.id()?, tx.content_hash())))
+            .filter_map(|(tx, _)| Some((tx.key()?, tx.content_hash())))
             .collect();
         for (tx, verdict) in block.txs.iter().zip(verdicts) {
             if matches!(tx, Transaction::Transfer { .. }) {
@@ -234,29 +250,29 @@ impl Ledger {
                 // A record of its id at this height must then be another
                 // copy's in this block; one naming another block means the
                 // block was edited.
-                if let Some(id) = tx.id() {
-                    if let Some(r) = self.tx_record(id)?.filter(|r| r.height == height) {
-                        let copy_executed = authorized.contains(&(id, r.tx_hash));
+                if let Some(key) = tx.key() {
+                    if let Some(r) = self.tx_record(&key)?.filter(|r| r.height == height) {
+                        let copy_executed = admitted.contains(&(key.clone(), r.tx_hash));
                         if r.block_hash != hash || !copy_executed {
                             return Err(corrupt(format!(
-                                "transaction {id} is recorded as executed here, but the block's copy fails: {e}"
+                                "transaction {key} is recorded as executed here, but the block's copy fails: {e}"
                             )));
                         }
                     }
                 }
                 continue;
             }
-            let Some(id) = tx.id() else {
+            let Some(id) = tx.key() else {
                 if let Some(b) = balances.as_deref_mut() {
                     rules::apply(b, tx, height == 0).map_err(|e| corrupt(format!("allocation fails: {e}")))?;
                 }
                 continue;
             };
             let rec = self
-                .tx_record(id)?
+                .tx_record(&id)?
                 .ok_or_else(|| corrupt(format!("transaction {id} has no record")))?;
             // Later copies of an id (retries, conflicts) were not executed.
-            if rec.height != height || !seen_here.insert(id) {
+            if rec.height != height || !seen_here.insert(id.clone()) {
                 if rec.height > height {
                     return Err(corrupt(format!(
                         "transaction {id} is recorded at later height {}",

@@ -15,7 +15,7 @@ async fn a_block_that_no_longer_links_is_refused_and_changes_nothing() {
     assert!(matches!(out[0], BlockOutcome::Committed { height: 1, .. }));
     assert!(matches!(&out[1], BlockOutcome::Refused { reason } if reason.contains("expected height 2")));
     assert_eq!(ledger.balance(0), Some((90, 1)));
-    assert_eq!(ledger.tx_record(&TxId::new("b").unwrap()).unwrap(), None);
+    assert_eq!(ledger.tx_record(&key("b", 0)).unwrap(), None);
     assert_eq!(ledger.with_state(|s| s.last_applied.map(|l| l.index)), Some(2));
 }
 
@@ -53,7 +53,7 @@ async fn a_listener_gets_a_blocks_records_once_executed_before_the_block_is_writ
     assert_eq!(hash, b1.hash());
     // Nothing is written or visible yet: a crash here re-applies the entry.
     assert_eq!(ledger.tip().0, h0);
-    assert_eq!(ledger.tx_record(&TxId::new("w1").unwrap()).unwrap(), None);
+    assert_eq!(ledger.tx_record(&key("w1", 0)).unwrap(), None);
     let written = ledger.write_block(&b1, entry(1, b1.clone()).log_id, prepared).unwrap();
     let BlockOutcome::Committed { records, .. } = written else {
         panic!("block 1 must commit: {written:?}");
@@ -85,40 +85,31 @@ async fn a_listener_gets_a_blocks_records_once_executed_before_the_block_is_writ
 async fn a_block_of_unsigned_or_forged_transfers_moves_no_money_and_claims_no_id() {
     let dir = tempfile::tempdir().unwrap();
     let (ledger, mut sm) = open(dir.path());
-    let Transaction::Transfer {
-        id, from, to, amount, ..
-    } = transfer("steal", 0, 1, 60)
-    else {
-        unreachable!()
-    };
-    let unsigned = Transaction::Transfer {
-        id: TxId::new("unsigned").unwrap(),
-        from,
-        to,
-        amount,
-        signature: crate::ledger::Signature::NONE,
-    };
+    let unsigned = with_signature(transfer("unsigned", 0, 1, 60), crate::ledger::Signature::NONE);
     // Account 1's key signs a transfer out of account 0.
-    let signature = crate::ledger::AccountKey::dev(1).sign_transfer(ledger.chain_id(), &id, to, amount);
-    let forged = Transaction::Transfer {
-        id: id.clone(),
-        from,
-        to,
-        amount,
-        signature,
-    };
+    let steal = transfer("steal", 0, 1, 60);
+    let forged = with_signature(
+        steal.clone(),
+        crate::ledger::AccountKey::dev(1).sign(ledger.chain_id(), &steal),
+    );
     let b1 = next_block(&ledger, vec![unsigned, forged, transfer("honest", 1, 0, 5)]);
     let out = sm.apply(vec![entry(1, b1.clone())]).await.unwrap();
     let BlockOutcome::Committed { records, .. } = &out[0] else {
         panic!("the block links and commits: {out:?}");
     };
-    let refused = Err(RejectReason::Unauthorized { account: 0 });
+    let refused = Err(RejectReason::Unauthorized {
+        signer: crate::ledger::Signer::Account(0),
+    });
     assert_eq!(records[0].outcome, refused);
     assert_eq!(records[1].outcome, refused);
     assert!(records[2].outcome.is_ok(), "the signed transfer beside them applies");
     assert_eq!(ledger.balance(0), Some((105, 1)));
     assert_eq!(ledger.balance(1), Some((95, 1)));
-    assert_eq!(ledger.tx_record(&id).unwrap(), None, "the forgery claims no id");
+    assert_eq!(
+        ledger.tx_record(&key("steal", 0)).unwrap(),
+        None,
+        "the forgery claims no id"
+    );
     // Rebuilt views say what the apply said.
     assert_eq!(ledger.records_of(&b1).unwrap(), *records);
     ledger.verify().expect("a chain holding refused forgeries verifies");
@@ -132,25 +123,18 @@ async fn a_block_of_unsigned_or_forged_transfers_moves_no_money_and_claims_no_id
     // A forged copy of a transfer ahead of the signed one in the same
     // block: the copy is refused, the transfer applies once.
     let signed = transfer("twice", 1, 0, 7);
-    let Transaction::Transfer {
-        id, from, to, amount, ..
-    } = signed.clone()
-    else {
-        unreachable!()
-    };
-    let copy = Transaction::Transfer {
-        id,
-        from,
-        to,
-        amount,
-        signature: crate::ledger::Signature::NONE,
-    };
+    let copy = with_signature(signed.clone(), crate::ledger::Signature::NONE);
     let b3 = next_block(&ledger, vec![copy, signed]);
     let out = sm.apply(vec![entry(3, b3)]).await.unwrap();
     let BlockOutcome::Committed { records, .. } = &out[0] else {
         panic!("block 3 commits: {out:?}");
     };
-    assert_eq!(records[0].outcome, Err(RejectReason::Unauthorized { account: 1 }));
+    assert_eq!(
+        records[0].outcome,
+        Err(RejectReason::Unauthorized {
+            signer: crate::ledger::Signer::Account(1)
+        })
+    );
     assert!(records[1].outcome.is_ok());
     assert_eq!(ledger.balance(0), Some((52, 3)));
     ledger
@@ -223,4 +207,87 @@ async fn a_record_left_at_the_height_being_applied_is_not_an_earlier_apply() {
     sm.apply(vec![entry(1, block)]).await.unwrap();
     assert_eq!((ledger.balance(0), ledger.balance(1)), (Some((70, 1)), Some((130, 1))));
     ledger.verify().unwrap();
+}
+
+/// Ids belong to their signer; a transaction out of time is refused on
+/// every node without claiming its id; a block may not turn time back;
+/// nothing enters the chain unsigned, balance checks included.
+#[tokio::test]
+async fn ids_are_each_signers_own_and_time_decides_what_a_block_may_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, mut sm) = open(dir.path());
+    let chain = ledger.chain_id();
+    let dev = crate::ledger::AccountKey::dev;
+    let late = dev(0).transfer(chain, TxId::new("late").unwrap(), 1, 3, 0);
+    let early = dev(0).transfer(chain, TxId::new("early").unwrap(), 1, 3, EXPIRES_MS * 1000);
+    let check = |by: u64, signed: bool| {
+        let tx = Transaction::BalanceCheck {
+            id: TxId::new("audit").unwrap(),
+            account: 1,
+            auditor: None,
+            expires_ms: EXPIRES_MS,
+            signature: crate::ledger::Signature::NONE,
+        };
+        let sig = if signed {
+            dev(by).sign(chain, &tx)
+        } else {
+            tx.signature().copied().unwrap()
+        };
+        with_signature(tx, sig)
+    };
+    let b1 = next_block(
+        &ledger,
+        vec![
+            transfer("same", 0, 1, 10),
+            transfer("same", 1, 0, 4),
+            late,
+            early,
+            check(1, false),
+            check(0, true),
+            check(1, true),
+        ],
+    );
+    let out = sm.apply(vec![entry(1, b1.clone())]).await.unwrap();
+    let BlockOutcome::Committed { records, .. } = &out[0] else {
+        panic!("block 1 commits: {out:?}");
+    };
+    assert!(records[0].outcome.is_ok() && records[1].outcome.is_ok(), "{records:?}");
+    assert_eq!(ledger.balance(0), Some((94, 1)));
+    assert!(matches!(
+        records[2].outcome,
+        Err(RejectReason::Expired {
+            expires_ms: 0,
+            block_ms: 1
+        })
+    ));
+    assert!(matches!(records[3].outcome, Err(RejectReason::ExpiresTooLate { .. })));
+    assert_eq!(ledger.tx_record(&key("late", 0)).unwrap(), None, "claims no id");
+    let unauthorized = Err(RejectReason::Unauthorized {
+        signer: crate::ledger::Signer::Account(1),
+    });
+    assert_eq!(records[4].outcome, unauthorized, "unsigned");
+    assert_eq!(records[5].outcome, unauthorized, "signed by another account");
+    assert_eq!(records[6].outcome.as_ref().unwrap().balance, Some(106));
+    assert_eq!(ledger.records_of(&b1).unwrap(), *records);
+    ledger.verify().expect("the chain verifies");
+
+    // The same id signed again with a later expiry is the same transfer.
+    let again = dev(0).transfer(chain, TxId::new("same").unwrap(), 1, 10, EXPIRES_MS + 1);
+    let b2 = next_block(&ledger, vec![again]);
+    let out = sm.apply(vec![entry(2, b2)]).await.unwrap();
+    let BlockOutcome::Committed { records, .. } = &out[0] else {
+        panic!("block 2 commits: {out:?}");
+    };
+    assert_eq!(records[0].height, 1, "the first outcome: {records:?}");
+    assert_eq!(ledger.balance(0), Some((94, 2)));
+
+    // A block whose time is before its parent's is refused on every node.
+    let (h, tip) = ledger.tip();
+    let past = Block::new(chain, h + 1, tip, 0, 4, vec![transfer("past", 0, 1, 1)]).mined();
+    let out = sm.apply(vec![entry(3, past)]).await.unwrap();
+    assert!(
+        matches!(&out[0], BlockOutcome::Refused { reason } if reason.contains("before its parent's")),
+        "{out:?}"
+    );
+    assert_eq!(ledger.tip().0, h);
 }

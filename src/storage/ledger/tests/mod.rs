@@ -44,19 +44,31 @@ pub(super) fn open(dir: &Path) -> (Arc<Ledger>, LedgerStateMachine) {
     open_with(dir, GENESIS)
 }
 
+/// When the transfers of [`transfer`] expire: well within a day of the
+/// blocks of [`next_block`], whose time is 1.
+pub(super) const EXPIRES_MS: u64 = 1_000_000;
+
 /// A transfer signed by `from`'s dev key for the chain of [`GENESIS`].
 pub(super) fn transfer(id: &str, from: u64, to: u64, amount: u64) -> Transaction {
     let chain = Genesis::from_json(&crate::ledger::genesis::with_dev_keys(GENESIS))
         .unwrap()
         .chain_id();
-    let id = TxId::new(id).unwrap();
-    let signature = crate::ledger::AccountKey::dev(from).sign_transfer(chain, &id, to, amount);
-    Transaction::Transfer {
-        id,
-        from,
-        to,
-        amount,
-        signature,
+    crate::ledger::AccountKey::dev(from).transfer(chain, TxId::new(id).unwrap(), to, amount, EXPIRES_MS)
+}
+
+/// `tx` with its signature replaced.
+pub(super) fn with_signature(mut tx: Transaction, sig: crate::ledger::Signature) -> Transaction {
+    if let Transaction::Transfer { signature, .. } | Transaction::BalanceCheck { signature, .. } = &mut tx {
+        *signature = sig;
+    }
+    tx
+}
+
+/// The key of id `id` among account `account`'s.
+pub(super) fn key(id: &str, account: u64) -> crate::ledger::TxKey {
+    crate::ledger::TxKey {
+        signer: crate::ledger::Signer::Account(account),
+        id: TxId::new(id).unwrap(),
     }
 }
 

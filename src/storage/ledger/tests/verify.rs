@@ -32,7 +32,7 @@ async fn verify_passes_an_intact_ledger_and_names_the_height_of_damage() {
     };
     let err = damaged(&edited);
     assert!(
-        err.contains("corrupt chain at height 2") && err.contains("signature of transfer c does not verify"),
+        err.contains("corrupt chain at height 2") && err.contains("signature of transaction c does not verify"),
         "{err}"
     );
     // Re-signed too (by someone holding account 1's key): the record
