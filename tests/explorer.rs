@@ -129,3 +129,30 @@ fn a_transfer_is_found_on_the_node_that_answered_it_right_after_the_answer() {
         }
     });
 }
+
+/// A block a client was told of is there when it asks any node for it,
+/// even one that has not applied it yet: past its tip, a node asks the
+/// leader. The leader's traffic is delayed, so followers learn of each
+/// commit ~400 ms after the client does.
+#[test]
+fn an_acknowledged_block_is_found_through_a_follower_that_has_not_applied_it() {
+    let c = Cluster::start(3, TEST_GENESIS);
+    let leader = c.wait_leader();
+    let follower = (leader + 1) % 3;
+    let at_leader = c.servers_of(&[leader]);
+    let out = c.client_at(&at_leader, &["delay", "--min-ms", "400", "--max-ms", "400"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let t = c.json_at(&at_leader, &["transfer", "3", "0", "1", "--id", "lagging"]);
+    let height = t["height"].as_u64().expect("a height").to_string();
+    let block = c.json_at(&c.servers_of(&[follower]), &["block", &height]);
+    assert!(
+        block["txs"]
+            .as_array()
+            .expect("txs")
+            .iter()
+            .any(|tx| tx["id"] == "lagging"),
+        "{block}"
+    );
+    let out = c.client_at(&at_leader, &["delay", "--off"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -329,3 +329,59 @@ fn each_generated_genesis_is_its_own_chain_and_its_auditors_sign_checks() {
     );
     assert!(err.contains("does not verify with the key of auditor 0"), "{err}");
 }
+
+/// A member may send only what a snapshot can be: a chunk past the size
+/// limit, or one that leaves a hole in the file, is refused before
+/// openraft writes it (openraft would seek wherever a chunk says, and a
+/// failed write stops the node). The node keeps serving and catches up.
+#[test]
+fn a_members_oversized_or_holed_snapshot_chunk_is_refused_and_the_node_serves_on() {
+    use bank_ledger::proto::raft::raft_service_client::RaftServiceClient;
+    use bank_ledger::proto::raft::RaftPayload;
+    use bank_ledger::raft::network::CHAIN_HEADER;
+    use bank_ledger::raft::{SnapshotMeta, TypeConfig};
+    let mut c = Cluster::start(3, TEST_GENESIS);
+    let leader = c.wait_leader();
+    let target = (leader + 1) % 3;
+    let gate = c.peer_gate();
+    let chain = c.chain_id().to_hex();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let send = |offset: u64, len: usize| {
+        let chunk = openraft::raft::InstallSnapshotRequest::<TypeConfig> {
+            vote: openraft::Vote::new_committed(1, leader),
+            meta: SnapshotMeta {
+                snapshot_id: "forged-1".into(),
+                ..Default::default()
+            },
+            offset,
+            data: vec![7; len],
+            done: false,
+        };
+        let mut req = tonic::Request::new(RaftPayload {
+            data: bank_ledger::codec::encode(&chunk).expect("encode"),
+        });
+        gate.stamp(leader, req.metadata_mut());
+        req.metadata_mut().insert(CHAIN_HEADER, chain.parse().expect("header"));
+        let addr = c.addr(target).to_string();
+        // The refusal, if any.
+        rt.block_on(async move { RaftServiceClient::new(channel(&addr)).install_snapshot(req).await })
+            .err()
+    };
+    let err = send(bank_ledger::limits::MAX_SNAPSHOT_BYTES, 16).expect("past the limit");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("passes the limit"), "{err:?}");
+    // A first chunk may reach openraft (which refuses or keeps it as the
+    // start of a snapshot); a chunk far past it may not.
+    let _ = send(0, 16);
+    let err = send(1 << 30, 16).expect("a hole");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("leaves a hole"), "{err:?}");
+
+    // The node serves on and stays with the cluster.
+    assert!(c.is_alive(target), "node {target} stopped: {}", c.stderr_of(target));
+    c.transfer(0, 1, 5, "after-chunks");
+    c.wait_converged();
+    for id in 0..3 {
+        assert!(c.is_alive(id), "node {id} stopped: {}", c.stderr_of(id));
+    }
+}

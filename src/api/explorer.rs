@@ -1,7 +1,9 @@
-//! The explorer's node-local reads: blocks from a height, an account's
-//! history. Bounded per call in blocks, bytes and concurrent lookups.
+//! The explorer's reads: blocks from a height (past this node's tip, from
+//! the leader), an account's history (node-local). Bounded per call in
+//! blocks, bytes and concurrent lookups.
 
 use super::errors::reject_status;
+use super::forward::Attempt;
 use super::BankApi;
 use crate::ledger::RejectReason;
 use crate::proto::bank::{AccountHistoryRequest, GetBlocksReply, GetBlocksRequest, JsonReply};
@@ -15,11 +17,30 @@ pub const MAX_BLOCKS_PER_REQUEST: u32 = 256;
 /// always sent): keeps replies under gRPC's default 4 MiB message limit.
 pub const MAX_BLOCKS_REPLY_BYTES: usize = 2 * 1024 * 1024;
 
+/// Blocks from this node's own copy. Blocks past its tip may be
+/// committed already (a client may just have been told of one): those are
+/// asked of the leader, behind its read barrier, so a block acknowledged
+/// before the call is always there. Without a leader the local answer
+/// stands.
 pub(super) async fn get_blocks(
     api: &BankApi,
     req: Request<GetBlocksRequest>,
 ) -> Result<Response<GetBlocksReply>, Status> {
-    let msg = req.into_inner();
+    let (msg, via) = api.received(req)?;
+    let local = read_blocks(api, &msg)?;
+    if msg.from_height <= local.tip_height {
+        return Ok(Response::new(local));
+    }
+    let from_leader = api
+        .on_leader(via, &msg, || async {
+            api.confirm_leadership().await?;
+            read_blocks(api, &msg).map_err(Attempt::Done)
+        })
+        .await;
+    Ok(Response::new(from_leader.unwrap_or(local)))
+}
+
+fn read_blocks(api: &BankApi, msg: &GetBlocksRequest) -> Result<GetBlocksReply, Status> {
     let limit = if msg.limit == 0 {
         MAX_BLOCKS_PER_REQUEST
     } else {
@@ -40,10 +61,10 @@ pub(super) async fn get_blocks(
         }
         h += 1;
     }
-    Ok(Response::new(GetBlocksReply {
+    Ok(GetBlocksReply {
         blocks_json: blocks,
         tip_height,
-    }))
+    })
 }
 
 pub(super) async fn account_history(

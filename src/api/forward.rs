@@ -9,8 +9,9 @@ use super::BankApi;
 use crate::producer::SubmitError;
 use crate::proto::bank::bank_client::BankClient;
 use crate::proto::bank::{
-    AddNodeRequest, BalanceReply, BalanceRequest, BalancesReply, BalancesRequest, GetTxRequest, JsonReply,
-    Membership as MembershipMsg, RemoveNodeRequest, TransferBatchReply, TransferBatchRequest, TransferRequest, TxReply,
+    AddNodeRequest, BalanceReply, BalanceRequest, BalancesReply, BalancesRequest, GetBlocksReply, GetBlocksRequest,
+    GetTxRequest, JsonReply, Membership as MembershipMsg, RemoveNodeRequest, TransferBatchReply, TransferBatchRequest,
+    TransferRequest, TxReply,
 };
 use crate::raft::read_barrier::ReadBarrierError;
 use crate::raft::NodeId;
@@ -96,6 +97,7 @@ forwarded_by! {
     BalanceRequest => BalanceReply, balance;
     BalancesRequest => BalancesReply, balances;
     GetTxRequest => JsonReply, get_tx;
+    GetBlocksRequest => GetBlocksReply, get_blocks;
     AddNodeRequest => MembershipMsg, add_node;
     RemoveNodeRequest => MembershipMsg, remove_node;
 }

@@ -174,16 +174,27 @@ impl GenesisFile {
 
 impl GenesisFile {
     /// What block 0 holds as its `prev_hash`, so the chain id commits to
-    /// it: zero for a file with neither auditors nor nonce (the chain ids of
-    /// such files stay what they were), else the hash of both.
+    /// the whole file: zero for a file of accounts alone (the chain ids of
+    /// such files stay what they were), else the hash of nonce, auditors
+    /// and initial transfers. Without the transfers, a node given a file
+    /// with other transfers would take other blocks as genesis's own, and
+    /// skip their signature checks, under the same chain id.
     fn commitment(&self) -> Hash32 {
-        if self.auditors.is_empty() && self.nonce.is_none() {
+        if self.auditors.is_empty() && self.nonce.is_none() && self.transfers.is_empty() {
             return Hash32::ZERO;
         }
         let nonce = self.nonce.unwrap_or(Hash32::ZERO);
         let count = (self.auditors.len() as u64).to_be_bytes();
+        let transfers: Vec<u8> = self
+            .transfers
+            .iter()
+            .flat_map(|t| [t.from, t.to, t.amount])
+            .flat_map(u64::to_be_bytes)
+            .collect();
+        let transfer_count = (self.transfers.len() as u64).to_be_bytes();
         let mut parts: Vec<&[u8]> = vec![b"bank-ledger/genesis/v1", &nonce.0, &count];
         parts.extend(self.auditors.iter().map(|k| &k.0[..]));
+        parts.extend([&transfer_count[..], &transfers]);
         Hash32::digest(&parts)
     }
 }
@@ -382,9 +393,15 @@ mod tests {
     }
 
     #[test]
-    fn the_nonce_and_the_auditors_are_part_of_the_chain_id() {
+    fn the_nonce_the_auditors_and_the_transfers_are_part_of_the_chain_id() {
         let plain = Genesis::from_json(&with_dev_keys(DEMO)).unwrap();
-        assert_eq!(plain.blocks[0].header.prev_hash, Hash32::ZERO);
+        // The initial transfers are part of it too.
+        let mut edited = plain.file.clone();
+        edited.transfers[0].amount += 1;
+        assert_ne!(Genesis::build(edited).unwrap().chain_id(), plain.chain_id());
+        let accounts_only =
+            Genesis::from_json(&with_dev_keys(r#"{"difficulty":0,"accounts":[{"id":5,"balance":1}]}"#)).unwrap();
+        assert_eq!(accounts_only.blocks[0].header.prev_hash, Hash32::ZERO);
         let with = |nonce: Option<Hash32>, auditors: Vec<PublicKey>| {
             let mut file = plain.file.clone();
             file.nonce = nonce;

@@ -42,7 +42,12 @@ pub(super) struct Worker {
     /// The term in which this leader has applied everything committed
     /// before it took over (see [`Worker::ready_for_term`]).
     pub(super) ready_term: Option<u64>,
+    /// Told the operator that block time runs ahead of this node's clock.
+    pub(super) warned_clock: bool,
 }
+
+/// How far block time may run ahead of the leader's clock before it warns.
+const CLOCK_BEHIND_WARN_MS: u64 = 60_000;
 
 /// One slot of a block: a transaction and everyone waiting for it.
 pub(super) struct Slot {
@@ -87,6 +92,7 @@ impl Worker {
             proposed_tip: None,
             next_seq: 0,
             ready_term: None,
+            warned_clock: false,
         }
     }
 
@@ -212,7 +218,17 @@ impl Worker {
         };
         // Never before the parent, or every node refuses the block: a
         // leader whose clock is behind the last leader's stays at its time.
-        let time_ms = now_ms().max(prev_ms);
+        let now = now_ms();
+        let time_ms = now.max(prev_ms);
+        if prev_ms > now.saturating_add(CLOCK_BEHIND_WARN_MS) && !self.warned_clock {
+            // Signed transactions expire by block time: while it runs
+            // ahead of clients' clocks, what they sign expires at once.
+            tracing::warn!(
+                "block time held at the last block's, {} ms ahead of this node's clock: this clock is behind, or an earlier leader's was ahead; check NTP on every node",
+                prev_ms - now
+            );
+            self.warned_clock = true;
+        }
         let seq = self.next_seq;
         self.next_seq += 1;
         let (slots, changes) = self.pre_check(batch, seq, applied_height, time_ms);

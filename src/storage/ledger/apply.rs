@@ -82,7 +82,7 @@ impl Ledger {
         let signed = height > self.genesis_tip.0;
         // Checked here, on every node, not only by the leader before it
         // proposed: a leader cannot move money its clients did not sign for.
-        let verdicts = self.authorize_block(block);
+        let verdicts = self.authorize_for_apply(block);
         for (tx, verdict) in block.txs.iter().zip(verdicts) {
             let tx_hash = tx.content_hash();
             let record = |outcome| TxRecord {

@@ -126,33 +126,22 @@ impl Ledger {
             scanned += 1;
             scanned_txs += block.txs.len();
             let hash = block.hash();
-            for tx in block.txs.iter().rev() {
+            // Each copy's own outcome, as apply gave it: a forged copy
+            // beside its signed twin is shown refused, not as the twin.
+            let records = self.records_of(&block)?;
+            for (tx, rec) in block.txs.iter().zip(&records).rev() {
                 let touches = match tx {
                     Transaction::Transfer { from, to, .. } => *from == account || *to == account,
                     Transaction::BalanceCheck { account: a, .. } | Transaction::Allocation { account: a, .. } => {
                         *a == account
                     }
                 };
-                if !touches {
+                // A later copy of an id (a retry) was not executed again.
+                if !touches || rec.height != h {
                     continue;
                 }
-                let (status, reason, balance) = match tx.key() {
-                    Some(key) => match self.tx_record(&key)? {
-                        // A later copy of an id (a retry) was not executed again.
-                        Some(r) if r.height != h => continue,
-                        Some(r) => {
-                            let v = views::TxResultView::of(&r, h);
-                            (v.status, v.reason, v.balance)
-                        }
-                        // Refused without claiming the id.
-                        None => (
-                            "rejected",
-                            Some(super::refusal_claiming_no_id(tx, block.header.timestamp_ms).to_string()),
-                            None,
-                        ),
-                    },
-                    None => ("committed", None, None),
-                };
+                let v = views::TxResultView::of(rec, h);
+                let (status, reason, balance) = (v.status, v.reason, v.balance);
                 entries.push(serde_json::json!({
                     "height": h, "block_hash": hash, "status": status, "reason": reason,
                     "balance": balance, "tx": tx,

@@ -28,6 +28,7 @@
 
 mod apply;
 mod block_log;
+mod checked;
 mod error;
 mod explorer;
 mod recovery;
@@ -120,6 +121,8 @@ pub struct Ledger {
     executions: std::sync::OnceLock<Arc<dyn ExecutionListener>>,
     /// Bounds the log's "committed block" lines (see [`BlockLog`]).
     block_log: Mutex<BlockLog>,
+    /// Signatures checked before proposing, not checked again at apply.
+    checked: checked::CheckedSignatures,
     /// Crash points and lowered limits for tests; nothing in other builds.
     #[cfg(any(test, feature = "test-hooks"))]
     hooks: tamper::Hooks,
@@ -186,6 +189,7 @@ impl Ledger {
             blob_sync: std::sync::OnceLock::new(),
             executions: std::sync::OnceLock::new(),
             block_log: Mutex::new(BlockLog::default()),
+            checked: checked::CheckedSignatures::default(),
             #[cfg(any(test, feature = "test-hooks"))]
             hooks: tamper::Hooks::default(),
         };
@@ -255,7 +259,10 @@ impl Ledger {
             _ => false,
         };
         let checked: Vec<usize> = (0..block.txs.len()).filter(|i| needs_verdict(*i)).collect();
-        let verdicts = self.authorize_many(&checked.iter().map(|i| block.txs[*i].clone()).collect::<Vec<_>>());
+        let verdicts = self.keys.verify_many(
+            self.chain_id,
+            &checked.iter().map(|i| block.txs[*i].clone()).collect::<Vec<_>>(),
+        );
         let mut admitted: std::collections::HashMap<usize, bool> = std::collections::HashMap::new();
         for (i, v) in checked.into_iter().zip(verdicts) {
             let ok =
@@ -274,7 +281,9 @@ impl Ledger {
             };
             let refused = || made_here(Err(refusal_claiming_no_id(tx, block_ms)));
             let rec = match &stored[i] {
-                None => made_here(Ok(rules::Applied { balance: None })),
+                // Allocations: genesis's own, refused anywhere else.
+                None if height == 0 => made_here(Ok(rules::Applied { balance: None })),
+                None => made_here(Err(RejectReason::AllocationOutsideGenesis)),
                 Some((key, record)) => match (record, admitted.get(&i)) {
                     (Some(r), _) if r.height < height && r.tx_hash == tx_hash => r.clone(),
                     (Some(_), Some(false)) if !executed.contains(key) => refused(),
@@ -302,37 +311,73 @@ impl Ledger {
         self.difficulty
     }
 
-    /// Checks that a transaction is signed by its signer's key.
+    /// Checks that a transaction is signed by its signer's key (before it
+    /// is proposed: one that passes is not checked again at apply).
     pub fn authorize(&self, tx: &Transaction) -> Result<(), AuthError> {
-        self.keys.verify(self.chain_id, tx)
+        self.authorize_many(std::slice::from_ref(tx))
+            .pop()
+            .unwrap_or(Err(AuthError::NoVerdict))
     }
 
     /// [`Ledger::authorize`] for many transactions at once (their
     /// signatures checked in batches); one result each, in order.
     pub fn authorize_many(&self, txs: &[Transaction]) -> Vec<Result<(), AuthError>> {
-        self.keys.verify_many(self.chain_id, txs)
+        let verdicts = self.keys.verify_many(self.chain_id, txs);
+        self.checked.remember(
+            txs.iter()
+                .zip(&verdicts)
+                .filter(|(tx, v)| v.is_ok() && tx.signature().is_some())
+                .map(|(tx, _)| tx.hash()),
+        );
+        verdicts
     }
 
     /// The verdict on each transaction of `block` that every node reaches
     /// before it applies the block: the blocks genesis defines are the
-    /// file's own and unsigned; every later transfer must carry its source
-    /// account's signature. Big blocks are checked on all cores.
-    pub(crate) fn authorize_block(&self, block: &Block) -> Vec<Result<(), AuthError>> {
-        const MIN_PER_THREAD: usize = 256;
-        let txs = &block.txs;
+    /// file's own and unsigned; every later transaction must carry its
+    /// signer's signature. Signatures this node checked before proposing
+    /// them pass without a second check (see [`checked`]); the rest are
+    /// checked, big blocks on all cores.
+    pub(crate) fn authorize_for_apply(&self, block: &Block) -> Vec<Result<(), AuthError>> {
         if block.height() <= self.genesis_tip.0 {
-            return vec![Ok(()); txs.len()];
+            return vec![Ok(()); block.txs.len()];
         }
+        let unchecked: Vec<usize> = (0..block.txs.len())
+            .filter(|i| !self.checked.take(&block.txs[*i].hash()))
+            .collect();
+        if unchecked.len() == block.txs.len() {
+            return self.check_signatures(&block.txs);
+        }
+        let mut out = vec![Ok(()); block.txs.len()];
+        let rest: Vec<Transaction> = unchecked.iter().map(|i| block.txs[*i].clone()).collect();
+        for (i, v) in unchecked.into_iter().zip(self.check_signatures(&rest)) {
+            out[i] = v;
+        }
+        out
+    }
+
+    /// Every signature of `block` checked, whatever was checked before:
+    /// for audits.
+    pub(crate) fn authorize_block(&self, block: &Block) -> Vec<Result<(), AuthError>> {
+        if block.height() <= self.genesis_tip.0 {
+            return vec![Ok(()); block.txs.len()];
+        }
+        self.check_signatures(&block.txs)
+    }
+
+    /// `txs`' signatures, on all cores when there are many.
+    fn check_signatures(&self, txs: &[Transaction]) -> Vec<Result<(), AuthError>> {
+        const MIN_PER_THREAD: usize = 256;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let threads = cores.min(txs.len() / MIN_PER_THREAD).max(1);
         if threads == 1 {
-            return self.authorize_many(txs);
+            return self.keys.verify_many(self.chain_id, txs);
         }
         let chunk = txs.len().div_ceil(threads);
         std::thread::scope(|s| {
             let parts: Vec<_> = txs
                 .chunks(chunk)
-                .map(|part| s.spawn(move || self.authorize_many(part)))
+                .map(|part| s.spawn(move || self.keys.verify_many(self.chain_id, part)))
                 .collect();
             let mut out = Vec::with_capacity(txs.len());
             for part in parts {

@@ -263,8 +263,10 @@ impl Ledger {
                 continue;
             }
             let Some(id) = tx.key() else {
-                if let Some(b) = balances.as_deref_mut() {
-                    rules::apply(b, tx, height == 0).map_err(|e| corrupt(format!("allocation fails: {e}")))?;
+                // An allocation: it opens an account in block 0, and is
+                // refused (changing nothing) anywhere else, as apply does.
+                if let (Some(b), 0) = (balances.as_deref_mut(), height) {
+                    rules::apply(b, tx, true).map_err(|e| corrupt(format!("allocation fails: {e}")))?;
                 }
                 continue;
             };

@@ -291,3 +291,58 @@ async fn ids_are_each_signers_own_and_time_decides_what_a_block_may_hold() {
     );
     assert_eq!(ledger.tip().0, h);
 }
+
+/// What passed the check before proposing is not checked again at apply;
+/// anything else in the block is, down to a copy that differs only in its
+/// signature bytes.
+#[tokio::test]
+async fn only_the_exact_bytes_checked_before_proposing_skip_the_check_at_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, mut sm) = open(dir.path());
+    let good = transfer("checked", 0, 1, 10);
+    assert_eq!(ledger.authorize(&good), Ok(()));
+    let mut forged_sig = *good.signature().unwrap();
+    forged_sig.0[63] ^= 1;
+    let forged = with_signature(transfer("checked-2", 0, 1, 10), forged_sig);
+    let copy = with_signature(good.clone(), forged_sig);
+    let b1 = next_block(&ledger, vec![copy, good, forged]);
+    let out = sm.apply(vec![entry(1, b1)]).await.unwrap();
+    let BlockOutcome::Committed { records, .. } = &out[0] else {
+        panic!("block 1 commits: {out:?}");
+    };
+    let refused = Err(RejectReason::Unauthorized {
+        signer: crate::ledger::Signer::Account(0),
+    });
+    assert_eq!(records[0].outcome, refused, "the copy with other signature bytes");
+    assert!(records[1].outcome.is_ok());
+    assert_eq!(records[2].outcome, refused);
+    assert_eq!(ledger.balance(0), Some((90, 1)));
+    ledger.verify().expect("an audit checks every signature and agrees");
+}
+
+/// An allocation only genesis may make: in a later block it is refused,
+/// the same way by apply, by the rebuilt views and by an audit.
+#[tokio::test]
+async fn an_allocation_past_genesis_is_refused_alike_by_apply_views_and_audits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, mut sm) = open(dir.path());
+    let mint = Transaction::Allocation {
+        account: 0,
+        amount: 1_000_000,
+        public_key: crate::ledger::AccountKey::dev(0).public(),
+    };
+    let b1 = next_block(&ledger, vec![mint, transfer("beside", 0, 1, 1)]);
+    let out = sm.apply(vec![entry(1, b1.clone())]).await.unwrap();
+    let BlockOutcome::Committed { records, .. } = &out[0] else {
+        panic!("block 1 commits: {out:?}");
+    };
+    assert_eq!(records[0].outcome, Err(RejectReason::AllocationOutsideGenesis));
+    assert!(records[1].outcome.is_ok());
+    assert_eq!(ledger.balance(0), Some((99, 1)));
+    assert_eq!(ledger.records_of(&b1).unwrap(), *records);
+    ledger
+        .verify()
+        .expect("an honest chain holding a refused allocation verifies");
+    let history = ledger.account_history(0, 10, None).unwrap();
+    assert_eq!(history["entries"][1]["status"], "rejected", "{history}");
+}
