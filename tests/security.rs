@@ -14,6 +14,35 @@ fn write_token(dir: &Path, name: &str, text: &str) -> String {
     path.to_str().expect("utf-8 temp path").to_string()
 }
 
+/// A one-node `bank-server` in `dir` serving gRPC on `listen` and HTTP on `http`.
+fn lone_server(
+    dir: &Path,
+    genesis: &Path,
+    port: u16,
+    listen: &str,
+    http: &str,
+    extra: &[&str],
+) -> std::process::Command {
+    let mut cmd = std::process::Command::new(common::SERVER);
+    cmd.args(["--id", "0", "--peers", &format!("0=127.0.0.1:{port}")])
+        .args(["--listen", listen, "--http-listen", http])
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("--genesis")
+        .arg(genesis)
+        .args(extra);
+    cmd
+}
+
+/// Runs a server that must refuse to start; returns its one-line error.
+fn refused_at_start(mut cmd: std::process::Command) -> String {
+    let out = cmd.output().expect("run bank-server");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    err
+}
+
 fn voters(c: &Cluster) -> Vec<u64> {
     // A status taken during an election has no leader: wait for one.
     wait_for("a leader to report its voters", Duration::from_secs(20), || {
@@ -25,15 +54,6 @@ fn voters(c: &Cluster) -> Vec<u64> {
     })
 }
 
-/// Runs a client command that must be refused; returns its one-line error.
-fn refused(c: &Cluster, args: &[&str]) -> String {
-    let out = c.client_at(&c.all_servers(), args);
-    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
-    assert!(!out.status.success(), "bank-client {args:?} should have been refused");
-    assert_eq!(err.lines().count(), 1, "one line of error for {args:?}: {err}");
-    err
-}
-
 #[test]
 fn control_plane_needs_the_admin_token_and_data_plane_does_not() {
     let secrets = tempfile::TempDir::new().expect("temp dir");
@@ -41,19 +61,16 @@ fn control_plane_needs_the_admin_token_and_data_plane_does_not() {
     let wrong = write_token(secrets.path(), "wrong.token", "not-the-admin-token-0123456789\n");
     let c = Cluster::start_with(3, TEST_GENESIS, &["--admin-token-file", &token]);
 
-    let err = refused(&c, &["partition", "0,1", "2"]);
+    let err = c.refused(&["partition", "0,1", "2"]);
     assert!(err.contains("needs the admin token"), "{err}");
-    let err = refused(
-        &c,
-        &["--admin-token-file", &wrong, "delay", "--min-ms", "5", "--max-ms", "50"],
-    );
+    let err = c.refused(&["--admin-token-file", &wrong, "delay", "--min-ms", "5", "--max-ms", "50"]);
     assert!(err.contains("wrong admin token"), "{err}");
-    let err = refused(&c, &["cluster", "remove", "2"]);
+    let err = c.refused(&["cluster", "remove", "2"]);
     assert!(err.contains("admin token"), "{err}");
-    let err = refused(&c, &["--admin-token-file", &wrong, "cluster", "remove", "2"]);
+    let err = c.refused(&["--admin-token-file", &wrong, "cluster", "remove", "2"]);
     assert!(err.contains("wrong admin token"), "{err}");
     // A whole-chain re-execution is the operator's to ask for.
-    let err = refused(&c, &["verify"]);
+    let err = c.refused(&["verify"]);
     assert!(err.contains("needs the admin token"), "{err}");
 
     // Nothing was applied: no faults anywhere, membership unchanged.
@@ -116,22 +133,9 @@ fn a_non_loopback_address_needs_insecure_and_gets_a_warning() {
     let genesis = dir.path().join("genesis.json");
     std::fs::write(&genesis, TEST_GENESIS).expect("write genesis");
     let port = common::free_port();
-    let server = |extra: &[&str]| {
-        let mut cmd = std::process::Command::new(common::SERVER);
-        cmd.args(["--id", "0", "--peers", &format!("0=127.0.0.1:{port}")])
-            .args(["--listen", &format!("0.0.0.0:{port}")])
-            .args(["--http-listen", &format!("127.0.0.1:{}", common::free_port())])
-            .arg("--data-dir")
-            .arg(dir.path())
-            .arg("--genesis")
-            .arg(&genesis)
-            .args(extra);
-        cmd
-    };
-    let out = server(&[]).output().expect("run bank-server");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
-    assert_eq!(err.lines().count(), 1, "{err}");
+    let http = format!("127.0.0.1:{}", common::free_port());
+    let server = |extra: &[&str]| lone_server(dir.path(), &genesis, port, &format!("0.0.0.0:{port}"), &http, extra);
+    let err = refused_at_start(server(&[]));
     assert!(
         err.contains("not a loopback address") && err.contains("--insecure"),
         "{err}"
@@ -183,21 +187,10 @@ fn http_off_loopback_needs_a_token_and_every_page_but_health_asks_for_it() {
     let token = token_path.to_str().expect("utf-8 temp path").to_string();
     let port = common::free_port();
     let http_port = common::free_port();
-    let server = |extra: &[&str]| {
-        let mut cmd = std::process::Command::new(common::SERVER);
-        cmd.args(["--id", "0", "--peers", &format!("0=127.0.0.1:{port}")])
-            .args(["--http-listen", &format!("0.0.0.0:{http_port}")])
-            .arg("--data-dir")
-            .arg(dir.path())
-            .arg("--genesis")
-            .arg(&genesis)
-            .args(extra);
-        cmd
-    };
-    let out = server(&[]).output().expect("run bank-server");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
-    assert_eq!(err.lines().count(), 1, "{err}");
+    let http = format!("0.0.0.0:{http_port}");
+    let listen = format!("127.0.0.1:{port}");
+    let server = |extra: &[&str]| lone_server(dir.path(), &genesis, port, &listen, &http, extra);
+    let err = refused_at_start(server(&[]));
     assert!(
         err.contains("not a loopback address") && err.contains("--http-token-file"),
         "{err}"

@@ -155,15 +155,6 @@ fn a_stranger_posing_as_a_member_cannot_stop_a_node_or_speak_for_one() {
     assert_eq!(c.balance(0), START[0] + 1);
 }
 
-/// Runs a client command that must fail; returns its one-line error.
-fn refused(c: &Cluster, args: &[&str]) -> String {
-    let out = c.client_at(&c.all_servers(), args);
-    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
-    assert!(!out.status.success(), "bank-client {args:?} should have failed");
-    assert_eq!(err.lines().count(), 1, "one line for {args:?}: {err}");
-    err
-}
-
 /// Ids are each signer's own: an account's recorded check under an id
 /// leaves another account's owner free to use it; nothing enters the chain
 /// unsigned, and nobody signs a check for an account not theirs.
@@ -180,7 +171,7 @@ fn nobody_can_take_another_accounts_id_or_write_to_the_chain_unsigned() {
     assert_eq!(mine["signer"], serde_json::json!({"account": 0}), "{mine}");
     let theirs = c.json(&["tx", "pay-42", "--account", "1"]);
     assert_eq!(theirs["tx"]["type"], "balance_check", "{theirs}");
-    let err = refused(&c, &["tx", "pay-42"]);
+    let err = c.refused(&["tx", "pay-42"]);
     assert!(
         err.contains("account 0, account 1") && err.contains("--account"),
         "{err}"
@@ -220,7 +211,7 @@ fn nobody_can_take_another_accounts_id_or_write_to_the_chain_unsigned() {
         ..Default::default()
     });
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
-    let err = refused(&c, &["tx", "squat"]);
+    let err = c.refused(&["tx", "squat"]);
     assert!(err.contains("no committed transaction squat"), "{err}");
     // The CLI signs with the account's key, and has none for an unknown account.
     let empty = tempfile::tempdir().expect("tempdir");
@@ -309,24 +300,18 @@ fn each_generated_genesis_is_its_own_chain_and_its_auditors_sign_checks() {
     let found = c.json(&["tx", "replayed", "--auditor", "0"]);
     assert_eq!(found["signer"], serde_json::json!({"auditor": 0}), "{found}");
     assert_eq!(found["tx"]["auditor"], 0, "{found}");
-    let err = refused(
-        &c,
-        &["balance", "2", "--record", "--auditor", "1", "--auditor-key", key_file],
-    );
+    let err = c.refused(&["balance", "2", "--record", "--auditor", "1", "--auditor-key", key_file]);
     assert!(err.contains("unknown auditor 1"), "{err}");
     // An account's key is no auditor's.
-    let err = refused(
-        &c,
-        &[
-            "balance",
-            "2",
-            "--record",
-            "--auditor",
-            "0",
-            "--auditor-key",
-            c.keystore().join("2.key").to_str().expect("utf-8 path"),
-        ],
-    );
+    let err = c.refused(&[
+        "balance",
+        "2",
+        "--record",
+        "--auditor",
+        "0",
+        "--auditor-key",
+        c.keystore().join("2.key").to_str().expect("utf-8 path"),
+    ]);
     assert!(err.contains("does not verify with the key of auditor 0"), "{err}");
 }
 

@@ -295,6 +295,15 @@ impl Cluster {
             .expect("run bank-client")
     }
 
+    /// Runs a client command that must fail; returns its one-line error.
+    pub fn refused(&self, args: &[&str]) -> String {
+        let out = self.client_at(&self.all_servers(), args);
+        let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        assert!(!out.status.success(), "bank-client {args:?} should have failed");
+        assert_eq!(err.lines().count(), 1, "one line of error for {args:?}: {err}");
+        err
+    }
+
     /// Runs a client command against every node; panics unless it succeeds.
     pub fn ok(&self, args: &[&str]) {
         let out = self.client_at(&self.all_servers(), args);
