@@ -315,42 +315,56 @@ fn each_generated_genesis_is_its_own_chain_and_its_auditors_sign_checks() {
     assert!(err.contains("does not verify with the key of auditor 0"), "{err}");
 }
 
+/// Sends `data` as the chunk at `offset` of snapshot `meta` to node `to`,
+/// as node `from` would (with its proof); the refusal, if any.
+#[allow(clippy::too_many_arguments)]
+fn send_snapshot_chunk(
+    c: &Cluster,
+    rt: &tokio::runtime::Runtime,
+    from: u64,
+    to: u64,
+    meta: bank_ledger::raft::SnapshotMeta,
+    offset: u64,
+    data: Vec<u8>,
+    done: bool,
+) -> Option<tonic::Status> {
+    use bank_ledger::proto::raft::raft_service_client::RaftServiceClient;
+    use bank_ledger::proto::raft::RaftPayload;
+    use bank_ledger::raft::network::CHAIN_HEADER;
+    let chunk = openraft::raft::InstallSnapshotRequest::<bank_ledger::raft::TypeConfig> {
+        vote: openraft::Vote::new_committed(1, from),
+        meta,
+        offset,
+        data,
+        done,
+    };
+    let mut req = tonic::Request::new(RaftPayload {
+        data: bank_ledger::codec::encode(&chunk).expect("encode"),
+    });
+    c.peer_gate().stamp(from, req.metadata_mut());
+    req.metadata_mut()
+        .insert(CHAIN_HEADER, c.chain_id().to_hex().parse().expect("header"));
+    let addr = c.addr(to).to_string();
+    rt.block_on(async move { RaftServiceClient::new(channel(&addr)).install_snapshot(req).await })
+        .err()
+}
+
 /// A member may send only what a snapshot can be: a chunk past the size
 /// limit, or one that leaves a hole in the file, is refused before
 /// openraft writes it (openraft would seek wherever a chunk says, and a
 /// failed write stops the node). The node keeps serving and catches up.
 #[test]
 fn a_members_oversized_or_holed_snapshot_chunk_is_refused_and_the_node_serves_on() {
-    use bank_ledger::proto::raft::raft_service_client::RaftServiceClient;
-    use bank_ledger::proto::raft::RaftPayload;
-    use bank_ledger::raft::network::CHAIN_HEADER;
-    use bank_ledger::raft::{SnapshotMeta, TypeConfig};
     let mut c = Cluster::start(3, TEST_GENESIS);
     let leader = c.wait_leader();
     let target = (leader + 1) % 3;
-    let gate = c.peer_gate();
-    let chain = c.chain_id().to_hex();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let meta = bank_ledger::raft::SnapshotMeta {
+        snapshot_id: "forged-1".into(),
+        ..Default::default()
+    };
     let send = |offset: u64, len: usize| {
-        let chunk = openraft::raft::InstallSnapshotRequest::<TypeConfig> {
-            vote: openraft::Vote::new_committed(1, leader),
-            meta: SnapshotMeta {
-                snapshot_id: "forged-1".into(),
-                ..Default::default()
-            },
-            offset,
-            data: vec![7; len],
-            done: false,
-        };
-        let mut req = tonic::Request::new(RaftPayload {
-            data: bank_ledger::codec::encode(&chunk).expect("encode"),
-        });
-        gate.stamp(leader, req.metadata_mut());
-        req.metadata_mut().insert(CHAIN_HEADER, chain.parse().expect("header"));
-        let addr = c.addr(target).to_string();
-        // The refusal, if any.
-        rt.block_on(async move { RaftServiceClient::new(channel(&addr)).install_snapshot(req).await })
-            .err()
+        send_snapshot_chunk(&c, &rt, leader, target, meta.clone(), offset, vec![7; len], false)
     };
     let err = send(bank_ledger::limits::MAX_SNAPSHOT_BYTES, 16).expect("past the limit");
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
@@ -366,6 +380,75 @@ fn a_members_oversized_or_holed_snapshot_chunk_is_refused_and_the_node_serves_on
     assert!(c.is_alive(target), "node {target} stopped: {}", c.stderr_of(target));
     c.transfer(0, 1, 5, "after-chunks");
     c.wait_converged();
+    for id in 0..3 {
+        assert!(c.is_alive(id), "node {id} stopped: {}", c.stderr_of(id));
+    }
+}
+
+/// A snapshot is checked against the chain before it is used: the
+/// leader's own snapshot with money moved in its balances (the blocks say
+/// otherwise), sent whole by the leader, is refused with what is wrong; the
+/// follower keeps its balances and serves on.
+#[test]
+fn a_forged_snapshot_from_the_leader_is_refused_and_the_node_keeps_its_state() {
+    use bank_ledger::storage::snapshot::{SnapshotReader, SnapshotWriter};
+    let mut c = Cluster::start_with(3, TEST_GENESIS, &["--snapshot-every", "1", "--keep-log-entries", "2"]);
+    let leader = c.wait_leader();
+    let target = (leader + 1) % 3;
+    c.transfer(0, 1, 5, "before-snapshot");
+    let (height, _) = c.wait_converged();
+    // The leader's snapshot of the chain as it is now.
+    let file = c.data_dir().join(format!("server_{leader}_snapshot.bin"));
+    let account = |id: u64| [b"a:".as_slice(), &id.to_be_bytes()].concat();
+    let (meta, mut records) = wait_for("the leader's snapshot at the tip", Duration::from_secs(20), || {
+        let mut r = SnapshotReader::open(&file).ok()?;
+        let mut records = Vec::new();
+        while let Some(rec) = r.next_record().ok()? {
+            records.push(rec);
+        }
+        let (_, tip) = records.iter().find(|(k, _)| k.as_slice() == b"m:tip")?;
+        let tip: Option<(u64, bank_ledger::ledger::Hash32)> = bank_ledger::codec::decode(tip).ok()?;
+        (tip?.0 == height).then_some((r.meta, records))
+    });
+    // 50 of account 3's money moved to account 0, with no transfer.
+    for (k, v) in records.iter_mut() {
+        let delta: i64 = if *k == account(0) {
+            50
+        } else if *k == account(3) {
+            -50
+        } else {
+            continue;
+        };
+        let balance: u64 = bank_ledger::codec::decode(v).expect("balance");
+        *v = bank_ledger::codec::encode(&balance.checked_add_signed(delta).expect("amount")).expect("encode");
+    }
+    let forged = c.data_dir().join("forged.bin");
+    let meta = bank_ledger::raft::SnapshotMeta {
+        snapshot_id: "forged-2".into(),
+        ..meta
+    };
+    let mut w = SnapshotWriter::create(&forged, &meta).expect("create");
+    for (k, v) in &records {
+        w.record(k, v).expect("record");
+    }
+    w.finish().expect("finish");
+    let before = balances_of(&c, target, height);
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let data = std::fs::read(&forged).expect("read");
+    let err = send_snapshot_chunk(&c, &rt, leader, target, meta, 0, data, true).expect("refused");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message()
+            .contains("snapshot refused: it gives account 0 a balance of 160, but its blocks give Some(110)"),
+        "{err:?}"
+    );
+    assert!(c.is_alive(target), "node {target} stopped: {}", c.stderr_of(target));
+    assert_eq!(balances_of(&c, target, height)["balances"], before["balances"]);
+    c.transfer(0, 1, 5, "after-snapshot");
+    let (after, _) = c.wait_converged();
+    assert!(after > height);
+    assert_eq!(balances_of(&c, target, after)["balances"]["0"], 105);
     for id in 0..3 {
         assert!(c.is_alive(id), "node {id} stopped: {}", c.stderr_of(id));
     }

@@ -15,6 +15,7 @@ use crate::raft::network::{Network, MAX_RAFT_MESSAGE_BYTES};
 use crate::raft::peers::Peers;
 use crate::raft::read_barrier::{ReadBarrier, RestoredTerm};
 use crate::raft::service::RaftRpc;
+use crate::raft::snapshot_gate::SnapshotGate;
 use crate::raft::{BasicNode, NodeId, Raft};
 use crate::storage::{open_db, Ledger, LedgerError, LedgerStateMachine, LogStore, NodePaths, VerifyReport};
 use openraft::storage::RaftLogStorage;
@@ -227,6 +228,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         Arc::clone(&faults),
         Arc::clone(&peers),
         refused_tx,
+        SnapshotGate::new(Arc::clone(&ledger), paths.snapshot.with_extension("arriving")),
     );
     let server = grpc_server(id, &listen, tls, gate, &raft, raft_rpc, api)?;
     // Nagle's algorithm would hold small replies back ~40 ms behind delayed

@@ -6,6 +6,7 @@ pub mod network;
 pub mod peers;
 pub mod read_barrier;
 pub mod service;
+pub mod snapshot_gate;
 
 use crate::ledger::{Block, BlockOutcome};
 

@@ -4,10 +4,10 @@
 use super::faults::Faults;
 use super::network::{CHAIN_HEADER, EXPECT_HEADER, INCARNATION_HEADER};
 use super::peers::Peers;
+use super::snapshot_gate::SnapshotGate;
 use super::{NodeId, Raft};
 use crate::codec;
 use crate::ledger::Hash32;
-use crate::limits::MAX_SNAPSHOT_BYTES;
 use crate::peer_auth::ProvenPeer;
 use crate::proto::raft::{raft_service_server::RaftService, RaftPayload, RaftReply};
 use openraft::error::RaftError;
@@ -23,51 +23,8 @@ pub struct RaftRpc {
     peers: Arc<Peers>,
     /// Told when a peer shows this node lost its state: it must stop.
     lost_state: tokio::sync::mpsc::Sender<String>,
-    /// The snapshot being received and how many bytes of it arrived: see
-    /// [`SnapshotChunks`].
-    receiving: std::sync::Mutex<SnapshotChunks>,
-}
-
-/// Where the next chunk of a snapshot may go. openraft writes a chunk at
-/// whatever offset it names, seeking past the end if told to, and a write
-/// that fails stops the node; so a chunk is taken only at or before the
-/// end of what arrived of its snapshot, and within [`MAX_SNAPSHOT_BYTES`].
-#[derive(Debug, Default)]
-pub struct SnapshotChunks {
-    id: String,
-    received: u64,
-}
-
-impl SnapshotChunks {
-    /// Admits a chunk of `len` bytes at `offset` of snapshot `id`, or says why not.
-    pub fn admit(&mut self, id: &str, offset: u64, len: usize) -> Result<(), String> {
-        let end = offset
-            .checked_add(len as u64)
-            .filter(|end| *end <= MAX_SNAPSHOT_BYTES)
-            .ok_or_else(|| {
-                format!("snapshot chunk at {offset} (+{len} bytes) passes the limit of {MAX_SNAPSHOT_BYTES} bytes")
-            })?;
-        if offset == 0 {
-            // A new stream, or the current one sent again from the start.
-            *self = SnapshotChunks {
-                id: id.to_string(),
-                received: end,
-            };
-            return Ok(());
-        }
-        if id != self.id {
-            // openraft refuses it itself (it expects offset 0) and writes nothing.
-            return Ok(());
-        }
-        if offset > self.received {
-            return Err(format!(
-                "snapshot chunk at {offset} leaves a hole: {} bytes of snapshot {id} arrived",
-                self.received
-            ));
-        }
-        self.received = self.received.max(end);
-        Ok(())
-    }
+    /// What a member may send of a snapshot: see [`SnapshotGate`].
+    snapshots: SnapshotGate,
 }
 
 impl RaftRpc {
@@ -77,6 +34,7 @@ impl RaftRpc {
         faults: Arc<Faults>,
         peers: Arc<Peers>,
         lost_state: tokio::sync::mpsc::Sender<String>,
+        snapshots: SnapshotGate,
     ) -> RaftRpc {
         RaftRpc {
             raft,
@@ -84,7 +42,7 @@ impl RaftRpc {
             faults,
             peers,
             lost_state,
-            receiving: std::sync::Mutex::new(SnapshotChunks::default()),
+            snapshots,
         }
     }
 
@@ -198,34 +156,13 @@ impl RaftService for RaftRpc {
 
     async fn install_snapshot(&self, req: Request<RaftPayload>) -> Result<Response<RaftReply>, Status> {
         let rpc: openraft::raft::InstallSnapshotRequest<super::TypeConfig> = self.admit(req)?;
-        self.receiving
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .admit(&rpc.meta.snapshot_id, rpc.offset, rpc.data.len())
+        self.snapshots
+            .admit(&rpc.meta.snapshot_id, rpc.offset, &rpc.data, rpc.done)
+            .await
             .map_err(|reason| {
-                tracing::warn!("refused a snapshot chunk: {reason}");
+                tracing::warn!("refused snapshot {}: {reason}", rpc.meta.snapshot_id);
                 Status::invalid_argument(reason)
             })?;
         self.reply(self.raft.install_snapshot(rpc).await)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn snapshot_chunks_come_in_order_within_the_limit() {
-        let mut c = SnapshotChunks::default();
-        assert!(c.admit("s1", 0, 100).is_ok());
-        assert!(c.admit("s1", 100, 100).is_ok());
-        // A chunk sent again after a lost answer overwrites, it does not grow the file.
-        assert!(c.admit("s1", 100, 100).is_ok());
-        let hole = c.admit("s1", 1 << 39, 10).unwrap_err();
-        assert!(hole.contains("leaves a hole: 200 bytes"), "{hole}");
-        assert!(c.admit("s1", u64::MAX - 5, 10).unwrap_err().contains("limit"));
-        assert!(c.admit("s1", 0, 0).is_ok());
-        assert!(c.admit("s2", 0, 10).is_ok(), "a new snapshot starts over");
-        assert!(c.admit("s2", 200, 10).is_err());
     }
 }

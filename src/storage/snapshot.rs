@@ -114,6 +114,8 @@ pub struct SnapshotReader {
     hash: Sha256,
     path: String,
     pub meta: SnapshotMeta,
+    /// The file's checksum, once the last record was read and it verified.
+    checksum: Option<[u8; 32]>,
 }
 
 impl SnapshotReader {
@@ -128,6 +130,7 @@ impl SnapshotReader {
             hash: Sha256::new(),
             path: p,
             meta: SnapshotMeta::default(),
+            checksum: None,
         };
         let mut magic = [0u8; 8];
         r.take(&mut magic)?;
@@ -142,6 +145,12 @@ impl SnapshotReader {
         r.take(&mut meta)?;
         r.meta = codec::decode(&meta).map_err(|e| r.corrupt(format!("metadata: {e}")))?;
         Ok(r)
+    }
+
+    /// The file's checksum: set once [`SnapshotReader::next_record`] has
+    /// read the end and found the checksum right. It names the file's content.
+    pub fn checksum(&self) -> Option<[u8; 32]> {
+        self.checksum
     }
 
     fn corrupt(&self, reason: String) -> SnapshotError {
@@ -181,6 +190,7 @@ impl SnapshotReader {
             if got[..] != expected[..] {
                 return Err(self.corrupt("checksum mismatch".into()));
             }
+            self.checksum = Some(got);
             return Ok(None);
         }
         if klen > MAX_RECORD_BYTES {

@@ -262,6 +262,9 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
         let _ = tokio::fs::remove_file(self.files.receiving()).await;
         let (ledger, files) = (Arc::clone(&self.ledger), self.files.clone());
         tokio::task::spawn_blocking(move || {
+            // Checked before it becomes the current snapshot, which this
+            // node serves and builds its next ones from.
+            ledger.check_snapshot(&files.installing())?;
             let _swap = files.swap.lock().unwrap_or_else(|p| p.into_inner());
             durable_rename(&files.installing(), &files.current).map_err(|source| LedgerError::Io {
                 path: files.current.display().to_string(),
@@ -503,22 +506,177 @@ mod snapshot_tests {
         sm_a.get_snapshot_builder().await.build_snapshot().await.unwrap();
         std::fs::copy(a_dir.path().join("snap.bin"), b_dir.path().join("snap.bin")).unwrap();
         {
-            // A crash after the pending mark was set and the ledger cleared,
-            // before the load finished: only the format version is left.
-            let (b, _) = open(b_dir.path());
+            // A crash after the pending mark was set, part way through the
+            // load: a block index entry above the tip, never headed.
+            let (b, mut sm_b) = open(b_dir.path());
+            grow(&b, &mut sm_b, 1..=2).await;
             let db = b.raw_db();
             db.open_tree("ledger_install").unwrap().insert("pending", "x").unwrap();
-            let tree = b.raw_tree();
-            for k in tree.iter().keys() {
-                let k = k.unwrap();
-                if k != b"m:format"[..] {
-                    tree.remove(k).unwrap();
-                }
-            }
+            let stray = [b"l:".as_slice(), &3u64.to_be_bytes()].concat();
+            let at = b
+                .raw_tree()
+                .get([b"l:".as_slice(), &2u64.to_be_bytes()].concat())
+                .unwrap()
+                .unwrap();
+            b.raw_tree().insert(stray, at).unwrap();
             db.flush().unwrap();
         }
         let (b, _) = open(b_dir.path());
         assert_eq!(b.tip(), a.tip());
         assert_eq!(b.balance(1), Some((8, 8)));
+        b.verify().unwrap();
+    }
+
+    /// A snapshot file's records, in order.
+    type Records = Vec<(Vec<u8>, Vec<u8>)>;
+
+    /// Rewrites the snapshot file `from` into `to`, its records passed through `edit`.
+    fn rewrite(from: &Path, to: &Path, edit: impl FnOnce(&mut Records)) -> SnapshotMeta {
+        let mut r = crate::storage::snapshot::SnapshotReader::open(from).unwrap();
+        let meta = r.meta.clone();
+        let mut records = Vec::new();
+        while let Some(rec) = r.next_record().unwrap() {
+            records.push(rec);
+        }
+        edit(&mut records);
+        let mut w = crate::storage::snapshot::SnapshotWriter::create(to, &meta).unwrap();
+        for (k, v) in &records {
+            w.record(k, v).unwrap();
+        }
+        w.finish().unwrap();
+        meta
+    }
+
+    fn account_key(id: u64) -> Vec<u8> {
+        [b"a:".as_slice(), &id.to_be_bytes()].concat()
+    }
+
+    /// Nothing in a snapshot is taken on its sender's word: balances its
+    /// blocks do not give, a missing or forged record, a block that does not
+    /// extend the chain, a transfer nobody signed, a history that forks from
+    /// this node's: each is refused, saying what, and the node keeps its
+    /// state; the honest snapshot then installs.
+    #[tokio::test]
+    async fn a_forged_snapshot_is_refused_and_the_node_keeps_its_state() {
+        let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (a, mut sm_a) = open(a_dir.path());
+        grow(&a, &mut sm_a, 1..=6).await;
+        sm_a.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        let honest = a_dir.path().join("snap.bin");
+        let (b, mut sm_b) = open(b_dir.path());
+        grow(&b, &mut sm_b, 1..=2).await;
+        let before = (b.tip(), b.balance(1), b.with_state(|s| s.last_applied));
+        let forged = b_dir.path().join("forged.bin");
+        let refused = |what: &str, edit: &mut dyn FnMut(&mut Records)| {
+            rewrite(&honest, &forged, edit);
+            let err = b.check_snapshot(&forged).unwrap_err().to_string();
+            assert!(err.starts_with("snapshot refused: "), "{what}: {err}");
+            err
+        };
+        let codec = |n: u64| crate::codec::encode(&n).unwrap();
+        // Money moved with no transfer: account 1 richer by 5, account 0 poorer.
+        let err = refused("balances", &mut |recs| {
+            for (k, v) in recs.iter_mut() {
+                if *k == account_key(0) {
+                    *v = codec(1000 - 6 - 5);
+                } else if *k == account_key(1) {
+                    *v = codec(6 + 5);
+                }
+            }
+        });
+        assert!(
+            err.contains("gives account 0 a balance of 989, but its blocks give Some(994)"),
+            "{err}"
+        );
+        // A record left out: the id would be free to apply again.
+        let err = refused("record left out", &mut |recs| {
+            recs.retain(|(k, _)| !k.starts_with(b"t:t5\0"));
+        });
+        assert!(
+            err.contains("holds 3 transaction records above height 2, but its blocks make 4"),
+            "{err}"
+        );
+        // A record forged: an id marked as applied in another block.
+        let err = refused("record forged", &mut |recs| {
+            for (k, v) in recs.iter_mut() {
+                if k.starts_with(b"t:t4\0") {
+                    let mut rec: crate::ledger::TxRecord = crate::codec::decode(v).unwrap();
+                    rec.block_hash = crate::ledger::Hash32::ZERO;
+                    *v = crate::codec::encode(&rec).unwrap();
+                }
+            }
+        });
+        assert!(err.contains("record of transaction \"t4"), "{err}");
+        // A block left out of the chain.
+        let err = refused("block left out", &mut |recs| {
+            recs.retain(|(k, _)| *k != [b"b:".as_slice(), &4u64.to_be_bytes()].concat());
+        });
+        assert!(err.contains("its block 5 follows block 3"), "{err}");
+        // A block whose transfer nobody signed, the balances as if it moved money.
+        let err = refused("unsigned", &mut |recs| {
+            let key = [b"b:".as_slice(), &6u64.to_be_bytes()].concat();
+            let (_, v) = recs.iter_mut().find(|(k, _)| *k == key).unwrap();
+            let block: Block = crate::codec::decode(v).unwrap();
+            let mut tx = block.txs[0].clone();
+            if let crate::ledger::Transaction::Transfer { amount, .. } = &mut tx {
+                *amount = 500;
+            }
+            let forged = Block::new(a.chain_id(), 6, block.header.prev_hash, 1, 2, vec![tx]).mined();
+            *v = crate::codec::encode(&forged).unwrap();
+            let tip = [b"m:tip".as_slice()].concat();
+            let (_, t) = recs.iter_mut().find(|(k, _)| *k == tip).unwrap();
+            *t = crate::codec::encode(&Some((6u64, forged.hash()))).unwrap();
+            recs.retain(|(k, _)| !k.starts_with(b"t:t6\0"));
+            for (k, v) in recs.iter_mut() {
+                if *k == account_key(0) {
+                    *v = codec(1000 - 5 - 500);
+                } else if *k == account_key(1) {
+                    *v = codec(5 + 500);
+                }
+            }
+        });
+        assert!(
+            err.contains("gives account 0 a balance of 495, but its blocks give Some(995)"),
+            "{err}"
+        );
+        // The tip it claims is not where its blocks end.
+        let err = refused("tip", &mut |recs| {
+            let (_, t) = recs.iter_mut().find(|(k, _)| k.as_slice() == b"m:tip").unwrap();
+            *t = crate::codec::encode(&Some((9u64, crate::ledger::Hash32::ZERO))).unwrap();
+        });
+        assert!(err.contains("says its tip is"), "{err}");
+        assert_eq!((b.tip(), b.balance(1), b.with_state(|s| s.last_applied)), before);
+
+        // Another history: a node whose chain forked from this one's.
+        let c_dir = tempfile::tempdir().unwrap();
+        let (c, mut sm_c) = open(c_dir.path());
+        grow(&c, &mut sm_c, 1..=1).await;
+        let (h, tip) = c.tip();
+        let id = TxId::new("fork").unwrap();
+        let tx = crate::ledger::AccountKey::dev(0).transfer(c.chain_id(), id, 1, 7, 1_000_000);
+        let block = Block::new(c.chain_id(), h + 1, tip, 1, 2, vec![tx]).mined();
+        sm_c.apply(vec![Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 0), 2),
+            payload: EntryPayload::Normal(block),
+        }])
+        .await
+        .unwrap();
+        grow(&c, &mut sm_c, 3..=4).await;
+        sm_c.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        let err = b
+            .check_snapshot(&c_dir.path().join("snap.bin"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("another history"), "{err}");
+
+        // What the refusals leave: the same node, which takes the honest one.
+        assert_eq!((b.tip(), b.balance(1), b.with_state(|s| s.last_applied)), before);
+        b.verify().unwrap();
+        let meta = crate::storage::snapshot::SnapshotReader::open(&honest).unwrap().meta;
+        let file = tokio::fs::File::open(&honest).await.unwrap();
+        sm_b.install_snapshot(&meta, Box::new(file)).await.unwrap();
+        assert_eq!(b.tip(), a.tip());
+        assert_eq!(b.balance(1), Some((6, 6)));
+        b.verify().unwrap();
     }
 }

@@ -72,6 +72,25 @@ impl Ledger {
         hash: Hash32,
         genesis: bool,
     ) -> Result<Execution, LedgerError> {
+        // One at this height or above is no earlier apply: a crash cut
+        // short this block's (or the genesis write), and a start removes
+        // such records.
+        let height = block.height();
+        self.execute_with(balances, block, hash, genesis, &|key| {
+            Ok(self.tx_record(key)?.filter(|r| r.height < height))
+        })
+    }
+
+    /// [`Ledger::execute`], with `earlier` telling the record of an id's
+    /// first apply in an earlier block, if any.
+    pub(super) fn execute_with(
+        &self,
+        balances: &BTreeMap<AccountId, Amount>,
+        block: &Block,
+        hash: Hash32,
+        genesis: bool,
+        earlier: &dyn Fn(&TxKey) -> Result<Option<TxRecord>, LedgerError>,
+    ) -> Result<Execution, LedgerError> {
         let mut overlay = Overlay::new(balances);
         let mut records = Vec::with_capacity(block.txs.len());
         let mut new_records: Vec<(TxKey, TxRecord)> = Vec::new();
@@ -98,10 +117,7 @@ impl Ledger {
                 Some(key) => {
                     let earlier = match fresh.get(&key) {
                         Some(&i) => Some(new_records[i].1.clone()),
-                        // One at this height or above is no earlier apply:
-                        // a crash cut short this block's (or the genesis
-                        // write), and a start removes such records.
-                        None => self.tx_record(&key)?.filter(|r| r.height < height),
+                        None => earlier(&key)?,
                     };
                     // Out of time, then unsigned: refused without claiming
                     // the id, so its signer may use it (the order

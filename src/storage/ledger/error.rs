@@ -45,6 +45,10 @@ pub enum LedgerError {
     /// The block files failed (reads of a block name its height instead).
     #[error(transparent)]
     Blocks(#[from] BlockFileError),
+    /// A received snapshot does not hold what replaying its blocks on this
+    /// node's chain gives: it is not installed.
+    #[error("snapshot refused: {reason}")]
+    SnapshotRefused { reason: String },
     /// The previous snapshot cannot lend its records to a new one.
     #[error("previous snapshot: {0}")]
     PreviousSnapshot(Box<LedgerError>),

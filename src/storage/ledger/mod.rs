@@ -34,6 +34,7 @@ mod explorer;
 mod recovery;
 mod schema;
 mod snapshot;
+mod snapshot_check;
 #[cfg(any(test, feature = "test-hooks"))]
 pub mod tamper;
 #[cfg(test)]
@@ -87,6 +88,10 @@ pub struct Ledger {
     checkpoints: sled::Tree,
     /// Holds the pending-install mark, outside the tree an install replaces.
     install_meta: sled::Tree,
+    /// [`schema::SNAPSHOT_CHECK_TREE`].
+    snapshot_check: sled::Tree,
+    /// The last snapshot check's result, for the install that follows it.
+    checked_snapshot: Mutex<Option<snapshot_check::CheckedSnapshot>>,
     /// Block bodies; the tree holds where each is (`l:<height>`).
     blocks: BlockFiles,
     /// Hash of block 0: the chain's identity. Only this and the difficulty
@@ -141,6 +146,7 @@ impl Ledger {
     ) -> Result<Arc<Ledger>, LedgerError> {
         let tree = db.open_tree(LEDGER_TREE)?;
         let install_meta = db.open_tree(INSTALL_TREE)?;
+        let snapshot_check = db.open_tree(SNAPSHOT_CHECK_TREE)?;
         let checkpoints = db.open_tree(CHECKPOINT_TREE)?;
         check_format(db, &tree)?;
         let fresh = match tree.get(KEY_GENESIS)? {
@@ -171,6 +177,8 @@ impl Ledger {
             tree,
             checkpoints,
             install_meta,
+            snapshot_check,
+            checked_snapshot: Mutex::new(None),
             blocks: BlockFiles::open(blocks_dir)?,
             chain_id: genesis.chain_id(),
             difficulty: genesis.difficulty(),
@@ -193,10 +201,7 @@ impl Ledger {
             #[cfg(any(test, feature = "test-hooks"))]
             hooks: tamper::Hooks::default(),
         };
-        if pending_install {
-            tracing::warn!("finishing a snapshot install a crash interrupted");
-            ledger.install_snapshot(snapshot_path)?;
-        } else if fresh {
+        if fresh {
             genesis.check_keys().map_err(LedgerError::Genesis)?;
             ledger.blocks.keep_through(None)?;
             ledger.write_genesis(&genesis)?;
@@ -205,6 +210,14 @@ impl Ledger {
             ledger.cut_unindexed_blocks()?;
         }
         ledger.reload()?;
+        if pending_install {
+            // The ledger is as it was before the install (its head moves
+            // last): check the file against it again and finish.
+            tracing::warn!("finishing a snapshot install a crash interrupted");
+            ledger.install_snapshot(snapshot_path)?;
+        } else {
+            ledger.snapshot_check.clear()?;
+        }
         ledger.reconcile_chain_view()?;
         Ok(Arc::new(ledger))
     }

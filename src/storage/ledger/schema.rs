@@ -15,6 +15,7 @@
 //!
 //! Tree `ledger_checkpoints`: every balance as of a height ([`Checkpoint`]),
 //! keyed by that height. Tree `ledger_install`: the pending-install mark.
+//! Tree `ledger_snapshot_check`: records a snapshot check computed.
 //! Snapshot files carry records of their own kinds (`m:tip`, `m:applied`,
 //! `a:<account>`, `b:<height>`), read by [`super::snapshot`].
 
@@ -61,6 +62,9 @@ pub(super) const LEDGER_TREE: &str = "ledger";
 pub(super) const CHECKPOINT_TREE: &str = "ledger_checkpoints";
 /// Holds the pending-install mark, outside the tree an install replaces.
 pub(super) const INSTALL_TREE: &str = "ledger_install";
+/// The transaction records a snapshot check computed, waiting for the
+/// install ([`super::snapshot_check`]); empty otherwise.
+pub(super) const SNAPSHOT_CHECK_TREE: &str = "ledger_snapshot_check";
 /// In [`INSTALL_TREE`]: set while a snapshot install is under way.
 pub(super) const KEY_PENDING_INSTALL: &[u8] = b"pending";
 
@@ -221,14 +225,18 @@ impl<'a> ChunkedBatch<'a> {
         self.push()
     }
 
-    pub(super) fn remove(&mut self, key: sled::IVec) -> Result<(), LedgerError> {
-        self.batch.remove(key);
-        self.push()
-    }
-
     fn push(&mut self) -> Result<(), LedgerError> {
         self.len += 1;
         if self.len >= Self::MAX {
+            self.tree.apply_batch(std::mem::take(&mut self.batch))?;
+            self.len = 0;
+        }
+        Ok(())
+    }
+
+    /// Writes what is pending now, so reads of the tree see it.
+    pub(super) fn flush(&mut self) -> Result<(), LedgerError> {
+        if self.len > 0 {
             self.tree.apply_batch(std::mem::take(&mut self.batch))?;
             self.len = 0;
         }

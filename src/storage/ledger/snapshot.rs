@@ -1,15 +1,16 @@
 //! Snapshots of the ledger: a cut of the applied state taken between two
 //! applies ([`Ledger::cut`]), streamed to a file with the blocks and records
-//! up to it ([`Ledger::write_snapshot`]), and a received file installed in
-//! place of the whole ledger, crash-safe ([`Ledger::install_snapshot`]). The
-//! file format is [`crate::storage::snapshot`]'s.
+//! up to it ([`Ledger::write_snapshot`]), and a received file, once checked
+//! ([`super::snapshot_check`]), installed on top of this node's chain,
+//! crash-safe ([`Ledger::install_snapshot`]). The file format is
+//! [`crate::storage::snapshot`]'s.
 
 use super::schema::*;
+use super::snapshot_check::CheckedSnapshot;
 use super::{Ledger, LedgerError};
 use crate::ledger::{AccountId, Amount, Block, Hash32, Transaction, TxRecord};
 use crate::raft::{LogId, SnapshotMeta, StoredMembership};
 use crate::storage::snapshot::{SnapshotError, SnapshotReader, SnapshotWriter};
-use std::collections::BTreeMap;
 use std::path::Path;
 
 impl Ledger {
@@ -196,92 +197,71 @@ impl Ledger {
         Ok((r, height))
     }
 
-    /// Replaces the whole ledger with the snapshot file at `path`.
+    /// Moves the ledger to the state of the snapshot file at `path`, once
+    /// checked against this node's chain ([`Ledger::check_snapshot`]; the
+    /// check made just before is reused): this node's blocks and records up
+    /// to its tip stay, the snapshot's blocks above it and the records and
+    /// balances their replay gave are added. A snapshot that fails the check
+    /// changes nothing.
     ///
-    /// Crash-safe: the file is verified first, then a pending mark is set
-    /// before the ledger is touched and cleared after; a node that crashes in
-    /// between redoes the install from the same file when it starts.
+    /// Crash-safe: a pending mark is set before the ledger is touched and
+    /// cleared after, and the head moves last; a node that crashes in
+    /// between finds its ledger as before and redoes the install from the
+    /// same file when it starts.
     pub fn install_snapshot(&self, path: &Path) -> Result<(), LedgerError> {
-        let mut probe = SnapshotReader::open(path)?;
-        let mut their_genesis = None;
-        while let Some((k, v)) = probe.next_record()? {
-            if k == KEY_GENESIS {
-                their_genesis = Some(decode::<Hash32>(&v, || "snapshot genesis".into())?);
-            }
-        }
-        if their_genesis != Some(self.chain_id()) {
-            return Err(LedgerError::GenesisMismatch {
-                stored: their_genesis.unwrap_or(Hash32::ZERO),
-                file: self.chain_id(),
-            });
-        }
+        let checked = self.checked_snapshot_of(path)?;
         self.installs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.install_meta
             .insert(KEY_PENDING_INSTALL, path.to_string_lossy().as_bytes())?;
         self.db.flush()?;
-        let loaded = self.load_snapshot(path).and_then(|()| {
+        let loaded = self.load_snapshot(path, &checked).and_then(|()| {
             self.install_meta.remove(KEY_PENDING_INSTALL)?;
             self.db.flush()?;
             self.reload()?;
-            self.reconcile_chain_view()
+            self.reconcile_chain_view()?;
+            self.forget_checked_snapshot()
         });
         self.installs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         loaded
     }
 
-    /// Clears the ledger and loads a verified snapshot file, in bounded
-    /// batches. The data dir's format version stays: it describes the dir,
-    /// not the chain, and a start after the install (or one that finishes
-    /// an interrupted install) checks it first.
-    fn load_snapshot(&self, path: &Path) -> Result<(), LedgerError> {
+    /// Adds to the ledger what `checked` found the snapshot at `path` adds:
+    /// its blocks above the check's base, the records their replay made,
+    /// the balances at its tip, and the metadata's log id and membership.
+    /// Bounded batches; the head last, so until then the ledger is as before.
+    fn load_snapshot(&self, path: &Path, checked: &CheckedSnapshot) -> Result<(), LedgerError> {
+        // What an install cut short left above the tip.
+        self.cut_unapplied_writes()?;
+        self.cut_unindexed_blocks()?;
         let mut batch = ChunkedBatch::new(&self.tree);
-        for k in self.tree.iter().keys() {
-            let k = k?;
-            if k != KEY_FORMAT {
-                batch.remove(k)?;
-            }
-        }
-        self.checkpoints.clear()?;
-        self.blocks.keep_through(None)?;
         let mut r = SnapshotReader::open(path)?;
         let meta = r.meta.clone();
-        let mut balances = BTreeMap::new();
-        let mut tip = None;
         while let Some((k, v)) = r.next_record()? {
-            // Folded into the head below; the log id is the metadata's.
-            if k == KEY_APPLIED {
-                continue;
-            }
-            if k.starts_with(PREFIX_ACCOUNT) {
-                let (account, balance) = account_record(&k, &v)?;
-                balances.insert(account, balance);
-                continue;
-            }
             if k.starts_with(PREFIX_BLOCK) {
                 let height = key_number(&k, PREFIX_BLOCK, "snapshot block")?;
-                let at = self.blocks.append(&v)?;
-                batch.insert(location_key(height), at.encode().to_vec())?;
-                continue;
+                if height > checked.base.0 {
+                    let at = self.blocks.append(&v)?;
+                    batch.insert(location_key(height), at.encode().to_vec())?;
+                }
             }
-            if k == KEY_TIP {
-                tip = decode::<Option<(u64, Hash32)>>(&v, || "snapshot tip".into())?;
-                continue;
-            }
-            batch.insert(k, v)?;
         }
         // Before the batch that finishes the install (and the flush after it).
         self.blocks.sync()?;
+        for kv in self.snapshot_check.iter() {
+            let (k, v) = kv?;
+            batch.insert(k.to_vec(), v.to_vec())?;
+        }
+        let (at, _) = checked.tip;
+        // Above the tip until the head moves to it: a start reads the one
+        // below until then.
+        self.checkpoints
+            .insert(at.to_be_bytes(), encode(&(at, &checked.balances), "balances")?)?;
         let head = Head {
             applied: meta.last_log_id,
-            tip,
-            balance_digest: Some(balance_digest(&balances)),
+            tip: Some(checked.tip),
+            balance_digest: Some(balance_digest(&checked.balances)),
             view_len: u64::MAX,
         };
-        let at = tip.map_or(0, |t| t.0);
-        let checkpoint: Checkpoint = (at, balances);
-        // Before the last chunk, which holds the head.
-        self.checkpoints
-            .insert(at.to_be_bytes(), encode(&checkpoint, "balances")?)?;
         batch.insert(KEY_MEMBERSHIP.to_vec(), encode(&meta.last_membership, "membership")?)?;
         batch.insert(KEY_HEAD.to_vec(), encode(&head, "head")?)?;
         batch.finish()
