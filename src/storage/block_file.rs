@@ -201,6 +201,15 @@ impl BlockFiles {
             reason,
         };
         let file = File::open(&path).map_err(io_at(&path))?;
+        // A damaged index may name any length: nothing is allocated for a
+        // record the file cannot hold.
+        let size = file.metadata().map_err(io_at(&path))?.len();
+        if u64::from(loc.len) > MAX_RECORD || loc.end().is_none_or(|end| end > size) {
+            return Err(corrupt(format!(
+                "a record of {} bytes there passes the end of the file ({size} bytes) or the limit",
+                loc.len
+            )));
+        }
         let mut header = [0u8; HEADER as usize];
         file.read_exact_at(&mut header, loc.offset)
             .map_err(|e| corrupt(format!("record header unreadable: {e}")))?;
