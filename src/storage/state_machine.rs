@@ -547,8 +547,15 @@ mod snapshot_tests {
         meta
     }
 
-    fn account_key(id: u64) -> Vec<u8> {
-        [b"a:".as_slice(), &id.to_be_bytes()].concat()
+    /// Sets accounts 0 and 1's balances in a snapshot's records.
+    fn set_balances(records: &mut Records, zero: u64, one: u64) {
+        for (k, v) in records.iter_mut() {
+            for (id, balance) in [(0u64, zero), (1, one)] {
+                if *k == [b"a:".as_slice(), &id.to_be_bytes()].concat() {
+                    *v = crate::codec::encode(&balance).unwrap();
+                }
+            }
+        }
     }
 
     /// Nothing in a snapshot is taken on its sender's word: balances its
@@ -573,17 +580,8 @@ mod snapshot_tests {
             assert!(err.starts_with("snapshot refused: "), "{what}: {err}");
             err
         };
-        let codec = |n: u64| crate::codec::encode(&n).unwrap();
         // Money moved with no transfer: account 1 richer by 5, account 0 poorer.
-        let err = refused("balances", &mut |recs| {
-            for (k, v) in recs.iter_mut() {
-                if *k == account_key(0) {
-                    *v = codec(1000 - 6 - 5);
-                } else if *k == account_key(1) {
-                    *v = codec(6 + 5);
-                }
-            }
-        });
+        let err = refused("balances", &mut |recs| set_balances(recs, 1000 - 6 - 5, 6 + 5));
         assert!(
             err.contains("gives account 0 a balance of 989, but its blocks give Some(994)"),
             "{err}"
@@ -627,13 +625,7 @@ mod snapshot_tests {
             let (_, t) = recs.iter_mut().find(|(k, _)| *k == tip).unwrap();
             *t = crate::codec::encode(&Some((6u64, forged.hash()))).unwrap();
             recs.retain(|(k, _)| !k.starts_with(b"t:t6\0"));
-            for (k, v) in recs.iter_mut() {
-                if *k == account_key(0) {
-                    *v = codec(1000 - 5 - 500);
-                } else if *k == account_key(1) {
-                    *v = codec(5 + 500);
-                }
-            }
+            set_balances(recs, 1000 - 5 - 500, 5 + 500);
         });
         assert!(
             err.contains("gives account 0 a balance of 495, but its blocks give Some(995)"),
