@@ -209,7 +209,10 @@ impl Ledger {
     /// between finds its ledger as before and redoes the install from the
     /// same file when it starts.
     pub fn install_snapshot(&self, path: &Path) -> Result<(), LedgerError> {
-        let checked = self.checked_snapshot_of(path)?;
+        // Held to the end: no other check may replace the records this
+        // install copies from the check tree.
+        let mut guard = self.checked_snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        let checked = self.checked_snapshot_of(&mut guard, path)?;
         self.installs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.install_meta
             .insert(KEY_PENDING_INSTALL, path.to_string_lossy().as_bytes())?;
@@ -219,7 +222,7 @@ impl Ledger {
             self.db.flush()?;
             self.reload()?;
             self.reconcile_chain_view()?;
-            self.forget_checked_snapshot()
+            self.forget_checked_snapshot(&mut guard)
         });
         self.installs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         loaded

@@ -51,14 +51,19 @@ impl Ledger {
     /// checked again against the same tip (a sender that timed out and sent
     /// it again) is not replayed again.
     pub fn check_snapshot(&self, path: &Path) -> Result<(), LedgerError> {
-        self.checked_snapshot_of(path).map(drop)
+        let mut checked = self.checked_snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        self.checked_snapshot_of(&mut checked, path).map(drop)
     }
 
     /// The check of the file at `path` made against the current tip, run
-    /// now if none was.
-    pub(super) fn checked_snapshot_of(&self, path: &Path) -> Result<CheckedSnapshot, LedgerError> {
+    /// now if `checked` (the guarded last check: whoever holds it owns
+    /// [`SNAPSHOT_CHECK_TREE`]) is of another file or tip.
+    pub(super) fn checked_snapshot_of(
+        &self,
+        checked: &mut Option<CheckedSnapshot>,
+        path: &Path,
+    ) -> Result<CheckedSnapshot, LedgerError> {
         let checksum = file_checksum(path)?;
-        let mut checked = self.checked_snapshot.lock().unwrap_or_else(|p| p.into_inner());
         let tip = self.tip();
         match checked.as_ref() {
             Some(c) if c.checksum == checksum && c.base == tip => Ok(c.clone()),
@@ -71,9 +76,9 @@ impl Ledger {
         }
     }
 
-    /// Forgets the last check and the records it computed.
-    pub(super) fn forget_checked_snapshot(&self) -> Result<(), LedgerError> {
-        *self.checked_snapshot.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    /// Forgets the last check (held in `checked`) and the records it computed.
+    pub(super) fn forget_checked_snapshot(&self, checked: &mut Option<CheckedSnapshot>) -> Result<(), LedgerError> {
+        *checked = None;
         self.snapshot_check.clear()?;
         Ok(())
     }
