@@ -332,8 +332,8 @@ async fn api_balances(State(s): State<HttpState>, Query(q): Query<BalancesQuery>
     let limit = q.limit.unwrap_or(100).clamp(1, MAX_BALANCES);
     let from = q.from.unwrap_or(0);
     let v = s.ledger.with_state(|st| {
-        // Genesis bounds the total to u64, and transfers conserve it.
-        let total: u64 = st.balances.values().fold(0u64, |t, b| t.saturating_add(*b));
+        // Genesis + issued - redeemed: u128 holds any sum of u64 balances.
+        let total: u128 = st.balances.values().map(|b| u128::from(*b)).sum();
         let page: Vec<Value> = st
             .balances
             .range(from..)
@@ -346,6 +346,9 @@ async fn api_balances(State(s): State<HttpState>, Query(q): Query<BalancesQuery>
             "tip_hash": st.tip_hash,
             "accounts": st.balances.len(),
             "total": total,
+            "genesis_total": s.ledger.genesis_total(),
+            "issued": st.registry.supply.issued,
+            "redeemed": st.registry.supply.redeemed,
             "balances": page,
             "next_from": next,
         })

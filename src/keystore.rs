@@ -1,12 +1,24 @@
 //! Account key files and the keystore directory that holds them: the file
 //! I/O around the domain's [`AccountKey`], kept out of `ledger/`.
 
-use crate::ledger::{AccountId, AccountKey, PublicKey};
+use crate::ledger::{AccountId, AccountKey, PublicKey, Signer};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// Reads a key file written by [`save_key`].
+/// Reads an account's key file written by [`save_key`].
 pub fn load_key(path: &Path) -> Result<AccountKey, KeyFileError> {
+    match load_signer_key(path)? {
+        (Signer::Account(_), key) => Ok(key),
+        (signer, _) => Err(KeyFileError::Invalid {
+            path: path.to_path_buf(),
+            reason: format!("it holds the key of {signer}, not of an account"),
+        }),
+    }
+}
+
+/// Reads a key file and whose key it is: an account's, or a genesis role's
+/// (written by [`save_role_key`]).
+pub fn load_signer_key(path: &Path) -> Result<(Signer, AccountKey), KeyFileError> {
     let bad = |reason: String| KeyFileError::Invalid {
         path: path.to_path_buf(),
         reason,
@@ -20,23 +32,52 @@ pub fn load_key(path: &Path) -> Result<AccountKey, KeyFileError> {
         .ok()
         .and_then(|v| v.try_into().ok())
         .ok_or_else(|| bad("secret_key must be 64 hex digits".into()))?;
-    let key = AccountKey::from_secret(file.account, secret, file.insecure_dev_key);
+    let signer = match (file.account, file.registrar, file.issuer) {
+        (Some(a), None, None) => Signer::Account(a),
+        (None, Some(r), None) => Signer::Registrar(r),
+        (None, None, Some(i)) => Signer::Issuer(i),
+        _ => return Err(bad("it must name exactly one of account, registrar and issuer".into())),
+    };
+    let key = AccountKey::from_secret(signer.account().unwrap_or(0), secret, file.insecure_dev_key);
     if key.public() != file.public_key {
         return Err(bad("public_key does not belong to secret_key".into()));
     }
-    Ok(key)
+    Ok((signer, key))
 }
 
 /// Writes the key as JSON, readable by its owner only; never overwrites.
 pub fn save_key(key: &AccountKey, path: &Path) -> Result<(), KeyFileError> {
+    write_key_file(key, Signer::Account(key.account), path)
+}
+
+/// Writes `key` as the key of genesis role `signer` (a registrar or an
+/// issuer), like [`save_key`].
+pub fn save_role_key(key: &AccountKey, signer: Signer, path: &Path) -> Result<(), KeyFileError> {
+    write_key_file(key, signer, path)
+}
+
+fn write_key_file(key: &AccountKey, signer: Signer, path: &Path) -> Result<(), KeyFileError> {
     use std::io::Write;
     let io = |source| KeyFileError::Io {
         path: path.to_path_buf(),
         source,
     };
+    let (account, registrar, issuer) = match signer {
+        Signer::Account(a) => (Some(a), None, None),
+        Signer::Registrar(r) => (None, Some(r), None),
+        Signer::Issuer(i) => (None, None, Some(i)),
+        Signer::Auditor(_) => {
+            return Err(KeyFileError::Invalid {
+                path: path.to_path_buf(),
+                reason: "auditor keys are written as account key files".into(),
+            })
+        }
+    };
     let file = KeyFile {
         insecure_dev_key: key.insecure_dev_key,
-        account: key.account,
+        account,
+        registrar,
+        issuer,
         public_key: key.public(),
         secret_key: hex::encode(key.secret_bytes()),
     };
@@ -54,9 +95,20 @@ pub fn save_key(key: &AccountKey, path: &Path) -> Result<(), KeyFileError> {
     f.sync_all().map_err(io)
 }
 
-/// A keystore is a directory of `<account>.key` files.
+/// A keystore is a directory of `<account>.key` files, and of
+/// `registrar-<n>.key` and `issuer-<n>.key` for genesis roles.
 pub fn key_path(keystore: &Path, account: AccountId) -> PathBuf {
     keystore.join(format!("{account}.key"))
+}
+
+/// Where a keystore keeps the key of `signer`.
+pub fn signer_key_path(keystore: &Path, signer: Signer) -> PathBuf {
+    match signer {
+        Signer::Account(a) => key_path(keystore, a),
+        Signer::Registrar(n) => keystore.join(format!("registrar-{n}.key")),
+        Signer::Issuer(n) => keystore.join(format!("issuer-{n}.key")),
+        Signer::Auditor(n) => keystore.join(format!("auditor-{n}.key")),
+    }
 }
 
 /// Creates a keystore directory, readable by its owner only when it is new.
@@ -84,7 +136,13 @@ struct KeyFile {
     /// Present (true) on the public dev keys, so nobody mistakes one for a secret.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     insecure_dev_key: bool,
-    account: AccountId,
+    /// Whose key: exactly one of an account, a registrar, an issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    account: Option<AccountId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    registrar: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    issuer: Option<u32>,
     public_key: PublicKey,
     secret_key: String,
 }
@@ -116,6 +174,12 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         }
+        let role = signer_key_path(dir.path(), Signer::Issuer(2));
+        let ik = AccountKey::dev_role(Signer::Issuer(2));
+        save_role_key(&ik, Signer::Issuer(2), &role).unwrap();
+        let (signer, back) = load_signer_key(&role).unwrap();
+        assert_eq!((signer, back.public()), (Signer::Issuer(2), ik.public()));
+        assert!(load_key(&role).unwrap_err().to_string().contains("issuer 2"));
         std::fs::write(&path, "{}").unwrap();
         assert!(load_key(&path)
             .unwrap_err()

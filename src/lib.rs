@@ -24,6 +24,7 @@ pub mod launcher;
 pub mod ledger;
 pub mod limits;
 pub mod node;
+pub mod ops;
 pub mod peer_auth;
 pub mod producer;
 pub mod raft;

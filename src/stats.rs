@@ -98,13 +98,17 @@ pub enum Method {
     TransferBatch,
     Balance,
     Balances,
+    Submit,
+    Account,
 }
 
-pub const METHODS: [Method; 4] = [
+pub const METHODS: [Method; 6] = [
     Method::Transfer,
     Method::TransferBatch,
     Method::Balance,
     Method::Balances,
+    Method::Submit,
+    Method::Account,
 ];
 
 impl Method {
@@ -114,11 +118,13 @@ impl Method {
             Method::TransferBatch => "transfer_batch",
             Method::Balance => "balance",
             Method::Balances => "balances",
+            Method::Submit => "submit",
+            Method::Account => "account",
         }
     }
 }
 
-static REQUESTS: [Counter; 4] = [ZERO; 4];
+static REQUESTS: [Counter; METHODS.len()] = [ZERO; METHODS.len()];
 
 /// Records the request's latency when dropped, whichever way it returns.
 pub struct RequestTimer {
@@ -143,7 +149,7 @@ impl Drop for RequestTimer {
 
 /// Why this node refused a transfer it answered (as leader, or before
 /// forwarding); label values of `bank_transfers_refused_total`.
-pub const REFUSALS: [&str; 11] = [
+pub const REFUSALS: [&str; 18] = [
     "zero_amount",
     "same_account",
     "unknown_account",
@@ -154,10 +160,17 @@ pub const REFUSALS: [&str; 11] = [
     "expired",
     "invalid_request",
     "overloaded",
+    "account_exists",
+    "account_frozen",
+    "account_closed",
+    "already_in_state",
+    "close_with_money",
+    "too_many_accounts",
+    "bad_key",
     "other",
 ];
 
-static REFUSED: [AtomicU64; 11] = [ZERO_U64; 11];
+static REFUSED: [AtomicU64; REFUSALS.len()] = [ZERO_U64; REFUSALS.len()];
 
 /// Counts one refusal; `reason` is one of [`REFUSALS`] (else "other").
 pub fn refused(reason: &str) {

@@ -12,9 +12,9 @@ pub fn auth_status(e: &AuthError) -> Status {
         AuthError::UnknownSigner(Signer::Account(account)) => {
             return reject_status(&RejectReason::UnknownAccount { account: *account });
         }
-        AuthError::UnknownSigner(Signer::Auditor(_)) | AuthError::Signature(_) | AuthError::NoVerdict => {
-            crate::stats::refused("bad_signature")
-        }
+        AuthError::UnknownSigner(Signer::Auditor(_) | Signer::Registrar(_) | Signer::Issuer(_))
+        | AuthError::Signature(_)
+        | AuthError::NoVerdict => crate::stats::refused("bad_signature"),
     }
     match e {
         AuthError::Signature(SignatureError::BadKey { .. }) => Status::failed_precondition(e.to_string()),
@@ -34,6 +34,14 @@ pub fn reject_status(reason: &RejectReason) -> Status {
         RejectReason::AllocationOutsideGenesis => "invalid_request",
         RejectReason::Unauthorized { .. } => "bad_signature",
         RejectReason::Expired { .. } | RejectReason::ExpiresTooLate { .. } => "expired",
+        RejectReason::AccountExists { .. } => "account_exists",
+        RejectReason::AccountFrozen { .. } => "account_frozen",
+        RejectReason::AccountClosed { .. } => "account_closed",
+        RejectReason::AlreadyInState { .. } => "already_in_state",
+        RejectReason::CloseWithMoney { .. } => "close_with_money",
+        RejectReason::TooManyAccounts => "too_many_accounts",
+        RejectReason::BadKey { .. } => "bad_key",
+        RejectReason::SupplyOverflow => "overflow",
     });
     let msg = reason.to_string();
     match reason {
@@ -41,8 +49,16 @@ pub fn reject_status(reason: &RejectReason) -> Status {
             Status::invalid_argument(msg)
         }
         RejectReason::UnknownAccount { .. } => Status::not_found(msg),
-        RejectReason::InsufficientFunds { .. } | RejectReason::Overflow { .. } => Status::failed_precondition(msg),
-        RejectReason::IdConflict { .. } => Status::already_exists(msg),
+        RejectReason::InsufficientFunds { .. }
+        | RejectReason::Overflow { .. }
+        | RejectReason::SupplyOverflow
+        | RejectReason::AccountFrozen { .. }
+        | RejectReason::AccountClosed { .. }
+        | RejectReason::AlreadyInState { .. }
+        | RejectReason::CloseWithMoney { .. } => Status::failed_precondition(msg),
+        RejectReason::BadKey { .. } => Status::invalid_argument(msg),
+        RejectReason::TooManyAccounts => Status::resource_exhausted(msg),
+        RejectReason::IdConflict { .. } | RejectReason::AccountExists { .. } => Status::already_exists(msg),
         RejectReason::Unauthorized { .. } => Status::unauthenticated(msg),
         // Signed for another time: the caller must sign again.
         RejectReason::Expired { .. } | RejectReason::ExpiresTooLate { .. } => Status::failed_precondition(msg),

@@ -9,9 +9,9 @@ use super::BankApi;
 use crate::producer::SubmitError;
 use crate::proto::bank::bank_client::BankClient;
 use crate::proto::bank::{
-    AddNodeRequest, BalanceReply, BalanceRequest, BalancesReply, BalancesRequest, GetBlocksReply, GetBlocksRequest,
-    GetTxRequest, JsonReply, Membership as MembershipMsg, RemoveNodeRequest, TransferBatchReply, TransferBatchRequest,
-    TransferRequest, TxReply,
+    AccountReply, AccountRequest, AddNodeRequest, BalanceReply, BalanceRequest, BalancesReply, BalancesRequest,
+    GetBlocksReply, GetBlocksRequest, GetTxRequest, JsonReply, Membership as MembershipMsg, RemoveNodeRequest,
+    SubmitRequest, TransferBatchReply, TransferBatchRequest, TransferRequest, TxReply,
 };
 use crate::raft::read_barrier::ReadBarrierError;
 use crate::raft::NodeId;
@@ -96,6 +96,8 @@ forwarded_by! {
     TransferBatchRequest => TransferBatchReply, transfer_batch;
     BalanceRequest => BalanceReply, balance;
     BalancesRequest => BalancesReply, balances;
+    SubmitRequest => TxReply, submit;
+    AccountRequest => AccountReply, account;
     GetTxRequest => JsonReply, get_tx;
     GetBlocksRequest => GetBlocksReply, get_blocks;
     AddNodeRequest => MembershipMsg, add_node;

@@ -3,6 +3,7 @@
 //! call that must run on the leader goes through [`forward`], which runs it
 //! here or forwards it.
 
+mod accounts;
 mod errors;
 mod explorer;
 mod faults;
@@ -24,10 +25,10 @@ use crate::producer::BlockProducer;
 use crate::proto::bank::bank_client::BankClient;
 use crate::proto::bank::bank_server::Bank;
 use crate::proto::bank::{
-    AccountHistoryRequest, AddNodeRequest, BalanceReply, BalanceRequest, BalancesReply, BalancesRequest,
-    Faults as FaultsMsg, GetBlocksReply, GetBlocksRequest, GetTxRequest, JsonReply, Membership as MembershipMsg,
-    RemoveNodeRequest, SetFaultsRequest, StatusReply, StatusRequest, TransferBatchReply, TransferBatchRequest,
-    TransferRequest, TxReply, VerifyReply, VerifyRequest,
+    AccountHistoryRequest, AccountReply, AccountRequest, AddNodeRequest, BalanceReply, BalanceRequest, BalancesReply,
+    BalancesRequest, Faults as FaultsMsg, GetBlocksReply, GetBlocksRequest, GetTxRequest, JsonReply,
+    Membership as MembershipMsg, RemoveNodeRequest, SetFaultsRequest, StatusReply, StatusRequest, SubmitRequest,
+    TransferBatchReply, TransferBatchRequest, TransferRequest, TxReply, VerifyReply, VerifyRequest,
 };
 use crate::raft::faults::Faults;
 use crate::raft::peers::Peers;
@@ -109,6 +110,14 @@ impl Bank for BankApi {
 
     async fn transfer_batch(&self, req: Request<TransferBatchRequest>) -> Result<Response<TransferBatchReply>, Status> {
         transfers::transfer_batch(self, req).await
+    }
+
+    async fn submit(&self, req: Request<SubmitRequest>) -> Result<Response<TxReply>, Status> {
+        accounts::submit(self, req).await
+    }
+
+    async fn account(&self, req: Request<AccountRequest>) -> Result<Response<AccountReply>, Status> {
+        accounts::account(self, req).await
     }
 
     async fn balance(&self, req: Request<BalanceRequest>) -> Result<Response<BalanceReply>, Status> {

@@ -3,7 +3,7 @@
 //! ([`crate::raft::read_barrier`]); a transaction found on the contacted
 //! node is committed for good and answered there.
 
-use super::errors::{auth_status, reject_status};
+use super::errors::reject_status;
 use super::forward::Attempt;
 use super::transfers::tx_reply;
 use super::BankApi;
@@ -36,12 +36,7 @@ pub(super) async fn balance(api: &BankApi, req: Request<BalanceRequest>) -> Resu
             };
             // Checked before proposing, like a transfer, and by every node
             // as it applies.
-            if api.checks_before_proposing() {
-                api.parts
-                    .ledger
-                    .authorize(tx)
-                    .map_err(|e| Attempt::Done(auth_status(&e)))?;
-            }
+            api.authorize_on_leader(tx).await?;
             let id = tx.id().cloned().unwrap_or_else(TxId::random);
             let r = tx_reply(&api.commit(tx.clone()).await?, &id);
             Ok(BalanceReply {
@@ -163,6 +158,9 @@ impl BankApi {
                 height: s.tip_height,
                 tip_hash: s.tip_hash.to_hex(),
                 applied_index: s.last_applied.map_or(0, |l| l.index),
+                genesis_total: self.parts.ledger.genesis_total(),
+                issued: s.registry.supply.issued,
+                redeemed: s.registry.supply.redeemed,
                 balances: s
                     .balances
                     .iter()

@@ -38,12 +38,7 @@ pub(super) async fn transfer(api: &BankApi, req: Request<TransferRequest>) -> Re
             // The leader checks the signature before anything is
             // proposed, so a bad one takes no space in a block; followers
             // only forward. Every node checks again as it applies.
-            if api.checks_before_proposing() {
-                api.parts
-                    .ledger
-                    .authorize(&tx)
-                    .map_err(|e| Attempt::Done(auth_status(&e)))?;
-            }
+            api.authorize_on_leader(&tx).await?;
             Ok(tx_reply(&api.commit(tx.clone()).await?, &id))
         })
         .await?;

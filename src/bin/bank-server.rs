@@ -110,6 +110,13 @@ struct GenesisArgs {
     /// dev keys: anyone can spend from them.
     #[arg(long)]
     keystore: Option<PathBuf>,
+    /// Registrars to name (they open, freeze and unfreeze accounts); their
+    /// keys go to the keystore as `registrar-N.key` (dev keys without one).
+    #[arg(long, default_value_t = 1)]
+    registrars: u32,
+    /// Issuers to name (they issue and redeem money), as `issuer-N.key`.
+    #[arg(long, default_value_t = 1)]
+    issuers: u32,
 }
 
 #[derive(Args)]
@@ -285,12 +292,26 @@ fn run_main() -> anyhow::Result<()> {
 }
 
 fn write_genesis(args: GenesisArgs) -> anyhow::Result<()> {
-    use bank_ledger::keystore::{create_keystore, key_path, save_key};
-    use bank_ledger::ledger::genesis::{GenesisFile, MAX_GENESIS_ACCOUNTS};
-    use bank_ledger::ledger::AccountKey;
+    use bank_ledger::keystore::{create_keystore, key_path, save_key, save_role_key, signer_key_path};
+    use bank_ledger::ledger::genesis::{GenesisFile, MAX_GENESIS_ACCOUNTS, MAX_ROLE_KEYS};
+    use bank_ledger::ledger::{AccountKey, Signer};
     if args.accounts == 0 || args.accounts > MAX_GENESIS_ACCOUNTS as u64 {
         bail!("--accounts must be between 1 and {MAX_GENESIS_ACCOUNTS}");
     }
+    if args.registrars as usize > MAX_ROLE_KEYS || args.issuers as usize > MAX_ROLE_KEYS {
+        bail!("--registrars and --issuers may name at most {MAX_ROLE_KEYS} keys each");
+    }
+    let roles: Vec<(Signer, AccountKey)> = (0..args.registrars)
+        .map(Signer::Registrar)
+        .chain((0..args.issuers).map(Signer::Issuer))
+        .map(|signer| {
+            let key = match &args.keystore {
+                Some(_) => AccountKey::generate(0),
+                None => AccountKey::dev_role(signer),
+            };
+            (signer, key)
+        })
+        .collect();
     // Keys are made first and written only once the file is known to be valid.
     let keys: Vec<AccountKey> = match &args.keystore {
         Some(_) => (0..args.accounts).map(AccountKey::generate).collect(),
@@ -305,12 +326,21 @@ fn write_genesis(args: GenesisArgs) -> anyhow::Result<()> {
     // A fresh chain: two clusters share a chain id (and so accept each
     // other's signatures) only if they share this file.
     file.nonce = Some(bank_ledger::ledger::Hash32(rand::random()));
+    for (signer, key) in &roles {
+        match signer {
+            Signer::Registrar(_) => file.registrars.push(key.public()),
+            _ => file.issuers.push(key.public()),
+        }
+    }
     // Validate exactly as a node will (difficulty, total overflow).
     bank_ledger::ledger::Genesis::build(file.clone())?;
     if let Some(dir) = &args.keystore {
         create_keystore(dir)?;
         for key in &keys {
             save_key(key, &key_path(dir, key.account))?;
+        }
+        for (signer, key) in &roles {
+            save_role_key(key, *signer, &signer_key_path(dir, *signer))?;
         }
     }
     let json = serde_json::to_string_pretty(&file)?;
@@ -320,7 +350,7 @@ fn write_genesis(args: GenesisArgs) -> anyhow::Result<()> {
     }
     if args.keystore.is_none() {
         eprintln!(
-            "note: the accounts have the public dev keys (anyone can spend from them); pass --keystore DIR for real keys"
+            "note: the accounts, registrars and issuers have the public dev keys (anyone can spend, open accounts and issue money); pass --keystore DIR for real keys"
         );
     }
     Ok(())

@@ -146,27 +146,45 @@ async fn submit(servers: &[Server], op: &TransferOp, chain: Hash32, timeout: Dur
     (classify(&result), result.ok().map(|r| r.height))
 }
 
-/// Reads all balances atomically; checks each read on the spot.
-async fn read_all(servers: &[Server], timeout: Duration) -> Result<BTreeMap<u64, u64>, tonic::Status> {
+/// One atomic read of every balance, with the supply read with it.
+struct Read {
+    balances: BTreeMap<u64, u64>,
+    issued: u64,
+    redeemed: u64,
+}
+
+/// Reads all balances atomically.
+async fn read_all(servers: &[Server], timeout: Duration) -> Result<Read, tonic::Status> {
     let r = call_any(servers, timeout, |mut c, t| async move {
         Ok(c.balances(request(BalancesRequest {}, t)).await?.into_inner())
     })
     .await?;
-    Ok(r.balances.into_iter().map(|b| (b.account, b.balance)).collect())
+    Ok(Read {
+        balances: r.balances.into_iter().map(|b| (b.account, b.balance)).collect(),
+        issued: r.issued,
+        redeemed: r.redeemed,
+    })
 }
 
-/// Checks one atomic read: every account present, and money conserved.
-fn check_read(read: &BTreeMap<u64, u64>, genesis: &Genesis) -> Option<String> {
-    let total: u128 = read.values().map(|v| u128::from(*v)).sum();
-    if read.len() != genesis.balances.len() {
-        return Some(format!(
-            "read shows {} accounts, genesis has {}",
-            read.len(),
-            genesis.balances.len()
-        ));
+/// Checks one atomic read: every genesis account present, and money
+/// changed only by what was issued and redeemed.
+fn check_read(read: &Read, genesis: &Genesis) -> Option<String> {
+    let total: u128 = read.balances.values().map(|v| u128::from(*v)).sum();
+    if let Some(a) = genesis.balances.keys().find(|a| !read.balances.contains_key(a)) {
+        return Some(format!("read shows no account {a}, which genesis has"));
     }
-    if total != u128::from(genesis.total) {
-        return Some(format!("read sums to {total}, genesis total is {}", genesis.total));
+    let supply = crate::ledger::Supply {
+        issued: read.issued,
+        redeemed: read.redeemed,
+    };
+    if total != supply.total(genesis.total) {
+        return Some(format!(
+            "read sums to {total}, but genesis's {} + issued {} - redeemed {} is {}",
+            genesis.total,
+            read.issued,
+            read.redeemed,
+            supply.total(genesis.total)
+        ));
     }
     None
 }
@@ -386,9 +404,11 @@ pub async fn run(config: ChaosConfig) -> Result<Report, ChaosError> {
             if let Some(v) = check_read(&final_read, &genesis) {
                 report.violations.push(format!("final read: {v}"));
             }
-            report
-                .violations
-                .extend(check::final_balances(&genesis, &history.transfers, &final_read));
+            report.violations.extend(check::final_balances(
+                &genesis,
+                &history.transfers,
+                &final_read.balances,
+            ));
         }
         Err(e) => report
             .violations

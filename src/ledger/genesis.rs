@@ -16,8 +16,8 @@ pub const DEFAULT_DIFFICULTY: u8 = 12;
 pub const MAX_GENESIS_ACCOUNTS: usize = 10_000_000;
 /// Most initial transfers a genesis file may hold.
 pub const MAX_GENESIS_TRANSFERS: usize = 100_000;
-/// Most auditors a genesis file may name.
-pub const MAX_GENESIS_AUDITORS: usize = 256;
+/// Most keys of each role (auditors, registrars, issuers) a genesis file may name.
+pub const MAX_ROLE_KEYS: usize = 256;
 /// Initial transfers per genesis block.
 const GENESIS_TRANSFERS_PER_BLOCK: usize = 4096;
 
@@ -36,6 +36,12 @@ pub struct GenesisFile {
     /// auditors 0, 1, ... (64 hex digits each).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub auditors: Vec<PublicKey>,
+    /// Keys that may open, freeze and unfreeze accounts, as registrars 0, 1, ...
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub registrars: Vec<PublicKey>,
+    /// Keys that may issue and redeem money, as issuers 0, 1, ...
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub issuers: Vec<PublicKey>,
     /// 64 random hex digits (`bank-server genesis` writes them), so that
     /// two files with the same accounts still make different chains: a
     /// signature is good on one chain only.
@@ -94,9 +100,10 @@ pub enum GenesisError {
         account: AccountId,
         reason: crate::ledger::keys::KeyError,
     },
-    /// An auditor's public key is not an ed25519 key.
-    #[error("genesis auditor {index}: {reason}")]
-    BadAuditorKey {
+    /// A role key (auditor, registrar, issuer) is not an ed25519 key.
+    #[error("genesis {role} {index}: {reason}")]
+    BadRoleKey {
+        role: &'static str,
         index: usize,
         reason: crate::ledger::keys::KeyError,
     },
@@ -145,6 +152,8 @@ impl GenesisFile {
                 .collect(),
             transfers: Vec::new(),
             auditors: Vec::new(),
+            registrars: Vec::new(),
+            issuers: Vec::new(),
             nonce: None,
         }
     }
@@ -167,6 +176,8 @@ impl GenesisFile {
                 .map(|&(from, to, amount)| GenesisTransfer { from, to, amount })
                 .collect(),
             auditors: Vec::new(),
+            registrars: Vec::new(),
+            issuers: Vec::new(),
             nonce: None,
         }
     }
@@ -180,7 +191,12 @@ impl GenesisFile {
     /// with other transfers would take other blocks as genesis's own, and
     /// skip their signature checks, under the same chain id.
     fn commitment(&self) -> Hash32 {
-        if self.auditors.is_empty() && self.nonce.is_none() && self.transfers.is_empty() {
+        if self.auditors.is_empty()
+            && self.nonce.is_none()
+            && self.transfers.is_empty()
+            && self.registrars.is_empty()
+            && self.issuers.is_empty()
+        {
             return Hash32::ZERO;
         }
         let nonce = self.nonce.unwrap_or(Hash32::ZERO);
@@ -195,6 +211,15 @@ impl GenesisFile {
         let mut parts: Vec<&[u8]> = vec![b"bank-ledger/genesis/v1", &nonce.0, &count];
         parts.extend(self.auditors.iter().map(|k| &k.0[..]));
         parts.extend([&transfer_count[..], &transfers]);
+        // Only files with roles add them: the chain ids of files without
+        // stay what they were.
+        let role_counts = [self.registrars.len() as u64, self.issuers.len() as u64].map(u64::to_be_bytes);
+        if !self.registrars.is_empty() || !self.issuers.is_empty() {
+            parts.extend([&b"roles/v1"[..], &role_counts[0]]);
+            parts.extend(self.registrars.iter().map(|k| &k.0[..]));
+            parts.push(&role_counts[1]);
+            parts.extend(self.issuers.iter().map(|k| &k.0[..]));
+        }
         Hash32::digest(&parts)
     }
 }
@@ -222,12 +247,18 @@ impl Genesis {
                 max: MAX_GENESIS_TRANSFERS,
             });
         }
-        if file.auditors.len() > MAX_GENESIS_AUDITORS {
-            return Err(GenesisError::TooMany {
-                what: "auditors",
-                count: file.auditors.len(),
-                max: MAX_GENESIS_AUDITORS,
-            });
+        for (what, keys) in [
+            ("auditors", &file.auditors),
+            ("registrars", &file.registrars),
+            ("issuers", &file.issuers),
+        ] {
+            if keys.len() > MAX_ROLE_KEYS {
+                return Err(GenesisError::TooMany {
+                    what,
+                    count: keys.len(),
+                    max: MAX_ROLE_KEYS,
+                });
+            }
         }
         if file.difficulty > MAX_DIFFICULTY {
             return Err(GenesisError::Difficulty(file.difficulty));
@@ -241,7 +272,7 @@ impl Genesis {
             total = total.checked_add(a.balance).ok_or(GenesisError::TotalOverflow)?;
         }
 
-        let mut balances = BTreeMap::new();
+        let mut book = rules::Book::default();
         let allocations: Vec<Transaction> = file
             .accounts
             .iter()
@@ -253,7 +284,7 @@ impl Genesis {
             .collect();
         for tx in &allocations {
             // Cannot fail: ids are unique and the total fits in u64.
-            rules::apply(&mut balances, tx, true).map_err(|_| GenesisError::TotalOverflow)?;
+            rules::apply(&mut book, tx, 0).map_err(|_| GenesisError::TotalOverflow)?;
         }
         let block0 = Block::new(Hash32::ZERO, 0, file.commitment(), 0, file.difficulty, allocations).mined();
         let chain_id = block0.hash();
@@ -274,7 +305,7 @@ impl Genesis {
                     expires_ms: 0,
                     signature: Signature::NONE,
                 };
-                rules::apply(&mut balances, &tx, false)
+                rules::apply(&mut book, &tx, blocks.len() as u64)
                     .map_err(|reason| GenesisError::BadTransfer { index, reason })?;
                 txs.push(tx);
             }
@@ -285,7 +316,7 @@ impl Genesis {
         Ok(Genesis {
             file,
             blocks,
-            balances,
+            balances: book.balances,
             total,
         })
     }
@@ -299,9 +330,15 @@ impl Genesis {
                 .check()
                 .map_err(|reason| GenesisError::BadKey { account: a.id, reason })?;
         }
-        for (index, k) in self.file.auditors.iter().enumerate() {
-            k.check()
-                .map_err(|reason| GenesisError::BadAuditorKey { index, reason })?;
+        for (role, keys) in [
+            ("auditor", &self.file.auditors),
+            ("registrar", &self.file.registrars),
+            ("issuer", &self.file.issuers),
+        ] {
+            for (index, k) in keys.iter().enumerate() {
+                k.check()
+                    .map_err(|reason| GenesisError::BadRoleKey { role, index, reason })?;
+            }
         }
         Ok(())
     }
@@ -321,10 +358,11 @@ impl Genesis {
         self.blocks.len() as u64 - 1
     }
 
-    /// The accounts' and auditors' public keys.
+    /// The accounts' and the role keys' public keys.
     pub fn keys(&self) -> AccountKeys {
         AccountKeys::new(self.file.accounts.iter().map(|a| (a.id, a.public_key)).collect())
             .with_auditors(self.file.auditors.clone())
+            .with_roles(self.file.registrars.clone(), self.file.issuers.clone())
     }
 }
 

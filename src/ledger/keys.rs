@@ -22,6 +22,7 @@ use std::fmt;
 
 /// Seed prefix of the public, insecure dev keys.
 const DEV_KEY_DOMAIN: &[u8] = b"bank-ledger/INSECURE-dev-key/v1";
+const DEV_ROLE_KEY_DOMAIN: &[u8] = b"bank-ledger/INSECURE-dev-role-key/v1";
 
 /// An ed25519 public key, as its 32-byte compressed encoding; hex for people.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -94,6 +95,22 @@ impl AccountKey {
         }
     }
 
+    /// The public, well-known dev key of a genesis role (`signer` a
+    /// registrar, issuer or auditor), derived from the role alone, like
+    /// [`AccountKey::dev`]; `account` is unused for such keys and 0.
+    pub fn dev_role(signer: Signer) -> AccountKey {
+        let seed: [u8; 32] = Sha256::new()
+            .chain_update(DEV_ROLE_KEY_DOMAIN)
+            .chain_update(signer.to_bytes())
+            .finalize()
+            .into();
+        AccountKey {
+            account: 0,
+            key: SigningKey::from_bytes(&seed),
+            insecure_dev_key: true,
+        }
+    }
+
     pub fn public(&self) -> PublicKey {
         PublicKey(self.key.verifying_key().to_bytes())
     }
@@ -146,6 +163,8 @@ impl AccountKey {
 pub struct AccountKeys {
     keys: Vec<(AccountId, PublicKey)>,
     auditors: Vec<PublicKey>,
+    registrars: Vec<PublicKey>,
+    issuers: Vec<PublicKey>,
 }
 
 impl AccountKeys {
@@ -153,13 +172,21 @@ impl AccountKeys {
         keys.sort_unstable_by_key(|(a, _)| *a);
         AccountKeys {
             keys,
-            auditors: Vec::new(),
+            ..AccountKeys::default()
         }
     }
 
     /// These keys, and `auditors` as auditors 0, 1, ...
     pub fn with_auditors(mut self, auditors: Vec<PublicKey>) -> AccountKeys {
         self.auditors = auditors;
+        self
+    }
+
+    /// These keys, and the registrars' and issuers' keys, as registrars
+    /// and issuers 0, 1, ...
+    pub fn with_roles(mut self, registrars: Vec<PublicKey>, issuers: Vec<PublicKey>) -> AccountKeys {
+        self.registrars = registrars;
+        self.issuers = issuers;
         self
     }
 
@@ -175,6 +202,8 @@ impl AccountKeys {
         match signer {
             Signer::Account(a) => self.get(a),
             Signer::Auditor(i) => self.auditors.get(i as usize).copied(),
+            Signer::Registrar(i) => self.registrars.get(i as usize).copied(),
+            Signer::Issuer(i) => self.issuers.get(i as usize).copied(),
         }
     }
 
@@ -211,66 +240,78 @@ impl AccountKeys {
     /// is checked one by one to name the bad ones, so a bad signature costs
     /// its sender's request, not others'.
     pub fn verify_many(&self, chain_id: Hash32, txs: &[Transaction]) -> Vec<Result<(), AuthError>> {
-        let mut out: Vec<Result<(), AuthError>> = Vec::with_capacity(txs.len());
-        // Those that get to the equation, with the index of their result.
-        let mut checked: Vec<(usize, batch::Item)> = Vec::with_capacity(txs.len());
-        for (i, tx) in txs.iter().enumerate() {
-            let (Some(signer), Some(signature), Some(message)) =
-                (tx.signer(), tx.signature(), tx.signing_message(chain_id))
-            else {
-                out.push(Ok(()));
-                continue;
-            };
-            let Some(key) = self.key_of(signer) else {
-                out.push(Err(AuthError::UnknownSigner(signer)));
-                continue;
-            };
-            let id = || tx.id().cloned().unwrap_or_else(TxId::random);
-            if *signature == Signature::NONE {
-                out.push(Err(SignatureError::Missing { id: id(), signer }.into()));
-                continue;
-            }
-            if key.check().is_err() {
-                out.push(Err(SignatureError::BadKey { signer }.into()));
-                continue;
-            }
-            let signature = ed25519_zebra::Signature::from_bytes(&signature.0);
-            out.push(Ok(()));
-            checked.push((
-                i,
-                batch::Item::from((VerificationKeyBytes::from(key.0), signature, &message)),
-            ));
-        }
-        let invalid = |i: usize| -> Result<(), AuthError> {
-            let tx = &txs[i];
-            Err(SignatureError::Invalid {
-                id: tx.id().cloned().unwrap_or_else(TxId::random),
-                signer: tx.signer().unwrap_or(Signer::Account(0)),
-            }
-            .into())
-        };
-        for part in checked.chunks(VERIFY_BATCH) {
-            if let [(i, one)] = part {
-                if one.clone().verify_single().is_err() {
-                    out[*i] = invalid(*i);
-                }
-                continue;
-            }
-            let mut verifier = batch::Verifier::new();
-            for (_, item) in part {
-                verifier.queue(item.clone());
-            }
-            if verifier.verify(rand::thread_rng()).is_ok() {
-                continue;
-            }
-            for (i, item) in part {
-                if item.clone().verify_single().is_err() {
-                    out[*i] = invalid(*i);
-                }
-            }
-        }
-        out
+        let keys: Vec<Option<PublicKey>> = txs.iter().map(|tx| tx.signer().and_then(|s| self.key_of(s))).collect();
+        verify_many_with(chain_id, txs, &keys)
     }
+}
+
+/// [`AccountKeys::verify_many`] with each transaction's signer's key given
+/// (`keys[i]` for `txs[i]`, `None`: no such signer): the ledger's keys
+/// change as accounts open and rotate theirs.
+pub fn verify_many_with(
+    chain_id: Hash32,
+    txs: &[Transaction],
+    keys: &[Option<PublicKey>],
+) -> Vec<Result<(), AuthError>> {
+    let mut out: Vec<Result<(), AuthError>> = Vec::with_capacity(txs.len());
+    // Those that get to the equation, with the index of their result.
+    let mut checked: Vec<(usize, batch::Item)> = Vec::with_capacity(txs.len());
+    for (i, tx) in txs.iter().enumerate() {
+        let (Some(signer), Some(signature), Some(message)) =
+            (tx.signer(), tx.signature(), tx.signing_message(chain_id))
+        else {
+            out.push(Ok(()));
+            continue;
+        };
+        let Some(key) = keys.get(i).copied().flatten() else {
+            out.push(Err(AuthError::UnknownSigner(signer)));
+            continue;
+        };
+        let id = || tx.id().cloned().unwrap_or_else(TxId::random);
+        if *signature == Signature::NONE {
+            out.push(Err(SignatureError::Missing { id: id(), signer }.into()));
+            continue;
+        }
+        if key.check().is_err() {
+            out.push(Err(SignatureError::BadKey { signer }.into()));
+            continue;
+        }
+        let signature = ed25519_zebra::Signature::from_bytes(&signature.0);
+        out.push(Ok(()));
+        checked.push((
+            i,
+            batch::Item::from((VerificationKeyBytes::from(key.0), signature, &message)),
+        ));
+    }
+    let invalid = |i: usize| -> Result<(), AuthError> {
+        let tx = &txs[i];
+        Err(SignatureError::Invalid {
+            id: tx.id().cloned().unwrap_or_else(TxId::random),
+            signer: tx.signer().unwrap_or(Signer::Account(0)),
+        }
+        .into())
+    };
+    for part in checked.chunks(VERIFY_BATCH) {
+        if let [(i, one)] = part {
+            if one.clone().verify_single().is_err() {
+                out[*i] = invalid(*i);
+            }
+            continue;
+        }
+        let mut verifier = batch::Verifier::new();
+        for (_, item) in part {
+            verifier.queue(item.clone());
+        }
+        if verifier.verify(rand::thread_rng()).is_ok() {
+            continue;
+        }
+        for (i, item) in part {
+            if item.clone().verify_single().is_err() {
+                out[*i] = invalid(*i);
+            }
+        }
+    }
+    out
 }
 
 /// Most signatures checked in one batch: beyond ~1,000 a batch is no cheaper
@@ -452,15 +493,8 @@ mod tests {
     /// `tx` signed by `key`.
     fn signed_by(key: &AccountKey, chain: Hash32, mut tx: Transaction) -> Transaction {
         let sig = key.sign(chain, &tx);
-        set_signature(&mut tx, sig);
+        tx.set_signature(sig);
         tx
-    }
-
-    fn set_signature(tx: &mut Transaction, sig: Signature) {
-        match tx {
-            Transaction::Transfer { signature, .. } | Transaction::BalanceCheck { signature, .. } => *signature = sig,
-            Transaction::Allocation { .. } => {}
-        }
     }
 
     fn set_amount(tx: &mut Transaction, to: Amount) {
@@ -543,7 +577,7 @@ mod tests {
         // a missing one, and one from an account with no key.
         txs[7] = signed_by(&AccountKey::dev(3), chain, transfer("m7", 1, 3, 10, Signature::NONE));
         set_amount(&mut txs[500], 11);
-        set_signature(&mut txs[9], Signature::NONE);
+        txs[9].set_signature(Signature::NONE);
         txs[300] = signed_by(&AccountKey::dev(0), chain, transfer("m300", 99, 3, 10, Signature::NONE));
         let together = keys.verify_many(chain, &txs);
         let alone: Vec<_> = txs.iter().map(|t| keys.verify(chain, t)).collect();
@@ -592,7 +626,7 @@ mod tests {
         let mut sig = [0u8; 64];
         sig[..32].copy_from_slice(&r);
         sig[32..].copy_from_slice((nonce + k * secret).as_bytes());
-        set_signature(&mut crafted, Signature(sig));
+        crafted.set_signature(Signature(sig));
         let strict = VerifyingKey::from_bytes(&public.0)
             .unwrap()
             .verify_strict(&msg, &ed25519_dalek::Signature::from_bytes(&sig));
@@ -657,7 +691,7 @@ mod tests {
                 let byte = rng.gen_range(0..64);
                 sig.0[byte] ^= 1 << rng.gen_range(0..8);
             }
-            set_signature(&mut tx, sig);
+            tx.set_signature(sig);
             let strict = VerifyingKey::from_bytes(&keys.get(from).unwrap().0)
                 .unwrap()
                 .verify_strict(

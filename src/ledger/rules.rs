@@ -1,56 +1,216 @@
 //! The rules that move money. Pure and deterministic: the same balances and
 //! the same transaction give the same result on every node.
 
+use super::accounts::{AccountInfo, AccountState, Registry, Supply, MAX_ACCOUNTS};
 use super::transaction::Signer;
-use super::{AccountId, Amount, Transaction, TxId};
+use super::{AccountId, AccountKeys, Amount, PublicKey, Transaction, TxId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-/// Read and write access to account balances; `None` means no such account.
-pub trait Balances {
+/// What the rules read: balances (`None`: no such account), the account
+/// entries of [`super::accounts`] and the supply.
+pub trait View {
     fn balance(&self, account: AccountId) -> Option<Amount>;
+    /// The account's key and state: its entry where they changed since
+    /// genesis, else what genesis gave (open, its genesis key).
+    fn account(&self, account: AccountId) -> Option<AccountInfo>;
+    fn supply(&self) -> Supply;
+    /// How many accounts exist.
+    fn account_count(&self) -> usize;
+    /// Genesis's keys: its accounts' first keys and the roles'.
+    fn genesis(&self) -> &AccountKeys;
+
+    /// The key that signs for `signer` now: an account's current key, a
+    /// role's from genesis.
+    fn key_of(&self, signer: Signer) -> Option<PublicKey> {
+        match signer {
+            Signer::Account(a) => self.account(a).map(|i| i.public_key),
+            role => self.genesis().key_of(role),
+        }
+    }
+}
+
+/// What the rules write.
+pub trait Books: View {
     fn set_balance(&mut self, account: AccountId, amount: Amount);
+    fn set_account(&mut self, account: AccountId, info: AccountInfo);
+    fn set_supply(&mut self, supply: Supply);
 }
 
-impl Balances for BTreeMap<AccountId, Amount> {
-    fn balance(&self, account: AccountId) -> Option<Amount> {
-        self.get(&account).copied()
-    }
-    fn set_balance(&mut self, account: AccountId, amount: Amount) {
-        self.insert(account, amount);
-    }
+/// The whole state the rules keep, owned; genesis accounts' keys are
+/// `genesis`'s.
+#[derive(Clone, Debug, Default)]
+pub struct Book {
+    pub balances: BTreeMap<AccountId, Amount>,
+    pub registry: Registry,
+    pub genesis: Arc<AccountKeys>,
 }
 
-/// Balances seen through pending, not yet applied changes: lets the leader
-/// pre-check a whole block without touching the committed state.
-pub struct Overlay<'a, B: Balances + ?Sized> {
-    base: &'a B,
-    changes: BTreeMap<AccountId, Amount>,
-}
-
-impl<'a, B: Balances + ?Sized> Overlay<'a, B> {
-    pub fn new(base: &'a B) -> Self {
-        Overlay {
-            base,
-            changes: BTreeMap::new(),
+impl Book {
+    pub fn new(genesis: Arc<AccountKeys>) -> Book {
+        Book {
+            balances: BTreeMap::new(),
+            registry: Registry::default(),
+            genesis,
         }
     }
 
-    /// The accounts changed so far and their new balances.
-    pub fn into_changes(self) -> BTreeMap<AccountId, Amount> {
+    /// A book of these balances and no account entries, genesis keys or supply.
+    pub fn from_balances(balances: BTreeMap<AccountId, Amount>) -> Book {
+        Book {
+            balances,
+            ..Book::default()
+        }
+    }
+
+    /// Takes in what an [`Overlay`] over this book changed.
+    pub fn absorb(&mut self, changes: Changes) {
+        self.balances.extend(changes.balances);
+        self.registry.accounts.extend(changes.accounts);
+        if let Some(s) = changes.supply {
+            self.registry.supply = s;
+        }
+    }
+
+    pub fn as_ref(&self) -> BookRef<'_> {
+        BookRef {
+            balances: &self.balances,
+            registry: &self.registry,
+            genesis: &self.genesis,
+        }
+    }
+}
+
+/// A [`Book`] borrowed in its parts.
+#[derive(Clone, Copy)]
+pub struct BookRef<'a> {
+    pub balances: &'a BTreeMap<AccountId, Amount>,
+    pub registry: &'a Registry,
+    pub genesis: &'a AccountKeys,
+}
+
+impl View for BookRef<'_> {
+    fn balance(&self, account: AccountId) -> Option<Amount> {
+        self.balances.get(&account).copied()
+    }
+    fn account(&self, account: AccountId) -> Option<AccountInfo> {
+        self.registry.accounts.get(&account).copied().or_else(|| {
+            self.genesis.get(account).map(|public_key| AccountInfo {
+                public_key,
+                state: AccountState::Open,
+                opened_height: 0,
+                key_height: 0,
+            })
+        })
+    }
+    fn supply(&self) -> Supply {
+        self.registry.supply
+    }
+    fn account_count(&self) -> usize {
+        self.balances.len()
+    }
+    fn genesis(&self) -> &AccountKeys {
+        self.genesis
+    }
+}
+
+impl View for Book {
+    fn balance(&self, account: AccountId) -> Option<Amount> {
+        self.as_ref().balance(account)
+    }
+    fn account(&self, account: AccountId) -> Option<AccountInfo> {
+        self.as_ref().account(account)
+    }
+    fn supply(&self) -> Supply {
+        self.registry.supply
+    }
+    fn account_count(&self) -> usize {
+        self.balances.len()
+    }
+    fn genesis(&self) -> &AccountKeys {
+        &self.genesis
+    }
+}
+
+impl Books for Book {
+    fn set_balance(&mut self, account: AccountId, amount: Amount) {
+        self.balances.insert(account, amount);
+    }
+    fn set_account(&mut self, account: AccountId, info: AccountInfo) {
+        self.registry.accounts.insert(account, info);
+    }
+    fn set_supply(&mut self, supply: Supply) {
+        self.registry.supply = supply;
+    }
+}
+
+/// What an [`Overlay`] changed: the new balances, account entries and supply.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct Changes {
+    pub balances: BTreeMap<AccountId, Amount>,
+    pub accounts: BTreeMap<AccountId, AccountInfo>,
+    pub supply: Option<Supply>,
+}
+
+/// A state seen through pending, not yet applied changes: lets the leader
+/// pre-check a whole block without touching the committed state.
+pub struct Overlay<'a, B: View + ?Sized> {
+    base: &'a B,
+    changes: Changes,
+    opened: usize,
+}
+
+impl<'a, B: View + ?Sized> Overlay<'a, B> {
+    pub fn new(base: &'a B) -> Self {
+        Overlay {
+            base,
+            changes: Changes::default(),
+            opened: 0,
+        }
+    }
+
+    /// What changed so far.
+    pub fn into_changes(self) -> Changes {
         self.changes
     }
 }
 
-impl<B: Balances + ?Sized> Balances for Overlay<'_, B> {
+impl<B: View + ?Sized> View for Overlay<'_, B> {
     fn balance(&self, account: AccountId) -> Option<Amount> {
-        match self.changes.get(&account) {
+        match self.changes.balances.get(&account) {
             Some(v) => Some(*v),
             None => self.base.balance(account),
         }
     }
+    fn account(&self, account: AccountId) -> Option<AccountInfo> {
+        match self.changes.accounts.get(&account) {
+            Some(v) => Some(*v),
+            None => self.base.account(account),
+        }
+    }
+    fn supply(&self) -> Supply {
+        self.changes.supply.unwrap_or_else(|| self.base.supply())
+    }
+    fn account_count(&self) -> usize {
+        self.base.account_count() + self.opened
+    }
+    fn genesis(&self) -> &AccountKeys {
+        self.base.genesis()
+    }
+}
+
+impl<B: View + ?Sized> Books for Overlay<'_, B> {
     fn set_balance(&mut self, account: AccountId, amount: Amount) {
-        self.changes.insert(account, amount);
+        if self.changes.balances.insert(account, amount).is_none() && self.base.balance(account).is_none() {
+            self.opened += 1;
+        }
+    }
+    fn set_account(&mut self, account: AccountId, info: AccountInfo) {
+        self.changes.accounts.insert(account, info);
+    }
+    fn set_supply(&mut self, supply: Supply) {
+        self.changes.supply = Some(supply);
     }
 }
 
@@ -96,6 +256,31 @@ pub enum RejectReason {
     /// Claims no id.
     #[error("transaction expires at {expires_ms} (Unix ms), more than {} hours after the block's time {block_ms}: sign it with an earlier expiry", MAX_LIFETIME_MS / 3_600_000)]
     ExpiresTooLate { expires_ms: u64, block_ms: u64 },
+    /// An account of that id exists already (closed accounts too: ids are
+    /// never reused).
+    #[error("account {account} exists already")]
+    AccountExists { account: AccountId },
+    /// The account is frozen: it may receive, not send.
+    #[error("account {account} is frozen: it may receive but not send")]
+    AccountFrozen { account: AccountId },
+    /// The account is closed, for good.
+    #[error("account {account} is closed")]
+    AccountClosed { account: AccountId },
+    /// A freeze of a frozen account, or an unfreeze of an open one.
+    #[error("account {account} is {state} already")]
+    AlreadyInState { account: AccountId, state: AccountState },
+    /// Only an account holding nothing may close.
+    #[error("account {account} holds {balance}: only an account at 0 may close")]
+    CloseWithMoney { account: AccountId, balance: Amount },
+    /// No room for another account.
+    #[error("the ledger holds {MAX_ACCOUNTS} accounts, its limit")]
+    TooManyAccounts,
+    /// A key that cannot sign (not an ed25519 point, or of small order).
+    #[error("public key {key} cannot sign: it is not an ed25519 key, or a weak one")]
+    BadKey { key: super::PublicKey },
+    /// The money issued or redeemed would overflow the supply's count.
+    #[error("the supply's count would overflow")]
+    SupplyOverflow,
 }
 
 /// Longest a signed transaction may stay valid after the block that holds
@@ -117,18 +302,29 @@ pub fn check_expiry(tx: &Transaction, block_ms: u64) -> Result<(), RejectReason>
 
 impl RejectReason {
     /// True when no later state could accept the same transaction: the
-    /// refusal depends on its content alone (genesis fixes the accounts).
-    /// Refusals for lack of funds or overflow depend on balances.
+    /// refusal depends on its content alone, or on a state that never
+    /// changes back (an account, once it exists, always does; once closed,
+    /// stays closed). Refusals for lack of funds or overflow depend on balances.
     pub fn is_permanent(&self) -> bool {
         match self {
             RejectReason::ZeroAmount
             | RejectReason::SameAccount { .. }
-            | RejectReason::UnknownAccount { .. }
             | RejectReason::AllocationOutsideGenesis
             | RejectReason::Unauthorized { .. }
             | RejectReason::Expired { .. }
-            | RejectReason::ExpiresTooLate { .. } => true,
+            | RejectReason::ExpiresTooLate { .. }
+            | RejectReason::AccountExists { .. }
+            | RejectReason::AccountClosed { .. }
+            | RejectReason::BadKey { .. } => true,
+            // Accounts open, freeze and unfreeze at runtime: an unknown or
+            // frozen account may be usable in a later state.
             RejectReason::InsufficientFunds { .. }
+            | RejectReason::UnknownAccount { .. }
+            | RejectReason::AccountFrozen { .. }
+            | RejectReason::AlreadyInState { .. }
+            | RejectReason::CloseWithMoney { .. }
+            | RejectReason::TooManyAccounts
+            | RejectReason::SupplyOverflow
             | RejectReason::Overflow { .. }
             | RejectReason::IdConflict { .. } => false,
         }
@@ -142,13 +338,11 @@ pub struct Applied {
     pub balance: Option<Amount>,
 }
 
-/// Applies `tx` to `balances`, or says why not and changes nothing.
-/// `genesis` is true only while building the genesis block.
-pub fn apply(
-    balances: &mut (impl Balances + ?Sized),
-    tx: &Transaction,
-    genesis: bool,
-) -> Result<Applied, RejectReason> {
+/// Applies `tx`, in the block at `height`, to `books`, or says why not
+/// and changes nothing. Allocations are valid only at height 0, the
+/// genesis block.
+pub fn apply(books: &mut (impl Books + ?Sized), tx: &Transaction, height: u64) -> Result<Applied, RejectReason> {
+    let none = Ok(Applied { balance: None });
     match *tx {
         Transaction::Transfer { from, to, amount, .. } => {
             if amount == 0 {
@@ -157,12 +351,8 @@ pub fn apply(
             if from == to {
                 return Err(RejectReason::SameAccount { account: from });
             }
-            let from_balance = balances
-                .balance(from)
-                .ok_or(RejectReason::UnknownAccount { account: from })?;
-            let to_balance = balances
-                .balance(to)
-                .ok_or(RejectReason::UnknownAccount { account: to })?;
+            let from_balance = sender(books, from)?;
+            let to_balance = receiver(books, to)?;
             let new_from = from_balance
                 .checked_sub(amount)
                 .ok_or(RejectReason::InsufficientFunds {
@@ -173,26 +363,161 @@ pub fn apply(
             let new_to = to_balance
                 .checked_add(amount)
                 .ok_or(RejectReason::Overflow { account: to })?;
-            balances.set_balance(from, new_from);
-            balances.set_balance(to, new_to);
-            Ok(Applied { balance: None })
+            books.set_balance(from, new_from);
+            books.set_balance(to, new_to);
+            none
         }
         Transaction::BalanceCheck { account, .. } => {
-            let balance = balances
-                .balance(account)
-                .ok_or(RejectReason::UnknownAccount { account })?;
+            let balance = books.balance(account).ok_or(RejectReason::UnknownAccount { account })?;
             Ok(Applied { balance: Some(balance) })
         }
         Transaction::Allocation { account, amount, .. } => {
-            if !genesis {
+            if height != 0 {
                 return Err(RejectReason::AllocationOutsideGenesis);
             }
-            let current = balances.balance(account).unwrap_or(0);
+            let current = books.balance(account).unwrap_or(0);
             let new = current.checked_add(amount).ok_or(RejectReason::Overflow { account })?;
-            balances.set_balance(account, new);
-            Ok(Applied { balance: None })
+            books.set_balance(account, new);
+            none
+        }
+        Transaction::OpenAccount {
+            account, public_key, ..
+        } => {
+            if books.balance(account).is_some() {
+                return Err(RejectReason::AccountExists { account });
+            }
+            if books.account_count() >= MAX_ACCOUNTS {
+                return Err(RejectReason::TooManyAccounts);
+            }
+            public_key
+                .check()
+                .map_err(|_| RejectReason::BadKey { key: public_key })?;
+            books.set_balance(account, 0);
+            books.set_account(
+                account,
+                AccountInfo {
+                    public_key,
+                    state: AccountState::Open,
+                    opened_height: height,
+                    key_height: height,
+                },
+            );
+            none
+        }
+        Transaction::FreezeAccount { account, frozen, .. } => {
+            let mut info = info_of(books, account)?;
+            let want = if frozen {
+                AccountState::Frozen
+            } else {
+                AccountState::Open
+            };
+            match info.state {
+                AccountState::Closed => return Err(RejectReason::AccountClosed { account }),
+                state if state == want => return Err(RejectReason::AlreadyInState { account, state }),
+                _ => {}
+            }
+            info.state = want;
+            books.set_account(account, info);
+            none
+        }
+        Transaction::CloseAccount { account, .. } => {
+            let balance = sender(books, account)?;
+            if balance != 0 {
+                return Err(RejectReason::CloseWithMoney { account, balance });
+            }
+            let mut info = info_of(books, account)?;
+            info.state = AccountState::Closed;
+            books.set_account(account, info);
+            none
+        }
+        Transaction::RotateKey {
+            account, public_key, ..
+        } => {
+            let mut info = info_of(books, account)?;
+            if info.state == AccountState::Closed {
+                return Err(RejectReason::AccountClosed { account });
+            }
+            public_key
+                .check()
+                .map_err(|_| RejectReason::BadKey { key: public_key })?;
+            info.public_key = public_key;
+            info.key_height = height;
+            books.set_account(account, info);
+            none
+        }
+        Transaction::Issue { account, amount, .. } => {
+            if amount == 0 {
+                return Err(RejectReason::ZeroAmount);
+            }
+            let balance = receiver(books, account)?;
+            let new = balance.checked_add(amount).ok_or(RejectReason::Overflow { account })?;
+            let mut supply = books.supply();
+            supply.issued = supply.issued.checked_add(amount).ok_or(RejectReason::SupplyOverflow)?;
+            books.set_balance(account, new);
+            books.set_supply(supply);
+            none
+        }
+        Transaction::Redeem {
+            account,
+            amount,
+            issuer,
+            ..
+        } => {
+            if amount == 0 {
+                return Err(RejectReason::ZeroAmount);
+            }
+            // An owner's withdrawal is a send; an issuer may redeem from a
+            // frozen account too.
+            let balance = match issuer {
+                None => sender(books, account)?,
+                Some(_) => books.balance(account).ok_or(RejectReason::UnknownAccount { account })?,
+            };
+            let new = balance.checked_sub(amount).ok_or(RejectReason::InsufficientFunds {
+                account,
+                balance,
+                amount,
+            })?;
+            let mut supply = books.supply();
+            supply.redeemed = supply
+                .redeemed
+                .checked_add(amount)
+                .ok_or(RejectReason::SupplyOverflow)?;
+            books.set_balance(account, new);
+            books.set_supply(supply);
+            none
         }
     }
+}
+
+/// An account's state: its entry, or open as genesis made it.
+pub fn state_of(books: &(impl View + ?Sized), account: AccountId) -> Option<AccountState> {
+    books.balance(account)?;
+    Some(books.account(account).map_or(AccountState::Open, |i| i.state))
+}
+
+/// The balance of an account that may send: it exists and is open.
+fn sender(books: &(impl View + ?Sized), account: AccountId) -> Result<Amount, RejectReason> {
+    let balance = books.balance(account).ok_or(RejectReason::UnknownAccount { account })?;
+    match state_of(books, account) {
+        Some(AccountState::Frozen) => Err(RejectReason::AccountFrozen { account }),
+        Some(AccountState::Closed) => Err(RejectReason::AccountClosed { account }),
+        _ => Ok(balance),
+    }
+}
+
+/// The balance of an account that may receive: it exists and is not closed.
+fn receiver(books: &(impl View + ?Sized), account: AccountId) -> Result<Amount, RejectReason> {
+    let balance = books.balance(account).ok_or(RejectReason::UnknownAccount { account })?;
+    match state_of(books, account) {
+        Some(AccountState::Closed) => Err(RejectReason::AccountClosed { account }),
+        _ => Ok(balance),
+    }
+}
+
+/// The key and state an account change starts from.
+fn info_of(books: &(impl View + ?Sized), account: AccountId) -> Result<AccountInfo, RejectReason> {
+    books.balance(account).ok_or(RejectReason::UnknownAccount { account })?;
+    books.account(account).ok_or(RejectReason::UnknownAccount { account })
 }
 
 #[cfg(test)]
@@ -211,28 +536,40 @@ mod tests {
         }
     }
 
-    fn accounts() -> BTreeMap<u64, u64> {
-        BTreeMap::from([(0, 100), (1, 100), (2, u64::MAX - 1)])
+    /// A book of these balances, each account with its dev key, as genesis gives.
+    fn book(balances: &[(u64, u64)]) -> Book {
+        let keys = balances
+            .iter()
+            .map(|(a, _)| (*a, crate::ledger::AccountKey::dev(*a).public()));
+        Book {
+            balances: balances.iter().copied().collect(),
+            registry: Registry::default(),
+            genesis: Arc::new(AccountKeys::new(keys.collect())),
+        }
+    }
+
+    fn accounts() -> Book {
+        book(&[(0, 100), (1, 100), (2, u64::MAX - 1)])
     }
 
     #[test]
     fn each_rule_has_its_reason() {
         let mut b = accounts();
-        assert_eq!(apply(&mut b, &t(0, 1, 0), false), Err(RejectReason::ZeroAmount));
+        assert_eq!(apply(&mut b, &t(0, 1, 0), 1), Err(RejectReason::ZeroAmount));
         assert_eq!(
-            apply(&mut b, &t(1, 1, 5), false),
+            apply(&mut b, &t(1, 1, 5), 1),
             Err(RejectReason::SameAccount { account: 1 })
         );
         assert_eq!(
-            apply(&mut b, &t(0, 9, 5), false),
+            apply(&mut b, &t(0, 9, 5), 1),
             Err(RejectReason::UnknownAccount { account: 9 })
         );
         assert_eq!(
-            apply(&mut b, &t(9, 0, 5), false),
+            apply(&mut b, &t(9, 0, 5), 1),
             Err(RejectReason::UnknownAccount { account: 9 })
         );
         assert_eq!(
-            apply(&mut b, &t(0, 1, 101), false),
+            apply(&mut b, &t(0, 1, 101), 1),
             Err(RejectReason::InsufficientFunds {
                 account: 0,
                 balance: 100,
@@ -240,10 +577,10 @@ mod tests {
             })
         );
         assert_eq!(
-            apply(&mut b, &t(0, 2, 2), false),
+            apply(&mut b, &t(0, 2, 2), 1),
             Err(RejectReason::Overflow { account: 2 })
         );
-        assert_eq!(b, accounts(), "rejected transactions change nothing");
+        assert_eq!(b.balances, accounts().balances, "rejected transactions change nothing");
         assert_eq!(
             apply(
                 &mut b,
@@ -252,7 +589,7 @@ mod tests {
                     amount: 1,
                     public_key: crate::ledger::PublicKey([0; 32]),
                 },
-                false
+                1
             ),
             Err(RejectReason::AllocationOutsideGenesis)
         );
@@ -261,7 +598,18 @@ mod tests {
     #[test]
     fn only_content_refusals_are_permanent() {
         assert!(RejectReason::ZeroAmount.is_permanent());
-        assert!(RejectReason::UnknownAccount { account: 1 }.is_permanent());
+        assert!(
+            !RejectReason::UnknownAccount { account: 1 }.is_permanent(),
+            "the account may be opened"
+        );
+        assert!(
+            !RejectReason::AccountFrozen { account: 1 }.is_permanent(),
+            "it may be unfrozen"
+        );
+        assert!(
+            RejectReason::AccountClosed { account: 1 }.is_permanent(),
+            "closed for good"
+        );
         let funds = RejectReason::InsufficientFunds {
             account: 1,
             balance: 0,
@@ -281,25 +629,25 @@ mod tests {
             expires_ms: 1_000,
             signature: crate::ledger::Signature::NONE,
         };
-        assert_eq!(apply(&mut b, &check, false).unwrap().balance, Some(100));
-        assert_eq!(b, accounts());
+        assert_eq!(apply(&mut b, &check, 1).unwrap().balance, Some(100));
+        assert_eq!(b.balances, accounts().balances);
     }
 
     #[test]
     fn overlay_leaves_base_untouched() {
         let base = accounts();
         let mut o = Overlay::new(&base);
-        apply(&mut o, &t(0, 1, 60), false).unwrap();
+        apply(&mut o, &t(0, 1, 60), 1).unwrap();
         assert_eq!(
-            apply(&mut o, &t(0, 1, 60), false),
+            apply(&mut o, &t(0, 1, 60), 1),
             Err(RejectReason::InsufficientFunds {
                 account: 0,
                 balance: 40,
                 amount: 60
             })
         );
-        assert_eq!(o.into_changes(), BTreeMap::from([(0, 40), (1, 160)]));
-        assert_eq!(base, accounts());
+        assert_eq!(o.into_changes().balances, BTreeMap::from([(0, 40), (1, 160)]));
+        assert_eq!(base.balances, accounts().balances);
     }
 
     #[test]
@@ -345,14 +693,178 @@ mod tests {
         fn money_is_conserved_and_never_negative(
             ops in proptest::collection::vec((0u64..4, 0u64..4, 0u64..150), 0..200)
         ) {
-            let mut b: BTreeMap<u64, u64> = BTreeMap::from([(0, 100), (1, 100), (2, 100)]);
+            let mut b = Book::from_balances(BTreeMap::from([(0, 100), (1, 100), (2, 100)]));
             for (from, to, amount) in ops {
-                let before = b.clone();
-                if apply(&mut b, &t(from, to, amount), false).is_err() {
-                    prop_assert_eq!(&b, &before);
+                let before = b.balances.clone();
+                if apply(&mut b, &t(from, to, amount), 1).is_err() {
+                    prop_assert_eq!(&b.balances, &before);
                 }
-                prop_assert_eq!(b.values().sum::<u64>(), 300);
+                prop_assert_eq!(b.balances.values().sum::<u64>(), 300);
             }
         }
+
+        /// Every kind mixed: the total moves only by issue and redeem; a
+        /// refusal changes nothing; a frozen account's balance falls only by
+        /// an issuer's redeem; a closed account never changes again and
+        /// always holds 0.
+        #[test]
+        fn money_changes_only_by_issue_and_redeem(
+            ops in proptest::collection::vec((0u8..8, 0u64..6, 0u64..6, 0u64..120, proptest::bool::ANY), 0..250)
+        ) {
+            let mut b = book(&[(0, 100), (1, 100), (2, 100)]);
+            let key = crate::ledger::AccountKey::dev(9).public();
+            for (i, (kind, a, other, amount, flag)) in ops.into_iter().enumerate() {
+                let tx = op(kind, a, other, amount, flag, key);
+                let (balances, registry) = (b.balances.clone(), b.registry.clone());
+                let before_state = state_of(&b, a);
+                let result = apply(&mut b, &tx, i as u64 + 1);
+                if result.is_err() {
+                    prop_assert_eq!(&b.balances, &balances);
+                    prop_assert_eq!(&b.registry, &registry);
+                }
+                let total: u128 = b.balances.values().map(|v| u128::from(*v)).sum();
+                prop_assert_eq!(total, b.registry.supply.total(300));
+                if before_state == Some(AccountState::Frozen) && !matches!(tx, Transaction::Redeem { issuer: Some(_), .. }) {
+                    prop_assert!(b.balances[&a] >= balances[&a], "a frozen account sent: {:?}", tx);
+                }
+                if before_state == Some(AccountState::Closed) {
+                    prop_assert_eq!(b.balances.get(&a), Some(&0));
+                    prop_assert_eq!(state_of(&b, a), Some(AccountState::Closed));
+                }
+            }
+        }
+    }
+
+    /// One transaction of kind `kind` (signatures are not the rules' concern).
+    fn op(kind: u8, a: u64, other: u64, amount: u64, flag: bool, key: PublicKey) -> Transaction {
+        let id = TxId::new("p").unwrap();
+        let (expires_ms, signature) = (1_000, crate::ledger::Signature::NONE);
+        match kind {
+            0 | 1 => t(a, other, amount),
+            2 => Transaction::OpenAccount {
+                id,
+                account: a,
+                public_key: key,
+                registrar: 0,
+                expires_ms,
+                signature,
+            },
+            3 => Transaction::FreezeAccount {
+                id,
+                account: a,
+                frozen: flag,
+                registrar: 0,
+                expires_ms,
+                signature,
+            },
+            4 => Transaction::CloseAccount {
+                id,
+                account: a,
+                expires_ms,
+                signature,
+            },
+            5 => Transaction::RotateKey {
+                id,
+                account: a,
+                public_key: key,
+                expires_ms,
+                signature,
+            },
+            6 => Transaction::Issue {
+                id,
+                account: a,
+                amount,
+                issuer: 0,
+                expires_ms,
+                signature,
+            },
+            _ => Transaction::Redeem {
+                id,
+                account: a,
+                amount,
+                issuer: flag.then_some(0),
+                expires_ms,
+                signature,
+            },
+        }
+    }
+
+    #[test]
+    fn account_rules_have_their_reasons() {
+        let mut b = accounts();
+        let key = crate::ledger::AccountKey::dev(9).public();
+        let open = |account| op(2, account, 0, 0, false, key);
+        assert_eq!(
+            apply(&mut b, &open(0), 5),
+            Err(RejectReason::AccountExists { account: 0 })
+        );
+        assert_eq!(
+            apply(&mut b, &op(2, 7, 0, 0, false, PublicKey([0; 32])), 5),
+            Err(RejectReason::BadKey {
+                key: PublicKey([0; 32])
+            })
+        );
+        apply(&mut b, &open(7), 5).unwrap();
+        assert_eq!(
+            b.account(7),
+            Some(AccountInfo {
+                public_key: key,
+                state: AccountState::Open,
+                opened_height: 5,
+                key_height: 5
+            })
+        );
+        assert_eq!(
+            apply(&mut b, &op(3, 7, 0, 0, false, key), 6),
+            Err(RejectReason::AlreadyInState {
+                account: 7,
+                state: AccountState::Open
+            })
+        );
+        apply(&mut b, &op(3, 0, 0, 0, true, key), 6).unwrap();
+        assert_eq!(
+            apply(&mut b, &t(0, 1, 5), 6),
+            Err(RejectReason::AccountFrozen { account: 0 })
+        );
+        assert_eq!(
+            apply(&mut b, &op(7, 0, 0, 5, false, key), 6),
+            Err(RejectReason::AccountFrozen { account: 0 }),
+            "a frozen owner cannot withdraw"
+        );
+        apply(&mut b, &op(7, 0, 0, 5, true, key), 6).expect("an issuer redeems from a frozen account");
+        apply(&mut b, &t(1, 0, 5), 6).expect("a frozen account receives");
+        assert_eq!(
+            apply(&mut b, &op(4, 1, 0, 0, false, key), 7),
+            Err(RejectReason::CloseWithMoney {
+                account: 1,
+                balance: 95
+            })
+        );
+        apply(&mut b, &op(4, 7, 0, 0, false, key), 7).unwrap();
+        assert_eq!(
+            apply(&mut b, &t(1, 7, 5), 8),
+            Err(RejectReason::AccountClosed { account: 7 })
+        );
+        assert_eq!(
+            apply(&mut b, &op(6, 7, 0, 5, false, key), 8),
+            Err(RejectReason::AccountClosed { account: 7 })
+        );
+        assert_eq!(
+            apply(&mut b, &op(5, 7, 0, 0, false, key), 8),
+            Err(RejectReason::AccountClosed { account: 7 })
+        );
+        assert_eq!(
+            apply(&mut b, &op(6, 1, 0, 0, false, key), 8),
+            Err(RejectReason::ZeroAmount)
+        );
+        assert_eq!(
+            apply(&mut b, &op(6, 2, 0, 5, false, key), 8),
+            Err(RejectReason::Overflow { account: 2 })
+        );
+        b.registry.supply.issued = u64::MAX;
+        assert_eq!(
+            apply(&mut b, &op(6, 1, 0, 5, false, key), 8),
+            Err(RejectReason::SupplyOverflow)
+        );
     }
 }

@@ -86,15 +86,21 @@ impl fmt::Debug for TxId {
 }
 
 /// Whose key signs a transaction: an account's owner, or one of the
-/// auditors genesis names (by position in its `auditors` list).
+/// role keys genesis names (by position in its `auditors`, `registrars`
+/// or `issuers` list).
 ///
-/// Transaction ids are scoped to the signer: each account (and each
-/// auditor) has ids of its own, so nobody can take another's.
+/// Transaction ids are scoped to the signer: each account (and each role
+/// key) has ids of its own, so nobody can take another's.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Signer {
     Account(AccountId),
+    /// May sign audited balance checks of any account.
     Auditor(u32),
+    /// May open, freeze and unfreeze accounts.
+    Registrar(u32),
+    /// May issue money into accounts and redeem it from them.
+    Issuer(u32),
 }
 
 impl fmt::Display for Signer {
@@ -102,6 +108,8 @@ impl fmt::Display for Signer {
         match self {
             Signer::Account(a) => write!(f, "account {a}"),
             Signer::Auditor(i) => write!(f, "auditor {i}"),
+            Signer::Registrar(i) => write!(f, "registrar {i}"),
+            Signer::Issuer(i) => write!(f, "issuer {i}"),
         }
     }
 }
@@ -112,6 +120,8 @@ impl Signer {
         let (tag, n) = match self {
             Signer::Account(a) => (1u8, a),
             Signer::Auditor(i) => (2u8, u64::from(i)),
+            Signer::Registrar(i) => (3u8, u64::from(i)),
+            Signer::Issuer(i) => (4u8, u64::from(i)),
         };
         let mut out = [0u8; 9];
         out[0] = tag;
@@ -122,9 +132,20 @@ impl Signer {
     pub fn from_bytes(b: &[u8]) -> Option<Signer> {
         let (&tag, rest) = b.split_first()?;
         let n = u64::from_be_bytes(rest.try_into().ok()?);
+        let role = || u32::try_from(n).ok();
         match tag {
             1 => Some(Signer::Account(n)),
-            2 => u32::try_from(n).ok().map(Signer::Auditor),
+            2 => role().map(Signer::Auditor),
+            3 => role().map(Signer::Registrar),
+            4 => role().map(Signer::Issuer),
+            _ => None,
+        }
+    }
+
+    /// The account whose owner signs, if an owner does.
+    pub fn account(self) -> Option<AccountId> {
+        match self {
+            Signer::Account(a) => Some(a),
             _ => None,
         }
     }
@@ -177,6 +198,62 @@ pub enum Transaction {
         amount: Amount,
         public_key: PublicKey,
     },
+    /// Open account `account`, at balance 0, owned by `public_key`; signed
+    /// by genesis registrar `registrar`.
+    OpenAccount {
+        id: TxId,
+        account: AccountId,
+        public_key: PublicKey,
+        registrar: u32,
+        expires_ms: u64,
+        signature: Signature,
+    },
+    /// Freeze an account (it may receive but not send) or unfreeze it;
+    /// signed by genesis registrar `registrar`.
+    FreezeAccount {
+        id: TxId,
+        account: AccountId,
+        frozen: bool,
+        registrar: u32,
+        expires_ms: u64,
+        signature: Signature,
+    },
+    /// Close an account for good (its balance must be 0, nothing held);
+    /// signed by its owner.
+    CloseAccount {
+        id: TxId,
+        account: AccountId,
+        expires_ms: u64,
+        signature: Signature,
+    },
+    /// Replace the key that signs for an account; signed by the current key.
+    RotateKey {
+        id: TxId,
+        account: AccountId,
+        public_key: PublicKey,
+        expires_ms: u64,
+        signature: Signature,
+    },
+    /// Create `amount` of money in `account`; signed by genesis issuer `issuer`.
+    Issue {
+        id: TxId,
+        account: AccountId,
+        amount: Amount,
+        issuer: u32,
+        expires_ms: u64,
+        signature: Signature,
+    },
+    /// Take `amount` of money out of `account` and out of existence: signed
+    /// by genesis issuer `issuer`, or (`issuer` none) by the account's
+    /// owner, as a withdrawal.
+    Redeem {
+        id: TxId,
+        account: AccountId,
+        amount: Amount,
+        issuer: Option<u32>,
+        expires_ms: u64,
+        signature: Signature,
+    },
 }
 
 /// The shape shared by both serialized forms.
@@ -188,6 +265,12 @@ macro_rules! tx_mirror {
             Transfer { id: TxId, from: AccountId, to: AccountId, amount: Amount, expires_ms: u64, signature: Signature },
             BalanceCheck { id: TxId, account: AccountId, auditor: Option<u32>, expires_ms: u64, signature: Signature },
             Allocation { account: AccountId, amount: Amount, public_key: PublicKey },
+            OpenAccount { id: TxId, account: AccountId, public_key: PublicKey, registrar: u32, expires_ms: u64, signature: Signature },
+            FreezeAccount { id: TxId, account: AccountId, frozen: bool, registrar: u32, expires_ms: u64, signature: Signature },
+            CloseAccount { id: TxId, account: AccountId, expires_ms: u64, signature: Signature },
+            RotateKey { id: TxId, account: AccountId, public_key: PublicKey, expires_ms: u64, signature: Signature },
+            Issue { id: TxId, account: AccountId, amount: Amount, issuer: u32, expires_ms: u64, signature: Signature },
+            Redeem { id: TxId, account: AccountId, amount: Amount, issuer: Option<u32>, expires_ms: u64, signature: Signature },
         }
 
         impl From<Transaction> for $name {
@@ -196,6 +279,12 @@ macro_rules! tx_mirror {
                     Transaction::Transfer { id, from, to, amount, expires_ms, signature } => $name::Transfer { id, from, to, amount, expires_ms, signature },
                     Transaction::BalanceCheck { id, account, auditor, expires_ms, signature } => $name::BalanceCheck { id, account, auditor, expires_ms, signature },
                     Transaction::Allocation { account, amount, public_key } => $name::Allocation { account, amount, public_key },
+                    Transaction::OpenAccount { id, account, public_key, registrar, expires_ms, signature } => $name::OpenAccount { id, account, public_key, registrar, expires_ms, signature },
+                    Transaction::FreezeAccount { id, account, frozen, registrar, expires_ms, signature } => $name::FreezeAccount { id, account, frozen, registrar, expires_ms, signature },
+                    Transaction::CloseAccount { id, account, expires_ms, signature } => $name::CloseAccount { id, account, expires_ms, signature },
+                    Transaction::RotateKey { id, account, public_key, expires_ms, signature } => $name::RotateKey { id, account, public_key, expires_ms, signature },
+                    Transaction::Issue { id, account, amount, issuer, expires_ms, signature } => $name::Issue { id, account, amount, issuer, expires_ms, signature },
+                    Transaction::Redeem { id, account, amount, issuer, expires_ms, signature } => $name::Redeem { id, account, amount, issuer, expires_ms, signature },
                 }
             }
         }
@@ -206,6 +295,12 @@ macro_rules! tx_mirror {
                     $name::Transfer { id, from, to, amount, expires_ms, signature } => Transaction::Transfer { id, from, to, amount, expires_ms, signature },
                     $name::BalanceCheck { id, account, auditor, expires_ms, signature } => Transaction::BalanceCheck { id, account, auditor, expires_ms, signature },
                     $name::Allocation { account, amount, public_key } => Transaction::Allocation { account, amount, public_key },
+                    $name::OpenAccount { id, account, public_key, registrar, expires_ms, signature } => Transaction::OpenAccount { id, account, public_key, registrar, expires_ms, signature },
+                    $name::FreezeAccount { id, account, frozen, registrar, expires_ms, signature } => Transaction::FreezeAccount { id, account, frozen, registrar, expires_ms, signature },
+                    $name::CloseAccount { id, account, expires_ms, signature } => Transaction::CloseAccount { id, account, expires_ms, signature },
+                    $name::RotateKey { id, account, public_key, expires_ms, signature } => Transaction::RotateKey { id, account, public_key, expires_ms, signature },
+                    $name::Issue { id, account, amount, issuer, expires_ms, signature } => Transaction::Issue { id, account, amount, issuer, expires_ms, signature },
+                    $name::Redeem { id, account, amount, issuer, expires_ms, signature } => Transaction::Redeem { id, account, amount, issuer, expires_ms, signature },
                 }
             }
         }
@@ -238,42 +333,157 @@ impl<'de> Deserialize<'de> for Transaction {
 const KIND_TRANSFER: u8 = 1;
 const KIND_BALANCE_CHECK: u8 = 2;
 const KIND_ALLOCATION: u8 = 3;
+const KIND_OPEN_ACCOUNT: u8 = 4;
+const KIND_FREEZE_ACCOUNT: u8 = 5;
+const KIND_CLOSE_ACCOUNT: u8 = 6;
+const KIND_ROTATE_KEY: u8 = 7;
+const KIND_ISSUE: u8 = 8;
+const KIND_REDEEM: u8 = 9;
+
+/// The fields every signed transaction has.
+struct SignedParts<'a> {
+    id: &'a TxId,
+    expires_ms: u64,
+    signature: &'a Signature,
+}
 
 impl Transaction {
+    /// Id, expiry and signature of a signed transaction; none for allocations.
+    fn signed_parts(&self) -> Option<SignedParts<'_>> {
+        let (id, expires_ms, signature) = match self {
+            Transaction::Transfer {
+                id,
+                expires_ms,
+                signature,
+                ..
+            }
+            | Transaction::BalanceCheck {
+                id,
+                expires_ms,
+                signature,
+                ..
+            }
+            | Transaction::OpenAccount {
+                id,
+                expires_ms,
+                signature,
+                ..
+            }
+            | Transaction::FreezeAccount {
+                id,
+                expires_ms,
+                signature,
+                ..
+            }
+            | Transaction::CloseAccount {
+                id,
+                expires_ms,
+                signature,
+                ..
+            }
+            | Transaction::RotateKey {
+                id,
+                expires_ms,
+                signature,
+                ..
+            }
+            | Transaction::Issue {
+                id,
+                expires_ms,
+                signature,
+                ..
+            }
+            | Transaction::Redeem {
+                id,
+                expires_ms,
+                signature,
+                ..
+            } => (id, *expires_ms, signature),
+            Transaction::Allocation { .. } => return None,
+        };
+        Some(SignedParts {
+            id,
+            expires_ms,
+            signature,
+        })
+    }
+
     /// Who signs this transaction; allocations are genesis's own.
     pub fn signer(&self) -> Option<Signer> {
-        match self {
-            Transaction::Transfer { from, .. } => Some(Signer::Account(*from)),
+        Some(match self {
+            Transaction::Transfer { from, .. } => Signer::Account(*from),
             Transaction::BalanceCheck { account, auditor, .. } => {
-                Some(auditor.map_or(Signer::Account(*account), Signer::Auditor))
+                auditor.map_or(Signer::Account(*account), Signer::Auditor)
             }
-            Transaction::Allocation { .. } => None,
-        }
+            Transaction::Allocation { .. } => return None,
+            Transaction::OpenAccount { registrar, .. } | Transaction::FreezeAccount { registrar, .. } => {
+                Signer::Registrar(*registrar)
+            }
+            Transaction::CloseAccount { account, .. } | Transaction::RotateKey { account, .. } => {
+                Signer::Account(*account)
+            }
+            Transaction::Issue { issuer, .. } => Signer::Issuer(*issuer),
+            Transaction::Redeem { account, issuer, .. } => issuer.map_or(Signer::Account(*account), Signer::Issuer),
+        })
     }
 
     /// The signature a signed transaction carries.
     pub fn signature(&self) -> Option<&Signature> {
+        self.signed_parts().map(|p| p.signature)
+    }
+
+    /// Sets the signature of a signed transaction (allocations carry none).
+    pub fn set_signature(&mut self, new: Signature) {
         match self {
-            Transaction::Transfer { signature, .. } | Transaction::BalanceCheck { signature, .. } => Some(signature),
-            Transaction::Allocation { .. } => None,
+            Transaction::Transfer { signature, .. }
+            | Transaction::BalanceCheck { signature, .. }
+            | Transaction::OpenAccount { signature, .. }
+            | Transaction::FreezeAccount { signature, .. }
+            | Transaction::CloseAccount { signature, .. }
+            | Transaction::RotateKey { signature, .. }
+            | Transaction::Issue { signature, .. }
+            | Transaction::Redeem { signature, .. } => *signature = new,
+            Transaction::Allocation { .. } => {}
         }
     }
 
     /// Unix milliseconds past which a block may no longer hold it.
     pub fn expires_ms(&self) -> Option<u64> {
-        match self {
-            Transaction::Transfer { expires_ms, .. } | Transaction::BalanceCheck { expires_ms, .. } => {
-                Some(*expires_ms)
-            }
-            Transaction::Allocation { .. } => None,
-        }
+        self.signed_parts().map(|p| p.expires_ms)
     }
 
     /// The id clients know this transaction by; allocations have none.
     pub fn id(&self) -> Option<&TxId> {
+        self.signed_parts().map(|p| p.id)
+    }
+
+    /// The name of the kind, as the JSON views write it in `type`.
+    pub fn kind(&self) -> &'static str {
         match self {
-            Transaction::Transfer { id, .. } | Transaction::BalanceCheck { id, .. } => Some(id),
-            Transaction::Allocation { .. } => None,
+            Transaction::Transfer { .. } => "transfer",
+            Transaction::BalanceCheck { .. } => "balance_check",
+            Transaction::Allocation { .. } => "allocation",
+            Transaction::OpenAccount { .. } => "open_account",
+            Transaction::FreezeAccount { .. } => "freeze_account",
+            Transaction::CloseAccount { .. } => "close_account",
+            Transaction::RotateKey { .. } => "rotate_key",
+            Transaction::Issue { .. } => "issue",
+            Transaction::Redeem { .. } => "redeem",
+        }
+    }
+
+    /// The accounts whose state this transaction reads or changes.
+    pub fn accounts(&self) -> Vec<AccountId> {
+        match *self {
+            Transaction::Transfer { from, to, .. } => vec![from, to],
+            Transaction::BalanceCheck { account, .. }
+            | Transaction::Allocation { account, .. }
+            | Transaction::OpenAccount { account, .. }
+            | Transaction::FreezeAccount { account, .. }
+            | Transaction::CloseAccount { account, .. }
+            | Transaction::RotateKey { account, .. }
+            | Transaction::Issue { account, .. }
+            | Transaction::Redeem { account, .. } => vec![account],
         }
     }
 
@@ -290,17 +500,13 @@ impl Transaction {
     /// key: the block hash commits to all of it.
     pub fn encode(&self, out: &mut Vec<u8>) {
         self.encode_content(out);
-        match self {
-            Transaction::Transfer {
-                expires_ms, signature, ..
+        match (self, self.signed_parts()) {
+            (_, Some(p)) => {
+                out.extend_from_slice(&p.expires_ms.to_be_bytes());
+                out.extend_from_slice(&p.signature.0);
             }
-            | Transaction::BalanceCheck {
-                expires_ms, signature, ..
-            } => {
-                out.extend_from_slice(&expires_ms.to_be_bytes());
-                out.extend_from_slice(&signature.0);
-            }
-            Transaction::Allocation { public_key, .. } => out.extend_from_slice(&public_key.0),
+            (Transaction::Allocation { public_key, .. }, None) => out.extend_from_slice(&public_key.0),
+            (_, None) => {}
         }
     }
 
@@ -314,6 +520,15 @@ impl Transaction {
             // TxId::new bounds the length to 64, so it fits in one byte.
             out.push(b.len() as u8);
             out.extend_from_slice(b);
+        }
+        fn role(out: &mut Vec<u8>, role: Option<u32>) {
+            match role {
+                None => out.push(0),
+                Some(i) => {
+                    out.push(1);
+                    out.extend_from_slice(&i.to_be_bytes());
+                }
+            }
         }
         match self {
             Transaction::Transfer {
@@ -331,18 +546,80 @@ impl Transaction {
                 out.push(KIND_BALANCE_CHECK);
                 id_bytes(out, id);
                 out.extend_from_slice(&account.to_be_bytes());
-                match auditor {
-                    None => out.push(0),
-                    Some(i) => {
-                        out.push(1);
-                        out.extend_from_slice(&i.to_be_bytes());
-                    }
-                }
+                role(out, *auditor);
             }
             Transaction::Allocation { account, amount, .. } => {
                 out.push(KIND_ALLOCATION);
                 out.extend_from_slice(&account.to_be_bytes());
                 out.extend_from_slice(&amount.to_be_bytes());
+            }
+            Transaction::OpenAccount {
+                id,
+                account,
+                public_key,
+                registrar,
+                ..
+            } => {
+                out.push(KIND_OPEN_ACCOUNT);
+                id_bytes(out, id);
+                out.extend_from_slice(&account.to_be_bytes());
+                out.extend_from_slice(&public_key.0);
+                out.extend_from_slice(&registrar.to_be_bytes());
+            }
+            Transaction::FreezeAccount {
+                id,
+                account,
+                frozen,
+                registrar,
+                ..
+            } => {
+                out.push(KIND_FREEZE_ACCOUNT);
+                id_bytes(out, id);
+                out.extend_from_slice(&account.to_be_bytes());
+                out.push(u8::from(*frozen));
+                out.extend_from_slice(&registrar.to_be_bytes());
+            }
+            Transaction::CloseAccount { id, account, .. } => {
+                out.push(KIND_CLOSE_ACCOUNT);
+                id_bytes(out, id);
+                out.extend_from_slice(&account.to_be_bytes());
+            }
+            Transaction::RotateKey {
+                id,
+                account,
+                public_key,
+                ..
+            } => {
+                out.push(KIND_ROTATE_KEY);
+                id_bytes(out, id);
+                out.extend_from_slice(&account.to_be_bytes());
+                out.extend_from_slice(&public_key.0);
+            }
+            Transaction::Issue {
+                id,
+                account,
+                amount,
+                issuer,
+                ..
+            } => {
+                out.push(KIND_ISSUE);
+                id_bytes(out, id);
+                out.extend_from_slice(&account.to_be_bytes());
+                out.extend_from_slice(&amount.to_be_bytes());
+                out.extend_from_slice(&issuer.to_be_bytes());
+            }
+            Transaction::Redeem {
+                id,
+                account,
+                amount,
+                issuer,
+                ..
+            } => {
+                out.push(KIND_REDEEM);
+                id_bytes(out, id);
+                out.extend_from_slice(&account.to_be_bytes());
+                out.extend_from_slice(&amount.to_be_bytes());
+                role(out, *issuer);
             }
         }
     }
@@ -384,12 +661,20 @@ impl Transaction {
 
     /// Size in bytes of the canonical encoding, for block size limits.
     pub fn encoded_len(&self) -> usize {
+        // Kind byte and length-prefixed id, then the fixed fields.
+        let id = |id: &TxId| 2 + id.as_str().len();
+        let role = |r: &Option<u32>| 1 + if r.is_some() { 4 } else { 0 };
+        let signed = 8 + 64;
         match self {
-            Transaction::Transfer { id, .. } => 1 + 1 + id.as_str().len() + 24 + 8 + 64,
-            Transaction::BalanceCheck { id, auditor, .. } => {
-                1 + 1 + id.as_str().len() + 8 + 1 + if auditor.is_some() { 4 } else { 0 } + 8 + 64
-            }
+            Transaction::Transfer { id: i, .. } => id(i) + 24 + signed,
+            Transaction::BalanceCheck { id: i, auditor, .. } => id(i) + 8 + role(auditor) + signed,
             Transaction::Allocation { .. } => 1 + 16 + 32,
+            Transaction::OpenAccount { id: i, .. } => id(i) + 8 + 32 + 4 + signed,
+            Transaction::FreezeAccount { id: i, .. } => id(i) + 8 + 1 + 4 + signed,
+            Transaction::CloseAccount { id: i, .. } => id(i) + 8 + signed,
+            Transaction::RotateKey { id: i, .. } => id(i) + 8 + 32 + signed,
+            Transaction::Issue { id: i, .. } => id(i) + 16 + 4 + signed,
+            Transaction::Redeem { id: i, issuer, .. } => id(i) + 16 + role(issuer) + signed,
         }
     }
 }
@@ -458,7 +743,12 @@ mod tests {
         assert_eq!(check(None).key().unwrap().signer, Signer::Account(5));
         assert_eq!(check(Some(2)).key().unwrap().signer, Signer::Auditor(2));
         assert_ne!(check(None).content_hash(), check(Some(0)).content_hash());
-        for s in [Signer::Account(u64::MAX), Signer::Auditor(7)] {
+        for s in [
+            Signer::Account(u64::MAX),
+            Signer::Auditor(7),
+            Signer::Registrar(1),
+            Signer::Issuer(u32::MAX),
+        ] {
             assert_eq!(Signer::from_bytes(&s.to_bytes()), Some(s));
         }
         assert_eq!(Signer::from_bytes(&[3; 9]), None);
@@ -488,6 +778,13 @@ mod tests {
                 Transaction::BalanceCheck { id: id.clone(), account: x, auditor: None, expires_ms: x, signature: Signature([9; 64]) },
                 Transaction::BalanceCheck { id: id.clone(), account: x, auditor: Some(3), expires_ms: x, signature: Signature([9; 64]) },
                 Transaction::Allocation { account: x, amount: x, public_key: PublicKey([3; 32]) },
+                Transaction::OpenAccount { id: id.clone(), account: x, public_key: PublicKey([3; 32]), registrar: 1, expires_ms: x, signature: Signature([9; 64]) },
+                Transaction::FreezeAccount { id: id.clone(), account: x, frozen: true, registrar: 2, expires_ms: x, signature: Signature([9; 64]) },
+                Transaction::CloseAccount { id: id.clone(), account: x, expires_ms: x, signature: Signature([9; 64]) },
+                Transaction::RotateKey { id: id.clone(), account: x, public_key: PublicKey([4; 32]), expires_ms: x, signature: Signature([9; 64]) },
+                Transaction::Issue { id: id.clone(), account: x, amount: x, issuer: 0, expires_ms: x, signature: Signature([9; 64]) },
+                Transaction::Redeem { id: id.clone(), account: x, amount: x, issuer: None, expires_ms: x, signature: Signature([9; 64]) },
+                Transaction::Redeem { id: id.clone(), account: x, amount: x, issuer: Some(7), expires_ms: x, signature: Signature([9; 64]) },
             ] {
                 prop_assert_eq!(tx.encoded_len(), tx.to_bytes().len());
             }

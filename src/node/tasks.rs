@@ -270,14 +270,17 @@ pub(super) async fn write_state_views(raft: Raft, ledger: Arc<Ledger>, log_store
         if last_height != Some(height) && Instant::now() >= next_balances {
             // One short read lock: balances and the height they belong to
             // agree. Serializing happens outside it, off the async workers.
-            let (height, tip, balances) = ledger.with_state(|s| {
-                let b: Vec<(u64, u64)> = s.balances.iter().map(|(a, v)| (*a, *v)).collect();
-                (s.tip_height, s.tip_hash, b)
+            let view = ledger.with_state(|s| views::BalancesView {
+                height: s.tip_height,
+                tip: s.tip_hash,
+                balances: s.balances.iter().map(|(a, v)| (*a, *v)).collect(),
+                supply: s.registry.supply,
+                accounts: s.registry.accounts.iter().map(|(a, i)| (*a, *i)).collect(),
             });
+            let height = view.height;
             let started = Instant::now();
             let dir = paths.states.clone();
-            let written =
-                tokio::task::spawn_blocking(move || views::write_balances(&dir, height, tip, &balances)).await;
+            let written = tokio::task::spawn_blocking(move || views::write_balances(&dir, &view)).await;
             if let Ok(Err(e)) = written {
                 tracing::warn!("cannot write {BALANCES_FILE}: {e}");
             }

@@ -4,32 +4,89 @@
 
 use super::worker::{Slot, Worker};
 use super::{Pending, SubmitError};
-use crate::ledger::rules::{self, Balances};
-use crate::ledger::{AccountId, Amount, RejectReason};
+use crate::ledger::rules::{self, Changes, Overlay};
+use crate::ledger::{AccountId, AccountInfo, AccountKeys, Amount, BookRef, RejectReason, Supply, View};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// Balances as the next block will find them: applied state, then the
-/// effects of blocks in flight.
-struct Projected<'a> {
-    applied: &'a BTreeMap<AccountId, Amount>,
-    applied_height: u64,
-    projected: &'a BTreeMap<AccountId, (u64, Amount)>,
-    block: BTreeMap<AccountId, Amount>,
+/// What the blocks in flight change, each value with the height of the
+/// block that set it.
+#[derive(Default)]
+pub(super) struct Projection {
+    balances: BTreeMap<AccountId, (u64, Amount)>,
+    accounts: BTreeMap<AccountId, (u64, AccountInfo)>,
+    supply: Option<(u64, Supply)>,
+    /// How many accounts each block in flight opens, by its height.
+    opened: BTreeMap<u64, usize>,
 }
 
-impl Balances for Projected<'_> {
-    fn balance(&self, account: AccountId) -> Option<Amount> {
-        if let Some(v) = self.block.get(&account) {
-            return Some(*v);
+impl Projection {
+    /// Adds what the block at `height` changes.
+    pub(super) fn record(&mut self, height: u64, changes: Changes) {
+        let opened = changes.accounts.values().filter(|i| i.opened_height == height).count();
+        if opened > 0 {
+            self.opened.insert(height, opened);
         }
-        match self.projected.get(&account) {
-            Some((h, v)) if *h > self.applied_height => Some(*v),
-            _ => self.applied.get(&account).copied(),
+        self.balances
+            .extend(changes.balances.into_iter().map(|(a, b)| (a, (height, b))));
+        self.accounts
+            .extend(changes.accounts.into_iter().map(|(a, i)| (a, (height, i))));
+        if let Some(s) = changes.supply {
+            self.supply = Some((height, s));
         }
     }
-    fn set_balance(&mut self, account: AccountId, amount: Amount) {
-        self.block.insert(account, amount);
+
+    /// Forgets what blocks at or below `applied` set: the applied state has it.
+    pub(super) fn retain_above(&mut self, applied: u64) {
+        self.balances.retain(|_, (h, _)| *h > applied);
+        self.accounts.retain(|_, (h, _)| *h > applied);
+        self.supply = self.supply.filter(|(h, _)| *h > applied);
+        self.opened.retain(|h, _| *h > applied);
+    }
+
+    pub(super) fn clear(&mut self) {
+        *self = Projection::default();
+    }
+}
+
+/// The state the next block will find: applied state, then the effects of
+/// blocks in flight.
+struct Projected<'a> {
+    applied: BookRef<'a>,
+    applied_height: u64,
+    projection: &'a Projection,
+}
+
+impl View for Projected<'_> {
+    fn balance(&self, account: AccountId) -> Option<Amount> {
+        match self.projection.balances.get(&account) {
+            Some((h, v)) if *h > self.applied_height => Some(*v),
+            _ => self.applied.balance(account),
+        }
+    }
+    fn account(&self, account: AccountId) -> Option<AccountInfo> {
+        match self.projection.accounts.get(&account) {
+            Some((h, v)) if *h > self.applied_height => Some(*v),
+            _ => self.applied.account(account),
+        }
+    }
+    fn supply(&self) -> Supply {
+        match self.projection.supply {
+            Some((h, s)) if h > self.applied_height => s,
+            _ => self.applied.supply(),
+        }
+    }
+    fn account_count(&self) -> usize {
+        let opened: usize = self
+            .projection
+            .opened
+            .range(self.applied_height + 1..)
+            .map(|(_, n)| n)
+            .sum();
+        self.applied.account_count() + opened
+    }
+    fn genesis(&self) -> &AccountKeys {
+        self.applied.genesis
     }
 }
 
@@ -44,18 +101,20 @@ impl Worker {
         batch: Vec<Pending>,
         seq: u64,
         applied_height: u64,
+        height: u64,
         block_ms: u64,
-    ) -> (Vec<Slot>, BTreeMap<AccountId, Amount>) {
+    ) -> (Vec<Slot>, Changes) {
         let mut slots: Vec<Slot> = Vec::with_capacity(batch.len());
         let ledger = Arc::clone(&self.ledger);
         let projected = std::mem::take(&mut self.projected);
         let changes = ledger.with_state(|state| {
-            let mut view = Projected {
-                applied: &state.balances,
+            let projected_state = Projected {
+                applied: ledger.book(state),
                 applied_height,
-                projected: &projected,
-                block: BTreeMap::new(),
+                projection: &projected,
             };
+            // The block so far, over the projected state.
+            let mut view = Overlay::new(&projected_state);
             for p in batch {
                 let Some(key) = p.tx.key() else {
                     let _ = p
@@ -118,7 +177,7 @@ impl Worker {
                     let _ = p.reply.send(Err(SubmitError::Rejected(reason)));
                     continue;
                 }
-                match rules::apply(&mut view, &p.tx, false) {
+                match rules::apply(&mut view, &p.tx, height) {
                     // A refusal that no state can change is final at once.
                     Err(reason) if reason.is_permanent() => {
                         let _ = p.reply.send(Err(SubmitError::Rejected(reason)));
@@ -137,7 +196,7 @@ impl Worker {
                     }
                 }
             }
-            view.block
+            view.into_changes()
         });
         self.projected = projected;
         (slots, changes)

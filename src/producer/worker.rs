@@ -4,9 +4,10 @@
 //! ([`super::outcomes`]) or from Raft's answer.
 
 use super::outcomes::Outcomes;
+use super::precheck::Projection;
 use super::{Pending, ProducerConfig, Reply, SubmitError, RAFT_ANSWER_TIMEOUT};
 use crate::ledger::block::MAX_BLOCK_TXS;
-use crate::ledger::{AccountId, Amount, Block, BlockOutcome, Hash32, Transaction, TxKey, TxRecord};
+use crate::ledger::{Block, BlockOutcome, Hash32, Transaction, TxKey, TxRecord};
 use crate::raft::read_barrier::{ReadBarrier, ReadBarrierError};
 use crate::raft::{NodeId, Raft, TypeConfig};
 use crate::stats::{self, Stage};
@@ -15,7 +16,7 @@ use futures::future::{BoxFuture, FutureExt};
 use futures::stream::{FuturesOrdered, FuturesUnordered, StreamExt};
 use openraft::error::ClientWriteError;
 use openraft::raft::ClientWriteResponse;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
@@ -31,8 +32,8 @@ pub(super) struct Worker {
     pub(super) config: ProducerConfig,
     /// Blocks proposed and not yet answered, oldest first.
     pub(super) inflight: VecDeque<Inflight>,
-    /// Projected balances after the blocks in flight: (height that set it, balance).
-    pub(super) projected: BTreeMap<AccountId, (u64, Amount)>,
+    /// What the blocks in flight change, by the height that set it.
+    pub(super) projected: Projection,
     /// Ids in flight: which block (by sequence number) and slot carries each.
     pub(super) pending_ids: HashMap<TxKey, (u64, usize)>,
     /// Height, hash and time of the last block proposed, if ahead of the
@@ -87,7 +88,7 @@ impl Worker {
             self_id,
             config,
             inflight: VecDeque::new(),
-            projected: BTreeMap::new(),
+            projected: Projection::default(),
             pending_ids: HashMap::new(),
             proposed_tip: None,
             next_seq: 0,
@@ -211,7 +212,7 @@ impl Worker {
         if self.proposed_tip.is_some_and(|(h, _, _)| h <= applied_height) {
             self.proposed_tip = None;
         }
-        self.projected.retain(|_, (h, _)| *h > applied_height);
+        self.projected.retain_above(applied_height);
         let (height, prev_hash, prev_ms) = match self.proposed_tip {
             Some((h, hash, ms)) => (h + 1, hash, ms),
             None => (applied_height + 1, applied_hash, self.ledger.tip_time_ms()),
@@ -231,7 +232,7 @@ impl Worker {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        let (slots, changes) = self.pre_check(batch, seq, applied_height, time_ms);
+        let (slots, changes) = self.pre_check(batch, seq, applied_height, height, time_ms);
         stats::record(Stage::PreCheck, cut_at.elapsed());
         if slots.is_empty() {
             return None;
@@ -273,9 +274,7 @@ impl Worker {
                 return None;
             }
         };
-        for (account, balance) in changes {
-            self.projected.insert(account, (height, balance));
-        }
+        self.projected.record(height, changes);
         self.proposed_tip = Some((height, hash, time_ms));
         self.inflight.push_back(Inflight {
             seq,

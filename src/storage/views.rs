@@ -133,20 +133,39 @@ impl ChainView {
     }
 }
 
-/// Replaces `balances.json`: `{"height","tip_hash","total","balances":{"id":amount,...}}`,
-/// streamed (no intermediate JSON tree), atomically.
-pub fn write_balances(dir: &Path, height: u64, tip: Hash32, balances: &[(u64, u64)]) -> io::Result<()> {
+/// What `balances.json` shows: the balances at one tip, the supply, and
+/// the entries of accounts not as genesis made them.
+pub struct BalancesView {
+    pub height: u64,
+    pub tip: Hash32,
+    pub balances: Vec<(u64, u64)>,
+    pub supply: crate::ledger::Supply,
+    pub accounts: Vec<(u64, crate::ledger::AccountInfo)>,
+}
+
+/// Replaces `balances.json`: `{"height","tip_hash","total","issued","redeemed",
+/// "balances":{"id":amount,...},"accounts":{"id":{"public_key","state",
+/// "opened_height","key_height"},...}}`, streamed (no intermediate JSON
+/// tree), atomically.
+pub fn write_balances(dir: &Path, v: &BalancesView) -> io::Result<()> {
     let tmp = dir.join(format!(".{BALANCES_FILE}.tmp"));
-    let total: u128 = balances.iter().map(|(_, b)| u128::from(*b)).sum();
+    let total: u128 = v.balances.iter().map(|(_, b)| u128::from(*b)).sum();
     {
         let mut f = io::BufWriter::with_capacity(1 << 16, File::create(&tmp)?);
         write!(
             f,
-            "{{\n  \"height\": {height},\n  \"tip_hash\": \"{tip}\",\n  \"total\": {total},\n  \"balances\": {{"
+            "{{\n  \"height\": {},\n  \"tip_hash\": \"{}\",\n  \"total\": {total},\n  \"issued\": {},\n  \"redeemed\": {},\n  \"balances\": {{",
+            v.height, v.tip, v.supply.issued, v.supply.redeemed
         )?;
-        for (i, (account, balance)) in balances.iter().enumerate() {
+        for (i, (account, balance)) in v.balances.iter().enumerate() {
             let sep = if i == 0 { "" } else { "," };
             write!(f, "{sep}\n    \"{account}\": {balance}")?;
+        }
+        write!(f, "\n  }},\n  \"accounts\": {{")?;
+        for (i, (account, info)) in v.accounts.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            let entry = serde_json::to_string(info).map_err(io::Error::other)?;
+            write!(f, "{sep}\n    \"{account}\": {entry}")?;
         }
         writeln!(f, "\n  }}\n}}")?;
         f.flush()?;

@@ -24,10 +24,24 @@ pub const TEST_GENESIS: &str = r#"{
   "transfers": [{"from":0,"to":1,"amount":5},{"from":1,"to":2,"amount":10},{"from":2,"to":0,"amount":20}]
 }"#;
 
-/// Writes the dev key of every account of `genesis` (JSON) into `dir`.
+/// Writes the dev key of every account of `genesis` (JSON) into `dir`, and
+/// of each registrar and issuer it names by its dev key.
 pub fn write_dev_keystore(dir: &Path, genesis: &str) {
+    use bank_ledger::ledger::{AccountKey, Signer};
     std::fs::create_dir_all(dir).expect("keystore dir");
     let v: Value = serde_json::from_str(genesis).expect("genesis JSON");
+    type Role = fn(u32) -> Signer;
+    let roles: [(&str, Role); 2] = [("registrars", Signer::Registrar), ("issuers", Signer::Issuer)];
+    for (field, role) in roles {
+        for (i, key) in v[field].as_array().into_iter().flatten().enumerate() {
+            let signer = role(i as u32);
+            let dev = AccountKey::dev_role(signer);
+            let path = bank_ledger::keystore::signer_key_path(dir, signer);
+            if key.as_str() == Some(dev.public().to_hex().as_str()) && !path.exists() {
+                bank_ledger::keystore::save_role_key(&dev, signer, &path).expect("write dev role key");
+            }
+        }
+    }
     for a in v["accounts"].as_array().into_iter().flatten() {
         let Some(id) = a["id"].as_u64() else { continue };
         let path = bank_ledger::keystore::key_path(dir, id);
@@ -283,13 +297,18 @@ impl Cluster {
 
     /// Runs `bank-client` with its own deadline.
     pub fn client_timed(&self, servers: &str, timeout_ms: u64, args: &[&str]) -> Output {
+        self.client_signing_with(&self.keystore(), servers, timeout_ms, args)
+    }
+
+    /// Runs `bank-client` with another keystore than the cluster's.
+    pub fn client_signing_with(&self, keystore: &Path, servers: &str, timeout_ms: u64, args: &[&str]) -> Output {
         let mut cmd = Command::new(CLIENT);
         if self.tls {
             cmd.arg("--tls-ca").arg(self.dir.path().join("tls").join("ca.pem"));
         }
         cmd.args(["--servers", servers, "--timeout-ms", &timeout_ms.to_string()])
             .arg("--keystore")
-            .arg(self.keystore())
+            .arg(keystore)
             .args(args)
             .output()
             .expect("run bank-client")
@@ -297,7 +316,12 @@ impl Cluster {
 
     /// Runs a client command that must fail; returns its one-line error.
     pub fn refused(&self, args: &[&str]) -> String {
-        let out = self.client_at(&self.all_servers(), args);
+        self.refused_signing_with(&self.keystore(), args)
+    }
+
+    /// [`Cluster::refused`], signing with the keys in `keystore`.
+    pub fn refused_signing_with(&self, keystore: &Path, args: &[&str]) -> String {
+        let out = self.client_signing_with(keystore, &self.all_servers(), 10_000, args);
         let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
         assert!(!out.status.success(), "bank-client {args:?} should have failed");
         assert_eq!(err.lines().count(), 1, "one line of error for {args:?}: {err}");

@@ -121,6 +121,35 @@ pub fn describe_tx(tx: &Value, balance: &Value) -> String {
         Some("transfer") => format!("transfer {} -> {} amount {}", tx["from"], tx["to"], tx["amount"]),
         Some("balance_check") => format!("balance check of {} = {balance}", tx["account"]),
         Some("allocation") => format!("allocation to {} amount {}", tx["account"], tx["amount"]),
+        Some("open_account") => format!(
+            "open account {} key {} (registrar {})",
+            tx["account"],
+            tx["public_key"].as_str().unwrap_or("?"),
+            tx["registrar"]
+        ),
+        Some("freeze_account") => format!(
+            "{} account {} (registrar {})",
+            if tx["frozen"] == true { "freeze" } else { "unfreeze" },
+            tx["account"],
+            tx["registrar"]
+        ),
+        Some("close_account") => format!("close account {}", tx["account"]),
+        Some("rotate_key") => format!(
+            "rotate key of account {} to {}",
+            tx["account"],
+            tx["public_key"].as_str().unwrap_or("?")
+        ),
+        Some("issue") => format!(
+            "issue {} to account {} (issuer {})",
+            tx["amount"], tx["account"], tx["issuer"]
+        ),
+        Some("redeem") => match tx["issuer"].as_u64() {
+            Some(i) => format!("redeem {} from account {} (issuer {i})", tx["amount"], tx["account"]),
+            None => format!(
+                "withdraw {} from account {} (by its owner)",
+                tx["amount"], tx["account"]
+            ),
+        },
         _ => tx.to_string(),
     }
 }

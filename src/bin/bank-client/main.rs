@@ -6,6 +6,7 @@
 #[macro_use]
 mod context;
 
+mod accounts;
 mod chain;
 mod cluster;
 mod errors;
@@ -19,7 +20,7 @@ use anyhow::{anyhow, Context};
 use bank_ledger::auth::AdminToken;
 use bank_ledger::client::parse_servers;
 use bank_ledger::config::DEFAULT_SERVERS;
-use bank_ledger::ledger::Hash32;
+use bank_ledger::ledger::{Hash32, Signer};
 use clap::{Parser, Subcommand};
 use context::Ctx;
 use std::path::PathBuf;
@@ -73,10 +74,49 @@ enum Cmd {
         #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
         expires_in_s: u64,
     },
-    /// Create a new key for ACCOUNT in the keystore and print its public key
-    /// (register it in genesis). Never overwrites a key.
-    Keygen {
+    /// Open, show, freeze, unfreeze, close an account, or rotate its key.
+    Account {
+        #[command(subcommand)]
+        op: AccountCmd,
+    },
+    /// Create AMOUNT of money in ACCOUNT, signed by a genesis issuer's key
+    /// (`issuer-N.key` in the keystore).
+    Issue {
         account: u64,
+        amount: u64,
+        /// Which genesis issuer signs.
+        #[arg(long, default_value_t = 0)]
+        issuer: u32,
+        #[command(flatten)]
+        signing: SigningArgs,
+    },
+    /// Take AMOUNT out of ACCOUNT and out of the money supply, signed by a
+    /// genesis issuer (or, with --by-owner, by the account's own key: a
+    /// withdrawal).
+    Redeem {
+        account: u64,
+        amount: u64,
+        /// Which genesis issuer signs.
+        #[arg(long, default_value_t = 0, conflicts_with = "by_owner")]
+        issuer: u32,
+        /// Sign with the account's own key instead of an issuer's.
+        #[arg(long)]
+        by_owner: bool,
+        #[command(flatten)]
+        signing: SigningArgs,
+    },
+    /// Create a new key for ACCOUNT in the keystore and print its public key
+    /// (register it in genesis, or open the account with it). Never
+    /// overwrites a key.
+    Keygen {
+        #[arg(required_unless_present_any = ["registrar", "issuer"])]
+        account: Option<u64>,
+        /// A key for genesis registrar N instead (`registrar-N.key`).
+        #[arg(long, conflicts_with_all = ["account", "issuer"])]
+        registrar: Option<u32>,
+        /// A key for genesis issuer N instead (`issuer-N.key`).
+        #[arg(long, conflicts_with_all = ["account", "registrar"])]
+        issuer: Option<u32>,
         /// Write the account's public dev key instead (insecure: anyone can
         /// derive it), for genesis files made without `--keystore`.
         #[arg(long)]
@@ -173,6 +213,81 @@ enum Cmd {
     },
 }
 
+/// What every signed change takes besides its operation.
+#[derive(clap::Args)]
+struct SigningArgs {
+    /// Transaction id, unique forever among the signer's; resubmitting it
+    /// returns the first outcome.
+    #[arg(long)]
+    id: Option<String>,
+    /// Seconds the signed transaction stays valid (at most 86400).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    expires_in_s: u64,
+}
+
+impl SigningArgs {
+    fn signing(self) -> accounts::Signing {
+        accounts::Signing {
+            id: self.id,
+            lifetime: Duration::from_secs(self.expires_in_s),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum AccountCmd {
+    /// Open ACCOUNT at balance 0, owned by a key; signed by a genesis
+    /// registrar's key (`registrar-N.key` in the keystore).
+    Open {
+        account: u64,
+        /// The owner's public key (64 hex digits).
+        #[arg(long, required_unless_present = "keygen", conflicts_with = "keygen")]
+        public_key: Option<String>,
+        /// Make a new key and keep it in the keystore as `ACCOUNT.key`.
+        #[arg(long)]
+        keygen: bool,
+        /// Which genesis registrar signs.
+        #[arg(long, default_value_t = 0)]
+        registrar: u32,
+        #[command(flatten)]
+        signing: SigningArgs,
+    },
+    /// Balance, held, available, public key, state and the height ACCOUNT
+    /// was opened at.
+    Show { account: u64 },
+    /// Close ACCOUNT for good (balance 0, nothing held); signed by its key.
+    Close {
+        account: u64,
+        #[command(flatten)]
+        signing: SigningArgs,
+    },
+    /// Freeze ACCOUNT: it may receive, not send; signed by a registrar.
+    Freeze {
+        account: u64,
+        #[arg(long, default_value_t = 0)]
+        registrar: u32,
+        #[command(flatten)]
+        signing: SigningArgs,
+    },
+    /// Unfreeze ACCOUNT; signed by a registrar.
+    Unfreeze {
+        account: u64,
+        #[arg(long, default_value_t = 0)]
+        registrar: u32,
+        #[command(flatten)]
+        signing: SigningArgs,
+    },
+    /// Replace the key that signs for ACCOUNT; signed by its current key.
+    RotateKey {
+        account: u64,
+        /// The new public key (64 hex digits).
+        #[arg(long)]
+        public_key: String,
+        #[command(flatten)]
+        signing: SigningArgs,
+    },
+}
+
 #[derive(Subcommand)]
 enum ClusterCmd {
     /// Add node ID serving at HOST:PORT: it joins as a learner and becomes a
@@ -227,7 +342,68 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             id,
             expires_in_s,
         } => transfer::transfer(&ctx, from, to, amount, id, Duration::from_secs(expires_in_s)).await,
-        Cmd::Keygen { account, dev } => transfer::keygen(&ctx, account, dev),
+        Cmd::Keygen {
+            account,
+            registrar,
+            issuer,
+            dev,
+        } => {
+            let signer = match (account, registrar, issuer) {
+                (Some(a), _, _) => Signer::Account(a),
+                (None, Some(r), _) => Signer::Registrar(r),
+                (None, None, Some(i)) => Signer::Issuer(i),
+                (None, None, None) => return Err(anyhow!("name an account, --registrar N or --issuer N")),
+            };
+            transfer::keygen(&ctx, signer, dev)
+        }
+        Cmd::Account { op } => match op {
+            AccountCmd::Open {
+                account,
+                public_key,
+                keygen: _,
+                registrar,
+                signing,
+            } => {
+                let key = match public_key {
+                    Some(hex) => accounts::NewKey::Hex(hex),
+                    None => accounts::NewKey::Generate,
+                };
+                accounts::open(&ctx, account, key, registrar, signing.signing()).await
+            }
+            AccountCmd::Show { account } => accounts::show(&ctx, account).await,
+            AccountCmd::Close { account, signing } => accounts::close(&ctx, account, signing.signing()).await,
+            AccountCmd::Freeze {
+                account,
+                registrar,
+                signing,
+            } => accounts::freeze(&ctx, account, true, registrar, signing.signing()).await,
+            AccountCmd::Unfreeze {
+                account,
+                registrar,
+                signing,
+            } => accounts::freeze(&ctx, account, false, registrar, signing.signing()).await,
+            AccountCmd::RotateKey {
+                account,
+                public_key,
+                signing,
+            } => accounts::rotate_key(&ctx, account, &public_key, signing.signing()).await,
+        },
+        Cmd::Issue {
+            account,
+            amount,
+            issuer,
+            signing,
+        } => accounts::issue(&ctx, account, amount, issuer, signing.signing()).await,
+        Cmd::Redeem {
+            account,
+            amount,
+            issuer,
+            by_owner,
+            signing,
+        } => {
+            let issuer = (!by_owner).then_some(issuer);
+            accounts::redeem(&ctx, account, amount, issuer, signing.signing()).await
+        }
         Cmd::Balance {
             account,
             record,

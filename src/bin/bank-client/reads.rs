@@ -84,13 +84,21 @@ pub async fn balances(ctx: &Ctx) -> anyhow::Result<()> {
                 .map(|b| (b.account.to_string(), json!(b.balance)))
                 .collect();
             json!({"height": r.height, "tip_hash": r.tip_hash, "applied_index": r.applied_index,
-                   "total": total, "balances": balances})
+                   "total": total, "genesis_total": r.genesis_total, "issued": r.issued,
+                   "redeemed": r.redeemed, "balances": balances})
         },
         || {
             for b in &r.balances {
                 out!("account {:>8}: {}", b.account, b.balance);
             }
-            out!("total {total} at height {} (log index {})", r.height, r.applied_index);
+            out!(
+                "total {total} at height {} (log index {}): genesis {} + issued {} - redeemed {}",
+                r.height,
+                r.applied_index,
+                r.genesis_total,
+                r.issued,
+                r.redeemed
+            );
         },
     );
     Ok(())

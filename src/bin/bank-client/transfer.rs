@@ -4,8 +4,8 @@ use crate::context::Ctx;
 use crate::errors::explain;
 use anyhow::{anyhow, bail};
 use bank_ledger::client::{call_any, chain_id, expiry_in, request, signed_transfer_until};
-use bank_ledger::keystore::{self, create_keystore, key_path, save_key};
-use bank_ledger::ledger::{AccountKey, TxId};
+use bank_ledger::keystore::{self, create_keystore, key_path, save_key, save_role_key, signer_key_path};
+use bank_ledger::ledger::{AccountKey, Signer, TxId};
 use serde_json::json;
 use std::path::Path;
 use std::time::Duration;
@@ -49,25 +49,38 @@ pub async fn transfer(
     Ok(())
 }
 
-/// `keygen`: a new key for `account` in the keystore (the public dev key
-/// with `dev`); never overwrites one.
-pub fn keygen(ctx: &Ctx, account: u64, dev: bool) -> anyhow::Result<()> {
+/// `keygen`: a new key for `signer` (an account, a registrar or an issuer)
+/// in the keystore (the public dev key with `dev`); never overwrites one.
+pub fn keygen(ctx: &Ctx, signer: Signer, dev: bool) -> anyhow::Result<()> {
     create_keystore(&ctx.keystore)?;
-    let path = key_path(&ctx.keystore, account);
+    let path = signer_key_path(&ctx.keystore, signer);
     if path.exists() {
         bail!("{} already exists; a key is never overwritten", path.display());
     }
-    let key = if dev {
-        AccountKey::dev(account)
-    } else {
-        AccountKey::generate(account)
+    let key = match (signer, dev) {
+        (Signer::Account(a), true) => AccountKey::dev(a),
+        (Signer::Account(a), false) => AccountKey::generate(a),
+        (role, true) => AccountKey::dev_role(role),
+        (_, false) => AccountKey::generate(0),
     };
-    save_key(&key, &path)?;
+    match signer {
+        Signer::Account(_) => save_key(&key, &path)?,
+        role => save_role_key(&key, role, &path)?,
+    }
     ctx.print(
-        || json!({"account": account, "public_key": key.public().to_hex(), "key_file": path.display().to_string()}),
+        || {
+            let mut v = json!({"public_key": key.public().to_hex(), "key_file": path.display().to_string()});
+            match signer {
+                Signer::Account(a) => v["account"] = json!(a),
+                Signer::Registrar(n) => v["registrar"] = json!(n),
+                Signer::Issuer(n) => v["issuer"] = json!(n),
+                Signer::Auditor(n) => v["auditor"] = json!(n),
+            }
+            v
+        },
         || {
             out!(
-                "account {account}: public key {} (secret key in {})",
+                "{signer}: public key {} (secret key in {})",
                 key.public(),
                 path.display()
             )
@@ -98,7 +111,7 @@ pub fn load_key(keystore: &Path, account: u64) -> anyhow::Result<AccountKey> {
 
 /// Like [`explain`], but a timed-out transfer names the id to resubmit: its
 /// outcome is unknown, and only the same id can tell it without risk.
-fn explain_transfer(status: tonic::Status, tx_id: &TxId) -> anyhow::Error {
+pub fn explain_transfer(status: tonic::Status, tx_id: &TxId) -> anyhow::Error {
     match status.code() {
         tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => anyhow!(
             "no quorum: not committed before the deadline; the outcome is unknown: resubmit with --id {tx_id} to learn it"

@@ -6,12 +6,12 @@
 
 use super::schema::*;
 use super::{refusal_claiming_no_id, Ledger, LedgerError};
-use crate::ledger::rules::{self, Overlay};
-use crate::ledger::{AccountId, Amount, Block, BlockOutcome, Hash32, RejectReason, TxKey, TxRecord};
+use crate::ledger::rules::{self, Changes, Overlay};
+use crate::ledger::{AccountId, Amount, Block, BlockOutcome, BookRef, Hash32, RejectReason, TxKey, TxRecord};
 use crate::raft::{LogId, StoredMembership};
 use crate::stats::{self, Stage};
 use crate::storage::views;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 /// Most deltas kept before a checkpoint (bounds the keys a start reads).
 pub const CHECKPOINT_MAX_BLOCKS: usize = 1024;
@@ -58,25 +58,19 @@ pub(super) struct Deltas {
 
 /// What running a block's transactions produced, before it is written.
 pub(super) struct Execution {
-    pub(super) changes: BTreeMap<AccountId, Amount>,
+    pub(super) changes: Changes,
     pub(super) records: Vec<TxRecord>,
     pub(super) new_records: Vec<(TxKey, TxRecord)>,
 }
 
 impl Ledger {
-    /// Runs a block's transactions against `balances` without writing anything.
-    pub(super) fn execute(
-        &self,
-        balances: &BTreeMap<AccountId, Amount>,
-        block: &Block,
-        hash: Hash32,
-        genesis: bool,
-    ) -> Result<Execution, LedgerError> {
+    /// Runs a block's transactions against `book` without writing anything.
+    pub(super) fn execute(&self, book: BookRef<'_>, block: &Block, hash: Hash32) -> Result<Execution, LedgerError> {
         // One at this height or above is no earlier apply: a crash cut
         // short this block's (or the genesis write), and a start removes
         // such records.
         let height = block.height();
-        self.execute_with(balances, block, hash, genesis, &|key| {
+        self.execute_with(book, block, hash, &|key| {
             Ok(self.tx_record(key)?.filter(|r| r.height < height))
         })
     }
@@ -85,13 +79,12 @@ impl Ledger {
     /// first apply in an earlier block, if any.
     pub(super) fn execute_with(
         &self,
-        balances: &BTreeMap<AccountId, Amount>,
+        book: BookRef<'_>,
         block: &Block,
         hash: Hash32,
-        genesis: bool,
         earlier: &dyn Fn(&TxKey) -> Result<Option<TxRecord>, LedgerError>,
     ) -> Result<Execution, LedgerError> {
-        let mut overlay = Overlay::new(balances);
+        let mut overlay = Overlay::new(&book);
         let mut records = Vec::with_capacity(block.txs.len());
         let mut new_records: Vec<(TxKey, TxRecord)> = Vec::new();
         let mut fresh: HashMap<TxKey, usize> = HashMap::new();
@@ -101,7 +94,10 @@ impl Ledger {
         let signed = height > self.genesis_tip.0;
         // Checked here, on every node, not only by the leader before it
         // proposed: a leader cannot move money its clients did not sign for.
-        let verdicts = self.authorize_for_apply(block);
+        // Under the keys as they were before the block: one set in it signs
+        // from the next.
+        let keys = self.keys_for(&book, &block.txs);
+        let verdicts = self.authorize_for_apply(block, &keys);
         for (tx, verdict) in block.txs.iter().zip(verdicts) {
             let tx_hash = tx.content_hash();
             let record = |outcome| TxRecord {
@@ -113,7 +109,7 @@ impl Ledger {
             let rec = match tx.key() {
                 // Only transactions with an id are signed.
                 None if verdict.is_err() => record(Err(refusal_claiming_no_id(tx, block_ms))),
-                None => record(rules::apply(&mut overlay, tx, genesis)),
+                None => record(rules::apply(&mut overlay, tx, height)),
                 Some(key) => {
                     let earlier = match fresh.get(&key) {
                         Some(&i) => Some(new_records[i].1.clone()),
@@ -135,7 +131,7 @@ impl Ledger {
                         (_, Err(reason)) => record(Err(reason)),
                         (Some(_), Ok(())) => record(Err(RejectReason::IdConflict { id: key.id })),
                         (None, Ok(())) => {
-                            let rec = record(rules::apply(&mut overlay, tx, genesis));
+                            let rec = record(rules::apply(&mut overlay, tx, height));
                             fresh.insert(key.clone(), new_records.len());
                             new_records.push((key, rec.clone()));
                             rec
@@ -181,21 +177,21 @@ impl Ledger {
         let deltas = self.deltas.lock().unwrap_or_else(|p| p.into_inner());
         let (exec, digest, checkpoint) = {
             let s = self.state.read().unwrap_or_else(|p| p.into_inner());
-            let exec = self.execute(&s.balances, block, hash, false)?;
+            let exec = self.execute(self.book(&s), block, hash)?;
             let mut digest = s.balance_digest;
-            for (account, new) in &exec.changes {
+            for (account, new) in &exec.changes.balances {
                 if let Some(old) = s.balances.get(account) {
                     xor_into(&mut digest, balance_term(*account, *old));
                 }
                 xor_into(&mut digest, balance_term(*account, *new));
             }
-            let entries = deltas.entries + exec.changes.len();
+            let entries = deltas.entries + exec.changes.balances.len();
             let max_blocks = self.checkpoint_max_blocks();
             let checkpoint = (entries >= s.balances.len().max(CHECKPOINT_MIN_ENTRIES)
                 || deltas.heights.len() + 1 >= max_blocks)
                 .then(|| {
                     let mut all = s.balances.clone();
-                    all.extend(exec.changes.iter().map(|(a, b)| (*a, *b)));
+                    all.extend(exec.changes.balances.iter().map(|(a, b)| (*a, *b)));
                     encode(&(block.height(), all), "balances")
                 })
                 .transpose()?;
@@ -260,13 +256,25 @@ impl Ledger {
                 self.before_write()?;
                 self.checkpoints.insert(checkpoint_key, all.as_slice())?;
             }
-            None if exec.changes.is_empty() => {}
+            None if exec.changes.balances.is_empty() => {}
             None => {
-                let changes: Vec<(AccountId, Amount)> = exec.changes.iter().map(|(a, b)| (*a, *b)).collect();
+                let changes: Vec<(AccountId, Amount)> = exec.changes.balances.iter().map(|(a, b)| (*a, *b)).collect();
                 self.before_write()?;
                 self.tree
                     .insert(delta_key(block.height()), encode(&changes, "balance delta")?)?;
             }
+        }
+        // Account entries and the supply: a version at this height beside
+        // the one before, which goes once the head has moved.
+        let height = block.height();
+        for (account, info) in &exec.changes.accounts {
+            self.before_write()?;
+            self.tree
+                .insert(account_info_key(*account, height), encode(info, "account entry")?)?;
+        }
+        if let Some(supply) = &exec.changes.supply {
+            self.before_write()?;
+            self.tree.insert(supply_key(height), encode(supply, "supply")?)?;
         }
         let line = views::block_line(block, hash, &exec.records);
         let mut view_guard = self.chain_view.lock().unwrap_or_else(|p| p.into_inner());
@@ -293,15 +301,29 @@ impl Ledger {
             self.before_write()?;
             self.remove_checkpoints_except(&checkpoint_key)?;
             *deltas = Deltas::default();
-        } else if !exec.changes.is_empty() {
+        } else if !exec.changes.balances.is_empty() {
             deltas.heights.push(block.height());
-            deltas.entries += exec.changes.len();
+            deltas.entries += exec.changes.balances.len();
         }
         drop(deltas);
+        for account in exec.changes.accounts.keys() {
+            self.before_write()?;
+            self.remove_versions_below(&account_info_name(*account), height)?;
+        }
+        if exec.changes.supply.is_some() {
+            self.before_write()?;
+            self.remove_versions_below(SUPPLY_NAME, height)?;
+        }
         self.sync_new_blobs()?;
         {
             let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
-            s.balances.extend(exec.changes.iter().map(|(a, b)| (*a, *b)));
+            s.balances.extend(exec.changes.balances.iter().map(|(a, b)| (*a, *b)));
+            s.registry
+                .accounts
+                .extend(exec.changes.accounts.iter().map(|(a, i)| (*a, *i)));
+            if let Some(supply) = exec.changes.supply {
+                s.registry.supply = supply;
+            }
             s.balance_digest = digest;
             s.tip_height = block.height();
             s.tip_hash = hash;

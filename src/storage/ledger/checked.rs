@@ -1,13 +1,19 @@
 //! Signatures this node checked before proposing and has not yet applied.
 //!
 //! The leader checks every signature before it proposes a transaction, and
-//! again, like every node, as it applies the block. The second check is of
-//! the same bytes under the same keys (the key set is fixed by genesis, the
-//! hash covers content, expiry and signature), so its verdict is the first
-//! one's: the leader remembers what passed and checks only the rest at
+//! again, like every node, as it applies the block. Where the second check
+//! is of the same bytes under the same key (what is remembered is the hash
+//! of the transaction, which covers content, expiry and signature, with the
+//! key it passed under: a key rotated in between misses), its verdict is the
+//! first one's: the leader remembers what passed and checks only the rest at
 //! apply. Followers, and every audit, check everything.
 
-use crate::ledger::Hash32;
+use crate::ledger::{Hash32, PublicKey, Transaction};
+
+/// What is remembered of `tx` having passed under `key`.
+pub(super) fn signed_by(tx: &Transaction, key: PublicKey) -> Hash32 {
+    Hash32::digest(&[&tx.hash().0, &key.0])
+}
 use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
 

@@ -4,7 +4,7 @@
 //! per call.
 
 use super::{Ledger, LedgerError};
-use crate::ledger::{AccountId, Signer, Transaction, TxId, TxKey};
+use crate::ledger::{AccountId, Signer, TxId, TxKey};
 use crate::storage::views;
 
 /// What a lookup of a transaction by id found.
@@ -130,12 +130,7 @@ impl Ledger {
             // beside its signed twin is shown refused, not as the twin.
             let records = self.records_of(&block)?;
             for (tx, rec) in block.txs.iter().zip(&records).rev() {
-                let touches = match tx {
-                    Transaction::Transfer { from, to, .. } => *from == account || *to == account,
-                    Transaction::BalanceCheck { account: a, .. } | Transaction::Allocation { account: a, .. } => {
-                        *a == account
-                    }
-                };
+                let touches = tx.accounts().contains(&account);
                 // A later copy of an id (a retry) was not executed again.
                 if !touches || rec.height != h {
                     continue;

@@ -32,6 +32,7 @@ mod checked;
 mod error;
 mod explorer;
 mod recovery;
+mod registry;
 mod schema;
 mod snapshot;
 mod snapshot_check;
@@ -55,7 +56,8 @@ use self::schema::*;
 use crate::ledger::keys::AuthError;
 use crate::ledger::rules;
 use crate::ledger::{
-    AccountId, AccountKeys, Amount, Block, Genesis, Hash32, RejectReason, Signer, Transaction, TxId, TxKey, TxRecord,
+    AccountId, AccountKeys, Amount, Block, BookRef, Genesis, Hash32, PublicKey, Registry, RejectReason, Signer,
+    Transaction, TxId, TxKey, TxRecord, View,
 };
 use crate::raft::{LogId, StoredMembership};
 use crate::storage::block_file::BlockFiles;
@@ -69,6 +71,8 @@ use std::sync::{Arc, Mutex, RwLock};
 #[derive(Debug, Clone)]
 pub struct LedgerState {
     pub balances: BTreeMap<AccountId, Amount>,
+    /// Accounts' keys and states where not genesis's, and the money supply.
+    pub registry: Registry,
     pub tip_height: u64,
     pub tip_hash: Hash32,
     /// The tip block's time: the next block's may not be earlier, so
@@ -98,11 +102,15 @@ pub struct Ledger {
     /// are kept of the genesis: its blocks are written once, then dropped.
     chain_id: Hash32,
     difficulty: u8,
-    /// Every account's public key, from genesis: transfers after
-    /// `genesis_tip` must carry a signature by their source's key.
-    keys: AccountKeys,
+    /// Genesis's keys: its accounts' first keys (the registry holds those
+    /// set since) and the roles'. Transactions after `genesis_tip` must
+    /// carry their signer's signature.
+    keys: Arc<AccountKeys>,
     /// Height and hash of the last block genesis defines.
     genesis_tip: (u64, Hash32),
+    /// The sum of genesis's balances: all balances sum to it plus the
+    /// money issued since, less that redeemed.
+    genesis_total: Amount,
     state: RwLock<LedgerState>,
     chain_view: Mutex<Option<ChainView>>,
     states_dir: PathBuf,
@@ -164,6 +172,7 @@ impl Ledger {
         };
         let empty_state = LedgerState {
             balances: BTreeMap::new(),
+            registry: Registry::default(),
             tip_height: 0,
             tip_hash: Hash32::ZERO,
             tip_time_ms: 0,
@@ -182,7 +191,8 @@ impl Ledger {
             blocks: BlockFiles::open(blocks_dir)?,
             chain_id: genesis.chain_id(),
             difficulty: genesis.difficulty(),
-            keys: genesis.keys(),
+            keys: Arc::new(genesis.keys()),
+            genesis_total: genesis.total,
             genesis_tip: (
                 genesis.last_height(),
                 genesis.blocks.last().map(Block::hash).unwrap_or(Hash32::ZERO),
@@ -272,10 +282,12 @@ impl Ledger {
             _ => false,
         };
         let checked: Vec<usize> = (0..block.txs.len()).filter(|i| needs_verdict(*i)).collect();
-        let verdicts = self.keys.verify_many(
-            self.chain_id,
-            &checked.iter().map(|i| block.txs[*i].clone()).collect::<Vec<_>>(),
-        );
+        let txs: Vec<Transaction> = checked.iter().map(|i| block.txs[*i].clone()).collect();
+        // Today's keys: for a view rebuilt after a key changed, a copy
+        // signed before with the old key reads as refused (the balances and
+        // records, which the apply wrote, are not read from here).
+        let keys = self.with_state(|s| self.keys_for(&self.book(s), &txs));
+        let verdicts = crate::ledger::keys::verify_many_with(self.chain_id, &txs, &keys);
         let mut admitted: std::collections::HashMap<usize, bool> = std::collections::HashMap::new();
         for (i, v) in checked.into_iter().zip(verdicts) {
             let ok =
@@ -335,62 +347,83 @@ impl Ledger {
     /// [`Ledger::authorize`] for many transactions at once (their
     /// signatures checked in batches); one result each, in order.
     pub fn authorize_many(&self, txs: &[Transaction]) -> Vec<Result<(), AuthError>> {
-        let verdicts = self.keys.verify_many(self.chain_id, txs);
+        let keys = self.with_state(|s| self.keys_for(&self.book(s), txs));
+        let verdicts = crate::ledger::keys::verify_many_with(self.chain_id, txs, &keys);
         self.checked.remember(
             txs.iter()
                 .zip(&verdicts)
-                .filter(|(tx, v)| v.is_ok() && tx.signature().is_some())
-                .map(|(tx, _)| tx.hash()),
+                .zip(&keys)
+                .filter(|((tx, v), _)| v.is_ok() && tx.signature().is_some())
+                .filter_map(|((tx, _), key)| Some(checked::signed_by(tx, (*key)?))),
         );
         verdicts
+    }
+
+    /// The applied state as the rules read it.
+    pub(crate) fn book<'a>(&'a self, s: &'a LedgerState) -> BookRef<'a> {
+        BookRef {
+            balances: &s.balances,
+            registry: &s.registry,
+            genesis: &self.keys,
+        }
+    }
+
+    /// Each transaction's signer's key in `view` (`None`: no such signer, or
+    /// the transaction is unsigned).
+    pub(crate) fn keys_for(&self, view: &impl View, txs: &[Transaction]) -> Vec<Option<PublicKey>> {
+        txs.iter().map(|tx| tx.signer().and_then(|s| view.key_of(s))).collect()
     }
 
     /// The verdict on each transaction of `block` that every node reaches
     /// before it applies the block: the blocks genesis defines are the
     /// file's own and unsigned; every later transaction must carry its
-    /// signer's signature. Signatures this node checked before proposing
-    /// them pass without a second check (see [`checked`]); the rest are
-    /// checked, big blocks on all cores.
-    pub(crate) fn authorize_for_apply(&self, block: &Block) -> Vec<Result<(), AuthError>> {
+    /// signer's signature under `keys` (one per transaction, the keys as
+    /// they were before the block). Signatures this node checked under the
+    /// same key before proposing them pass without a second check (see
+    /// [`checked`]); the rest are checked, big blocks on all cores.
+    pub(crate) fn authorize_for_apply(&self, block: &Block, keys: &[Option<PublicKey>]) -> Vec<Result<(), AuthError>> {
         if block.height() <= self.genesis_tip.0 {
             return vec![Ok(()); block.txs.len()];
         }
         let unchecked: Vec<usize> = (0..block.txs.len())
-            .filter(|i| !self.checked.take(&block.txs[*i].hash()))
+            .filter(|&i| !keys[i].is_some_and(|key| self.checked.take(&checked::signed_by(&block.txs[i], key))))
             .collect();
         if unchecked.len() == block.txs.len() {
-            return self.check_signatures(&block.txs);
+            return self.check_signatures(&block.txs, keys);
         }
         let mut out = vec![Ok(()); block.txs.len()];
         let rest: Vec<Transaction> = unchecked.iter().map(|i| block.txs[*i].clone()).collect();
-        for (i, v) in unchecked.into_iter().zip(self.check_signatures(&rest)) {
+        let rest_keys: Vec<Option<PublicKey>> = unchecked.iter().map(|i| keys[*i]).collect();
+        for (i, v) in unchecked.into_iter().zip(self.check_signatures(&rest, &rest_keys)) {
             out[i] = v;
         }
         out
     }
 
-    /// Every signature of `block` checked, whatever was checked before:
-    /// for audits.
-    pub(crate) fn authorize_block(&self, block: &Block) -> Vec<Result<(), AuthError>> {
+    /// Every signature of `block` checked under `keys`, whatever was
+    /// checked before: for audits.
+    pub(crate) fn authorize_block(&self, block: &Block, keys: &[Option<PublicKey>]) -> Vec<Result<(), AuthError>> {
         if block.height() <= self.genesis_tip.0 {
             return vec![Ok(()); block.txs.len()];
         }
-        self.check_signatures(&block.txs)
+        self.check_signatures(&block.txs, keys)
     }
 
-    /// `txs`' signatures, on all cores when there are many.
-    fn check_signatures(&self, txs: &[Transaction]) -> Vec<Result<(), AuthError>> {
+    /// `txs`' signatures under `keys`, on all cores when there are many.
+    fn check_signatures(&self, txs: &[Transaction], keys: &[Option<PublicKey>]) -> Vec<Result<(), AuthError>> {
+        use crate::ledger::keys::verify_many_with;
         const MIN_PER_THREAD: usize = 256;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let threads = cores.min(txs.len() / MIN_PER_THREAD).max(1);
         if threads == 1 {
-            return self.keys.verify_many(self.chain_id, txs);
+            return verify_many_with(self.chain_id, txs, keys);
         }
         let chunk = txs.len().div_ceil(threads);
         std::thread::scope(|s| {
             let parts: Vec<_> = txs
                 .chunks(chunk)
-                .map(|part| s.spawn(move || self.keys.verify_many(self.chain_id, part)))
+                .zip(keys.chunks(chunk))
+                .map(|(part, keys)| s.spawn(move || verify_many_with(self.chain_id, part, keys)))
                 .collect();
             let mut out = Vec::with_capacity(txs.len());
             for part in parts {
@@ -403,12 +436,18 @@ impl Ledger {
         })
     }
 
+    /// Genesis's keys (accounts' first keys and the roles').
     pub fn keys(&self) -> &AccountKeys {
         &self.keys
     }
 
     pub fn chain_id(&self) -> Hash32 {
         self.chain_id
+    }
+
+    /// The sum of the balances genesis gave.
+    pub fn genesis_total(&self) -> Amount {
+        self.genesis_total
     }
 
     /// True once the node is shutting down.

@@ -8,11 +8,12 @@
 use super::apply::Deltas;
 use super::schema::*;
 use super::{Ledger, LedgerError, LedgerState};
-use crate::ledger::{AccountId, Amount, Block, Genesis, Transaction};
+use crate::ledger::{AccountId, Amount, Block, Book, Genesis, Transaction};
 use crate::raft::StoredMembership;
 use crate::storage::views::{self, ChainView};
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 impl Ledger {
     /// Writes the genesis blocks, derived from the file exactly as on every node.
@@ -21,24 +22,25 @@ impl Ledger {
     /// peaks at ~500 MB in sled's node copies); `m:genesis` goes last, so a
     /// crash part way leaves a ledger that is written afresh at next start.
     pub(super) fn write_genesis(&self, genesis: &Genesis) -> Result<(), LedgerError> {
-        let mut balances = BTreeMap::new();
+        let mut book = Book::new(Arc::clone(&self.keys));
         let mut batch = ChunkedBatch::new(&self.tree);
         for block in &genesis.blocks {
             let hash = block.hash();
-            let exec = self.execute(&balances, block, hash, block.height() == 0)?;
+            let exec = self.execute(book.as_ref(), block, hash)?;
             if let Some(bad) = exec.records.iter().find(|r| r.outcome.is_err()) {
                 return Err(LedgerError::Corruption {
                     height: block.height(),
                     reason: format!("genesis transaction fails: {:?}", bad.outcome),
                 });
             }
-            balances.extend(exec.changes.iter().map(|(a, b)| (*a, *b)));
+            book.absorb(exec.changes);
             let at = self.blocks.append(&encode(block, "block")?)?;
             batch.insert(location_key(block.height()), at.encode().to_vec())?;
             for (id, rec) in &exec.new_records {
                 batch.insert(tx_key(id), encode(rec, "tx record")?)?;
             }
         }
+        let balances = book.balances;
         let last = genesis.blocks.last().map(|b| (b.height(), b.hash()));
         // A genesis written part way before is written afresh.
         self.checkpoints.clear()?;
@@ -71,6 +73,7 @@ impl Ledger {
             height: 0,
             reason: "no chain tip recorded".into(),
         })?;
+        let registry = self.load_registry(tip_height)?;
         let tip_time_ms = self
             .block(tip_height)?
             .ok_or(LedgerError::Corruption {
@@ -93,6 +96,7 @@ impl Ledger {
         );
         *self.state.write().unwrap_or_else(|p| p.into_inner()) = LedgerState {
             balances,
+            registry,
             tip_height,
             tip_hash,
             tip_time_ms,

@@ -11,7 +11,13 @@
 //!   the id among its signer's ids (the signer as [`Signer::to_bytes`]; ids
 //!   hold no NUL, so `t:<tx id>\0` lists every signer's use of an id);
 //! - `d:<height>`: the balances block `<height>` changed, for blocks after the
-//!   checkpoint.
+//!   checkpoint;
+//! - `v:a<account><height>`: the [`AccountInfo`](crate::ledger::AccountInfo)
+//!   block `<height>` gave an account (only accounts not as genesis made
+//!   them have one), and `v:s<height>`: the
+//!   [`Supply`](crate::ledger::Supply) as of block `<height>`. Versioned
+//!   entries ([`super::registry`]): the highest version at or below the tip
+//!   is the entry.
 //!
 //! Tree `ledger_checkpoints`: every balance as of a height ([`Checkpoint`]),
 //! keyed by that height. Tree `ledger_install`: the pending-install mark.
@@ -45,6 +51,10 @@ pub(super) const PREFIX_LOCATION: &[u8] = b"l:";
 pub(super) const PREFIX_TX: &[u8] = b"t:";
 /// Balances a block changed (`Vec<(AccountId, Amount)>`), for blocks after the checkpoint.
 pub(super) const PREFIX_DELTA: &[u8] = b"d:";
+/// Versioned entries: a name, then the big-endian height of the version.
+pub(super) const PREFIX_VERSIONED: &[u8] = b"v:";
+/// The supply's versioned name.
+pub(super) const SUPPLY_NAME: &[u8] = b"v:s";
 /// Snapshot records: the tip and the applied log id (folded into the head
 /// on install), one balance per account, one block per height.
 pub(super) const KEY_TIP: &[u8] = b"m:tip";
@@ -122,6 +132,19 @@ pub(super) fn location_key(height: u64) -> Vec<u8> {
 
 pub(super) fn account_key(account: AccountId) -> Vec<u8> {
     [PREFIX_ACCOUNT, &account.to_be_bytes()].concat()
+}
+/// The versioned name of an account's entry.
+pub(super) fn account_info_name(account: AccountId) -> Vec<u8> {
+    [b"v:a", &account.to_be_bytes()[..]].concat()
+}
+pub(super) fn account_info_key(account: AccountId, height: u64) -> Vec<u8> {
+    version_key(&account_info_name(account), height)
+}
+pub(super) fn supply_key(height: u64) -> Vec<u8> {
+    version_key(SUPPLY_NAME, height)
+}
+pub(super) fn version_key(name: &[u8], height: u64) -> Vec<u8> {
+    [name, &height.to_be_bytes()].concat()
 }
 pub(super) fn delta_key(height: u64) -> Vec<u8> {
     [PREFIX_DELTA, &height.to_be_bytes()].concat()

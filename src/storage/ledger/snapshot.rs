@@ -8,7 +8,7 @@
 use super::schema::*;
 use super::snapshot_check::CheckedSnapshot;
 use super::{Ledger, LedgerError};
-use crate::ledger::{AccountId, Amount, Block, Hash32, Transaction, TxRecord};
+use crate::ledger::{AccountId, Amount, Block, Hash32, Registry, Transaction, TxRecord};
 use crate::raft::{LogId, SnapshotMeta, StoredMembership};
 use crate::storage::snapshot::{SnapshotError, SnapshotReader, SnapshotWriter};
 use std::path::Path;
@@ -31,6 +31,7 @@ impl Ledger {
             height: s.tip_height,
             tip_hash: s.tip_hash,
             balances: s.balances.iter().map(|(a, b)| (*a, *b)).collect(),
+            registry: s.registry.clone(),
         })
     }
 
@@ -230,12 +231,14 @@ impl Ledger {
 
     /// Adds to the ledger what `checked` found the snapshot at `path` adds:
     /// its blocks above the check's base, the records their replay made,
-    /// the balances at its tip, and the metadata's log id and membership.
+    /// the balances, account entries and supply at its tip, and the
+    /// metadata's log id and membership.
     /// Bounded batches; the head last, so until then the ledger is as before.
     fn load_snapshot(&self, path: &Path, checked: &CheckedSnapshot) -> Result<(), LedgerError> {
         // What an install cut short left above the tip.
         self.cut_unapplied_writes()?;
         self.cut_unindexed_blocks()?;
+        self.remove_versions_above(self.tip().0)?;
         let mut batch = ChunkedBatch::new(&self.tree);
         let mut r = SnapshotReader::open(path)?;
         let meta = r.meta.clone();
@@ -255,6 +258,7 @@ impl Ledger {
             batch.insert(k.to_vec(), v.to_vec())?;
         }
         let (at, _) = checked.tip;
+        self.write_registry_at(&mut batch, &checked.registry, at)?;
         // Above the tip until the head moves to it: a start reads the one
         // below until then.
         self.checkpoints
@@ -289,4 +293,7 @@ pub struct SnapshotCut {
     pub height: u64,
     pub tip_hash: Hash32,
     pub balances: Vec<(AccountId, Amount)>,
+    /// Account entries and supply. Not written to snapshot files: a
+    /// receiver replays every block above its own tip, which gives them.
+    pub registry: Registry,
 }

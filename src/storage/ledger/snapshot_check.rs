@@ -13,10 +13,11 @@
 
 use super::schema::*;
 use super::{Ledger, LedgerError};
-use crate::ledger::{AccountId, Amount, Block, Hash32, TxKey, TxRecord};
+use crate::ledger::{AccountId, Amount, Block, Book, Hash32, Registry, TxKey, TxRecord};
 use crate::storage::snapshot::SnapshotReader;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 /// What checking a snapshot file found: the state its install leaves.
 #[derive(Debug, Clone)]
@@ -29,6 +30,8 @@ pub(super) struct CheckedSnapshot {
     pub(super) tip: (u64, Hash32),
     /// Every balance at `tip`, as the replay gave them.
     pub(super) balances: BTreeMap<AccountId, Amount>,
+    /// The account entries and supply at `tip`, as the replay gave them.
+    pub(super) registry: Registry,
 }
 
 /// The checksum of the snapshot file at `path`, read through to its end
@@ -85,8 +88,14 @@ impl Ledger {
 
     fn replay_snapshot(&self, path: &Path) -> Result<CheckedSnapshot, LedgerError> {
         self.snapshot_check.clear()?;
-        let (base, base_time, mut balances) =
-            self.with_state(|s| ((s.tip_height, s.tip_hash), s.tip_time_ms, s.balances.clone()));
+        let (base, base_time, mut book) = self.with_state(|s| {
+            let book = Book {
+                balances: s.balances.clone(),
+                registry: s.registry.clone(),
+                genesis: Arc::clone(&self.keys),
+            };
+            ((s.tip_height, s.tip_hash), s.tip_time_ms, book)
+        });
         let mut r = SnapshotReader::open(path)?;
         let (mut genesis, mut tip) = (None, None);
         let mut theirs: BTreeMap<AccountId, Amount> = BTreeMap::new();
@@ -131,15 +140,14 @@ impl Ledger {
                     .verify_extends(self.chain_id, self.difficulty, last.0, last.1)
                     .and_then(|hash| block.verify_time_after(last.2).map(|()| hash))
                     .map_err(|e| refused(format!("its block {height}: {e}")))?;
-                let exec =
-                    self.execute_with(&balances, &block, hash, false, &|key| self.earlier_record(key, base.0))?;
+                let exec = self.execute_with(book.as_ref(), &block, hash, &|key| self.earlier_record(key, base.0))?;
                 for (key, rec) in &exec.new_records {
                     batch.insert(tx_key(key), encode(rec, "tx record")?)?;
                     new_records += 1;
                 }
                 // Lookups of the next block's ids read what this one wrote.
                 batch.flush()?;
-                balances.extend(exec.changes);
+                book.absorb(exec.changes);
                 last = (height, hash, block.header.timestamp_ms);
             } else if k.starts_with(PREFIX_TX) {
                 let rec: TxRecord = decode(&v, || "snapshot tx record".into())?;
@@ -163,6 +171,7 @@ impl Ledger {
             }
         }
         let checksum = r.checksum().ok_or_else(|| refused("it has no checksum".into()))?;
+        let Book { balances, registry, .. } = book;
         if genesis != Some(self.chain_id) {
             return Err(LedgerError::GenesisMismatch {
                 stored: genesis.unwrap_or(Hash32::ZERO),
@@ -201,6 +210,7 @@ impl Ledger {
             base,
             tip: replayed,
             balances,
+            registry,
         })
     }
 

@@ -71,6 +71,11 @@ impl Ledger {
             .collect()
     }
 
+    /// How many versions of account entries and of the supply are stored.
+    pub fn version_count(&self) -> usize {
+        self.tree.scan_prefix(PREFIX_VERSIONED).count()
+    }
+
     pub fn block_files(&self) -> &BlockFiles {
         &self.blocks
     }

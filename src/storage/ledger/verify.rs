@@ -5,8 +5,9 @@
 
 use super::schema::*;
 use super::{Ledger, LedgerError};
-use crate::ledger::{rules, AccountId, Amount, Block, Hash32, Transaction, TxKey};
+use crate::ledger::{rules, AccountId, Amount, Block, Book, Hash32, PublicKey, Signer, Transaction, TxKey, View};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Most transactions [`Ledger::verify_recent`] checks at start (when blocks are
 /// full, fewer blocks than asked).
@@ -43,7 +44,7 @@ impl Ledger {
         let started = std::time::Instant::now();
         let corrupt = |height: u64, reason: String| LedgerError::Corruption { height, reason };
         let cut = self.cut();
-        let mut balances: BTreeMap<AccountId, Amount> = BTreeMap::new();
+        let mut book = Book::new(Arc::clone(&self.keys));
         let mut report = VerifyReport::default();
         let mut prev: Option<(Hash32, u64)> = None;
         for stored in self.stored_blocks(cut.height) {
@@ -64,7 +65,7 @@ impl Ledger {
                 return Err(corrupt(height, format!("block says height {}", block.height())));
             }
             let hash = self.verify_block(&block, prev)?;
-            self.verify_transactions(&block, hash, Some(&mut balances), &mut report)?;
+            self.verify_transactions(&block, hash, Some(&mut book), &mut report)?;
             prev = Some((hash, block.header.timestamp_ms));
             report.blocks += 1;
         }
@@ -79,6 +80,7 @@ impl Ledger {
                 ),
             ));
         }
+        let balances = &book.balances;
         let served: BTreeMap<AccountId, Amount> = cut.balances.into_iter().collect();
         if let Some((account, served)) = served.iter().find(|(a, b)| balances.get(a) != Some(b)) {
             return Err(corrupt(
@@ -93,6 +95,40 @@ impl Ledger {
             return Err(corrupt(
                 tip_height,
                 format!("account {account} is missing from the ledger"),
+            ));
+        }
+        if let Some((account, info)) = cut
+            .registry
+            .accounts
+            .iter()
+            .find(|(a, i)| book.registry.accounts.get(a) != Some(i))
+        {
+            return Err(corrupt(
+                tip_height,
+                format!(
+                    "account {account} is {info:?} in the ledger, but the chain gives {:?}",
+                    book.registry.accounts.get(account)
+                ),
+            ));
+        }
+        if let Some(account) = book
+            .registry
+            .accounts
+            .keys()
+            .find(|a| !cut.registry.accounts.contains_key(a))
+        {
+            return Err(corrupt(
+                tip_height,
+                format!("the entry of account {account} is missing from the ledger"),
+            ));
+        }
+        if cut.registry.supply != book.registry.supply {
+            return Err(corrupt(
+                tip_height,
+                format!(
+                    "the supply is {:?} in the ledger, but the chain gives {:?}",
+                    cut.registry.supply, book.registry.supply
+                ),
             ));
         }
         self.check_digest(tip_height)?;
@@ -204,13 +240,40 @@ impl Ledger {
         Ok(())
     }
 
+    /// The keys each transaction of `block` was checked under, from the
+    /// state before it (`book`), or, without it, from today's state: then a
+    /// transaction whose signer's key was set at or after `block` (opened
+    /// or rotated since) cannot be told, and is `None`.
+    fn keys_at(&self, block: &Block, book: Option<&Book>) -> Vec<Option<Option<PublicKey>>> {
+        if let Some(book) = book {
+            return self.keys_for(book, &block.txs).into_iter().map(Some).collect();
+        }
+        let height = block.height();
+        self.with_state(|s| {
+            let now = self.book(s);
+            block
+                .txs
+                .iter()
+                .map(|tx| match tx.signer() {
+                    Some(Signer::Account(a)) => match now.account(a) {
+                        Some(info) if info.key_height >= height => None,
+                        info => Some(info.map(|i| i.public_key)),
+                    },
+                    Some(role) => Some(now.key_of(role)),
+                    None => Some(None),
+                })
+                .collect()
+        })
+    }
+
     /// Re-executes one block's transactions (the first occurrence of each id)
-    /// and compares each outcome with its stored record.
+    /// on `book` (the state before the block) and compares each outcome with
+    /// its stored record; without `book`, checks admissions and records only.
     fn verify_transactions(
         &self,
         block: &Block,
         hash: Hash32,
-        mut balances: Option<&mut BTreeMap<AccountId, Amount>>,
+        mut book: Option<&mut Book>,
         report: &mut VerifyReport,
     ) -> Result<(), LedgerError> {
         let height = block.height();
@@ -218,11 +281,16 @@ impl Ledger {
         let mut seen_here: std::collections::HashSet<TxKey> = std::collections::HashSet::new();
         let block_ms = block.header.timestamp_ms;
         let signed = height > self.genesis_tip.0;
+        let keys = self.keys_at(block, book.as_deref());
+        // Transactions whose key cannot be told are left out, and checked
+        // by the full replay.
+        let known: Vec<bool> = keys.iter().map(Option::is_some).collect();
+        let keys: Vec<Option<PublicKey>> = keys.into_iter().map(Option::flatten).collect();
         // Each transaction's admission as apply decides it: in time, then signed.
         let verdicts: Vec<Result<(), String>> = block
             .txs
             .iter()
-            .zip(self.authorize_block(block))
+            .zip(self.authorize_block(block, &keys))
             .map(|(tx, signature)| {
                 if !signed {
                     return Ok(());
@@ -240,9 +308,12 @@ impl Ledger {
             .filter(|(_, v)| v.is_ok())
             .filter_map(|(tx, _)| Some((tx.key()?, tx.content_hash())))
             .collect();
-        for (tx, verdict) in block.txs.iter().zip(verdicts) {
+        for ((tx, verdict), known) in block.txs.iter().zip(verdicts).zip(known) {
             if matches!(tx, Transaction::Transfer { .. }) {
                 report.transfers += 1;
+            }
+            if !known {
+                continue;
             }
             if let Err(e) = verdict {
                 // Refused as it was applied, claiming no id: a record of
@@ -265,8 +336,8 @@ impl Ledger {
             let Some(id) = tx.key() else {
                 // An allocation: it opens an account in block 0, and is
                 // refused (changing nothing) anywhere else, as apply does.
-                if let (Some(b), 0) = (balances.as_deref_mut(), height) {
-                    rules::apply(b, tx, true).map_err(|e| corrupt(format!("allocation fails: {e}")))?;
+                if let (Some(b), 0) = (book.as_deref_mut(), height) {
+                    rules::apply(b, tx, 0).map_err(|e| corrupt(format!("allocation fails: {e}")))?;
                 }
                 continue;
             };
@@ -288,10 +359,10 @@ impl Ledger {
                     "the record of transaction {id} does not match the block"
                 )));
             }
-            let Some(b) = balances.as_deref_mut() else {
+            let Some(b) = book.as_deref_mut() else {
                 continue;
             };
-            let outcome = rules::apply(b, tx, height == 0);
+            let outcome = rules::apply(b, tx, height);
             if outcome != rec.outcome {
                 return Err(corrupt(format!(
                     "transaction {id} re-executes to {outcome:?} but is recorded as {:?}",

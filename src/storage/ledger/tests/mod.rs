@@ -4,6 +4,7 @@
 
 mod apply;
 mod recovery;
+mod registry;
 mod verify;
 
 use crate::ledger::{Block, Genesis, Transaction, TxId};
