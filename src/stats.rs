@@ -4,6 +4,7 @@
 //! [`render_prometheus`]. Fixed-size atomics: recording never allocates or
 //! locks, and memory does not grow with traffic.
 
+use crate::ledger::transaction::KINDS;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -186,6 +187,15 @@ static QUEUED_TXS: AtomicU64 = AtomicU64::new(0);
 
 /// One block applied by this node, with how many of its transactions took
 /// effect and how many were refused by the rules.
+static COMMITTED_BY_KIND: [AtomicU64; KINDS.len()] = [ZERO_U64; KINDS.len()];
+
+/// Counts `n` committed transactions of kind `KINDS[kind]`.
+pub fn committed_kind(kind: usize, n: u64) {
+    if let Some(c) = COMMITTED_BY_KIND.get(kind) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
 pub fn block_applied(committed: u64, rejected: u64) {
     BLOCKS_APPLIED.fetch_add(1, Ordering::Relaxed);
     TXS_COMMITTED.fetch_add(committed, Ordering::Relaxed);
@@ -297,6 +307,17 @@ pub fn render_prometheus(g: &NodeGauges) -> String {
         "bank_transactions_applied_total{{outcome=\"rejected\"}} {}",
         TXS_REJECTED.load(Ordering::Relaxed)
     );
+    let _ = writeln!(
+        o,
+        "# HELP bank_transactions_committed_by_kind_total Transactions this node applied that committed, by kind.\n# TYPE bank_transactions_committed_by_kind_total counter"
+    );
+    for (kind, n) in KINDS.iter().zip(&COMMITTED_BY_KIND) {
+        let _ = writeln!(
+            o,
+            "bank_transactions_committed_by_kind_total{{kind=\"{kind}\"}} {}",
+            n.load(Ordering::Relaxed)
+        );
+    }
     let _ = writeln!(
         o,
         "# HELP bank_transfers_refused_total Transfers this node answered with a refusal, by reason.\n# TYPE bank_transfers_refused_total counter"

@@ -79,6 +79,9 @@ fn metrics_and_health_endpoints_tell_what_the_node_does() {
     let committed = "bank_transactions_applied_total{outcome=\"committed\"}";
     let rejected = "bank_transactions_applied_total{outcome=\"rejected\"}";
     assert_eq!(after[committed], before[committed] + 1.0);
+    let transfers = "bank_transactions_committed_by_kind_total{kind=\"transfer\"}";
+    assert_eq!(after[transfers], before[transfers] + 1.0, "committed, by kind");
+    assert_eq!(after["bank_transactions_committed_by_kind_total{kind=\"issue\"}"], 0.0);
     assert_eq!(after[rejected], before[rejected] + 1.0);
     let funds = "bank_transfers_refused_total{reason=\"insufficient_funds\"}";
     assert_eq!(after[funds], before[funds] + 1.0);

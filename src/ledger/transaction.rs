@@ -330,6 +330,19 @@ impl<'de> Deserialize<'de> for Transaction {
     }
 }
 
+/// Every kind's name, as the JSON views' `type` and the metrics' `kind` label.
+pub const KINDS: [&str; 9] = [
+    "transfer",
+    "balance_check",
+    "allocation",
+    "open_account",
+    "freeze_account",
+    "close_account",
+    "rotate_key",
+    "issue",
+    "redeem",
+];
+
 const KIND_TRANSFER: u8 = 1;
 const KIND_BALANCE_CHECK: u8 = 2;
 const KIND_ALLOCATION: u8 = 3;
@@ -459,16 +472,21 @@ impl Transaction {
 
     /// The name of the kind, as the JSON views write it in `type`.
     pub fn kind(&self) -> &'static str {
+        KINDS[self.kind_index()]
+    }
+
+    /// The position of [`Transaction::kind`] in [`KINDS`].
+    pub fn kind_index(&self) -> usize {
         match self {
-            Transaction::Transfer { .. } => "transfer",
-            Transaction::BalanceCheck { .. } => "balance_check",
-            Transaction::Allocation { .. } => "allocation",
-            Transaction::OpenAccount { .. } => "open_account",
-            Transaction::FreezeAccount { .. } => "freeze_account",
-            Transaction::CloseAccount { .. } => "close_account",
-            Transaction::RotateKey { .. } => "rotate_key",
-            Transaction::Issue { .. } => "issue",
-            Transaction::Redeem { .. } => "redeem",
+            Transaction::Transfer { .. } => 0,
+            Transaction::BalanceCheck { .. } => 1,
+            Transaction::Allocation { .. } => 2,
+            Transaction::OpenAccount { .. } => 3,
+            Transaction::FreezeAccount { .. } => 4,
+            Transaction::CloseAccount { .. } => 5,
+            Transaction::RotateKey { .. } => 6,
+            Transaction::Issue { .. } => 7,
+            Transaction::Redeem { .. } => 8,
         }
     }
 

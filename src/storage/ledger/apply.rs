@@ -341,11 +341,16 @@ impl Ledger {
         drop(view_guard);
         stats::record(Stage::ChainView, view_started.elapsed());
         crate::timeline::mark(crate::timeline::Point::ApplyDone);
-        let committed = exec
-            .records
-            .iter()
-            .filter(|r| r.height == block.height() && r.outcome.is_ok())
-            .count();
+        let mut by_kind = [0u64; crate::ledger::transaction::KINDS.len()];
+        for (tx, r) in block.txs.iter().zip(&exec.records) {
+            if r.height == block.height() && r.outcome.is_ok() {
+                by_kind[tx.kind_index()] += 1;
+            }
+        }
+        for (kind, n) in by_kind.into_iter().enumerate().filter(|(_, n)| *n > 0) {
+            stats::committed_kind(kind, n);
+        }
+        let committed = by_kind.iter().sum::<u64>() as usize;
         let rejected = exec
             .records
             .iter()
