@@ -72,6 +72,12 @@ fn write_key_file(key: &AccountKey, signer: Signer, path: &Path) -> Result<(), K
                 reason: "auditor keys are written as account key files".into(),
             })
         }
+        Signer::Holds(_) | Signer::Settled(_) => {
+            return Err(KeyFileError::Invalid {
+                path: path.to_path_buf(),
+                reason: "holds and their settlements have no key of their own".into(),
+            })
+        }
     };
     let file = KeyFile {
         insecure_dev_key: key.insecure_dev_key,
@@ -108,6 +114,8 @@ pub fn signer_key_path(keystore: &Path, signer: Signer) -> PathBuf {
         Signer::Registrar(n) => keystore.join(format!("registrar-{n}.key")),
         Signer::Issuer(n) => keystore.join(format!("issuer-{n}.key")),
         Signer::Auditor(n) => keystore.join(format!("auditor-{n}.key")),
+        // Not signers: the account's owner signs its holds.
+        Signer::Holds(a) | Signer::Settled(a) => key_path(keystore, a),
     }
 }
 

@@ -5,7 +5,8 @@
 use crate::ledger::{PublicKey, Signature, Transaction, TxId, TxIdError};
 use crate::proto::bank::submit_request::Op;
 use crate::proto::bank::{
-    CloseAccountOp, FreezeAccountOp, IssueOp, OpenAccountOp, RedeemOp, RotateKeyOp, SubmitRequest,
+    CloseAccountOp, FreezeAccountOp, HoldOp, IssueOp, OpenAccountOp, PostOp, RedeemOp, RotateKeyOp, SubmitRequest,
+    VoidOp,
 };
 
 /// Why a `Submit` request holds no operation the ledger can run.
@@ -71,6 +72,37 @@ pub fn submit_request(tx: &Transaction) -> Option<SubmitRequest> {
             account,
             amount,
             issuer,
+        }),
+        Transaction::Hold {
+            from,
+            to,
+            amount,
+            timeout_ms,
+            ..
+        } => Op::Hold(HoldOp {
+            from,
+            to,
+            amount,
+            timeout_ms,
+        }),
+        Transaction::Post {
+            ref hold_id,
+            from,
+            to,
+            amount,
+            ..
+        } => Op::Post(PostOp {
+            hold_id: hold_id.to_string(),
+            from,
+            to,
+            amount,
+        }),
+        Transaction::Void {
+            ref hold_id, from, to, ..
+        } => Op::Void(VoidOp {
+            hold_id: hold_id.to_string(),
+            from,
+            to,
         }),
         Transaction::Transfer { .. } | Transaction::BalanceCheck { .. } | Transaction::Allocation { .. } => {
             return None
@@ -145,6 +177,32 @@ pub fn transaction_of(req: &SubmitRequest) -> Result<Transaction, BadOp> {
             expires_ms,
             signature,
         },
+        Op::Hold(o) => Transaction::Hold {
+            id,
+            from: o.from,
+            to: o.to,
+            amount: o.amount,
+            timeout_ms: o.timeout_ms,
+            expires_ms,
+            signature,
+        },
+        Op::Post(o) => Transaction::Post {
+            hold_id: TxId::new(o.hold_id.clone())?,
+            id,
+            from: o.from,
+            to: o.to,
+            amount: o.amount,
+            expires_ms,
+            signature,
+        },
+        Op::Void(o) => Transaction::Void {
+            hold_id: TxId::new(o.hold_id.clone())?,
+            id,
+            from: o.from,
+            to: o.to,
+            expires_ms,
+            signature,
+        },
     })
 }
 
@@ -210,6 +268,32 @@ mod tests {
                 account: 9,
                 amount: 7,
                 issuer: Some(1),
+                expires_ms: 5,
+                signature: sig,
+            },
+            Transaction::Hold {
+                id: id(),
+                from: 3,
+                to: 9,
+                amount: 7,
+                timeout_ms: 60_000,
+                expires_ms: 5,
+                signature: sig,
+            },
+            Transaction::Post {
+                id: id(),
+                hold_id: TxId::new("hold-1").unwrap(),
+                from: 3,
+                to: 9,
+                amount: 6,
+                expires_ms: 5,
+                signature: sig,
+            },
+            Transaction::Void {
+                id: id(),
+                hold_id: TxId::new("hold-1").unwrap(),
+                from: 3,
+                to: 9,
                 expires_ms: 5,
                 signature: sig,
             },

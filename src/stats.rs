@@ -150,7 +150,7 @@ impl Drop for RequestTimer {
 
 /// Why this node refused a transfer it answered (as leader, or before
 /// forwarding); label values of `bank_transfers_refused_total`.
-pub const REFUSALS: [&str; 18] = [
+pub const REFUSALS: [&str; 25] = [
     "zero_amount",
     "same_account",
     "unknown_account",
@@ -168,6 +168,13 @@ pub const REFUSALS: [&str; 18] = [
     "close_with_money",
     "too_many_accounts",
     "bad_key",
+    "bad_hold_timeout",
+    "too_many_holds",
+    "unknown_hold",
+    "hold_settled",
+    "not_hold_receiver",
+    "post_above_held",
+    "close_with_holds",
     "other",
 ];
 

@@ -53,7 +53,7 @@ fn rule_violations_are_refused_with_one_clear_line_and_change_nothing() {
     let cases: [(&[&str], &str); 5] = [
         (
             &["transfer", "1", "2", "1000"],
-            "insufficient funds: account 1 has 95, needs 1000",
+            "insufficient funds: account 1 has 95 available, needs 1000",
         ),
         (&["transfer", "1", "9", "5"], "unknown account 9"),
         (&["transfer", "1", "1", "5"], "cannot transfer from account 1 to itself"),
@@ -80,7 +80,7 @@ fn rule_violations_are_refused_with_one_clear_line_and_change_nothing() {
     c.transfer(3, 1, 900, "top-up");
     let again = c.client_at(&servers, &["transfer", "1", "2", "500", "--id", "too-early"]);
     assert!(!again.status.success(), "a refused id stays refused");
-    assert!(String::from_utf8_lossy(&again.stderr).contains("account 1 has 95, needs 500"));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("account 1 has 95 available, needs 500"));
     assert_eq!(c.balance(1), START[1] + 900);
 }
 

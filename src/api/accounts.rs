@@ -41,13 +41,12 @@ pub(super) async fn account(api: &BankApi, req: Request<AccountRequest>) -> Resu
                 let unknown = || Attempt::Done(reject_status(&RejectReason::UnknownAccount { account }));
                 let balance = book.balance(account).ok_or_else(unknown)?;
                 let info = book.account(account).ok_or_else(unknown)?;
-                // Holds reserve nothing yet: all of it is available.
-                let held = 0;
+                let held = book.held(account).out;
                 Ok(AccountReply {
                     account,
                     balance,
                     held,
-                    available: balance - held,
+                    available: balance.saturating_sub(held),
                     public_key: info.public_key.to_hex(),
                     state: info.state.to_string(),
                     opened_height: info.opened_height,

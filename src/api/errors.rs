@@ -12,7 +12,9 @@ pub fn auth_status(e: &AuthError) -> Status {
         AuthError::UnknownSigner(Signer::Account(account)) => {
             return reject_status(&RejectReason::UnknownAccount { account: *account });
         }
-        AuthError::UnknownSigner(Signer::Auditor(_) | Signer::Registrar(_) | Signer::Issuer(_))
+        AuthError::UnknownSigner(
+            Signer::Auditor(_) | Signer::Registrar(_) | Signer::Issuer(_) | Signer::Holds(_) | Signer::Settled(_),
+        )
         | AuthError::Signature(_)
         | AuthError::NoVerdict => crate::stats::refused("bad_signature"),
     }
@@ -42,6 +44,13 @@ pub fn reject_status(reason: &RejectReason) -> Status {
         RejectReason::TooManyAccounts => "too_many_accounts",
         RejectReason::BadKey { .. } => "bad_key",
         RejectReason::SupplyOverflow => "overflow",
+        RejectReason::BadHoldTimeout { .. } => "bad_hold_timeout",
+        RejectReason::TooManyHolds => "too_many_holds",
+        RejectReason::UnknownHold { .. } => "unknown_hold",
+        RejectReason::HoldSettled { .. } => "hold_settled",
+        RejectReason::NotHoldReceiver { .. } => "not_hold_receiver",
+        RejectReason::PostAboveHeld { .. } => "post_above_held",
+        RejectReason::CloseWithHolds { .. } => "close_with_holds",
     });
     let msg = reason.to_string();
     match reason {
@@ -55,9 +64,14 @@ pub fn reject_status(reason: &RejectReason) -> Status {
         | RejectReason::AccountFrozen { .. }
         | RejectReason::AccountClosed { .. }
         | RejectReason::AlreadyInState { .. }
-        | RejectReason::CloseWithMoney { .. } => Status::failed_precondition(msg),
-        RejectReason::BadKey { .. } => Status::invalid_argument(msg),
-        RejectReason::TooManyAccounts => Status::resource_exhausted(msg),
+        | RejectReason::CloseWithMoney { .. }
+        | RejectReason::CloseWithHolds { .. }
+        | RejectReason::PostAboveHeld { .. }
+        | RejectReason::HoldSettled { .. } => Status::failed_precondition(msg),
+        RejectReason::BadKey { .. } | RejectReason::BadHoldTimeout { .. } => Status::invalid_argument(msg),
+        RejectReason::UnknownHold { .. } => Status::not_found(msg),
+        RejectReason::NotHoldReceiver { .. } => Status::permission_denied(msg),
+        RejectReason::TooManyAccounts | RejectReason::TooManyHolds => Status::resource_exhausted(msg),
         RejectReason::IdConflict { .. } | RejectReason::AccountExists { .. } => Status::already_exists(msg),
         RejectReason::Unauthorized { .. } => Status::unauthenticated(msg),
         // Signed for another time: the caller must sign again.

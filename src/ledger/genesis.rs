@@ -284,7 +284,8 @@ impl Genesis {
             .collect();
         for tx in &allocations {
             // Cannot fail: ids are unique and the total fits in u64.
-            rules::apply(&mut book, tx, 0).map_err(|_| GenesisError::TotalOverflow)?;
+            rules::apply(&mut book, tx, rules::At { height: 0, block_ms: 0 })
+                .map_err(|_| GenesisError::TotalOverflow)?;
         }
         let block0 = Block::new(Hash32::ZERO, 0, file.commitment(), 0, file.difficulty, allocations).mined();
         let chain_id = block0.hash();
@@ -305,8 +306,11 @@ impl Genesis {
                     expires_ms: 0,
                     signature: Signature::NONE,
                 };
-                rules::apply(&mut book, &tx, blocks.len() as u64)
-                    .map_err(|reason| GenesisError::BadTransfer { index, reason })?;
+                let at = rules::At {
+                    height: blocks.len() as u64,
+                    block_ms: 0,
+                };
+                rules::apply(&mut book, &tx, at).map_err(|reason| GenesisError::BadTransfer { index, reason })?;
                 txs.push(tx);
             }
             let prev = &blocks[blocks.len() - 1];

@@ -204,6 +204,7 @@ impl AccountKeys {
             Signer::Auditor(i) => self.auditors.get(i as usize).copied(),
             Signer::Registrar(i) => self.registrars.get(i as usize).copied(),
             Signer::Issuer(i) => self.issuers.get(i as usize).copied(),
+            Signer::Holds(_) | Signer::Settled(_) => None,
         }
     }
 

@@ -15,13 +15,13 @@ pub mod rules;
 mod sha256x2;
 pub mod transaction;
 
-pub use accounts::{AccountInfo, AccountState, Registry, Supply};
+pub use accounts::{AccountInfo, AccountState, Held, Hold, HoldEnd, HoldKey, Holds, Registry, Supply};
 pub use block::{Block, BlockError, BlockHeader};
 pub use genesis::{Genesis, GenesisError};
 pub use hash::{Hash32, HexError};
 pub use keys::{AccountKey, AccountKeys, PublicKey, Signature};
 pub use outcome::{BlockOutcome, TxRecord};
-pub use rules::{Applied, Book, BookRef, Books, RejectReason, View};
+pub use rules::{Applied, At, Book, BookRef, Books, RejectReason, View};
 pub use transaction::{Signer, Transaction, TxId, TxIdError, TxKey};
 
 /// Accounts are identified by plain integers.

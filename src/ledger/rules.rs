@@ -1,7 +1,10 @@
 //! The rules that move money. Pure and deterministic: the same balances and
 //! the same transaction give the same result on every node.
 
-use super::accounts::{AccountInfo, AccountState, Registry, Supply, MAX_ACCOUNTS};
+use super::accounts::{
+    AccountInfo, AccountState, Held, Hold, HoldEnd, HoldKey, Registry, Supply, MAX_ACCOUNTS, MAX_HOLD_TIMEOUT_MS,
+    MAX_PENDING_HOLDS,
+};
 use super::transaction::Signer;
 use super::{AccountId, AccountKeys, Amount, PublicKey, Transaction, TxId};
 use serde::{Deserialize, Serialize};
@@ -20,6 +23,20 @@ pub trait View {
     fn account_count(&self) -> usize;
     /// Genesis's keys: its accounts' first keys and the roles'.
     fn genesis(&self) -> &AccountKeys;
+    /// The pending hold `key`, if it is pending.
+    fn hold(&self, key: &HoldKey) -> Option<Hold>;
+    /// What the account has on hold, sending and receiving.
+    fn held(&self, account: AccountId) -> Held;
+    /// How many holds are pending.
+    fn pending_holds(&self) -> usize;
+    /// The pending holds a block of time `block_ms` releases, in the order
+    /// it releases them.
+    fn due_holds(&self, block_ms: u64) -> Vec<HoldKey>;
+
+    /// What the account may send: its balance less what it has on hold.
+    fn available(&self, account: AccountId) -> Option<Amount> {
+        Some(self.balance(account)?.saturating_sub(self.held(account).out))
+    }
 
     /// The key that signs for `signer` now: an account's current key, a
     /// role's from genesis.
@@ -36,6 +53,8 @@ pub trait Books: View {
     fn set_balance(&mut self, account: AccountId, amount: Amount);
     fn set_account(&mut self, account: AccountId, info: AccountInfo);
     fn set_supply(&mut self, supply: Supply);
+    /// Places (`Some`) or ends (`None`) a hold.
+    fn set_hold(&mut self, key: HoldKey, hold: Option<Hold>);
 }
 
 /// The whole state the rules keep, owned; genesis accounts' keys are
@@ -70,6 +89,9 @@ impl Book {
         self.registry.accounts.extend(changes.accounts);
         if let Some(s) = changes.supply {
             self.registry.supply = s;
+        }
+        for (key, hold) in changes.holds {
+            self.registry.holds.set(key, hold);
         }
     }
 
@@ -113,6 +135,18 @@ impl View for BookRef<'_> {
     fn genesis(&self) -> &AccountKeys {
         self.genesis
     }
+    fn hold(&self, key: &HoldKey) -> Option<Hold> {
+        self.registry.holds.get(key)
+    }
+    fn held(&self, account: AccountId) -> Held {
+        self.registry.holds.held(account)
+    }
+    fn pending_holds(&self) -> usize {
+        self.registry.holds.len()
+    }
+    fn due_holds(&self, block_ms: u64) -> Vec<HoldKey> {
+        self.registry.holds.due(block_ms)
+    }
 }
 
 impl View for Book {
@@ -131,6 +165,18 @@ impl View for Book {
     fn genesis(&self) -> &AccountKeys {
         &self.genesis
     }
+    fn hold(&self, key: &HoldKey) -> Option<Hold> {
+        self.registry.holds.get(key)
+    }
+    fn held(&self, account: AccountId) -> Held {
+        self.registry.holds.held(account)
+    }
+    fn pending_holds(&self) -> usize {
+        self.registry.holds.len()
+    }
+    fn due_holds(&self, block_ms: u64) -> Vec<HoldKey> {
+        self.registry.holds.due(block_ms)
+    }
 }
 
 impl Books for Book {
@@ -143,14 +189,21 @@ impl Books for Book {
     fn set_supply(&mut self, supply: Supply) {
         self.registry.supply = supply;
     }
+    fn set_hold(&mut self, key: HoldKey, hold: Option<Hold>) {
+        self.registry.holds.set(key, hold);
+    }
 }
 
-/// What an [`Overlay`] changed: the new balances, account entries and supply.
+/// What an [`Overlay`] changed: the new balances, account entries, supply
+/// and holds (`None`: ended), and what the accounts whose holds changed
+/// now have held (derived from the holds, for views over changes).
 #[derive(Clone, PartialEq, Eq, Debug, Default)]
 pub struct Changes {
     pub balances: BTreeMap<AccountId, Amount>,
     pub accounts: BTreeMap<AccountId, AccountInfo>,
     pub supply: Option<Supply>,
+    pub holds: BTreeMap<HoldKey, Option<Hold>>,
+    pub held: BTreeMap<AccountId, Held>,
 }
 
 /// A state seen through pending, not yet applied changes: lets the leader
@@ -159,6 +212,8 @@ pub struct Overlay<'a, B: View + ?Sized> {
     base: &'a B,
     changes: Changes,
     opened: usize,
+    /// Holds placed here less holds of the base ended here.
+    holds_added: isize,
 }
 
 impl<'a, B: View + ?Sized> Overlay<'a, B> {
@@ -167,6 +222,7 @@ impl<'a, B: View + ?Sized> Overlay<'a, B> {
             base,
             changes: Changes::default(),
             opened: 0,
+            holds_added: 0,
         }
     }
 
@@ -198,6 +254,36 @@ impl<B: View + ?Sized> View for Overlay<'_, B> {
     fn genesis(&self) -> &AccountKeys {
         self.base.genesis()
     }
+    fn hold(&self, key: &HoldKey) -> Option<Hold> {
+        match self.changes.holds.get(key) {
+            Some(h) => *h,
+            None => self.base.hold(key),
+        }
+    }
+    fn held(&self, account: AccountId) -> Held {
+        match self.changes.held.get(&account) {
+            Some(h) => *h,
+            None => self.base.held(account),
+        }
+    }
+    fn pending_holds(&self) -> usize {
+        self.base.pending_holds().saturating_add_signed(self.holds_added)
+    }
+    fn due_holds(&self, block_ms: u64) -> Vec<HoldKey> {
+        let mut due: Vec<(u64, HoldKey)> = self
+            .base
+            .due_holds(block_ms)
+            .into_iter()
+            .filter(|k| !self.changes.holds.contains_key(k))
+            .filter_map(|k| Some((self.base.hold(&k)?.deadline_ms, k)))
+            .collect();
+        due.extend(self.changes.holds.iter().filter_map(|(k, h)| {
+            h.filter(|h| h.deadline_ms <= block_ms)
+                .map(|h| (h.deadline_ms, k.clone()))
+        }));
+        due.sort();
+        due.into_iter().map(|(_, k)| k).collect()
+    }
 }
 
 impl<B: View + ?Sized> Books for Overlay<'_, B> {
@@ -211,6 +297,24 @@ impl<B: View + ?Sized> Books for Overlay<'_, B> {
     }
     fn set_supply(&mut self, supply: Supply) {
         self.changes.supply = Some(supply);
+    }
+    fn set_hold(&mut self, key: HoldKey, hold: Option<Hold>) {
+        let was = self.hold(&key);
+        let mut adjust = |account: AccountId, f: &dyn Fn(&mut Held)| {
+            let mut h = self.held(account);
+            f(&mut h);
+            self.changes.held.insert(account, h);
+        };
+        if let Some(old) = was {
+            adjust(key.from, &|h| h.out = h.out.saturating_sub(old.amount));
+            adjust(old.to, &|h| h.incoming = h.incoming.saturating_sub(1));
+        }
+        if let Some(new) = hold {
+            adjust(key.from, &|h| h.out = h.out.saturating_add(new.amount));
+            adjust(new.to, &|h| h.incoming += 1);
+        }
+        self.holds_added += isize::from(hold.is_some()) - isize::from(was.is_some());
+        self.changes.holds.insert(key, hold);
     }
 }
 
@@ -226,10 +330,12 @@ pub enum RejectReason {
     /// The account does not exist.
     #[error("unknown account {account}")]
     UnknownAccount { account: AccountId },
-    /// The source account holds less than the amount.
-    #[error("insufficient funds: account {account} has {balance}, needs {amount}")]
+    /// The source account has less than the amount available (its
+    /// balance less what it has on hold).
+    #[error("insufficient funds: account {account} has {balance} available, needs {amount}")]
     InsufficientFunds {
         account: AccountId,
+        /// The available balance.
         balance: Amount,
         amount: Amount,
     },
@@ -281,6 +387,37 @@ pub enum RejectReason {
     /// The money issued or redeemed would overflow the supply's count.
     #[error("the supply's count would overflow")]
     SupplyOverflow,
+    /// A hold's timeout must let it end, within [`MAX_HOLD_TIMEOUT_MS`].
+    #[error("hold timeout of {timeout_ms} ms is out of range: from 1 ms to {} days", MAX_HOLD_TIMEOUT_MS / 86_400_000)]
+    BadHoldTimeout { timeout_ms: u64 },
+    /// No room for another pending hold.
+    #[error("{MAX_PENDING_HOLDS} holds are pending, the limit: settle some first")]
+    TooManyHolds,
+    /// No pending hold of that name (never placed, or not yet committed).
+    #[error("no pending hold {id} of account {account}")]
+    UnknownHold { account: AccountId, id: TxId },
+    /// The hold was settled, or released at its timeout, before.
+    #[error("hold {id} of account {account} was {end} already")]
+    HoldSettled { account: AccountId, id: TxId, end: HoldEnd },
+    /// Only a hold's receiver posts or voids it.
+    #[error("hold {id} of account {account} is to account {to}, not to account {named}: only its receiver settles it")]
+    NotHoldReceiver {
+        account: AccountId,
+        id: TxId,
+        to: AccountId,
+        named: AccountId,
+    },
+    /// A post may move at most what the hold reserved.
+    #[error("cannot post {amount}: hold {id} of account {account} holds {held}")]
+    PostAboveHeld {
+        account: AccountId,
+        id: TxId,
+        amount: Amount,
+        held: Amount,
+    },
+    /// An account party to a pending hold may not close.
+    #[error("account {account} is party to {holds} pending holds: settle them before it closes")]
+    CloseWithHolds { account: AccountId, holds: u64 },
 }
 
 /// Longest a signed transaction may stay valid after the block that holds
@@ -315,7 +452,11 @@ impl RejectReason {
             | RejectReason::ExpiresTooLate { .. }
             | RejectReason::AccountExists { .. }
             | RejectReason::AccountClosed { .. }
-            | RejectReason::BadKey { .. } => true,
+            | RejectReason::BadKey { .. }
+            | RejectReason::BadHoldTimeout { .. }
+            | RejectReason::HoldSettled { .. }
+            | RejectReason::NotHoldReceiver { .. }
+            | RejectReason::PostAboveHeld { .. } => true,
             // Accounts open, freeze and unfreeze at runtime: an unknown or
             // frozen account may be usable in a later state.
             RejectReason::InsufficientFunds { .. }
@@ -326,7 +467,10 @@ impl RejectReason {
             | RejectReason::TooManyAccounts
             | RejectReason::SupplyOverflow
             | RejectReason::Overflow { .. }
-            | RejectReason::IdConflict { .. } => false,
+            | RejectReason::IdConflict { .. }
+            | RejectReason::TooManyHolds
+            | RejectReason::UnknownHold { .. }
+            | RejectReason::CloseWithHolds { .. } => false,
         }
     }
 }
@@ -334,15 +478,25 @@ impl RejectReason {
 /// What applying a transaction produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Applied {
-    /// For balance checks, the audited balance; otherwise `None`.
+    /// For balance checks, the audited balance; for posts, the amount
+    /// posted (so the record of a hold's settlement tells how it ended);
+    /// otherwise `None`.
     pub balance: Option<Amount>,
 }
 
-/// Applies `tx`, in the block at `height`, to `books`, or says why not
-/// and changes nothing. Allocations are valid only at height 0, the
-/// genesis block.
-pub fn apply(books: &mut (impl Books + ?Sized), tx: &Transaction, height: u64) -> Result<Applied, RejectReason> {
+/// Where a transaction is applied: its block's height and time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct At {
+    pub height: u64,
+    pub block_ms: u64,
+}
+
+/// Applies `tx`, in the block `at`, to `books`, or says why not and
+/// changes nothing. Allocations are valid only at height 0, the genesis
+/// block.
+pub fn apply(books: &mut (impl Books + ?Sized), tx: &Transaction, at: At) -> Result<Applied, RejectReason> {
     let none = Ok(Applied { balance: None });
+    let height = at.height;
     match *tx {
         Transaction::Transfer { from, to, amount, .. } => {
             if amount == 0 {
@@ -353,13 +507,8 @@ pub fn apply(books: &mut (impl Books + ?Sized), tx: &Transaction, height: u64) -
             }
             let from_balance = sender(books, from)?;
             let to_balance = receiver(books, to)?;
-            let new_from = from_balance
-                .checked_sub(amount)
-                .ok_or(RejectReason::InsufficientFunds {
-                    account: from,
-                    balance: from_balance,
-                    amount,
-                })?;
+            spendable(books, from, amount)?;
+            let new_from = from_balance - amount;
             let new_to = to_balance
                 .checked_add(amount)
                 .ok_or(RejectReason::Overflow { account: to })?;
@@ -425,6 +574,13 @@ pub fn apply(books: &mut (impl Books + ?Sized), tx: &Transaction, height: u64) -
             if balance != 0 {
                 return Err(RejectReason::CloseWithMoney { account, balance });
             }
+            let held = books.held(account);
+            if held.incoming > 0 {
+                return Err(RejectReason::CloseWithHolds {
+                    account,
+                    holds: held.incoming,
+                });
+            }
             let mut info = info_of(books, account)?;
             info.state = AccountState::Closed;
             books.set_account(account, info);
@@ -472,11 +628,9 @@ pub fn apply(books: &mut (impl Books + ?Sized), tx: &Transaction, height: u64) -
                 None => sender(books, account)?,
                 Some(_) => books.balance(account).ok_or(RejectReason::UnknownAccount { account })?,
             };
-            let new = balance.checked_sub(amount).ok_or(RejectReason::InsufficientFunds {
-                account,
-                balance,
-                amount,
-            })?;
+            // Held money stays: its receiver was promised it.
+            spendable(books, account, amount)?;
+            let new = balance - amount;
             let mut supply = books.supply();
             supply.redeemed = supply
                 .redeemed
@@ -486,7 +640,125 @@ pub fn apply(books: &mut (impl Books + ?Sized), tx: &Transaction, height: u64) -
             books.set_supply(supply);
             none
         }
+        Transaction::Hold {
+            ref id,
+            from,
+            to,
+            amount,
+            timeout_ms,
+            ..
+        } => {
+            if amount == 0 {
+                return Err(RejectReason::ZeroAmount);
+            }
+            if from == to {
+                return Err(RejectReason::SameAccount { account: from });
+            }
+            if timeout_ms == 0 || timeout_ms > MAX_HOLD_TIMEOUT_MS {
+                return Err(RejectReason::BadHoldTimeout { timeout_ms });
+            }
+            sender(books, from)?;
+            receiver(books, to)?;
+            spendable(books, from, amount)?;
+            if books.pending_holds() >= MAX_PENDING_HOLDS {
+                return Err(RejectReason::TooManyHolds);
+            }
+            let hold = Hold {
+                to,
+                amount,
+                deadline_ms: at.block_ms.saturating_add(timeout_ms),
+                height,
+            };
+            books.set_hold(HoldKey { from, id: id.clone() }, Some(hold));
+            none
+        }
+        Transaction::Post {
+            ref hold_id,
+            from,
+            to,
+            amount,
+            ..
+        } => {
+            let key = HoldKey {
+                from,
+                id: hold_id.clone(),
+            };
+            let hold = pending_hold(books, &key, to)?;
+            if amount == 0 {
+                return Err(RejectReason::ZeroAmount);
+            }
+            if amount > hold.amount {
+                return Err(RejectReason::PostAboveHeld {
+                    account: from,
+                    id: key.id,
+                    amount,
+                    held: hold.amount,
+                });
+            }
+            // A post is the sender's payment: a frozen sender makes none.
+            let from_balance = sender(books, from)?;
+            let to_balance = receiver(books, to)?;
+            let new_to = to_balance
+                .checked_add(amount)
+                .ok_or(RejectReason::Overflow { account: to })?;
+            // The held amount is within the balance (every debit leaves it).
+            books.set_balance(from, from_balance.saturating_sub(amount));
+            books.set_balance(to, new_to);
+            books.set_hold(key, None);
+            Ok(Applied { balance: Some(amount) })
+        }
+        Transaction::Void {
+            ref hold_id, from, to, ..
+        } => {
+            let key = HoldKey {
+                from,
+                id: hold_id.clone(),
+            };
+            pending_hold(books, &key, to)?;
+            books.set_hold(key, None);
+            none
+        }
     }
+}
+
+/// Releases the holds a block of time `block_ms` finds past their
+/// deadline, before its transactions; returns them, in that order.
+pub fn release_due(books: &mut (impl Books + ?Sized), block_ms: u64) -> Vec<HoldKey> {
+    let due = books.due_holds(block_ms);
+    for key in &due {
+        books.set_hold(key.clone(), None);
+    }
+    due
+}
+
+/// The pending hold `key`, which `to` (the account that signed) may settle.
+fn pending_hold(books: &(impl View + ?Sized), key: &HoldKey, to: AccountId) -> Result<Hold, RejectReason> {
+    let hold = books.hold(key).ok_or_else(|| RejectReason::UnknownHold {
+        account: key.from,
+        id: key.id.clone(),
+    })?;
+    if hold.to != to {
+        return Err(RejectReason::NotHoldReceiver {
+            account: key.from,
+            id: key.id.clone(),
+            to: hold.to,
+            named: to,
+        });
+    }
+    Ok(hold)
+}
+
+/// Whether `account` may send `amount` without touching what it holds.
+fn spendable(books: &(impl View + ?Sized), account: AccountId, amount: Amount) -> Result<(), RejectReason> {
+    let available = books.available(account).unwrap_or(0);
+    if available < amount {
+        return Err(RejectReason::InsufficientFunds {
+            account,
+            balance: available,
+            amount,
+        });
+    }
+    Ok(())
 }
 
 /// An account's state: its entry, or open as genesis made it.
@@ -522,6 +794,10 @@ fn info_of(books: &(impl View + ?Sized), account: AccountId) -> Result<AccountIn
 
 #[cfg(test)]
 mod tests {
+    /// A block at `height`, at time 0.
+    fn at(height: u64) -> At {
+        At { height, block_ms: 0 }
+    }
     use super::*;
     use proptest::prelude::*;
 
@@ -555,21 +831,21 @@ mod tests {
     #[test]
     fn each_rule_has_its_reason() {
         let mut b = accounts();
-        assert_eq!(apply(&mut b, &t(0, 1, 0), 1), Err(RejectReason::ZeroAmount));
+        assert_eq!(apply(&mut b, &t(0, 1, 0), at(1)), Err(RejectReason::ZeroAmount));
         assert_eq!(
-            apply(&mut b, &t(1, 1, 5), 1),
+            apply(&mut b, &t(1, 1, 5), at(1)),
             Err(RejectReason::SameAccount { account: 1 })
         );
         assert_eq!(
-            apply(&mut b, &t(0, 9, 5), 1),
+            apply(&mut b, &t(0, 9, 5), at(1)),
             Err(RejectReason::UnknownAccount { account: 9 })
         );
         assert_eq!(
-            apply(&mut b, &t(9, 0, 5), 1),
+            apply(&mut b, &t(9, 0, 5), at(1)),
             Err(RejectReason::UnknownAccount { account: 9 })
         );
         assert_eq!(
-            apply(&mut b, &t(0, 1, 101), 1),
+            apply(&mut b, &t(0, 1, 101), at(1)),
             Err(RejectReason::InsufficientFunds {
                 account: 0,
                 balance: 100,
@@ -577,7 +853,7 @@ mod tests {
             })
         );
         assert_eq!(
-            apply(&mut b, &t(0, 2, 2), 1),
+            apply(&mut b, &t(0, 2, 2), at(1)),
             Err(RejectReason::Overflow { account: 2 })
         );
         assert_eq!(b.balances, accounts().balances, "rejected transactions change nothing");
@@ -589,7 +865,7 @@ mod tests {
                     amount: 1,
                     public_key: crate::ledger::PublicKey([0; 32]),
                 },
-                1
+                at(1)
             ),
             Err(RejectReason::AllocationOutsideGenesis)
         );
@@ -629,7 +905,7 @@ mod tests {
             expires_ms: 1_000,
             signature: crate::ledger::Signature::NONE,
         };
-        assert_eq!(apply(&mut b, &check, 1).unwrap().balance, Some(100));
+        assert_eq!(apply(&mut b, &check, at(1)).unwrap().balance, Some(100));
         assert_eq!(b.balances, accounts().balances);
     }
 
@@ -637,9 +913,9 @@ mod tests {
     fn overlay_leaves_base_untouched() {
         let base = accounts();
         let mut o = Overlay::new(&base);
-        apply(&mut o, &t(0, 1, 60), 1).unwrap();
+        apply(&mut o, &t(0, 1, 60), at(1)).unwrap();
         assert_eq!(
-            apply(&mut o, &t(0, 1, 60), 1),
+            apply(&mut o, &t(0, 1, 60), at(1)),
             Err(RejectReason::InsufficientFunds {
                 account: 0,
                 balance: 40,
@@ -696,7 +972,7 @@ mod tests {
             let mut b = Book::from_balances(BTreeMap::from([(0, 100), (1, 100), (2, 100)]));
             for (from, to, amount) in ops {
                 let before = b.balances.clone();
-                if apply(&mut b, &t(from, to, amount), 1).is_err() {
+                if apply(&mut b, &t(from, to, amount), at(1)).is_err() {
                     prop_assert_eq!(&b.balances, &before);
                 }
                 prop_assert_eq!(b.balances.values().sum::<u64>(), 300);
@@ -709,21 +985,42 @@ mod tests {
         /// always holds 0.
         #[test]
         fn money_changes_only_by_issue_and_redeem(
-            ops in proptest::collection::vec((0u8..8, 0u64..6, 0u64..6, 0u64..120, proptest::bool::ANY), 0..250)
+            ops in proptest::collection::vec((0u8..11, 0u64..6, 0u64..6, 0u64..120, proptest::bool::ANY), 0..250)
         ) {
             let mut b = book(&[(0, 100), (1, 100), (2, 100)]);
             let key = crate::ledger::AccountKey::dev(9).public();
             for (i, (kind, a, other, amount, flag)) in ops.into_iter().enumerate() {
                 let tx = op(kind, a, other, amount, flag, key);
+                // One transaction a block, a second apart: 3 s holds end.
+                let at = At { height: i as u64 + 1, block_ms: i as u64 * 1_000 };
+                let pending_before = b.registry.holds.clone();
+                for released in release_due(&mut b, at.block_ms) {
+                    let h = pending_before.get(&released).expect("only a pending hold is released");
+                    prop_assert!(h.deadline_ms <= at.block_ms);
+                }
                 let (balances, registry) = (b.balances.clone(), b.registry.clone());
                 let before_state = state_of(&b, a);
-                let result = apply(&mut b, &tx, i as u64 + 1);
+                let result = apply(&mut b, &tx, at);
                 if result.is_err() {
                     prop_assert_eq!(&b.balances, &balances);
                     prop_assert_eq!(&b.registry, &registry);
                 }
                 let total: u128 = b.balances.values().map(|v| u128::from(*v)).sum();
                 prop_assert_eq!(total, b.registry.supply.total(300));
+                // No available balance is negative: what an account has on
+                // hold is within its balance, and is the sum of its holds.
+                let mut out: BTreeMap<AccountId, u64> = BTreeMap::new();
+                for (k, h) in b.registry.holds.iter() {
+                    *out.entry(k.from).or_default() += h.amount;
+                }
+                for (account, balance) in &b.balances {
+                    let held = b.registry.holds.held(*account).out;
+                    prop_assert_eq!(held, out.get(account).copied().unwrap_or(0));
+                    prop_assert!(held <= *balance, "account {} holds {} of {}", account, held, balance);
+                }
+                if let (Transaction::Post { amount, .. }, Ok(applied)) = (&tx, &result) {
+                    prop_assert_eq!(applied.balance, Some(*amount));
+                }
                 if before_state == Some(AccountState::Frozen) && !matches!(tx, Transaction::Redeem { issuer: Some(_), .. }) {
                     prop_assert!(b.balances[&a] >= balances[&a], "a frozen account sent: {:?}", tx);
                 }
@@ -778,7 +1075,7 @@ mod tests {
                 expires_ms,
                 signature,
             },
-            _ => Transaction::Redeem {
+            7 => Transaction::Redeem {
                 id,
                 account: a,
                 amount,
@@ -786,7 +1083,38 @@ mod tests {
                 expires_ms,
                 signature,
             },
+            // Holds named h0..h3, so posts and voids find some of them.
+            8 => Transaction::Hold {
+                id: hold_id(amount),
+                from: a,
+                to: other,
+                amount,
+                timeout_ms: 3_000,
+                expires_ms,
+                signature,
+            },
+            9 => Transaction::Post {
+                id,
+                hold_id: hold_id(amount),
+                from: a,
+                to: other,
+                amount: amount / 2,
+                expires_ms,
+                signature,
+            },
+            _ => Transaction::Void {
+                id,
+                hold_id: hold_id(amount),
+                from: a,
+                to: other,
+                expires_ms,
+                signature,
+            },
         }
+    }
+
+    fn hold_id(n: u64) -> TxId {
+        TxId::new(format!("h{}", n % 4)).unwrap()
     }
 
     #[test]
@@ -795,16 +1123,16 @@ mod tests {
         let key = crate::ledger::AccountKey::dev(9).public();
         let open = |account| op(2, account, 0, 0, false, key);
         assert_eq!(
-            apply(&mut b, &open(0), 5),
+            apply(&mut b, &open(0), at(5)),
             Err(RejectReason::AccountExists { account: 0 })
         );
         assert_eq!(
-            apply(&mut b, &op(2, 7, 0, 0, false, PublicKey([0; 32])), 5),
+            apply(&mut b, &op(2, 7, 0, 0, false, PublicKey([0; 32])), at(5)),
             Err(RejectReason::BadKey {
                 key: PublicKey([0; 32])
             })
         );
-        apply(&mut b, &open(7), 5).unwrap();
+        apply(&mut b, &open(7), at(5)).unwrap();
         assert_eq!(
             b.account(7),
             Some(AccountInfo {
@@ -815,56 +1143,161 @@ mod tests {
             })
         );
         assert_eq!(
-            apply(&mut b, &op(3, 7, 0, 0, false, key), 6),
+            apply(&mut b, &op(3, 7, 0, 0, false, key), at(6)),
             Err(RejectReason::AlreadyInState {
                 account: 7,
                 state: AccountState::Open
             })
         );
-        apply(&mut b, &op(3, 0, 0, 0, true, key), 6).unwrap();
+        apply(&mut b, &op(3, 0, 0, 0, true, key), at(6)).unwrap();
         assert_eq!(
-            apply(&mut b, &t(0, 1, 5), 6),
+            apply(&mut b, &t(0, 1, 5), at(6)),
             Err(RejectReason::AccountFrozen { account: 0 })
         );
         assert_eq!(
-            apply(&mut b, &op(7, 0, 0, 5, false, key), 6),
+            apply(&mut b, &op(7, 0, 0, 5, false, key), at(6)),
             Err(RejectReason::AccountFrozen { account: 0 }),
             "a frozen owner cannot withdraw"
         );
-        apply(&mut b, &op(7, 0, 0, 5, true, key), 6).expect("an issuer redeems from a frozen account");
-        apply(&mut b, &t(1, 0, 5), 6).expect("a frozen account receives");
+        apply(&mut b, &op(7, 0, 0, 5, true, key), at(6)).expect("an issuer redeems from a frozen account");
+        apply(&mut b, &t(1, 0, 5), at(6)).expect("a frozen account receives");
         assert_eq!(
-            apply(&mut b, &op(4, 1, 0, 0, false, key), 7),
+            apply(&mut b, &op(4, 1, 0, 0, false, key), at(7)),
             Err(RejectReason::CloseWithMoney {
                 account: 1,
                 balance: 95
             })
         );
-        apply(&mut b, &op(4, 7, 0, 0, false, key), 7).unwrap();
+        apply(&mut b, &op(4, 7, 0, 0, false, key), at(7)).unwrap();
         assert_eq!(
-            apply(&mut b, &t(1, 7, 5), 8),
+            apply(&mut b, &t(1, 7, 5), at(8)),
             Err(RejectReason::AccountClosed { account: 7 })
         );
         assert_eq!(
-            apply(&mut b, &op(6, 7, 0, 5, false, key), 8),
+            apply(&mut b, &op(6, 7, 0, 5, false, key), at(8)),
             Err(RejectReason::AccountClosed { account: 7 })
         );
         assert_eq!(
-            apply(&mut b, &op(5, 7, 0, 0, false, key), 8),
+            apply(&mut b, &op(5, 7, 0, 0, false, key), at(8)),
             Err(RejectReason::AccountClosed { account: 7 })
         );
         assert_eq!(
-            apply(&mut b, &op(6, 1, 0, 0, false, key), 8),
+            apply(&mut b, &op(6, 1, 0, 0, false, key), at(8)),
             Err(RejectReason::ZeroAmount)
         );
         assert_eq!(
-            apply(&mut b, &op(6, 2, 0, 5, false, key), 8),
+            apply(&mut b, &op(6, 2, 0, 5, false, key), at(8)),
             Err(RejectReason::Overflow { account: 2 })
         );
         b.registry.supply.issued = u64::MAX;
         assert_eq!(
-            apply(&mut b, &op(6, 1, 0, 5, false, key), 8),
+            apply(&mut b, &op(6, 1, 0, 5, false, key), at(8)),
             Err(RejectReason::SupplyOverflow)
         );
+    }
+
+    #[test]
+    fn holds_reserve_settle_once_and_end_at_their_deadline() {
+        let mut b = accounts();
+        let (hold, post, void) = (
+            |n| op(8, 0, 1, n, false, PublicKey([0; 32])),
+            |n| op(9, 0, 1, n, false, PublicKey([0; 32])),
+            |n| op(10, 0, 1, n, false, PublicKey([0; 32])),
+        );
+        let at = |height, block_ms| At { height, block_ms };
+        apply(&mut b, &hold(60), at(1, 1_000)).unwrap();
+        assert_eq!(b.balance(0), Some(100), "a hold moves nothing yet");
+        assert_eq!(b.available(0), Some(40));
+        assert_eq!(b.held(1).incoming, 1);
+        assert_eq!(
+            apply(&mut b, &t(0, 1, 41), at(2, 1_000)),
+            Err(RejectReason::InsufficientFunds {
+                account: 0,
+                balance: 40,
+                amount: 41
+            }),
+            "held money cannot be sent"
+        );
+        let redeem = op(7, 0, 0, 41, true, PublicKey([0; 32]));
+        assert!(
+            matches!(
+                apply(&mut b, &redeem, at(2, 1_000)),
+                Err(RejectReason::InsufficientFunds { .. })
+            ),
+            "nor redeemed"
+        );
+        let close = op(4, 1, 0, 0, false, PublicKey([0; 32]));
+        b.balances.insert(1, 0);
+        assert_eq!(
+            apply(&mut b, &close, at(2, 1_000)),
+            Err(RejectReason::CloseWithHolds { account: 1, holds: 1 })
+        );
+        b.balances.insert(1, 100);
+        // Only the receiver settles, up to the held amount.
+        let stranger = Transaction::Void {
+            id: TxId::new("v").unwrap(),
+            hold_id: TxId::new("h0").unwrap(),
+            from: 0,
+            to: 2,
+            expires_ms: 1,
+            signature: crate::ledger::Signature::NONE,
+        };
+        assert!(matches!(
+            apply(&mut b, &stranger, at(3, 1_000)),
+            Err(RejectReason::NotHoldReceiver { to: 1, named: 2, .. })
+        ));
+        let mut above = post(60);
+        if let Transaction::Post { amount, .. } = &mut above {
+            *amount = 61;
+        }
+        assert!(matches!(
+            apply(&mut b, &above, at(3, 1_000)),
+            Err(RejectReason::PostAboveHeld {
+                amount: 61,
+                held: 60,
+                ..
+            })
+        ));
+        // post(60) posts 30 (op posts half): 30 moves, 30 is released.
+        assert_eq!(apply(&mut b, &post(60), at(3, 1_000)).unwrap().balance, Some(30));
+        assert_eq!(
+            (b.balance(0), b.balance(1), b.available(0)),
+            (Some(70), Some(130), Some(70))
+        );
+        assert!(
+            matches!(
+                apply(&mut b, &void(60), at(4, 1_000)),
+                Err(RejectReason::UnknownHold { .. })
+            ),
+            "settled once"
+        );
+        // A hold ends at the first block whose time reaches its deadline.
+        apply(&mut b, &hold(61), at(5, 10_000)).unwrap();
+        assert!(release_due(&mut b, 12_999).is_empty());
+        assert_eq!(
+            release_due(&mut b, 13_000),
+            vec![HoldKey {
+                from: 0,
+                id: TxId::new("h1").unwrap()
+            }]
+        );
+        assert_eq!(b.available(0), Some(70));
+        assert!(b.registry.holds.is_empty() && b.held(1).is_zero());
+        // Timeouts are bounded, so every hold ends.
+        for timeout_ms in [0, MAX_HOLD_TIMEOUT_MS + 1] {
+            let h = Transaction::Hold {
+                id: TxId::new("h9").unwrap(),
+                from: 0,
+                to: 1,
+                amount: 1,
+                timeout_ms,
+                expires_ms: 1,
+                signature: crate::ledger::Signature::NONE,
+            };
+            assert_eq!(
+                apply(&mut b, &h, at(6, 13_000)),
+                Err(RejectReason::BadHoldTimeout { timeout_ms })
+            );
+        }
     }
 }

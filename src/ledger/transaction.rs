@@ -101,6 +101,14 @@ pub enum Signer {
     Registrar(u32),
     /// May issue money into accounts and redeem it from them.
     Issuer(u32),
+    /// No key: the ids of the holds an account places (its owner signs
+    /// them as [`Signer::Account`]). Holds have ids of their own, so a
+    /// record here is always a hold's.
+    Holds(AccountId),
+    /// No key: where the settlements of an account's holds are recorded. A
+    /// post or void that succeeds leaves a record under its hold's id here
+    /// besides its own, so a hold settles once.
+    Settled(AccountId),
 }
 
 impl fmt::Display for Signer {
@@ -110,6 +118,8 @@ impl fmt::Display for Signer {
             Signer::Auditor(i) => write!(f, "auditor {i}"),
             Signer::Registrar(i) => write!(f, "registrar {i}"),
             Signer::Issuer(i) => write!(f, "issuer {i}"),
+            Signer::Holds(a) => write!(f, "the holds of account {a}"),
+            Signer::Settled(a) => write!(f, "the settlements of account {a}'s holds"),
         }
     }
 }
@@ -122,6 +132,8 @@ impl Signer {
             Signer::Auditor(i) => (2u8, u64::from(i)),
             Signer::Registrar(i) => (3u8, u64::from(i)),
             Signer::Issuer(i) => (4u8, u64::from(i)),
+            Signer::Holds(a) => (5u8, a),
+            Signer::Settled(a) => (6u8, a),
         };
         let mut out = [0u8; 9];
         out[0] = tag;
@@ -138,6 +150,8 @@ impl Signer {
             2 => role().map(Signer::Auditor),
             3 => role().map(Signer::Registrar),
             4 => role().map(Signer::Issuer),
+            5 => Some(Signer::Holds(n)),
+            6 => Some(Signer::Settled(n)),
             _ => None,
         }
     }
@@ -254,6 +268,43 @@ pub enum Transaction {
         expires_ms: u64,
         signature: Signature,
     },
+    /// Reserve `amount` of `from` for `to` (see [`super::accounts::Hold`]):
+    /// `from`'s available balance drops by it until `to` posts or voids the
+    /// hold, or `timeout_ms` after the time of the block that holds it,
+    /// when the chain releases it. Signed by `from`'s owner.
+    Hold {
+        id: TxId,
+        from: AccountId,
+        to: AccountId,
+        amount: Amount,
+        timeout_ms: u64,
+        expires_ms: u64,
+        signature: Signature,
+    },
+    /// Settle hold `hold_id` of account `from`: move `amount` (up to the
+    /// held amount) to `to` and release the rest. Signed by `to`'s owner,
+    /// the hold's receiver: the sender agreed to up to the amount by
+    /// signing the hold, and the timeout bounds how long it waits. `id` is
+    /// the post's own, among `to`'s ids.
+    Post {
+        id: TxId,
+        hold_id: TxId,
+        from: AccountId,
+        to: AccountId,
+        amount: Amount,
+        expires_ms: u64,
+        signature: Signature,
+    },
+    /// Release hold `hold_id` of account `from` whole; signed by its
+    /// receiver `to`.
+    Void {
+        id: TxId,
+        hold_id: TxId,
+        from: AccountId,
+        to: AccountId,
+        expires_ms: u64,
+        signature: Signature,
+    },
 }
 
 /// The shape shared by both serialized forms.
@@ -271,6 +322,9 @@ macro_rules! tx_mirror {
             RotateKey { id: TxId, account: AccountId, public_key: PublicKey, expires_ms: u64, signature: Signature },
             Issue { id: TxId, account: AccountId, amount: Amount, issuer: u32, expires_ms: u64, signature: Signature },
             Redeem { id: TxId, account: AccountId, amount: Amount, issuer: Option<u32>, expires_ms: u64, signature: Signature },
+            Hold { id: TxId, from: AccountId, to: AccountId, amount: Amount, timeout_ms: u64, expires_ms: u64, signature: Signature },
+            Post { id: TxId, hold_id: TxId, from: AccountId, to: AccountId, amount: Amount, expires_ms: u64, signature: Signature },
+            Void { id: TxId, hold_id: TxId, from: AccountId, to: AccountId, expires_ms: u64, signature: Signature },
         }
 
         impl From<Transaction> for $name {
@@ -285,6 +339,9 @@ macro_rules! tx_mirror {
                     Transaction::RotateKey { id, account, public_key, expires_ms, signature } => $name::RotateKey { id, account, public_key, expires_ms, signature },
                     Transaction::Issue { id, account, amount, issuer, expires_ms, signature } => $name::Issue { id, account, amount, issuer, expires_ms, signature },
                     Transaction::Redeem { id, account, amount, issuer, expires_ms, signature } => $name::Redeem { id, account, amount, issuer, expires_ms, signature },
+                    Transaction::Hold { id, from, to, amount, timeout_ms, expires_ms, signature } => $name::Hold { id, from, to, amount, timeout_ms, expires_ms, signature },
+                    Transaction::Post { id, hold_id, from, to, amount, expires_ms, signature } => $name::Post { id, hold_id, from, to, amount, expires_ms, signature },
+                    Transaction::Void { id, hold_id, from, to, expires_ms, signature } => $name::Void { id, hold_id, from, to, expires_ms, signature },
                 }
             }
         }
@@ -301,6 +358,9 @@ macro_rules! tx_mirror {
                     $name::RotateKey { id, account, public_key, expires_ms, signature } => Transaction::RotateKey { id, account, public_key, expires_ms, signature },
                     $name::Issue { id, account, amount, issuer, expires_ms, signature } => Transaction::Issue { id, account, amount, issuer, expires_ms, signature },
                     $name::Redeem { id, account, amount, issuer, expires_ms, signature } => Transaction::Redeem { id, account, amount, issuer, expires_ms, signature },
+                    $name::Hold { id, from, to, amount, timeout_ms, expires_ms, signature } => Transaction::Hold { id, from, to, amount, timeout_ms, expires_ms, signature },
+                    $name::Post { id, hold_id, from, to, amount, expires_ms, signature } => Transaction::Post { id, hold_id, from, to, amount, expires_ms, signature },
+                    $name::Void { id, hold_id, from, to, expires_ms, signature } => Transaction::Void { id, hold_id, from, to, expires_ms, signature },
                 }
             }
         }
@@ -331,7 +391,7 @@ impl<'de> Deserialize<'de> for Transaction {
 }
 
 /// Every kind's name, as the JSON views' `type` and the metrics' `kind` label.
-pub const KINDS: [&str; 9] = [
+pub const KINDS: [&str; 12] = [
     "transfer",
     "balance_check",
     "allocation",
@@ -341,6 +401,9 @@ pub const KINDS: [&str; 9] = [
     "rotate_key",
     "issue",
     "redeem",
+    "hold",
+    "post",
+    "void",
 ];
 
 const KIND_TRANSFER: u8 = 1;
@@ -352,6 +415,9 @@ const KIND_CLOSE_ACCOUNT: u8 = 6;
 const KIND_ROTATE_KEY: u8 = 7;
 const KIND_ISSUE: u8 = 8;
 const KIND_REDEEM: u8 = 9;
+const KIND_HOLD: u8 = 10;
+const KIND_POST: u8 = 11;
+const KIND_VOID: u8 = 12;
 
 /// The fields every signed transaction has.
 struct SignedParts<'a> {
@@ -411,6 +477,24 @@ impl Transaction {
                 expires_ms,
                 signature,
                 ..
+            }
+            | Transaction::Hold {
+                id,
+                expires_ms,
+                signature,
+                ..
+            }
+            | Transaction::Post {
+                id,
+                expires_ms,
+                signature,
+                ..
+            }
+            | Transaction::Void {
+                id,
+                expires_ms,
+                signature,
+                ..
             } => (id, *expires_ms, signature),
             Transaction::Allocation { .. } => return None,
         };
@@ -437,6 +521,8 @@ impl Transaction {
             }
             Transaction::Issue { issuer, .. } => Signer::Issuer(*issuer),
             Transaction::Redeem { account, issuer, .. } => issuer.map_or(Signer::Account(*account), Signer::Issuer),
+            Transaction::Hold { from, .. } => Signer::Account(*from),
+            Transaction::Post { to, .. } | Transaction::Void { to, .. } => Signer::Account(*to),
         })
     }
 
@@ -455,7 +541,10 @@ impl Transaction {
             | Transaction::CloseAccount { signature, .. }
             | Transaction::RotateKey { signature, .. }
             | Transaction::Issue { signature, .. }
-            | Transaction::Redeem { signature, .. } => *signature = new,
+            | Transaction::Redeem { signature, .. }
+            | Transaction::Hold { signature, .. }
+            | Transaction::Post { signature, .. }
+            | Transaction::Void { signature, .. } => *signature = new,
             Transaction::Allocation { .. } => {}
         }
     }
@@ -487,13 +576,19 @@ impl Transaction {
             Transaction::RotateKey { .. } => 6,
             Transaction::Issue { .. } => 7,
             Transaction::Redeem { .. } => 8,
+            Transaction::Hold { .. } => 9,
+            Transaction::Post { .. } => 10,
+            Transaction::Void { .. } => 11,
         }
     }
 
     /// The accounts whose state this transaction reads or changes.
     pub fn accounts(&self) -> Vec<AccountId> {
         match *self {
-            Transaction::Transfer { from, to, .. } => vec![from, to],
+            Transaction::Transfer { from, to, .. }
+            | Transaction::Hold { from, to, .. }
+            | Transaction::Post { from, to, .. }
+            | Transaction::Void { from, to, .. } => vec![from, to],
             Transaction::BalanceCheck { account, .. }
             | Transaction::Allocation { account, .. }
             | Transaction::OpenAccount { account, .. }
@@ -505,12 +600,28 @@ impl Transaction {
         }
     }
 
-    /// The id within its signer's ids: what makes it unique forever.
+    /// The id within its signer's ids (a hold's within its sender's
+    /// holds): what makes it unique forever.
     pub fn key(&self) -> Option<TxKey> {
+        let signer = match self {
+            Transaction::Hold { from, .. } => Signer::Holds(*from),
+            _ => self.signer()?,
+        };
         Some(TxKey {
-            signer: self.signer()?,
+            signer,
             id: self.id()?.clone(),
         })
+    }
+
+    /// The hold a post or void settles.
+    pub fn settles(&self) -> Option<super::HoldKey> {
+        match self {
+            Transaction::Post { hold_id, from, .. } | Transaction::Void { hold_id, from, .. } => Some(super::HoldKey {
+                from: *from,
+                id: hold_id.clone(),
+            }),
+            _ => None,
+        }
     }
 
     /// Canonical encoding: the content ([`Transaction::encode_content`]),
@@ -639,6 +750,45 @@ impl Transaction {
                 out.extend_from_slice(&amount.to_be_bytes());
                 role(out, *issuer);
             }
+            Transaction::Hold {
+                id,
+                from,
+                to,
+                amount,
+                timeout_ms,
+                ..
+            } => {
+                out.push(KIND_HOLD);
+                id_bytes(out, id);
+                out.extend_from_slice(&from.to_be_bytes());
+                out.extend_from_slice(&to.to_be_bytes());
+                out.extend_from_slice(&amount.to_be_bytes());
+                out.extend_from_slice(&timeout_ms.to_be_bytes());
+            }
+            Transaction::Post {
+                id,
+                hold_id,
+                from,
+                to,
+                amount,
+                ..
+            } => {
+                out.push(KIND_POST);
+                id_bytes(out, id);
+                id_bytes(out, hold_id);
+                out.extend_from_slice(&from.to_be_bytes());
+                out.extend_from_slice(&to.to_be_bytes());
+                out.extend_from_slice(&amount.to_be_bytes());
+            }
+            Transaction::Void {
+                id, hold_id, from, to, ..
+            } => {
+                out.push(KIND_VOID);
+                id_bytes(out, id);
+                id_bytes(out, hold_id);
+                out.extend_from_slice(&from.to_be_bytes());
+                out.extend_from_slice(&to.to_be_bytes());
+            }
         }
     }
 
@@ -693,6 +843,9 @@ impl Transaction {
             Transaction::RotateKey { id: i, .. } => id(i) + 8 + 32 + signed,
             Transaction::Issue { id: i, .. } => id(i) + 16 + 4 + signed,
             Transaction::Redeem { id: i, issuer, .. } => id(i) + 16 + role(issuer) + signed,
+            Transaction::Hold { id: i, .. } => id(i) + 32 + signed,
+            Transaction::Post { id: i, hold_id, .. } => id(i) + id(hold_id) - 1 + 24 + signed,
+            Transaction::Void { id: i, hold_id, .. } => id(i) + id(hold_id) - 1 + 16 + signed,
         }
     }
 }
@@ -766,6 +919,8 @@ mod tests {
             Signer::Auditor(7),
             Signer::Registrar(1),
             Signer::Issuer(u32::MAX),
+            Signer::Holds(3),
+            Signer::Settled(4),
         ] {
             assert_eq!(Signer::from_bytes(&s.to_bytes()), Some(s));
         }
@@ -803,6 +958,9 @@ mod tests {
                 Transaction::Issue { id: id.clone(), account: x, amount: x, issuer: 0, expires_ms: x, signature: Signature([9; 64]) },
                 Transaction::Redeem { id: id.clone(), account: x, amount: x, issuer: None, expires_ms: x, signature: Signature([9; 64]) },
                 Transaction::Redeem { id: id.clone(), account: x, amount: x, issuer: Some(7), expires_ms: x, signature: Signature([9; 64]) },
+                Transaction::Hold { id: id.clone(), from: x, to: 2, amount: x, timeout_ms: x, expires_ms: x, signature: Signature([9; 64]) },
+                Transaction::Post { id: id.clone(), hold_id: TxId::new("h-1").unwrap(), from: x, to: 2, amount: x, expires_ms: x, signature: Signature([9; 64]) },
+                Transaction::Void { id: id.clone(), hold_id: TxId::new("h-1").unwrap(), from: x, to: 2, expires_ms: x, signature: Signature([9; 64]) },
             ] {
                 prop_assert_eq!(tx.encoded_len(), tx.to_bytes().len());
             }

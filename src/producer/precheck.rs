@@ -5,7 +5,9 @@
 use super::worker::{Slot, Worker};
 use super::{Pending, SubmitError};
 use crate::ledger::rules::{self, Changes, Overlay};
-use crate::ledger::{AccountId, AccountInfo, AccountKeys, Amount, BookRef, RejectReason, Supply, View};
+use crate::ledger::{
+    AccountId, AccountInfo, AccountKeys, Amount, BookRef, Held, Hold, HoldKey, RejectReason, Supply, View,
+};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -18,6 +20,8 @@ pub(super) struct Projection {
     supply: Option<(u64, Supply)>,
     /// How many accounts each block in flight opens, by its height.
     opened: BTreeMap<u64, usize>,
+    holds: BTreeMap<HoldKey, (u64, Option<Hold>)>,
+    held: BTreeMap<AccountId, (u64, Held)>,
 }
 
 impl Projection {
@@ -34,6 +38,10 @@ impl Projection {
         if let Some(s) = changes.supply {
             self.supply = Some((height, s));
         }
+        self.holds
+            .extend(changes.holds.into_iter().map(|(k, h)| (k, (height, h))));
+        self.held
+            .extend(changes.held.into_iter().map(|(a, h)| (a, (height, h))));
     }
 
     /// Forgets what blocks at or below `applied` set: the applied state has it.
@@ -42,6 +50,8 @@ impl Projection {
         self.accounts.retain(|_, (h, _)| *h > applied);
         self.supply = self.supply.filter(|(h, _)| *h > applied);
         self.opened.retain(|h, _| *h > applied);
+        self.holds.retain(|_, (h, _)| *h > applied);
+        self.held.retain(|_, (h, _)| *h > applied);
     }
 
     pub(super) fn clear(&mut self) {
@@ -87,6 +97,29 @@ impl View for Projected<'_> {
     }
     fn genesis(&self) -> &AccountKeys {
         self.applied.genesis
+    }
+    fn hold(&self, key: &HoldKey) -> Option<Hold> {
+        match self.projection.holds.get(key) {
+            Some((h, v)) if *h > self.applied_height => *v,
+            _ => self.applied.hold(key),
+        }
+    }
+    fn held(&self, account: AccountId) -> Held {
+        match self.projection.held.get(&account) {
+            Some((h, v)) if *h > self.applied_height => *v,
+            _ => self.applied.held(account),
+        }
+    }
+    /// The applied count: the limit is the apply's to enforce, and a
+    /// refusal for it is never final here.
+    fn pending_holds(&self) -> usize {
+        self.applied.pending_holds()
+    }
+    /// None: the pre-check does not release holds. Releases only make
+    /// money available, and every refusal they could turn is one the
+    /// pre-check leaves to the block (not final).
+    fn due_holds(&self, _block_ms: u64) -> Vec<HoldKey> {
+        Vec::new()
     }
 }
 
@@ -177,7 +210,7 @@ impl Worker {
                     let _ = p.reply.send(Err(SubmitError::Rejected(reason)));
                     continue;
                 }
-                match rules::apply(&mut view, &p.tx, height) {
+                match rules::apply(&mut view, &p.tx, rules::At { height, block_ms }) {
                     // A refusal that no state can change is final at once.
                     Err(reason) if reason.is_permanent() => {
                         let _ = p.reply.send(Err(SubmitError::Rejected(reason)));

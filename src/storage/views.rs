@@ -32,7 +32,7 @@ pub struct TxResultView {
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// Audited balance, for balance checks.
+    /// Audited balance, for balance checks; the amount posted, for posts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub balance: Option<u64>,
     /// Height of the earlier block, for duplicates.

@@ -37,7 +37,7 @@ fn signer_key(ctx: &Ctx, signer: Signer) -> anyhow::Result<AccountKey> {
 
 /// Signs `tx` with its signer's key from the keystore, submits it and
 /// prints what committed (`what`, in words).
-async fn submit(ctx: &Ctx, mut tx: Transaction, what: String) -> anyhow::Result<()> {
+pub async fn submit(ctx: &Ctx, mut tx: Transaction, what: String) -> anyhow::Result<()> {
     let signer = tx.signer().ok_or_else(|| anyhow!("nobody signs {what}"))?;
     let key = signer_key(ctx, signer)?;
     let chain = chain_id(&ctx.servers, ctx.timeout, ctx.chain_id)
@@ -59,7 +59,7 @@ async fn submit(ctx: &Ctx, mut tx: Transaction, what: String) -> anyhow::Result<
     Ok(())
 }
 
-fn new_id(id: Option<String>) -> anyhow::Result<TxId> {
+pub fn new_id(id: Option<String>) -> anyhow::Result<TxId> {
     Ok(match id {
         Some(id) => TxId::new(id)?,
         None => TxId::random(),

@@ -150,6 +150,26 @@ pub fn describe_tx(tx: &Value, balance: &Value) -> String {
                 tx["amount"], tx["account"]
             ),
         },
+        Some("hold") => format!(
+            "hold {} of account {} for account {}, {} s",
+            tx["amount"],
+            tx["from"],
+            tx["to"],
+            tx["timeout_ms"].as_u64().unwrap_or(0) / 1000
+        ),
+        Some("post") => format!(
+            "post {} of hold {} of account {} to account {}",
+            tx["amount"],
+            tx["hold_id"].as_str().unwrap_or("?"),
+            tx["from"],
+            tx["to"]
+        ),
+        Some("void") => format!(
+            "void hold {} of account {} (by account {})",
+            tx["hold_id"].as_str().unwrap_or("?"),
+            tx["from"],
+            tx["to"]
+        ),
         _ => tx.to_string(),
     }
 }

@@ -11,6 +11,7 @@ mod chain;
 mod cluster;
 mod errors;
 mod faults;
+mod holds;
 mod reads;
 mod status;
 mod transfer;
@@ -73,6 +74,37 @@ enum Cmd {
         /// that may commit it (at most 86400).
         #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
         expires_in_s: u64,
+        /// Reserve the amount for TO instead of moving it: TO settles it
+        /// with `post` or `void`, or the chain releases it at the timeout.
+        /// The id (--id, else a random one) names the hold.
+        #[arg(long)]
+        hold: bool,
+        /// Seconds until the chain releases the hold (at most 7 days).
+        #[arg(long, requires = "hold", default_value_t = 3600,
+              value_parser = clap::value_parser!(u64).range(1..=604_800))]
+        timeout_s: u64,
+    },
+    /// Settle hold HOLD_ID: move AMOUNT (default: all it holds) to its
+    /// receiver, who signs, and release the rest.
+    Post {
+        hold_id: String,
+        /// At most the held amount.
+        #[arg(long)]
+        amount: Option<u64>,
+        /// The hold's sender: needed only when several accounts used the id.
+        #[arg(long)]
+        account: Option<u64>,
+        #[command(flatten)]
+        signing: SigningArgs,
+    },
+    /// Release hold HOLD_ID whole; signed by its receiver.
+    Void {
+        hold_id: String,
+        /// The hold's sender: needed only when several accounts used the id.
+        #[arg(long)]
+        account: Option<u64>,
+        #[command(flatten)]
+        signing: SigningArgs,
     },
     /// Open, show, freeze, unfreeze, close an account, or rotate its key.
     Account {
@@ -341,7 +373,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             amount,
             id,
             expires_in_s,
-        } => transfer::transfer(&ctx, from, to, amount, id, Duration::from_secs(expires_in_s)).await,
+            hold,
+            timeout_s,
+        } => {
+            let lifetime = Duration::from_secs(expires_in_s);
+            if hold {
+                let s = accounts::Signing { id, lifetime };
+                holds::hold(&ctx, from, to, amount, Duration::from_secs(timeout_s), s).await
+            } else {
+                transfer::transfer(&ctx, from, to, amount, id, lifetime).await
+            }
+        }
+        Cmd::Post {
+            hold_id,
+            amount,
+            account,
+            signing,
+        } => holds::post(&ctx, hold_id, account, amount, signing.signing()).await,
+        Cmd::Void {
+            hold_id,
+            account,
+            signing,
+        } => holds::void(&ctx, hold_id, account, signing.signing()).await,
         Cmd::Keygen {
             account,
             registrar,

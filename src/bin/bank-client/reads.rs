@@ -126,6 +126,19 @@ pub async fn tx(ctx: &Ctx, id: String, account: Option<u64>, auditor: Option<u32
             let reason = v["reason"].as_str().map(|r| format!(": {r}")).unwrap_or_default();
             out!("status   {}{reason}", v["status"].as_str().unwrap_or("?"));
             out!("block    {} {}", v["height"], v["block_hash"].as_str().unwrap_or("?"));
+            let hold = &v["hold"];
+            match hold["state"].as_str() {
+                Some("pending") => out!(
+                    "hold     pending: {} for account {} until Unix ms {}",
+                    hold["amount"],
+                    hold["to"],
+                    hold["deadline_ms"]
+                ),
+                Some("posted") => out!("hold     posted: {} in block {}", hold["amount"], hold["height"]),
+                Some("voided") => out!("hold     voided in block {}", hold["height"]),
+                Some("released") => out!("hold     released at its timeout"),
+                _ => {}
+            }
         },
     );
     Ok(())
@@ -170,6 +183,6 @@ pub async fn history(ctx: &Ctx, account: u64, limit: u32, before: Option<u64>) -
 }
 
 /// A JSON document a server sent.
-fn parse_json(json: &str) -> anyhow::Result<Value> {
+pub fn parse_json(json: &str) -> anyhow::Result<Value> {
     serde_json::from_str(json).context("server sent malformed JSON")
 }

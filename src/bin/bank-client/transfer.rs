@@ -75,6 +75,8 @@ pub fn keygen(ctx: &Ctx, signer: Signer, dev: bool) -> anyhow::Result<()> {
                 Signer::Registrar(n) => v["registrar"] = json!(n),
                 Signer::Issuer(n) => v["issuer"] = json!(n),
                 Signer::Auditor(n) => v["auditor"] = json!(n),
+                // keygen makes keys for signers only.
+                Signer::Holds(_) | Signer::Settled(_) => {}
             }
             v
         },

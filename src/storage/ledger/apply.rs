@@ -5,7 +5,7 @@
 //! entry, records and balance delta as single sled inserts, the head last.
 
 use super::schema::*;
-use super::{refusal_claiming_no_id, Ledger, LedgerError};
+use super::{holds, refusal_claiming_no_id, Ledger, LedgerError};
 use crate::ledger::rules::{self, Changes, Overlay};
 use crate::ledger::{AccountId, Amount, Block, BlockOutcome, BookRef, Hash32, RejectReason, TxKey, TxRecord};
 use crate::raft::{LogId, StoredMembership};
@@ -45,8 +45,9 @@ pub(crate) struct PreparedBlock {
 pub(crate) enum Prepared {
     /// Nothing: the block was refused and that is recorded.
     Done(BlockOutcome),
-    /// The block is to be written by [`Ledger::write_block`].
-    Ready(PreparedBlock),
+    /// The block is to be written by [`Ledger::write_block`] (boxed: it
+    /// carries the block's whole execution).
+    Ready(Box<PreparedBlock>),
 }
 
 /// The balance deltas stored after the checkpoint.
@@ -90,8 +91,14 @@ impl Ledger {
         let mut fresh: HashMap<TxKey, usize> = HashMap::new();
         let height = block.height();
         let block_ms = block.header.timestamp_ms;
+        let at = rules::At { height, block_ms };
         // Blocks genesis defines are the file's own: unsigned, no expiry.
         let signed = height > self.genesis_tip.0;
+        // Holds whose deadline the block's time reached end before its
+        // transactions run: what they held is available to them.
+        if signed {
+            rules::release_due(&mut overlay, block_ms);
+        }
         // Checked here, on every node, not only by the leader before it
         // proposed: a leader cannot move money its clients did not sign for.
         // Under the keys as they were before the block: one set in it signs
@@ -109,9 +116,9 @@ impl Ledger {
             let rec = match tx.key() {
                 // Only transactions with an id are signed.
                 None if verdict.is_err() => record(Err(refusal_claiming_no_id(tx, block_ms))),
-                None => record(rules::apply(&mut overlay, tx, height)),
+                None => record(rules::apply(&mut overlay, tx, at)),
                 Some(key) => {
-                    let earlier = match fresh.get(&key) {
+                    let first = match fresh.get(&key) {
                         Some(&i) => Some(new_records[i].1.clone()),
                         None => earlier(&key)?,
                     };
@@ -121,19 +128,35 @@ impl Ledger {
                     let unclaimed = if !signed {
                         Ok(())
                     } else {
-                        rules::check_expiry(tx, block_ms)
-                            .and(verdict.map_err(|_| RejectReason::Unauthorized { signer: key.signer }))
+                        rules::check_expiry(tx, block_ms).and(verdict.map_err(|_| RejectReason::Unauthorized {
+                            signer: tx.signer().unwrap_or(key.signer),
+                        }))
                     };
-                    match (earlier, unclaimed) {
+                    match (first, unclaimed) {
                         // Same id, same content: it was applied once already
                         // (signature and expiry aside: the owner may sign it twice).
                         (Some(first), _) if first.tx_hash == tx_hash => first,
                         (_, Err(reason)) => record(Err(reason)),
                         (Some(_), Ok(())) => record(Err(RejectReason::IdConflict { id: key.id })),
                         (None, Ok(())) => {
-                            let rec = record(rules::apply(&mut overlay, tx, height));
+                            let mut outcome = rules::apply(&mut overlay, tx, at);
+                            let settles = tx.settles();
+                            if let (Err(RejectReason::UnknownHold { .. }), Some(hold)) = (&outcome, &settles) {
+                                let before = |k: &TxKey| match fresh.get(k) {
+                                    Some(&i) => Ok(Some(new_records[i].1.clone())),
+                                    None => earlier(k),
+                                };
+                                outcome = Err(holds::why_not_pending(hold, &before)?);
+                            }
+                            let rec = record(outcome);
                             fresh.insert(key.clone(), new_records.len());
                             new_records.push((key, rec.clone()));
+                            // A settlement is recorded under its hold too.
+                            if let (Some(hold), true) = (settles, rec.outcome.is_ok()) {
+                                let key = holds::settlement_key(&hold);
+                                fresh.insert(key.clone(), new_records.len());
+                                new_records.push((key, rec.clone()));
+                            }
                             rec
                         }
                     }
@@ -206,14 +229,14 @@ impl Ledger {
             .executions
             .get()
             .is_some_and(|listener| listener.executed(&hash, &exec.records));
-        Ok(Prepared::Ready(PreparedBlock {
+        Ok(Prepared::Ready(Box::new(PreparedBlock {
             hash,
             exec,
             digest,
             checkpoint,
             started,
             announced,
-        }))
+        })))
     }
 
     /// Second half of applying a block: writes what
@@ -222,7 +245,7 @@ impl Ledger {
         &self,
         block: &Block,
         log_id: LogId,
-        p: PreparedBlock,
+        p: Box<PreparedBlock>,
     ) -> Result<BlockOutcome, LedgerError> {
         let PreparedBlock {
             hash,
@@ -231,7 +254,7 @@ impl Ledger {
             checkpoint,
             started,
             ..
-        } = p;
+        } = *p;
         let mut deltas = self.deltas.lock().unwrap_or_else(|p| p.into_inner());
         // Durably: the index entry below may reach disk with any later sled
         // write.
@@ -276,6 +299,10 @@ impl Ledger {
             self.before_write()?;
             self.tree.insert(supply_key(height), encode(supply, "supply")?)?;
         }
+        for (key, hold) in &exec.changes.holds {
+            self.before_write()?;
+            self.tree.insert(hold_version_key(key, height), encode(hold, "hold")?)?;
+        }
         let line = views::block_line(block, hash, &exec.records);
         let mut view_guard = self.chain_view.lock().unwrap_or_else(|p| p.into_inner());
         let view_len = match view_guard.as_ref() {
@@ -314,6 +341,15 @@ impl Ledger {
             self.before_write()?;
             self.remove_versions_below(SUPPLY_NAME, height)?;
         }
+        for (key, hold) in &exec.changes.holds {
+            self.before_write()?;
+            let name = hold_name(key);
+            self.remove_versions_below(&name, height)?;
+            if hold.is_none() {
+                // Ended: with nothing older left, the mark may go.
+                self.tree.remove(version_key(&name, height))?;
+            }
+        }
         self.sync_new_blobs()?;
         {
             let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
@@ -323,6 +359,9 @@ impl Ledger {
                 .extend(exec.changes.accounts.iter().map(|(a, i)| (*a, *i)));
             if let Some(supply) = exec.changes.supply {
                 s.registry.supply = supply;
+            }
+            for (key, hold) in &exec.changes.holds {
+                s.registry.holds.set(key.clone(), *hold);
             }
             s.balance_digest = digest;
             s.tip_height = block.height();

@@ -4,7 +4,7 @@
 //! per call.
 
 use super::{Ledger, LedgerError};
-use crate::ledger::{AccountId, Signer, TxId, TxKey};
+use crate::ledger::{AccountId, HoldEnd, HoldKey, RejectReason, Signer, TxId, TxKey};
 use crate::storage::views;
 
 /// What a lookup of a transaction by id found.
@@ -35,13 +35,29 @@ impl Ledger {
         Ok(Some(String::from_utf8_lossy(&line).into_owned()))
     }
 
-    /// A committed transaction by id, among `signer`'s ids if given, else
-    /// among those of the one signer that used it.
+    /// A committed transaction by id, among `signer`'s ids if given (an
+    /// account's holds' too), else among those of the one signer that used
+    /// it. Settlement records are their post's or void's, found by theirs.
     pub fn find_tx(&self, id: &TxId, signer: Option<Signer>) -> Result<TxLookup, LedgerError> {
         let key = match signer {
+            Some(Signer::Account(a)) => {
+                let own = TxKey {
+                    signer: Signer::Account(a),
+                    id: id.clone(),
+                };
+                let hold = TxKey {
+                    signer: Signer::Holds(a),
+                    id: id.clone(),
+                };
+                match self.tx_record(&own)? {
+                    None if self.tx_record(&hold)?.is_some() => hold,
+                    _ => own,
+                }
+            }
             Some(signer) => TxKey { signer, id: id.clone() },
             None => {
-                let found = self.tx_records_of_id(id, 8)?;
+                let mut found = self.tx_records_of_id(id, 8)?;
+                found.retain(|(s, _)| !matches!(s, Signer::Settled(_)));
                 match found.as_slice() {
                     [] => return Ok(TxLookup::Missing),
                     [(signer, _)] => TxKey {
@@ -66,7 +82,7 @@ impl Ledger {
                 .find(|t| t.key().as_ref() == Some(key) && t.content_hash() == rec.tx_hash)
         });
         let result = views::TxResultView::of(&rec, rec.height);
-        Ok(Some(serde_json::json!({
+        let mut v = serde_json::json!({
             "tx_id": key.id,
             "signer": key.signer,
             "height": rec.height,
@@ -75,7 +91,36 @@ impl Ledger {
             "reason": result.reason,
             "balance": result.balance,
             "tx": tx,
-        })))
+        });
+        if let (Signer::Holds(from), true) = (key.signer, rec.outcome.is_ok()) {
+            v["hold"] = self.hold_json(&HoldKey {
+                from,
+                id: key.id.clone(),
+            })?;
+        }
+        Ok(Some(v))
+    }
+
+    /// Where a placed hold stands: `{"state":"pending","to","amount",
+    /// "deadline_ms"}`, `{"state":"posted","amount","height"}`,
+    /// `{"state":"voided","height"}` or `{"state":"released"}` (at its timeout).
+    fn hold_json(&self, hold: &HoldKey) -> Result<serde_json::Value, LedgerError> {
+        if let Some(h) = self.with_state(|s| s.registry.holds.get(hold)) {
+            return Ok(serde_json::json!({
+                "state": "pending", "to": h.to, "amount": h.amount, "deadline_ms": h.deadline_ms,
+            }));
+        }
+        let before = |k: &TxKey| self.tx_record(k);
+        Ok(match super::holds::why_not_pending(hold, &before)? {
+            RejectReason::HoldSettled { end, .. } => match end {
+                HoldEnd::Posted { amount, height } => {
+                    serde_json::json!({"state": "posted", "amount": amount, "height": height})
+                }
+                HoldEnd::Voided { height } => serde_json::json!({"state": "voided", "height": height}),
+                HoldEnd::Expired => serde_json::json!({"state": "released"}),
+            },
+            other => serde_json::json!({"state": "unknown", "reason": other.to_string()}),
+        })
     }
 
     /// The transactions touching `account` (as source, destination or

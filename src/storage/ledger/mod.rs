@@ -31,6 +31,7 @@ mod block_log;
 mod checked;
 mod error;
 mod explorer;
+pub(crate) mod holds;
 mod recovery;
 mod registry;
 mod schema;

@@ -10,7 +10,7 @@
 
 use super::schema::*;
 use super::{Ledger, LedgerError};
-use crate::ledger::{AccountInfo, Registry, Supply};
+use crate::ledger::{AccountInfo, Hold, Registry, Supply};
 
 /// A versioned key split into its name and height.
 fn split(key: &[u8]) -> Result<(&[u8], u64), LedgerError> {
@@ -54,9 +54,21 @@ impl Ledger {
         let mut registry = Registry::default();
         // Keys sort by name, then height: one name's versions are adjacent.
         let mut current: Option<(Vec<u8>, sled::IVec, sled::IVec)> = None;
-        let keep = |name: &[u8], value: &[u8], registry: &mut Registry| -> Result<(), LedgerError> {
+        let keep = |name: &[u8], key: &[u8], value: &[u8], registry: &mut Registry| -> Result<(), LedgerError> {
             if name == SUPPLY_NAME {
                 registry.supply = decode::<Supply>(value, || "supply".into())?;
+            } else if name.starts_with(PREFIX_HOLD) {
+                let hold = hold_of_name(name).ok_or_else(|| LedgerError::Corruption {
+                    height: 0,
+                    reason: format!("malformed hold entry {:?}", String::from_utf8_lossy(name)),
+                })?;
+                match decode::<Option<Hold>>(value, || format!("entry of {hold}"))? {
+                    Some(h) => registry.holds.set(hold, Some(h)),
+                    // Ended, and nothing older is left: the mark goes too.
+                    None => {
+                        self.tree.remove(key)?;
+                    }
+                }
             } else {
                 let account = key_number(name, b"v:a", "account entry")?;
                 let info: AccountInfo = decode(value, || format!("entry of account {account}"))?;
@@ -76,13 +88,13 @@ impl Ledger {
                     // A newer version of the same name: the older goes.
                     self.tree.remove(old_key)?;
                 }
-                Some((n, _, value)) => keep(&n, &value, &mut registry)?,
+                Some((n, key, value)) => keep(&n, &key, &value, &mut registry)?,
                 None => {}
             }
             current = Some((name.to_vec(), k, v));
         }
-        if let Some((n, _, value)) = current {
-            keep(&n, &value, &mut registry)?;
+        if let Some((n, key, value)) = current {
+            keep(&n, &key, &value, &mut registry)?;
         }
         Ok(registry)
     }
@@ -97,6 +109,9 @@ impl Ledger {
     ) -> Result<(), LedgerError> {
         for (account, info) in &registry.accounts {
             batch.insert(account_info_key(*account, height), encode(info, "account entry")?)?;
+        }
+        for (key, hold) in registry.holds.iter() {
+            batch.insert(hold_version_key(key, height), encode(&Some(*hold), "hold")?)?;
         }
         batch.insert(supply_key(height), encode(&registry.supply, "supply")?)
     }

@@ -15,9 +15,11 @@
 //! - `v:a<account><height>`: the [`AccountInfo`](crate::ledger::AccountInfo)
 //!   block `<height>` gave an account (only accounts not as genesis made
 //!   them have one), and `v:s<height>`: the
-//!   [`Supply`](crate::ledger::Supply) as of block `<height>`. Versioned
-//!   entries ([`super::registry`]): the highest version at or below the tip
-//!   is the entry.
+//!   [`Supply`](crate::ledger::Supply) as of block `<height>`, and
+//!   `v:h<sender><hold id>\0<height>`: a pending
+//!   [`Hold`](crate::ledger::Hold) placed in block `<height>`, or `None`
+//!   where that block ended it. Versioned entries ([`super::registry`]):
+//!   the highest version at or below the tip is the entry.
 //!
 //! Tree `ledger_checkpoints`: every balance as of a height ([`Checkpoint`]),
 //! keyed by that height. Tree `ledger_install`: the pending-install mark.
@@ -27,7 +29,7 @@
 
 use super::LedgerError;
 use crate::codec;
-use crate::ledger::{AccountId, Amount, Hash32, Signer, TxId, TxKey};
+use crate::ledger::{AccountId, Amount, Hash32, HoldKey, Signer, TxId, TxKey};
 use crate::raft::LogId;
 use crate::storage::block_file::{BlockFileError, BlockFiles, Location};
 use std::collections::BTreeMap;
@@ -55,6 +57,8 @@ pub(super) const PREFIX_DELTA: &[u8] = b"d:";
 pub(super) const PREFIX_VERSIONED: &[u8] = b"v:";
 /// The supply's versioned name.
 pub(super) const SUPPLY_NAME: &[u8] = b"v:s";
+/// Pending holds' versioned names start so ([`hold_name`]).
+pub(super) const PREFIX_HOLD: &[u8] = b"v:h";
 /// Snapshot records: the tip and the applied log id (folded into the head
 /// on install), one balance per account, one block per height.
 pub(super) const KEY_TIP: &[u8] = b"m:tip";
@@ -139,6 +143,29 @@ pub(super) fn account_info_name(account: AccountId) -> Vec<u8> {
 }
 pub(super) fn account_info_key(account: AccountId, height: u64) -> Vec<u8> {
     version_key(&account_info_name(account), height)
+}
+/// A pending hold's versioned name: `v:h`, the sender, the id and a NUL
+/// (ids hold no NUL, so no name is another's prefix).
+pub(super) fn hold_name(key: &HoldKey) -> Vec<u8> {
+    [
+        PREFIX_HOLD,
+        &key.from.to_be_bytes()[..],
+        key.id.as_str().as_bytes(),
+        b"\0",
+    ]
+    .concat()
+}
+pub(super) fn hold_version_key(key: &HoldKey, height: u64) -> Vec<u8> {
+    version_key(&hold_name(key), height)
+}
+/// The hold a [`hold_name`] names.
+pub(super) fn hold_of_name(name: &[u8]) -> Option<HoldKey> {
+    let rest = name.strip_prefix(PREFIX_HOLD)?.strip_suffix(b"\0")?;
+    let (from, id) = rest.split_at_checked(8)?;
+    Some(HoldKey {
+        from: u64::from_be_bytes(from.try_into().ok()?),
+        id: TxId::new(std::str::from_utf8(id).ok()?).ok()?,
+    })
 }
 pub(super) fn supply_key(height: u64) -> Vec<u8> {
     version_key(SUPPLY_NAME, height)

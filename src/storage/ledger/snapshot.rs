@@ -8,7 +8,7 @@
 use super::schema::*;
 use super::snapshot_check::CheckedSnapshot;
 use super::{Ledger, LedgerError};
-use crate::ledger::{AccountId, Amount, Block, Hash32, Registry, Transaction, TxRecord};
+use crate::ledger::{AccountId, Amount, Block, Hash32, Registry, TxRecord};
 use crate::raft::{LogId, SnapshotMeta, StoredMembership};
 use crate::storage::snapshot::{SnapshotError, SnapshotReader, SnapshotWriter};
 use std::path::Path;
@@ -142,13 +142,18 @@ impl Ledger {
     }
 
     /// Writes the records `block` created (a record belongs to the block
-    /// that first applied its id); returns how many. A transaction refused
-    /// unsigned or out of time claimed no id and has none.
+    /// that first applied its id; a settlement's is also under its hold);
+    /// returns how many. A transaction refused unsigned or out of time
+    /// claimed no id and has none.
     fn write_records_of(&self, w: &mut SnapshotWriter, block: &Block) -> Result<u64, LedgerError> {
         let height = block.height();
         let mut seen = std::collections::HashSet::new();
         let mut n = 0;
-        for key in block.txs.iter().filter_map(Transaction::key) {
+        let keys = block.txs.iter().flat_map(|tx| {
+            let settlement = tx.settles().map(|h| super::holds::settlement_key(&h));
+            tx.key().into_iter().chain(settlement)
+        });
+        for key in keys {
             let Some(rec) = self.tx_record(&key)? else {
                 continue;
             };

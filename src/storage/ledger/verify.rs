@@ -4,8 +4,10 @@
 //! Damage is a [`LedgerError::Corruption`] naming the block height.
 
 use super::schema::*;
-use super::{Ledger, LedgerError};
-use crate::ledger::{rules, AccountId, Amount, Block, Book, Hash32, PublicKey, Signer, Transaction, TxKey, View};
+use super::{holds, Ledger, LedgerError};
+use crate::ledger::{
+    rules, AccountId, Amount, Block, Book, Hash32, PublicKey, RejectReason, Signer, Transaction, TxKey, TxRecord, View,
+};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -129,6 +131,28 @@ impl Ledger {
                     "the supply is {:?} in the ledger, but the chain gives {:?}",
                     cut.registry.supply, book.registry.supply
                 ),
+            ));
+        }
+        if let Some((key, hold)) = cut
+            .registry
+            .holds
+            .iter()
+            .find(|(k, h)| book.registry.holds.get(k) != Some(**h))
+        {
+            return Err(corrupt(
+                tip_height,
+                format!("{key} is {hold:?} in the ledger, but the chain does not hold it so"),
+            ));
+        }
+        if let Some((key, _)) = book
+            .registry
+            .holds
+            .iter()
+            .find(|(k, _)| cut.registry.holds.get(k).is_none())
+        {
+            return Err(corrupt(
+                tip_height,
+                format!("{key} is pending by the chain, but missing from the ledger"),
             ));
         }
         self.check_digest(tip_height)?;
@@ -279,8 +303,13 @@ impl Ledger {
         let height = block.height();
         let corrupt = |reason: String| LedgerError::Corruption { height, reason };
         let mut seen_here: std::collections::HashSet<TxKey> = std::collections::HashSet::new();
+        let mut settled_here: std::collections::HashMap<TxKey, TxRecord> = std::collections::HashMap::new();
         let block_ms = block.header.timestamp_ms;
+        let at = rules::At { height, block_ms };
         let signed = height > self.genesis_tip.0;
+        if let (Some(b), true) = (book.as_deref_mut(), signed) {
+            rules::release_due(b, block_ms);
+        }
         let keys = self.keys_at(block, book.as_deref());
         // Transactions whose key cannot be told are left out, and checked
         // by the full replay.
@@ -337,7 +366,7 @@ impl Ledger {
                 // An allocation: it opens an account in block 0, and is
                 // refused (changing nothing) anywhere else, as apply does.
                 if let (Some(b), 0) = (book.as_deref_mut(), height) {
-                    rules::apply(b, tx, 0).map_err(|e| corrupt(format!("allocation fails: {e}")))?;
+                    rules::apply(b, tx, at).map_err(|e| corrupt(format!("allocation fails: {e}")))?;
                 }
                 continue;
             };
@@ -362,7 +391,25 @@ impl Ledger {
             let Some(b) = book.as_deref_mut() else {
                 continue;
             };
-            let outcome = rules::apply(b, tx, height);
+            let mut outcome = rules::apply(b, tx, at);
+            if let (Err(RejectReason::UnknownHold { .. }), Some(hold)) = (&outcome, tx.settles()) {
+                // The records before this transaction: earlier blocks', and
+                // this block's settlements so far.
+                let before = |k: &TxKey| -> Result<Option<TxRecord>, LedgerError> {
+                    if let Some(r) = settled_here.get(k) {
+                        return Ok(Some(r.clone()));
+                    }
+                    Ok(self.tx_record(k)?.filter(|r| r.height < height))
+                };
+                outcome = Err(holds::why_not_pending(&hold, &before)?);
+            }
+            if let (Ok(_), Some(hold)) = (&outcome, tx.settles()) {
+                let key = holds::settlement_key(&hold);
+                if self.tx_record(&key)?.as_ref() != Some(&rec) {
+                    return Err(corrupt(format!("{hold} is settled by {id} but not recorded so")));
+                }
+                settled_here.insert(key, rec.clone());
+            }
             if outcome != rec.outcome {
                 return Err(corrupt(format!(
                     "transaction {id} re-executes to {outcome:?} but is recorded as {:?}",
