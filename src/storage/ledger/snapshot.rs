@@ -264,6 +264,19 @@ impl Ledger {
         }
         let (at, _) = checked.tip;
         self.write_registry_at(&mut batch, &checked.registry, at)?;
+        // Holds pending here that the snapshot's blocks ended: an end mark
+        // at its tip, or this node's older entry would stay the newest.
+        let ended: Vec<crate::ledger::HoldKey> = self.with_state(|s| {
+            s.registry
+                .holds
+                .iter()
+                .filter(|(k, _)| checked.registry.holds.get(k).is_none())
+                .map(|(k, _)| k.clone())
+                .collect()
+        });
+        for key in &ended {
+            batch.insert(hold_version_key(key, at), encode(&None::<crate::ledger::Hold>, "hold")?)?;
+        }
         // Above the tip until the head moves to it: a start reads the one
         // below until then.
         self.checkpoints

@@ -3,6 +3,7 @@
 //! the whole-chain checks and bounded reads.
 
 mod apply;
+mod holds;
 mod recovery;
 mod registry;
 mod verify;
