@@ -5,9 +5,8 @@
 mod common;
 
 use bank_ledger::ledger::{AccountKey, Signer};
-use common::{Cluster, SERVER};
+use common::Cluster;
 use serde_json::Value;
-use std::process::Command;
 
 /// TEST_GENESIS's accounts with registrar 0 and issuer 0, both dev keys.
 fn genesis_with_roles() -> String {
@@ -179,19 +178,5 @@ fn accounts_open_freeze_close_and_money_is_issued_and_redeemed_under_control() {
     assert_eq!(supply(&c), (1450, 1300, 550, 400));
     c.wait_converged();
     c.ok(&["verify"]);
-    for id in 0..3 {
-        c.kill(id);
-        let out = Command::new(SERVER)
-            .args(["verify", "--id", &id.to_string(), "--data-dir"])
-            .arg(c.data_dir())
-            .arg("--genesis")
-            .arg(c.data_dir().join("genesis.json"))
-            .output()
-            .expect("run bank-server verify");
-        assert!(
-            out.status.success(),
-            "offline verify of node {id}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    c.kill_and_verify_offline(&[0, 1, 2]);
 }

@@ -5,9 +5,8 @@
 
 mod common;
 
-use common::{Cluster, SERVER, TEST_GENESIS};
+use common::{Cluster, TEST_GENESIS};
 use serde_json::Value;
-use std::process::Command;
 use std::time::Duration;
 
 fn account(c: &Cluster, id: u64) -> Value {
@@ -122,19 +121,5 @@ fn holds_reserve_money_settle_once_and_end_at_their_timeout() {
     assert_eq!(sum, total, "holds move money, never make or lose it");
     c.wait_converged();
     c.ok(&["verify"]);
-    for id in 0..3 {
-        c.kill(id);
-        let out = Command::new(SERVER)
-            .args(["verify", "--id", &id.to_string(), "--data-dir"])
-            .arg(c.data_dir())
-            .arg("--genesis")
-            .arg(c.data_dir().join("genesis.json"))
-            .output()
-            .expect("run bank-server verify");
-        assert!(
-            out.status.success(),
-            "offline verify of node {id}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    c.kill_and_verify_offline(&[0, 1, 2]);
 }

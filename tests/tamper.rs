@@ -7,19 +7,12 @@ mod common;
 use bank_ledger::ledger::Transaction;
 use bank_ledger::storage::ledger::tamper::{edit_stored_block, overwrite_stored_balance};
 use bank_ledger::storage::NodePaths;
-use common::{wait_for, Cluster, SERVER, TEST_GENESIS};
+use common::{wait_for, Cluster, TEST_GENESIS};
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 fn offline_verify(c: &Cluster, id: u64) -> std::process::Output {
-    Command::new(SERVER)
-        .args(["verify", "--id", &id.to_string(), "--data-dir"])
-        .arg(c.data_dir())
-        .arg("--genesis")
-        .arg(c.data_dir().join("genesis.json"))
-        .output()
-        .expect("run bank-server verify")
+    c.offline_verify(id)
 }
 
 /// Opens a stopped node's ledger tree, lets `f` damage it (given the tree

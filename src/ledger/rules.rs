@@ -166,16 +166,16 @@ impl View for Book {
         &self.genesis
     }
     fn hold(&self, key: &HoldKey) -> Option<Hold> {
-        self.registry.holds.get(key)
+        self.as_ref().hold(key)
     }
     fn held(&self, account: AccountId) -> Held {
-        self.registry.holds.held(account)
+        self.as_ref().held(account)
     }
     fn pending_holds(&self) -> usize {
-        self.registry.holds.len()
+        self.as_ref().pending_holds()
     }
     fn due_holds(&self, block_ms: u64) -> Vec<HoldKey> {
-        self.registry.holds.due(block_ms)
+        self.as_ref().due_holds(block_ms)
     }
 }
 

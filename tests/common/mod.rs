@@ -221,10 +221,17 @@ impl Cluster {
             if st.iter().any(|s| s["role"] == "unreachable") {
                 return None;
             }
+            // A block is answered from its apply before the node's tip moves, so
+            // equal tips alone may all still be the one before it: every node
+            // must also have applied all that any of them knows is committed.
+            let committed = st.iter().filter_map(|s| s["committed_index"].as_u64()).max();
+            let applied_all = st.iter().all(|s| s["last_applied_index"].as_u64() >= committed);
             let first = (st[0]["height"].as_u64()?, st[0]["tip_hash"].as_str()?.to_string());
-            st.iter()
-                .all(|s| s["height"].as_u64() == Some(first.0) && s["tip_hash"].as_str() == Some(&first.1))
-                .then_some(first)
+            (applied_all
+                && st
+                    .iter()
+                    .all(|s| s["height"].as_u64() == Some(first.0) && s["tip_hash"].as_str() == Some(&first.1)))
+            .then_some(first)
         })
     }
 
@@ -344,6 +351,31 @@ impl Cluster {
             .map(|i| self.addr(*i).to_string())
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// `bank-server verify` of stopped node `id`'s data dir: the full
+    /// re-execution of its chain, offline.
+    pub fn offline_verify(&self, id: u64) -> Output {
+        Command::new(SERVER)
+            .args(["verify", "--id", &id.to_string(), "--data-dir"])
+            .arg(self.data_dir())
+            .arg("--genesis")
+            .arg(self.data_dir().join("genesis.json"))
+            .output()
+            .expect("run bank-server verify")
+    }
+
+    /// Kills each node in turn and checks its chain offline; panics on a failure.
+    pub fn kill_and_verify_offline(&mut self, ids: &[u64]) {
+        for &id in ids {
+            self.kill(id);
+            let out = self.offline_verify(id);
+            assert!(
+                out.status.success(),
+                "offline verify of node {id}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
 
     /// Runs the client against every node and parses its `--json` output; panics on failure.
