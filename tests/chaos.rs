@@ -1,6 +1,7 @@
 //! The bank workload under the nemesis for 150 s, as CI runs it: kills,
-//! quick kill-restarts, partitions and delays, at least ten of each, reads
-//! of every kind checked for linearizability, and no violation.
+//! quick kill-restarts, partitions and delays, at least ten of each, writes
+//! of every kind, reads of every kind checked for linearizability, and no
+//! violation.
 
 use serde_json::Value;
 use std::process::Command;
@@ -51,6 +52,16 @@ fn bank_workload_survives_every_kind_of_fault_without_violations() {
     for kind in ["balances", "balance", "tx"] {
         let n = report["reads_by_kind"][kind].as_u64().unwrap_or(0);
         assert!(n >= 20, "seed {seed}: only {n} {kind} reads: {report:#}");
+    }
+    // Every kind of write was acknowledged under the faults, and holds
+    // ended in every way: posted, voided and at their timeout.
+    for kind in ["transfer", "hold", "post", "void", "issue", "redeem"] {
+        let n = report["acknowledged_by_kind"][kind].as_u64().unwrap_or(0);
+        assert!(n >= 5, "seed {seed}: only {n} {kind} acknowledged: {report:#}");
+    }
+    for end in ["posted", "voided", "expired"] {
+        let n = report["holds"][end].as_u64().unwrap_or(0);
+        assert!(n >= 1, "seed {seed}: no hold {end}: {report:#}");
     }
     assert!(
         report["acknowledged"].as_u64().unwrap_or(0) > 100,

@@ -98,10 +98,16 @@ fn run_main() -> anyhow::Result<()> {
 fn print_report(r: &Report) {
     println!("seed {}  ran {:.1} s", r.seed, r.duration_s);
     let kinds: Vec<String> = r.reads_by_kind.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    let writes: Vec<String> = r
+        .submitted_by_kind
+        .iter()
+        .map(|(k, v)| format!("{k} {v}, {} acknowledged", r.acknowledged_by_kind.get(k).unwrap_or(&0)))
+        .collect();
     println!(
-        "ops {}  (transfers {}, reads {} [{}] + {} failed)",
+        "ops {}  (writes {} [{}], reads {} [{}] + {} failed)",
         r.ops,
         r.transfers,
+        writes.join("; "),
         r.reads,
         kinds.join(", "),
         r.reads_failed
@@ -111,8 +117,13 @@ fn print_report(r: &Report) {
         r.stale_reads, r.reads_back_in_height, r.reads_wrong
     );
     println!(
-        "transfers: acknowledged {}, refused {}, unknown {} (settled: {} committed, {} failed; {} unsettled)",
+        "writes: acknowledged {}, refused {}, unknown {} (settled: {} committed, {} failed; {} unsettled)",
         r.acknowledged, r.failed, r.unknown, r.unknown_settled_committed, r.unknown_settled_failed, r.unsettled
+    );
+    let h = &r.holds;
+    println!(
+        "holds: {} placed; {} posted, {} voided, {} expired, {} pending at the end",
+        h.placed, h.posted, h.voided, h.expired, h.pending
     );
     let faults: Vec<String> = r.faults.iter().map(|(k, v)| format!("{k} {v}")).collect();
     println!("faults: {}", faults.join(", "));

@@ -1,9 +1,10 @@
 //! The checker: what must hold after a chaos run.
 
 use super::cluster::ProcessCluster;
-use super::{Outcome, TransferOp};
+use super::workload::{op_balance_changes, Op, OpKind};
+use super::Outcome;
 use crate::client::{connect, request};
-use crate::ledger::{Block, Genesis, Hash32, Transaction};
+use crate::ledger::{Block, Genesis, Hash32};
 use crate::proto::bank::GetBlocksRequest;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -60,18 +61,20 @@ pub async fn wait_quiescent(cluster: &ProcessCluster, timeout: Duration) -> Resu
     Err(CheckError::NotConverged { timeout, last })
 }
 
-/// Final balances must equal genesis plus exactly the transfers that succeeded.
-pub fn final_balances(genesis: &Genesis, transfers: &[TransferOp], read: &BTreeMap<u64, u64>) -> Vec<String> {
+/// Final balances must equal genesis plus exactly the operations that
+/// succeeded, and the supply's counts the issues and redeems among them.
+pub fn final_balances(genesis: &Genesis, ops: &[Op], read: &BTreeMap<u64, u64>) -> Vec<String> {
     let mut expected: BTreeMap<u64, i128> = genesis.balances.iter().map(|(a, b)| (*a, i128::from(*b))).collect();
-    for t in transfers.iter().filter(|t| t.outcome == Outcome::Committed) {
-        *expected.entry(t.from).or_insert(0) -= i128::from(t.amount);
-        *expected.entry(t.to).or_insert(0) += i128::from(t.amount);
+    for op in ops.iter().filter(|t| t.outcome == Outcome::Committed) {
+        for (account, change) in op_balance_changes(&op.kind) {
+            *expected.entry(account).or_insert(0) += change;
+        }
     }
     let mut v = Vec::new();
     for (account, want) in &expected {
         if *want < 0 {
             v.push(format!(
-                "acknowledged transfers drive account {account} negative ({want})"
+                "acknowledged operations drive account {account} negative ({want})"
             ));
         }
         let got = read.get(account).map(|b| i128::from(*b));
@@ -82,6 +85,20 @@ pub fn final_balances(genesis: &Genesis, transfers: &[TransferOp], read: &BTreeM
         }
     }
     v
+}
+
+/// The supply the committed issues and redeems of `ops` add up to:
+/// `(issued, redeemed)`.
+pub fn supply_of(ops: &[Op]) -> (u64, u64) {
+    let (mut issued, mut redeemed) = (0u64, 0u64);
+    for op in ops.iter().filter(|t| t.outcome == Outcome::Committed) {
+        match op.kind {
+            OpKind::Issue { amount, .. } => issued += amount,
+            OpKind::Redeem { amount, .. } => redeemed += amount,
+            _ => {}
+        }
+    }
+    (issued, redeemed)
 }
 
 /// A node's whole chain: each block with its transactions' statuses.
@@ -138,10 +155,10 @@ async fn fetch_chain(addr: &str, genesis_blocks: u64) -> Result<Chain, CheckErro
     }
 }
 
-/// Every node holds the same valid chain; every acknowledged transfer is in
-/// it exactly once, with the content submitted; nothing else is.
+/// Every node holds the same valid chain; every acknowledged operation is
+/// in it exactly once, with the content submitted; nothing else is.
 /// Returns the first node's chain, and what is wrong.
-pub async fn chains(cluster: &ProcessCluster, genesis: &Genesis, transfers: &[TransferOp]) -> (Chain, Vec<String>) {
+pub async fn chains(cluster: &ProcessCluster, genesis: &Genesis, ops: &[Op]) -> (Chain, Vec<String>) {
     let mut v = Vec::new();
     let mut chains = Vec::new();
     for s in cluster.servers() {
@@ -178,15 +195,12 @@ pub async fn chains(cluster: &ProcessCluster, genesis: &Genesis, transfers: &[Tr
             v.push(format!("invalid chain: {e}"));
         }
     }
-    // Committed transfers, by id.
-    let submitted: HashMap<&str, &TransferOp> = transfers.iter().map(|t| (t.id.as_str(), t)).collect();
+    // Committed operations, by id (unique across a run, whatever the kind).
+    let submitted: HashMap<&str, &Op> = ops.iter().map(|t| (t.id.as_str(), t)).collect();
     let mut committed: HashMap<String, u32> = HashMap::new();
     for (block, statuses) in chain {
         for (tx, status) in block.txs.iter().zip(statuses) {
-            let Transaction::Transfer {
-                id, from, to, amount, ..
-            } = tx
-            else {
+            let Some(id) = tx.id() else {
                 continue;
             };
             if status != "committed" {
@@ -195,23 +209,26 @@ pub async fn chains(cluster: &ProcessCluster, genesis: &Genesis, transfers: &[Tr
             *committed.entry(id.to_string()).or_insert(0) += 1;
             match submitted.get(id.as_str()) {
                 None if !id.as_str().starts_with("genesis-") => {
-                    v.push(format!("transfer {id} is in the chain but was never submitted"))
+                    v.push(format!("{} {id} is in the chain but was never submitted", tx.kind()))
                 }
-                Some(op) if (op.from, op.to, op.amount) != (*from, *to, *amount) => {
-                    v.push(format!("transfer {id} committed with other content than submitted"))
-                }
-                Some(op) if op.outcome != Outcome::Committed => {
-                    v.push(format!("transfer {id} committed but was reported {:?}", op.outcome))
-                }
+                Some(op) if op.content_hash() != Some(tx.content_hash()) => v.push(format!(
+                    "{} {id} committed with other content than submitted",
+                    tx.kind()
+                )),
+                Some(op) if op.outcome != Outcome::Committed => v.push(format!(
+                    "{} {id} committed but was reported {:?}",
+                    tx.kind(),
+                    op.outcome
+                )),
                 _ => {}
             }
         }
     }
-    for t in transfers.iter().filter(|t| t.outcome == Outcome::Committed) {
+    for t in ops.iter().filter(|t| t.outcome == Outcome::Committed) {
         match committed.get(&t.id) {
             Some(1) => {}
-            Some(n) => v.push(format!("transfer {} committed {n} times", t.id)),
-            None => v.push(format!("acknowledged transfer {} is not in the chain", t.id)),
+            Some(n) => v.push(format!("{} {} committed {n} times", t.kind.name(), t.id)),
+            None => v.push(format!("acknowledged {} {} is not in the chain", t.kind.name(), t.id)),
         }
     }
     let chain = chains.swap_remove(0);

@@ -1,21 +1,26 @@
 //! A bank workload under a nemesis, in the spirit of Jepsen's bank test.
 //!
-//! Concurrent clients transfer random amounts between a few accounts, with
-//! ids they choose, and read (all balances atomically, one balance, or a
-//! transaction they saw acknowledged), while the nemesis kills, restarts,
-//! partitions and delays nodes and reads in every fault window. Afterwards
-//! every transfer whose outcome was unknown is settled by resubmitting its
-//! id, and the history is checked against the chains the nodes hold (see
-//! [`check`]) and every read for linearizability (see [`reads`]).
+//! Concurrent clients move money between a few accounts in every way the
+//! ledger has (transfers; holds, posted, voided or left to time out; issues
+//! and redeems: see [`workload`]), with ids they choose, and read (all
+//! balances atomically, one balance, or a transaction they saw
+//! acknowledged), while the nemesis kills, restarts, partitions and delays
+//! nodes and reads in every fault window. Afterwards every operation whose
+//! outcome was unknown is settled by resubmitting its id, and the history
+//! is checked against the chains the nodes hold (see [`check`]), the chain
+//! against the checker's own books (see [`books`]), and every read for
+//! linearizability (see [`reads`]).
 
+pub mod books;
 pub mod check;
 pub mod cluster;
 pub mod nemesis;
 pub mod reads;
+pub mod workload;
 
-use crate::client::{call_any, request, signed_transfer, Server};
+use crate::client::{call_any, request, Server};
 use crate::ledger::genesis::GenesisFile;
-use crate::ledger::{AccountKey, Genesis, Hash32, TxId};
+use crate::ledger::{AccountKey, Genesis, Signer};
 use crate::proto::bank::BalancesRequest;
 use cluster::ProcessCluster;
 use nemesis::{FaultKind, Nemesis, Probe};
@@ -29,6 +34,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 use tonic::Code;
+use workload::{submit, Op, OpKind};
 
 /// How a run is shaped.
 #[derive(Debug, Clone)]
@@ -56,7 +62,11 @@ pub struct Report {
     pub seed: u64,
     pub duration_s: f64,
     pub ops: u64,
+    /// Operations of every kind submitted (named for the transfers they
+    /// once all were), and by kind; acknowledged ones by kind.
     pub transfers: u64,
+    pub submitted_by_kind: BTreeMap<String, u64>,
+    pub acknowledged_by_kind: BTreeMap<String, u64>,
     pub acknowledged: u64,
     pub failed: u64,
     pub unknown: u64,
@@ -73,6 +83,8 @@ pub struct Report {
     pub reads_back_in_height: u64,
     pub reads_wrong: u64,
     pub faults: BTreeMap<String, u64>,
+    /// How the holds in the final chain ended.
+    pub holds: books::HoldTally,
     pub final_height: u64,
     /// The highest Raft term any node reached: how often leadership moved.
     pub final_term: u64,
@@ -98,28 +110,15 @@ pub enum Outcome {
     Unknown(String),
 }
 
-/// One transfer a client submitted.
-#[derive(Debug, Clone)]
-pub struct TransferOp {
-    pub id: String,
-    pub from: u64,
-    pub to: u64,
-    pub amount: u64,
-    pub outcome: Outcome,
-    /// When the acknowledgement arrived (since the run began) and the
-    /// height it named; `None` unless acknowledged during the run.
-    pub acked: Option<(Duration, u64)>,
-}
-
 /// Everything the clients saw.
 #[derive(Default)]
 struct History {
-    transfers: Vec<TransferOp>,
+    ops: Vec<Op>,
 }
 
 /// Classifies a transfer's answer: only refusals that prove nothing was
 /// applied count as failures; anything else leaves the outcome unknown.
-fn classify(result: &Result<crate::proto::bank::TxReply, tonic::Status>) -> Outcome {
+pub(crate) fn classify(result: &Result<crate::proto::bank::TxReply, tonic::Status>) -> Outcome {
     match result {
         Ok(_) => Outcome::Committed,
         Err(s) => match s.code() {
@@ -129,21 +128,6 @@ fn classify(result: &Result<crate::proto::bank::TxReply, tonic::Status>) -> Outc
             _ => Outcome::Unknown(format!("{:?}: {}", s.code(), s.message())),
         },
     }
-}
-
-/// Submits `op`, signed with its source account's dev key for chain `chain`;
-/// returns its outcome and, if committed, the height of its block.
-async fn submit(servers: &[Server], op: &TransferOp, chain: Hash32, timeout: Duration) -> (Outcome, Option<u64>) {
-    let msg = match TxId::new(op.id.clone()) {
-        Ok(id) => signed_transfer(&AccountKey::dev(op.from), chain, &id, op.to, op.amount),
-        Err(e) => return (Outcome::Failed(e.to_string()), None),
-    };
-    let result = call_any(servers, timeout, |mut c, t| {
-        let msg = msg.clone();
-        async move { Ok(c.transfer(request(msg, t)).await?.into_inner()) }
-    })
-    .await;
-    (classify(&result), result.ok().map(|r| r.height))
 }
 
 /// One atomic read of every balance, with the supply read with it.
@@ -204,21 +188,20 @@ struct Client {
 }
 
 impl Client {
-    /// Transfers (75%) and reads (25%: all balances, one balance, or a
-    /// lookup of the last transfer this client saw acknowledged) until `until`.
+    /// Writes (75%) and reads (25%: all balances, one balance, or a lookup
+    /// of the last transfer this client saw acknowledged) until `until`.
     async fn run(mut self, until: Instant) {
         let mut seq = 0u64;
         let mut last_acked: Option<(String, u64)> = None;
+        // Holds this client placed and saw acknowledged, not yet settled.
+        let mut holds: Vec<(String, u64, u64, u64)> = Vec::new();
         while Instant::now() < until {
             if self.rng.gen_bool(0.75) {
                 seq += 1;
-                let from = self.rng.gen_range(0..self.accounts);
-                let to = (from + self.rng.gen_range(1..self.accounts)) % self.accounts;
-                let mut op = TransferOp {
+                let kind = self.next_kind(&mut holds);
+                let mut op = Op {
                     id: format!("c{}-{seq}", self.index),
-                    from,
-                    to,
-                    amount: self.rng.gen_range(1..=30),
+                    kind,
                     outcome: Outcome::Unknown(String::new()),
                     acked: None,
                 };
@@ -226,10 +209,14 @@ impl Client {
                 op.outcome = outcome;
                 if let Some(h) = height {
                     op.acked = Some((self.reader.now(), h));
-                    last_acked = Some((op.id.clone(), h));
+                    match op.kind {
+                        OpKind::Transfer { .. } => last_acked = Some((op.id.clone(), h)),
+                        OpKind::Hold { from, to, amount, .. } => holds.push((op.id.clone(), from, to, amount)),
+                        _ => {}
+                    }
                 }
                 if let Ok(mut h) = self.history.lock() {
-                    h.transfers.push(op);
+                    h.ops.push(op);
                 }
             } else {
                 match (self.rng.gen_range(0..3), &last_acked) {
@@ -238,6 +225,47 @@ impl Client {
                     _ => self.reader.all().await,
                 }
             }
+        }
+    }
+
+    /// The next write: half transfers; then holds, settlements of this
+    /// client's acknowledged holds (posted, in part or whole, or voided;
+    /// some wait out their timeout instead), issues and redeems.
+    fn next_kind(&mut self, holds: &mut Vec<(String, u64, u64, u64)>) -> OpKind {
+        let from = self.rng.gen_range(0..self.accounts);
+        let to = (from + self.rng.gen_range(1..self.accounts)) % self.accounts;
+        let amount = self.rng.gen_range(1..=30);
+        match self.rng.gen_range(0..100) {
+            50..64 => OpKind::Hold {
+                from,
+                to,
+                amount,
+                // Short enough that some end at their timeout within a run.
+                timeout_ms: self.rng.gen_range(300..4_000),
+            },
+            64..76 if !holds.is_empty() => {
+                let (hold_id, from, to, held) = holds.swap_remove(self.rng.gen_range(0..holds.len()));
+                if self.rng.gen_bool(0.6) {
+                    OpKind::Post {
+                        hold_id,
+                        from,
+                        to,
+                        amount: self.rng.gen_range(1..=held),
+                    }
+                } else {
+                    OpKind::Void { hold_id, from, to }
+                }
+            }
+            76..88 => OpKind::Issue {
+                account: from,
+                amount: self.rng.gen_range(1..=50),
+            },
+            88..100 => OpKind::Redeem {
+                account: from,
+                amount: self.rng.gen_range(1..=20),
+                by_owner: self.rng.gen_bool(0.5),
+            },
+            _ => OpKind::Transfer { from, to, amount },
         }
     }
 }
@@ -262,9 +290,10 @@ pub async fn run(config: ChaosConfig) -> Result<Report, ChaosError> {
     };
     // Low difficulty: the workload is about faults, not mining.
     // Dev keys: the workload signs its transfers with them.
-    let genesis_file = GenesisFile::generated(config.accounts, config.opening_balance, 4, |id| {
+    let mut genesis_file = GenesisFile::generated(config.accounts, config.opening_balance, 4, |id| {
         AccountKey::dev(id).public()
     });
+    genesis_file.issuers = vec![AccountKey::dev_role(Signer::Issuer(workload::ISSUER)).public()];
     let genesis_path = dir.join("genesis.json");
     std::fs::write(
         &genesis_path,
@@ -349,11 +378,11 @@ pub async fn run(config: ChaosConfig) -> Result<Report, ChaosError> {
 
     // Settle every unknown outcome by resubmitting the same id and content.
     report.unknown = history
-        .transfers
+        .ops
         .iter()
         .filter(|t| matches!(t.outcome, Outcome::Unknown(_)))
         .count() as u64;
-    for op in history.transfers.iter_mut() {
+    for op in history.ops.iter_mut() {
         if !matches!(op.outcome, Outcome::Unknown(_)) {
             continue;
         }
@@ -371,20 +400,25 @@ pub async fn run(config: ChaosConfig) -> Result<Report, ChaosError> {
             Outcome::Unknown(_) => report.unsettled += 1,
         }
     }
-    report.acknowledged = history
-        .transfers
-        .iter()
-        .filter(|t| t.outcome == Outcome::Committed)
-        .count() as u64
+    report.acknowledged = history.ops.iter().filter(|t| t.outcome == Outcome::Committed).count() as u64
         - report.unknown_settled_committed;
     report.failed = history
-        .transfers
+        .ops
         .iter()
         .filter(|t| matches!(t.outcome, Outcome::Failed(_)))
         .count() as u64
         - report.unknown_settled_failed;
     let read_log = std::mem::take(&mut *read_log.lock().unwrap_or_else(|p| p.into_inner()));
-    report.transfers = history.transfers.len() as u64;
+    report.transfers = history.ops.len() as u64;
+    for op in &history.ops {
+        *report.submitted_by_kind.entry(op.kind.name().to_string()).or_insert(0) += 1;
+        if op.acked.is_some() {
+            *report
+                .acknowledged_by_kind
+                .entry(op.kind.name().to_string())
+                .or_insert(0) += 1;
+        }
+    }
     report.reads = read_log.ops.len() as u64;
     report.reads_failed = read_log.failed;
     for r in &read_log.ops {
@@ -393,7 +427,7 @@ pub async fn run(config: ChaosConfig) -> Result<Report, ChaosError> {
     report.ops = report.transfers + report.reads + report.reads_failed;
     if report.unsettled > 0 {
         report.violations.push(format!(
-            "{} transfers could not be settled after healing",
+            "{} operations could not be settled after healing",
             report.unsettled
         ));
     }
@@ -404,21 +438,29 @@ pub async fn run(config: ChaosConfig) -> Result<Report, ChaosError> {
             if let Some(v) = check_read(&final_read, &genesis) {
                 report.violations.push(format!("final read: {v}"));
             }
-            report.violations.extend(check::final_balances(
-                &genesis,
-                &history.transfers,
-                &final_read.balances,
-            ));
+            report
+                .violations
+                .extend(check::final_balances(&genesis, &history.ops, &final_read.balances));
+            let (issued, redeemed) = check::supply_of(&history.ops);
+            if (final_read.issued, final_read.redeemed) != (issued, redeemed) {
+                report.violations.push(format!(
+                    "final read: issued {} and redeemed {}, but the acknowledged history issued {issued} and redeemed {redeemed}",
+                    final_read.issued, final_read.redeemed
+                ));
+            }
         }
         Err(e) => report
             .violations
             .push(format!("final balances unreadable: {}", e.message())),
     }
-    let (chain, mut v) = check::chains(&cluster, &genesis, &history.transfers).await;
+    let (chain, mut v) = check::chains(&cluster, &genesis, &history.ops).await;
     report.violations.append(&mut v);
     report.final_height = chain.last().map_or(0, |(b, _)| b.height());
     if !chain.is_empty() {
-        let acks = history.transfers.iter().filter_map(|t| t.acked).collect();
+        let (holds, mut v) = books::check(&genesis, &chain);
+        report.holds = holds;
+        report.violations.append(&mut v);
+        let acks = history.ops.iter().filter_map(|t| t.acked).collect();
         let mut c = reads::check(&genesis, &chain, acks, &read_log.ops);
         report.stale_reads = c.stale;
         report.reads_back_in_height = c.went_back;

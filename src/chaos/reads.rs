@@ -7,15 +7,16 @@
 //! shared with the transfers' acknowledgements; after the run the checker
 //! replays the final chain and holds every read to three rules:
 //!
-//! 1. Content: a balance read equals genesis plus exactly the transfers
-//!    committed at or below the height it reports.
+//! 1. Content: a balance read equals genesis plus exactly the operations
+//!    (transfers, posts, issues, redeems) committed at or below the height
+//!    it reports.
 //! 2. Real time: a read sent after a transfer was acknowledged reports at
 //!    least that transfer's height (a lookup finds the transfer).
 //! 3. Monotonic: a read sent after another read's answer arrived never
 //!    reports a lower height.
 
 use crate::client::{call_any, request, Server};
-use crate::ledger::{Block, Genesis, Transaction};
+use crate::ledger::{Block, Genesis};
 use crate::proto::bank::{BalanceRequest, BalancesRequest, GetTxRequest};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -263,9 +264,10 @@ pub fn check(
         }
         while let Some((block, statuses)) = blocks.next_if(|(b, _)| b.height() <= read.height) {
             for (tx, status) in block.txs.iter().zip(statuses) {
-                if let (Transaction::Transfer { from, to, amount, .. }, "committed") = (tx, status.as_str()) {
-                    *state.entry(*from).or_insert(0) -= i128::from(*amount);
-                    *state.entry(*to).or_insert(0) += i128::from(*amount);
+                if status == "committed" {
+                    for (account, change) in super::workload::balance_changes(tx) {
+                        *state.entry(account).or_insert(0) += change;
+                    }
                 }
             }
         }
