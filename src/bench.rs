@@ -1,7 +1,8 @@
 //! Closed-loop load for `bank-bench`: each client sends a request, waits for
 //! its answer, and sends the next, for a fixed time.
 
-use crate::client::{chain_id, connect, request, signed_transfer, Connections, Server};
+use crate::chaos::workload::{self, Mix, OpKind, PlacedHold, MIX_KINDS};
+use crate::client::{chain_id, connect, expiry_in, request, signed_transfer, Connections, Server, DEFAULT_LIFETIME};
 use crate::cpu::{CpuReport, CpuSample, Watched};
 use crate::ledger::{AccountKey, Hash32, TxId};
 use crate::proto::bank::{StageStat, StatusReply, StatusRequest, TransferBatchRequest, TransferRequest};
@@ -31,6 +32,9 @@ pub struct LoadConfig {
     /// Node processes on this machine and their pids, whose CPU time the
     /// run reports (`bank-bench --local`); the benchmark's own is always read.
     pub local_pids: Vec<(Server, u32)>,
+    /// What each request carries (one operation per request unless only
+    /// transfers): the genesis must register the dev issuer for issues.
+    pub mix: Mix,
 }
 
 /// What one run measured.
@@ -46,6 +50,9 @@ pub struct LoadResult {
     pub errors: u64,
     /// Requests resubmitted after an unknown outcome.
     pub retries: u64,
+    /// With a mix: committed operations by kind.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub committed_by_kind: BTreeMap<String, u64>,
     /// What the first failed transfer of the run was told.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_error: Option<String>,
@@ -110,10 +117,22 @@ async fn stages_of(addr: &str) -> Vec<StageStat> {
 #[derive(Default)]
 struct Counters {
     committed: AtomicU64,
+    /// Committed operations of a mix, in the order of [`MIX_KINDS`].
+    by_kind: [AtomicU64; 6],
     errors: AtomicU64,
     first_error: std::sync::Mutex<Option<String>>,
     retries: AtomicU64,
     requests: AtomicU64,
+}
+
+impl Counters {
+    /// Keeps the run's first error.
+    fn note_error(&self, e: String) {
+        self.first_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(e);
+    }
 }
 
 /// Most latency samples one client keeps: bounds memory on long runs.
@@ -194,7 +213,36 @@ pub async fn run_load(mut config: LoadConfig) -> Result<LoadResult, tonic::Statu
             // Each client keeps its own connections, as separate client
             // processes would.
             let mut conns = Connections::default();
+            let mut holds: Vec<PlacedHold> = Vec::new();
             while Instant::now() < until {
+                if config.mix != Mix::TRANSFERS {
+                    seq += 1;
+                    let kind = config.mix.next(&mut rng, config.accounts, &mut holds);
+                    let id = format!("b{run_id:08x}-{worker}-{seq}");
+                    let measured = Instant::now() >= measure_from;
+                    let t0 = Instant::now();
+                    let (ok, error) = send_op(&mut conns, &config, &kind, &id, chain).await;
+                    if let (true, OpKind::Hold { from, to, amount, .. }) = (ok, &kind) {
+                        holds.push((id, *from, *to, *amount));
+                    }
+                    if let Some(e) = error {
+                        counters.note_error(e);
+                    }
+                    if measured && Instant::now() <= until {
+                        counters.requests.fetch_add(1, Ordering::Relaxed);
+                        let i = MIX_KINDS.iter().position(|k| *k == kind.name()).unwrap_or(0);
+                        if ok {
+                            counters.committed.fetch_add(1, Ordering::Relaxed);
+                            counters.by_kind[i].fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            counters.errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                        if samples.len() < MAX_SAMPLES_PER_CLIENT {
+                            samples.push(t0.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                        }
+                    }
+                    continue;
+                }
                 let transfers: Vec<TransferRequest> = (0..config.batch.max(1))
                     .map(|_| {
                         seq += 1;
@@ -218,11 +266,7 @@ pub async fn run_load(mut config: LoadConfig) -> Result<LoadResult, tonic::Statu
                     (ok, bad, error)
                 };
                 if let Some(e) = error {
-                    counters
-                        .first_error
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .get_or_insert(e);
+                    counters.note_error(e);
                 }
                 if measured && Instant::now() <= until {
                     counters.requests.fetch_add(1, Ordering::Relaxed);
@@ -284,6 +328,12 @@ pub async fn run_load(mut config: LoadConfig) -> Result<LoadResult, tonic::Statu
         committed,
         errors: counters.errors.load(Ordering::Relaxed),
         retries: counters.retries.load(Ordering::Relaxed),
+        committed_by_kind: MIX_KINDS
+            .iter()
+            .zip(&counters.by_kind)
+            .map(|(k, n)| (k.to_string(), n.load(Ordering::Relaxed)))
+            .filter(|_| config.mix != Mix::TRANSFERS)
+            .collect(),
         first_error,
         p50_ms: percentile(&all, 0.50),
         p90_ms: percentile(&all, 0.90),
@@ -326,6 +376,40 @@ fn watched(config: &LoadConfig) -> Vec<Watched> {
 
 fn node_name(s: &Server) -> String {
     format!("node {}", s.id.map_or_else(|| s.addr.clone(), |i| i.to_string()))
+}
+
+/// Sends one operation of a mix, signed anew, and once more with the same
+/// id if its outcome is unknown; returns whether it committed, and why not.
+async fn send_op(
+    conns: &mut Connections,
+    config: &LoadConfig,
+    kind: &OpKind,
+    id: &str,
+    chain: Hash32,
+) -> (bool, Option<String>) {
+    let req = match kind.signed(id, chain, expiry_in(DEFAULT_LIFETIME)) {
+        Ok(r) => r,
+        Err(e) => return (false, Some(e)),
+    };
+    let mut last = None;
+    for _ in 0..2 {
+        let r = conns
+            .call_any(&config.servers, config.request_timeout, |c, t| {
+                workload::send(c, req.clone(), t)
+            })
+            .await;
+        match r {
+            Ok(_) => return (true, None),
+            Err(s) => {
+                let unknown = is_unknown(s.code());
+                last = Some(format!("{}: {}", kind.name(), status_line(&s)));
+                if !unknown {
+                    break;
+                }
+            }
+        }
+    }
+    (false, last)
 }
 
 /// Sends one request; returns (committed, refused, outcome unknown, the

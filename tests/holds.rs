@@ -30,6 +30,13 @@ fn holds_reserve_money_settle_once_and_end_at_their_timeout() {
     let placed = c.json(&["transfer", "0", "1", "60", "--hold", "--id", "cart-1"]);
     assert_eq!(placed["kind"], "hold", "{placed}");
     assert_eq!(money(&c, 0), (start[0], 60, start[0] - 60));
+    // Every node's JSON view shows what is held.
+    let height = placed["height"].as_u64().expect("height");
+    for id in 0..3 {
+        let view = c.balances_view(id, height);
+        assert_eq!(view["held"], serde_json::json!({"0": 60}), "{view}");
+        assert_eq!(view["pending_holds"], 1, "{view}");
+    }
     let shown = c.json(&["tx", "cart-1"]);
     assert_eq!(shown["hold"]["state"], "pending", "{shown}");
     assert_eq!(shown["hold"]["amount"], 60);

@@ -20,19 +20,6 @@ fn channel(addr: &str) -> tonic::transport::Channel {
         .connect_lazy()
 }
 
-/// Node `id`'s own balances view once it has applied `height`.
-fn balances_of(c: &Cluster, id: u64, height: u64) -> Value {
-    let file = c.data_dir().join(format!("server_{id}_states")).join("balances.json");
-    wait_for(
-        &format!("node {id}'s balances at height {height}"),
-        Duration::from_secs(20),
-        || {
-            let v: Value = serde_json::from_str(&std::fs::read_to_string(&file).ok()?).ok()?;
-            (v["height"].as_u64()? >= height).then_some(v)
-        },
-    )
-}
-
 /// Every node acts as a leader that proposes what it is sent without
 /// checking signatures (a test-build flag). Whichever leads, the nodes
 /// check each transfer again as they apply its block: the unsigned and the
@@ -80,7 +67,7 @@ fn a_leader_proposing_unsigned_or_forged_transfers_moves_no_money() {
     let t = c.transfer(0, 1, 5, "rogue-forged");
     let height = t["height"].as_u64().expect("committed at a height");
     for id in 0..3 {
-        let b = balances_of(&c, id, height);
+        let b = c.balances_view(id, height);
         assert_eq!(b["balances"]["0"], START[0] - 5, "node {id}: {b}");
         assert_eq!(b["balances"]["1"], START[1] + 5, "node {id}: {b}");
     }
@@ -432,7 +419,7 @@ fn a_forged_snapshot_from_the_leader_is_refused_and_the_node_keeps_its_state() {
         w.record(k, v).expect("record");
     }
     w.finish().expect("finish");
-    let before = balances_of(&c, target, height);
+    let before = c.balances_view(target, height);
 
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let data = std::fs::read(&forged).expect("read");
@@ -444,11 +431,11 @@ fn a_forged_snapshot_from_the_leader_is_refused_and_the_node_keeps_its_state() {
         "{err:?}"
     );
     assert!(c.is_alive(target), "node {target} stopped: {}", c.stderr_of(target));
-    assert_eq!(balances_of(&c, target, height)["balances"], before["balances"]);
+    assert_eq!(c.balances_view(target, height)["balances"], before["balances"]);
     c.transfer(0, 1, 5, "after-snapshot");
     let (after, _) = c.wait_converged();
     assert!(after > height);
-    assert_eq!(balances_of(&c, target, after)["balances"]["0"], 105);
+    assert_eq!(c.balances_view(target, after)["balances"]["0"], 105);
     for id in 0..3 {
         assert!(c.is_alive(id), "node {id} stopped: {}", c.stderr_of(id));
     }

@@ -4,10 +4,11 @@
 use anyhow::{anyhow, bail, Context};
 use bank_ledger::bench::{run_load, LoadConfig, LoadResult};
 use bank_ledger::chaos::cluster::ProcessCluster;
+use bank_ledger::chaos::workload::{Mix, ISSUER};
 use bank_ledger::client::{parse_servers, Server};
 use bank_ledger::config::DEFAULT_SERVERS;
 use bank_ledger::ledger::genesis::{GenesisFile, DEFAULT_DIFFICULTY};
-use bank_ledger::ledger::AccountKey;
+use bank_ledger::ledger::{AccountKey, Signer};
 use clap::Parser;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -52,6 +53,12 @@ struct Cli {
     /// default the standard matrix.
     #[arg(long, value_delimiter = ',', value_parser = parse_run)]
     runs: Vec<(usize, usize)>,
+    /// One operation per request, chosen by weight: `all` (half transfers;
+    /// holds, their posts and voids, issues, redeems) or KIND=WEIGHT,...
+    /// over transfer, hold, post, void, issue, redeem. Needs batch 1 (with
+    /// --local: runs of batch 1; the default matrix's batch-1 runs).
+    #[arg(long, value_parser = Mix::parse)]
+    mix: Option<Mix>,
     /// Print JSON: one object for a single run, an array for --local.
     #[arg(long)]
     json: bool,
@@ -101,7 +108,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         accounts: cli.accounts,
         request_timeout: Duration::from_millis(cli.timeout_ms.max(1)),
         local_pids: Vec::new(),
+        mix: cli.mix.unwrap_or(Mix::TRANSFERS),
     };
+    if cli.mix.is_some() && (cli.batch > 1 || cli.runs.iter().any(|(_, b)| *b > 1)) {
+        bail!("--mix sends one operation per request: use batch 1");
+    }
     if !cli.local {
         if !cli.runs.is_empty() {
             bail!("--runs needs --local (against a running cluster use --concurrency and --batch)");
@@ -125,9 +136,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let dir = cli.data_dir.clone().unwrap_or_else(|| temp.path().to_path_buf());
     std::fs::create_dir_all(&dir)?;
     // Dev keys: the load signs with them (see bank_ledger::bench).
-    let genesis = GenesisFile::generated(cli.accounts, 1_000_000_000, DEFAULT_DIFFICULTY, |id| {
+    let mut genesis = GenesisFile::generated(cli.accounts, 1_000_000_000, DEFAULT_DIFFICULTY, |id| {
         AccountKey::dev(id).public()
     });
+    // The dev issuer, for a mix's issues and redeems.
+    genesis.issuers = vec![AccountKey::dev_role(Signer::Issuer(ISSUER)).public()];
     let genesis_path = dir.join("genesis.json");
     std::fs::write(&genesis_path, serde_json::to_vec(&genesis)?)?;
     let server_bin = match &cli.server_bin {
@@ -159,7 +172,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         );
     }
     let matrix = if cli.runs.is_empty() {
-        STANDARD_MATRIX.to_vec()
+        STANDARD_MATRIX
+            .into_iter()
+            .filter(|(_, batch)| cli.mix.is_none() || *batch == 1)
+            .collect()
     } else {
         cli.runs.clone()
     };
@@ -183,6 +199,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "  concurrency {concurrency:>3} batch {batch:>4}: {:>9.0} tx/s  p50 {:.2} ms  p99 {:.2} ms",
                 r.tx_per_s, r.p50_ms, r.p99_ms
             );
+            if !r.committed_by_kind.is_empty() {
+                let kinds: Vec<String> = r.committed_by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
+                eprintln!("    committed by kind: {}", kinds.join(", "));
+            }
         }
         results.push(r);
     }

@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 use tonic::Code;
-use workload::{submit, Op, OpKind};
+use workload::{submit, Mix, Op, OpKind, PlacedHold};
 
 /// How a run is shaped.
 #[derive(Debug, Clone)]
@@ -194,11 +194,11 @@ impl Client {
         let mut seq = 0u64;
         let mut last_acked: Option<(String, u64)> = None;
         // Holds this client placed and saw acknowledged, not yet settled.
-        let mut holds: Vec<(String, u64, u64, u64)> = Vec::new();
+        let mut holds: Vec<PlacedHold> = Vec::new();
         while Instant::now() < until {
             if self.rng.gen_bool(0.75) {
                 seq += 1;
-                let kind = self.next_kind(&mut holds);
+                let kind = Mix::default().next(&mut self.rng, self.accounts, &mut holds);
                 let mut op = Op {
                     id: format!("c{}-{seq}", self.index),
                     kind,
@@ -225,47 +225,6 @@ impl Client {
                     _ => self.reader.all().await,
                 }
             }
-        }
-    }
-
-    /// The next write: half transfers; then holds, settlements of this
-    /// client's acknowledged holds (posted, in part or whole, or voided;
-    /// some wait out their timeout instead), issues and redeems.
-    fn next_kind(&mut self, holds: &mut Vec<(String, u64, u64, u64)>) -> OpKind {
-        let from = self.rng.gen_range(0..self.accounts);
-        let to = (from + self.rng.gen_range(1..self.accounts)) % self.accounts;
-        let amount = self.rng.gen_range(1..=30);
-        match self.rng.gen_range(0..100) {
-            50..64 => OpKind::Hold {
-                from,
-                to,
-                amount,
-                // Short enough that some end at their timeout within a run.
-                timeout_ms: self.rng.gen_range(300..4_000),
-            },
-            64..76 if !holds.is_empty() => {
-                let (hold_id, from, to, held) = holds.swap_remove(self.rng.gen_range(0..holds.len()));
-                if self.rng.gen_bool(0.6) {
-                    OpKind::Post {
-                        hold_id,
-                        from,
-                        to,
-                        amount: self.rng.gen_range(1..=held),
-                    }
-                } else {
-                    OpKind::Void { hold_id, from, to }
-                }
-            }
-            76..88 => OpKind::Issue {
-                account: from,
-                amount: self.rng.gen_range(1..=50),
-            },
-            88..100 => OpKind::Redeem {
-                account: from,
-                amount: self.rng.gen_range(1..=20),
-                by_owner: self.rng.gen_bool(0.5),
-            },
-            _ => OpKind::Transfer { from, to, amount },
         }
     }
 }

@@ -181,6 +181,11 @@ impl Holds {
         self.pending.iter()
     }
 
+    /// What each account with money on hold holds, by account.
+    pub fn held_out(&self) -> impl Iterator<Item = (AccountId, Amount)> + '_ {
+        self.held.iter().filter(|(_, h)| h.out > 0).map(|(a, h)| (*a, h.out))
+    }
+
     /// The holds a block of time `block_ms` releases, deadline first.
     pub fn due(&self, block_ms: u64) -> Vec<HoldKey> {
         self.by_deadline

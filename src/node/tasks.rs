@@ -276,6 +276,8 @@ pub(super) async fn write_state_views(raft: Raft, ledger: Arc<Ledger>, log_store
                 balances: s.balances.iter().map(|(a, v)| (*a, *v)).collect(),
                 supply: s.registry.supply,
                 accounts: s.registry.accounts.iter().map(|(a, i)| (*a, *i)).collect(),
+                held: s.registry.holds.held_out().collect(),
+                pending_holds: s.registry.holds.len(),
             });
             let height = view.height;
             let started = Instant::now();

@@ -141,12 +141,16 @@ pub struct BalancesView {
     pub balances: Vec<(u64, u64)>,
     pub supply: crate::ledger::Supply,
     pub accounts: Vec<(u64, crate::ledger::AccountInfo)>,
+    /// What each account with money on hold holds.
+    pub held: Vec<(u64, u64)>,
+    pub pending_holds: usize,
 }
 
 /// Replaces `balances.json`: `{"height","tip_hash","total","issued","redeemed",
-/// "balances":{"id":amount,...},"accounts":{"id":{"public_key","state",
-/// "opened_height","key_height"},...}}`, streamed (no intermediate JSON
-/// tree), atomically.
+/// "balances":{"id":amount,...},"held":{"id":amount,...},"pending_holds",
+/// "accounts":{"id":{"public_key","state","opened_height","key_height"},...}}`
+/// (`held` names only accounts with money on hold: available is balance
+/// less held), streamed (no intermediate JSON tree), atomically.
 pub fn write_balances(dir: &Path, v: &BalancesView) -> io::Result<()> {
     let tmp = dir.join(format!(".{BALANCES_FILE}.tmp"));
     let total: u128 = v.balances.iter().map(|(_, b)| u128::from(*b)).sum();
@@ -161,7 +165,16 @@ pub fn write_balances(dir: &Path, v: &BalancesView) -> io::Result<()> {
             let sep = if i == 0 { "" } else { "," };
             write!(f, "{sep}\n    \"{account}\": {balance}")?;
         }
-        write!(f, "\n  }},\n  \"accounts\": {{")?;
+        write!(f, "\n  }},\n  \"held\": {{")?;
+        for (i, (account, held)) in v.held.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            write!(f, "{sep}\n    \"{account}\": {held}")?;
+        }
+        write!(
+            f,
+            "\n  }},\n  \"pending_holds\": {},\n  \"accounts\": {{",
+            v.pending_holds
+        )?;
         for (i, (account, info)) in v.accounts.iter().enumerate() {
             let sep = if i == 0 { "" } else { "," };
             let entry = serde_json::to_string(info).map_err(io::Error::other)?;

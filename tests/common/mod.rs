@@ -430,6 +430,22 @@ impl Cluster {
     }
 
     /// Waits until every running node reports the same height and tip hash.
+    /// Node `id`'s `balances.json` once it shows `height` or later.
+    pub fn balances_view(&self, id: u64, height: u64) -> Value {
+        let file = self
+            .data_dir()
+            .join(format!("server_{id}_states"))
+            .join("balances.json");
+        wait_for(
+            &format!("node {id}'s balances view at height {height}"),
+            Duration::from_secs(20),
+            || {
+                let v: Value = serde_json::from_str(&std::fs::read_to_string(&file).ok()?).ok()?;
+                (v["height"].as_u64()? >= height).then_some(v)
+            },
+        )
+    }
+
     pub fn wait_converged(&self) -> (u64, String) {
         let all: Vec<u64> = self.nodes.iter().map(|n| n.id).collect();
         self.wait_converged_among(&all)
