@@ -2,14 +2,15 @@
 //! the one place that turns a [`Transaction`] into a [`SubmitRequest`] and
 //! back, for the client that signs and the server that checks.
 
-use crate::ledger::{PublicKey, Signature, Transaction, TxId, TxIdError};
+use crate::ledger::{PublicKey, Signature, Transaction, TxId, TxIdError, MAX_SET_ITEMS};
 use crate::proto::bank::submit_request::Op;
+use crate::proto::bank::{set_item, SetItem, SubmitSetRequest, TransferRequest};
 use crate::proto::bank::{
     CloseAccountOp, FreezeAccountOp, HoldOp, IssueOp, OpenAccountOp, PostOp, RedeemOp, RotateKeyOp, SubmitRequest,
     VoidOp,
 };
 
-/// Why a `Submit` request holds no operation the ledger can run.
+/// Why a request holds no operation the ledger can run.
 #[derive(Debug, thiserror::Error)]
 pub enum BadOp {
     #[error(transparent)]
@@ -20,6 +21,92 @@ pub enum BadOp {
     SignatureLength { id: TxId, len: usize },
     #[error("public key of {id} is {len} bytes; an ed25519 public key is 32")]
     KeyLength { id: TxId, len: usize },
+    #[error("item {item} of the transfer set: {source}")]
+    SetItem { item: usize, source: Box<BadOp> },
+    #[error("item {item} of the transfer set holds neither a transfer nor an operation")]
+    EmptySetItem { item: usize },
+    #[error("a transfer set holds at most {max} items; this one holds {n}")]
+    SetTooBig { n: usize, max: usize },
+}
+
+/// A transfer as a `Transfer` request (or a set's item) carries it; its
+/// signature is checked later, by the leader and by every node.
+pub fn transfer_of(t: &TransferRequest) -> Result<Transaction, BadOp> {
+    let id = TxId::new(t.tx_id.clone())?;
+    let signature = Signature::from_slice(&t.signature).ok_or_else(|| BadOp::SignatureLength {
+        id: id.clone(),
+        len: t.signature.len(),
+    })?;
+    Ok(Transaction::Transfer {
+        id,
+        from: t.from,
+        to: t.to,
+        amount: t.amount,
+        expires_ms: t.expires_ms,
+        signature,
+    })
+}
+
+/// The request that submits the transfer set `tx` (`None` for anything else).
+pub fn set_request(tx: &Transaction) -> Option<SubmitSetRequest> {
+    let Transaction::Set { items } = tx else {
+        return None;
+    };
+    let items = items
+        .iter()
+        .map(|item| {
+            Some(SetItem {
+                item: Some(match item {
+                    &Transaction::Transfer {
+                        ref id,
+                        from,
+                        to,
+                        amount,
+                        expires_ms,
+                        ref signature,
+                    } => set_item::Item::Transfer(TransferRequest {
+                        tx_id: id.to_string(),
+                        from,
+                        to,
+                        amount,
+                        signature: signature.0.to_vec(),
+                        expires_ms,
+                    }),
+                    other => set_item::Item::Op(submit_request(other)?),
+                }),
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(SubmitSetRequest { items })
+}
+
+/// The transfer set a `SubmitSet` request carries: at most
+/// [`MAX_SET_ITEMS`] items, each decoded as its own call would; what the
+/// rules refuse of it (kinds, ids) is theirs to say.
+pub fn set_of(req: &SubmitSetRequest) -> Result<Transaction, BadOp> {
+    if req.items.len() > MAX_SET_ITEMS {
+        return Err(BadOp::SetTooBig {
+            n: req.items.len(),
+            max: MAX_SET_ITEMS,
+        });
+    }
+    let items = req
+        .items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let wrap = |e: BadOp| BadOp::SetItem {
+                item: i + 1,
+                source: Box::new(e),
+            };
+            match &item.item {
+                Some(set_item::Item::Transfer(t)) => transfer_of(t).map_err(wrap),
+                Some(set_item::Item::Op(op)) => transaction_of(op).map_err(wrap),
+                None => Err(BadOp::EmptySetItem { item: i + 1 }),
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Transaction::Set { items })
 }
 
 /// The request that submits `tx`; `None` for transfers, balance checks and
@@ -104,9 +191,10 @@ pub fn submit_request(tx: &Transaction) -> Option<SubmitRequest> {
             from,
             to,
         }),
-        Transaction::Transfer { .. } | Transaction::BalanceCheck { .. } | Transaction::Allocation { .. } => {
-            return None
-        }
+        Transaction::Transfer { .. }
+        | Transaction::BalanceCheck { .. }
+        | Transaction::Allocation { .. }
+        | Transaction::Set { .. } => return None,
     };
     Some(SubmitRequest {
         tx_id: tx.id().map(TxId::to_string).unwrap_or_default(),

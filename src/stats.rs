@@ -150,7 +150,7 @@ impl Drop for RequestTimer {
 
 /// Why this node refused a transfer it answered (as leader, or before
 /// forwarding); label values of `bank_transfers_refused_total`.
-pub const REFUSALS: [&str; 25] = [
+pub const REFUSALS: [&str; 26] = [
     "zero_amount",
     "same_account",
     "unknown_account",
@@ -175,6 +175,7 @@ pub const REFUSALS: [&str; 25] = [
     "not_hold_receiver",
     "post_above_held",
     "close_with_holds",
+    "bad_set",
     "other",
 ];
 

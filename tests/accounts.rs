@@ -5,24 +5,8 @@
 mod common;
 
 use bank_ledger::ledger::{AccountKey, Signer};
-use common::Cluster;
+use common::{genesis_with_roles, Cluster};
 use serde_json::Value;
-
-/// TEST_GENESIS's accounts with registrar 0 and issuer 0, both dev keys.
-fn genesis_with_roles() -> String {
-    let hex = |s| AccountKey::dev_role(s).public().to_hex();
-    format!(
-        r#"{{
-  "difficulty": 8,
-  "accounts": [{{"id":0,"balance":100}},{{"id":1,"balance":100}},{{"id":2,"balance":100}},{{"id":3,"balance":1000}}],
-  "registrars": ["{}"],
-  "issuers": ["{}"],
-  "transfers": []
-}}"#,
-        hex(Signer::Registrar(0)),
-        hex(Signer::Issuer(0))
-    )
-}
 
 fn account(c: &Cluster, id: u64) -> Value {
     c.json(&["account", "show", &id.to_string()])

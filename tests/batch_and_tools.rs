@@ -183,34 +183,6 @@ fn bank_bench_reports_what_it_measured() {
 }
 
 #[test]
-fn bank_bench_mix_commits_every_kind_of_write() {
-    let out = Command::new(env!("CARGO_BIN_EXE_bank-bench"))
-        .args(["--local", "--runs", "2x1", "--accounts", "20", "--mix", "all"])
-        .args(["--duration-s", "4", "--warmup-s", "0", "--json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let by_kind = &r[0]["committed_by_kind"];
-    for kind in ["transfer", "hold", "post", "void", "issue", "redeem"] {
-        assert!(by_kind[kind].as_u64().unwrap_or(0) > 0, "no {kind} committed: {r}");
-    }
-    let sum: u64 = by_kind.as_object().unwrap().values().filter_map(Value::as_u64).sum();
-    assert_eq!(sum, r[0]["committed"].as_u64().unwrap(), "{r}");
-
-    // A mix is one operation per request; a bad one is named.
-    for (args, reason) in [
-        (&["--mix", "all", "--batch", "8"][..], "--mix sends one operation per request"),
-        (&["--mix", "swap=1"][..], "unknown kind \"swap\""),
-    ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_bank-bench")).args(args).output().unwrap();
-        assert!(!out.status.success(), "{args:?}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(reason), "{args:?}: {err}");
-    }
-}
-
-#[test]
 fn bank_bench_timeline_shows_one_requests_path_across_the_nodes() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_bank-bench"))

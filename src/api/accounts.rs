@@ -8,7 +8,7 @@ use super::forward::Attempt;
 use super::transfers::tx_reply;
 use super::BankApi;
 use crate::ledger::{RejectReason, Transaction, TxId, View};
-use crate::proto::bank::{AccountReply, AccountRequest, SubmitRequest, TxReply};
+use crate::proto::bank::{AccountReply, AccountRequest, SubmitRequest, SubmitSetRequest, TxReply};
 use tonic::{Request, Response, Status};
 
 pub(super) async fn submit(api: &BankApi, req: Request<SubmitRequest>) -> Result<Response<TxReply>, Status> {
@@ -22,6 +22,29 @@ pub(super) async fn submit(api: &BankApi, req: Request<SubmitRequest>) -> Result
     let reply = api
         .on_leader(via, &msg, || async {
             api.authorize_on_leader(&tx).await?;
+            Ok(tx_reply(&api.commit(tx.clone()).await?, &id))
+        })
+        .await?;
+    Ok(Response::new(reply))
+}
+
+/// A transfer set: checked whole by the leader's pre-check and by every
+/// node as it applies, like one transaction.
+pub(super) async fn submit_set(api: &BankApi, req: Request<SubmitSetRequest>) -> Result<Response<TxReply>, Status> {
+    let _timer = crate::stats::RequestTimer::start(crate::stats::Method::Submit);
+    let (msg, via) = api.received(req)?;
+    let tx = crate::ops::set_of(&msg).map_err(|e| {
+        crate::stats::refused("invalid_request");
+        Status::invalid_argument(e.to_string())
+    })?;
+    let id = tx
+        .items()
+        .first()
+        .and_then(Transaction::id)
+        .cloned()
+        .unwrap_or_else(TxId::random);
+    let reply = api
+        .on_leader(via, &msg, || async {
             Ok(tx_reply(&api.commit(tx.clone()).await?, &id))
         })
         .await?;

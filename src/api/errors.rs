@@ -17,16 +17,23 @@ pub fn auth_status(e: &AuthError) -> Status {
         )
         | AuthError::Signature(_)
         | AuthError::NoVerdict => crate::stats::refused("bad_signature"),
+        AuthError::NotAnItem(_) => crate::stats::refused("bad_set"),
     }
     match e {
         AuthError::Signature(SignatureError::BadKey { .. }) => Status::failed_precondition(e.to_string()),
+        AuthError::NotAnItem(_) => Status::invalid_argument(e.to_string()),
         _ => Status::unauthenticated(e.to_string()),
     }
 }
 
 /// The gRPC status for a rule a transaction broke.
 pub fn reject_status(reason: &RejectReason) -> Status {
-    crate::stats::refused(match reason {
+    // A set's refusal is its failing item's, in the metrics and the code.
+    let mut inner = reason;
+    while let RejectReason::InSet { reason, .. } = inner {
+        inner = reason;
+    }
+    crate::stats::refused(match inner {
         RejectReason::ZeroAmount => "zero_amount",
         RejectReason::SameAccount { .. } => "same_account",
         RejectReason::UnknownAccount { .. } => "unknown_account",
@@ -51,9 +58,12 @@ pub fn reject_status(reason: &RejectReason) -> Status {
         RejectReason::NotHoldReceiver { .. } => "not_hold_receiver",
         RejectReason::PostAboveHeld { .. } => "post_above_held",
         RejectReason::CloseWithHolds { .. } => "close_with_holds",
+        RejectReason::BadSet { .. } => "bad_set",
+        RejectReason::IdUsed { .. } => "id_conflict",
+        RejectReason::InSet { .. } => "other",
     });
     let msg = reason.to_string();
-    match reason {
+    match inner {
         RejectReason::ZeroAmount | RejectReason::SameAccount { .. } | RejectReason::AllocationOutsideGenesis => {
             Status::invalid_argument(msg)
         }
@@ -72,7 +82,10 @@ pub fn reject_status(reason: &RejectReason) -> Status {
         RejectReason::UnknownHold { .. } => Status::not_found(msg),
         RejectReason::NotHoldReceiver { .. } => Status::permission_denied(msg),
         RejectReason::TooManyAccounts | RejectReason::TooManyHolds => Status::resource_exhausted(msg),
-        RejectReason::IdConflict { .. } | RejectReason::AccountExists { .. } => Status::already_exists(msg),
+        RejectReason::IdConflict { .. } | RejectReason::IdUsed { .. } | RejectReason::AccountExists { .. } => {
+            Status::already_exists(msg)
+        }
+        RejectReason::BadSet { .. } | RejectReason::InSet { .. } => Status::invalid_argument(msg),
         RejectReason::Unauthorized { .. } => Status::unauthenticated(msg),
         // Signed for another time: the caller must sign again.
         RejectReason::Expired { .. } | RejectReason::ExpiresTooLate { .. } => Status::failed_precondition(msg),

@@ -11,7 +11,7 @@ use crate::proto::bank::bank_client::BankClient;
 use crate::proto::bank::{
     AccountReply, AccountRequest, AddNodeRequest, BalanceReply, BalanceRequest, BalancesReply, BalancesRequest,
     GetBlocksReply, GetBlocksRequest, GetTxRequest, JsonReply, Membership as MembershipMsg, RemoveNodeRequest,
-    SubmitRequest, TransferBatchReply, TransferBatchRequest, TransferRequest, TxReply,
+    SubmitRequest, SubmitSetRequest, TransferBatchReply, TransferBatchRequest, TransferRequest, TxReply,
 };
 use crate::raft::read_barrier::ReadBarrierError;
 use crate::raft::NodeId;
@@ -97,6 +97,7 @@ forwarded_by! {
     BalanceRequest => BalanceReply, balance;
     BalancesRequest => BalancesReply, balances;
     SubmitRequest => TxReply, submit;
+    SubmitSetRequest => TxReply, submit_set;
     AccountRequest => AccountReply, account;
     GetTxRequest => JsonReply, get_tx;
     GetBlocksRequest => GetBlocksReply, get_blocks;

@@ -28,7 +28,7 @@ use crate::proto::bank::{
     AccountHistoryRequest, AccountReply, AccountRequest, AddNodeRequest, BalanceReply, BalanceRequest, BalancesReply,
     BalancesRequest, Faults as FaultsMsg, GetBlocksReply, GetBlocksRequest, GetTxRequest, JsonReply,
     Membership as MembershipMsg, RemoveNodeRequest, SetFaultsRequest, StatusReply, StatusRequest, SubmitRequest,
-    TransferBatchReply, TransferBatchRequest, TransferRequest, TxReply, VerifyReply, VerifyRequest,
+    SubmitSetRequest, TransferBatchReply, TransferBatchRequest, TransferRequest, TxReply, VerifyReply, VerifyRequest,
 };
 use crate::raft::faults::Faults;
 use crate::raft::peers::Peers;
@@ -114,6 +114,10 @@ impl Bank for BankApi {
 
     async fn submit(&self, req: Request<SubmitRequest>) -> Result<Response<TxReply>, Status> {
         accounts::submit(self, req).await
+    }
+
+    async fn submit_set(&self, req: Request<SubmitSetRequest>) -> Result<Response<TxReply>, Status> {
+        accounts::submit_set(self, req).await
     }
 
     async fn account(&self, req: Request<AccountRequest>) -> Result<Response<AccountReply>, Status> {

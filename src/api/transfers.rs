@@ -6,7 +6,8 @@ use super::errors::auth_status;
 use super::forward::Attempt;
 use super::BankApi;
 use crate::ledger::keys::AuthError;
-use crate::ledger::{Signature, Transaction, TxId, TxIdError, TxRecord};
+use crate::ledger::{Transaction, TxId, TxRecord};
+use crate::ops::BadOp;
 use crate::producer::SubmitError;
 use crate::proto::bank::{TransferBatchReply, TransferBatchRequest, TransferRequest, TransferResult, TxReply};
 use std::sync::Arc;
@@ -28,7 +29,7 @@ pub(super) async fn transfer(api: &BankApi, req: Request<TransferRequest>) -> Re
     let _timer = crate::stats::RequestTimer::start(crate::stats::Method::Transfer);
     crate::timeline::mark(crate::timeline::Point::TransferIn);
     let (msg, via) = api.received(req)?;
-    let tx = transfer_of(&msg).map_err(|e| {
+    let tx = crate::ops::transfer_of(&msg).map_err(|e| {
         crate::stats::refused("invalid_request");
         Status::invalid_argument(e.to_string())
     })?;
@@ -61,8 +62,8 @@ pub(super) async fn transfer_batch(
     let txs = msg
         .transfers
         .iter()
-        .map(transfer_of)
-        .collect::<Result<Vec<_>, BadTransfer>>()
+        .map(crate::ops::transfer_of)
+        .collect::<Result<Vec<_>, BadOp>>()
         .map_err(|e| {
             crate::stats::refused("invalid_request");
             Status::invalid_argument(format!("{e} (in batch)"))
@@ -185,33 +186,6 @@ impl BankApi {
     pub(super) async fn commit(&self, tx: Transaction) -> Result<TxRecord, Attempt> {
         self.parts.producer.submit(tx).await.map_err(Attempt::from)
     }
-}
-
-/// Why a request's transfer is not even a transfer.
-#[derive(Debug, thiserror::Error)]
-enum BadTransfer {
-    #[error(transparent)]
-    Id(#[from] TxIdError),
-    #[error("signature of transfer {id} is {len} bytes; an ed25519 signature is 64")]
-    SignatureLength { id: TxId, len: usize },
-}
-
-/// A transfer as a request carries it; the signature is checked later, by
-/// the leader.
-fn transfer_of(t: &TransferRequest) -> Result<Transaction, BadTransfer> {
-    let id = TxId::new(t.tx_id.clone())?;
-    let signature = Signature::from_slice(&t.signature).ok_or_else(|| BadTransfer::SignatureLength {
-        id: id.clone(),
-        len: t.signature.len(),
-    })?;
-    Ok(Transaction::Transfer {
-        id,
-        from: t.from,
-        to: t.to,
-        amount: t.amount,
-        expires_ms: t.expires_ms,
-        signature,
-    })
 }
 
 fn failed_result(tx_id: String, status: &Status) -> TransferResult {

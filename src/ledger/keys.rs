@@ -124,6 +124,15 @@ impl AccountKey {
         }
     }
 
+    /// Signs `tx` as an item of the transfer set whose digest is `digest`
+    /// ([`super::set_digest`]).
+    pub fn sign_set_item(&self, chain_id: Hash32, digest: Hash32, tx: &Transaction) -> Signature {
+        match tx.set_item_signing_message(chain_id, digest) {
+            Some(msg) => Signature(self.key.sign(&msg).to_bytes()),
+            None => Signature::NONE,
+        }
+    }
+
     /// A transfer from this key's account, signed.
     pub fn transfer(&self, chain_id: Hash32, id: TxId, to: AccountId, amount: Amount, expires_ms: u64) -> Transaction {
         let mut tx = Transaction::Transfer {
@@ -254,13 +263,40 @@ pub fn verify_many_with(
     txs: &[Transaction],
     keys: &[Option<PublicKey>],
 ) -> Vec<Result<(), AuthError>> {
+    verify_messages(txs, keys, |tx| tx.signing_message(chain_id))
+}
+
+/// The items of one transfer set checked by the rule of
+/// [`AccountKeys::verify_many`], each over its set-item message (see
+/// [`Transaction::set_item_signing_message`]) under `keys[i]`; one result
+/// per item.
+pub fn verify_set_items(
+    chain_id: Hash32,
+    items: &[Transaction],
+    keys: &[Option<PublicKey>],
+) -> Vec<Result<(), AuthError>> {
+    let digest = super::set_digest(items);
+    let mut out = verify_messages(items, keys, |tx| tx.set_item_signing_message(chain_id, digest));
+    // Allocations and sets carry no signature, and would pass above.
+    for (tx, v) in items.iter().zip(out.iter_mut()) {
+        if tx.signer().is_none() {
+            *v = Err(AuthError::NotAnItem(tx.kind()));
+        }
+    }
+    out
+}
+
+/// [`verify_many_with`] with the message each transaction is signed over.
+fn verify_messages(
+    txs: &[Transaction],
+    keys: &[Option<PublicKey>],
+    message: impl Fn(&Transaction) -> Option<Vec<u8>>,
+) -> Vec<Result<(), AuthError>> {
     let mut out: Vec<Result<(), AuthError>> = Vec::with_capacity(txs.len());
     // Those that get to the equation, with the index of their result.
     let mut checked: Vec<(usize, batch::Item)> = Vec::with_capacity(txs.len());
     for (i, tx) in txs.iter().enumerate() {
-        let (Some(signer), Some(signature), Some(message)) =
-            (tx.signer(), tx.signature(), tx.signing_message(chain_id))
-        else {
+        let (Some(signer), Some(signature), Some(message)) = (tx.signer(), tx.signature(), message(tx)) else {
             out.push(Ok(()));
             continue;
         };
@@ -330,6 +366,9 @@ pub enum AuthError {
     /// Cannot happen: every transaction checked gets a verdict.
     #[error("no verdict on the signature")]
     NoVerdict,
+    /// Only signed transactions may be items of a transfer set.
+    #[error("a {0} cannot be an item of a transfer set")]
+    NotAnItem(&'static str),
 }
 
 /// A public key that cannot sign.
@@ -502,6 +541,67 @@ mod tests {
         if let Transaction::Transfer { amount, .. } = tx {
             *amount = to;
         }
+    }
+
+    fn invalid(r: Result<(), AuthError>) -> bool {
+        matches!(r, Err(AuthError::Signature(SignatureError::Invalid { .. })))
+    }
+
+    #[test]
+    fn a_set_items_signature_holds_in_its_set_only() {
+        let chain = Hash32([7; 32]);
+        let (k1, k2) = (AccountKey::dev(1), AccountKey::dev(2));
+        let keys = AccountKeys::new(vec![(1, k1.public()), (2, k2.public())]);
+        let sign_all = |items: &mut Vec<Transaction>| {
+            let digest = crate::ledger::set_digest(items);
+            for item in items.iter_mut() {
+                let key = if item.signer() == Some(Signer::Account(1)) {
+                    &k1
+                } else {
+                    &k2
+                };
+                let sig = key.sign_set_item(chain, digest, item);
+                item.set_signature(sig);
+            }
+        };
+        let mut items = vec![
+            transfer("a", 1, 2, 5, Signature::NONE),
+            transfer("b", 2, 1, 3, Signature::NONE),
+        ];
+        sign_all(&mut items);
+        let set_keys = vec![Some(k1.public()), Some(k2.public())];
+        assert!(verify_set_items(chain, &items, &set_keys).iter().all(Result::is_ok));
+        // Alone, an item's signature fails: it is over its set.
+        assert!(invalid(keys.verify(chain, &items[0])));
+        // In another order, or another set, too.
+        let swapped = vec![items[1].clone(), items[0].clone()];
+        let v = verify_set_items(chain, &swapped, &[Some(k2.public()), Some(k1.public())]);
+        assert!(v.iter().all(|r| invalid(r.clone())), "{v:?}");
+        let mut bigger = items.clone();
+        bigger.push(transfer("c", 1, 2, 1, Signature::NONE));
+        let mut extra = vec![bigger[2].clone()];
+        sign_all(&mut extra);
+        bigger[2] = extra.remove(0);
+        let v = verify_set_items(
+            chain,
+            &bigger,
+            &[Some(k1.public()), Some(k2.public()), Some(k1.public())],
+        );
+        assert!(invalid(v[0].clone()) && invalid(v[1].clone()), "{v:?}");
+        // A lone transfer's signature does not pass as an item.
+        let lone = signed_by(&k1, chain, transfer("a", 1, 2, 5, Signature::NONE));
+        let v = verify_set_items(chain, &[lone, items[1].clone()], &set_keys);
+        assert!(invalid(v[0].clone()), "{v:?}");
+        // Nothing unsigned passes as an item.
+        let alloc = Transaction::Allocation {
+            account: 1,
+            amount: 5,
+            public_key: k1.public(),
+        };
+        assert_eq!(
+            verify_set_items(chain, &[alloc], &[Some(k1.public())]),
+            vec![Err(AuthError::NotAnItem("allocation"))]
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub use hash::{Hash32, HexError};
 pub use keys::{AccountKey, AccountKeys, PublicKey, Signature};
 pub use outcome::{BlockOutcome, TxRecord};
 pub use rules::{Applied, At, Book, BookRef, Books, RejectReason, View};
-pub use transaction::{Signer, Transaction, TxId, TxIdError, TxKey};
+pub use transaction::{set_digest, Signer, Transaction, TxId, TxIdError, TxKey, MAX_SET_ITEMS};
 
 /// Accounts are identified by plain integers.
 pub type AccountId = u64;

@@ -305,7 +305,16 @@ pub enum Transaction {
         expires_ms: u64,
         signature: Signature,
     },
+    /// A transfer set: transfers, issues, redeems, holds, posts and voids
+    /// that commit together, in order, or not at all. Each item is signed
+    /// by its own signer over the set's digest too ([`set_digest`]), so no
+    /// item counts outside its set; the set has no id or signature of its
+    /// own.
+    Set { items: Vec<Transaction> },
 }
+
+/// Most items of one transfer set.
+pub const MAX_SET_ITEMS: usize = 256;
 
 /// The shape shared by both serialized forms.
 macro_rules! tx_mirror {
@@ -325,6 +334,7 @@ macro_rules! tx_mirror {
             Hold { id: TxId, from: AccountId, to: AccountId, amount: Amount, timeout_ms: u64, expires_ms: u64, signature: Signature },
             Post { id: TxId, hold_id: TxId, from: AccountId, to: AccountId, amount: Amount, expires_ms: u64, signature: Signature },
             Void { id: TxId, hold_id: TxId, from: AccountId, to: AccountId, expires_ms: u64, signature: Signature },
+            Set { items: Vec<Transaction> },
         }
 
         impl From<Transaction> for $name {
@@ -342,6 +352,7 @@ macro_rules! tx_mirror {
                     Transaction::Hold { id, from, to, amount, timeout_ms, expires_ms, signature } => $name::Hold { id, from, to, amount, timeout_ms, expires_ms, signature },
                     Transaction::Post { id, hold_id, from, to, amount, expires_ms, signature } => $name::Post { id, hold_id, from, to, amount, expires_ms, signature },
                     Transaction::Void { id, hold_id, from, to, expires_ms, signature } => $name::Void { id, hold_id, from, to, expires_ms, signature },
+                    Transaction::Set { items } => $name::Set { items },
                 }
             }
         }
@@ -361,6 +372,7 @@ macro_rules! tx_mirror {
                     $name::Hold { id, from, to, amount, timeout_ms, expires_ms, signature } => Transaction::Hold { id, from, to, amount, timeout_ms, expires_ms, signature },
                     $name::Post { id, hold_id, from, to, amount, expires_ms, signature } => Transaction::Post { id, hold_id, from, to, amount, expires_ms, signature },
                     $name::Void { id, hold_id, from, to, expires_ms, signature } => Transaction::Void { id, hold_id, from, to, expires_ms, signature },
+                    $name::Set { items } => Transaction::Set { items },
                 }
             }
         }
@@ -380,18 +392,53 @@ impl Serialize for Transaction {
     }
 }
 
+thread_local! {
+    /// How deep in transactions the deserializer on this thread is: a set's
+    /// items are one level down, and may not be sets themselves, so hostile
+    /// input cannot nest sets until the stack runs out.
+    static DEPTH: std::cell::Cell<u8> = const { std::cell::Cell::new(0) };
+}
+
+/// One level of [`DEPTH`], left on drop (on errors too).
+struct Level;
+
+impl Level {
+    fn enter() -> (Level, u8) {
+        let depth = DEPTH.with(|d| {
+            let v = d.get();
+            d.set(v.saturating_add(1));
+            v
+        });
+        (Level, depth)
+    }
+}
+
+impl Drop for Level {
+    fn drop(&mut self) {
+        DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+    }
+}
+
 impl<'de> Deserialize<'de> for Transaction {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Transaction, D::Error> {
-        if d.is_human_readable() {
-            TxHuman::deserialize(d).map(Transaction::from)
-        } else {
-            TxBinary::deserialize(d).map(Transaction::from)
+        let (_level, depth) = Level::enter();
+        if depth > 1 {
+            return Err(serde::de::Error::custom("a transfer set cannot hold another set"));
         }
+        let tx = if d.is_human_readable() {
+            TxHuman::deserialize(d).map(Transaction::from)?
+        } else {
+            TxBinary::deserialize(d).map(Transaction::from)?
+        };
+        if depth == 1 && matches!(tx, Transaction::Set { .. }) {
+            return Err(serde::de::Error::custom("a transfer set cannot hold another set"));
+        }
+        Ok(tx)
     }
 }
 
 /// Every kind's name, as the JSON views' `type` and the metrics' `kind` label.
-pub const KINDS: [&str; 12] = [
+pub const KINDS: [&str; 13] = [
     "transfer",
     "balance_check",
     "allocation",
@@ -404,6 +451,7 @@ pub const KINDS: [&str; 12] = [
     "hold",
     "post",
     "void",
+    "set",
 ];
 
 const KIND_TRANSFER: u8 = 1;
@@ -418,6 +466,7 @@ const KIND_REDEEM: u8 = 9;
 const KIND_HOLD: u8 = 10;
 const KIND_POST: u8 = 11;
 const KIND_VOID: u8 = 12;
+const KIND_SET: u8 = 13;
 
 /// The fields every signed transaction has.
 struct SignedParts<'a> {
@@ -496,7 +545,7 @@ impl Transaction {
                 signature,
                 ..
             } => (id, *expires_ms, signature),
-            Transaction::Allocation { .. } => return None,
+            Transaction::Allocation { .. } | Transaction::Set { .. } => return None,
         };
         Some(SignedParts {
             id,
@@ -512,7 +561,7 @@ impl Transaction {
             Transaction::BalanceCheck { account, auditor, .. } => {
                 auditor.map_or(Signer::Account(*account), Signer::Auditor)
             }
-            Transaction::Allocation { .. } => return None,
+            Transaction::Allocation { .. } | Transaction::Set { .. } => return None,
             Transaction::OpenAccount { registrar, .. } | Transaction::FreezeAccount { registrar, .. } => {
                 Signer::Registrar(*registrar)
             }
@@ -545,7 +594,7 @@ impl Transaction {
             | Transaction::Hold { signature, .. }
             | Transaction::Post { signature, .. }
             | Transaction::Void { signature, .. } => *signature = new,
-            Transaction::Allocation { .. } => {}
+            Transaction::Allocation { .. } | Transaction::Set { .. } => {}
         }
     }
 
@@ -579,6 +628,7 @@ impl Transaction {
             Transaction::Hold { .. } => 9,
             Transaction::Post { .. } => 10,
             Transaction::Void { .. } => 11,
+            Transaction::Set { .. } => 12,
         }
     }
 
@@ -597,6 +647,12 @@ impl Transaction {
             | Transaction::RotateKey { account, .. }
             | Transaction::Issue { account, .. }
             | Transaction::Redeem { account, .. } => vec![account],
+            Transaction::Set { ref items } => {
+                let mut all: Vec<AccountId> = items.iter().flat_map(Transaction::accounts).collect();
+                all.sort_unstable();
+                all.dedup();
+                all
+            }
         }
     }
 
@@ -611,6 +667,14 @@ impl Transaction {
             signer,
             id: self.id()?.clone(),
         })
+    }
+
+    /// A set's items; any other transaction alone.
+    pub fn items(&self) -> &[Transaction] {
+        match self {
+            Transaction::Set { items } => items,
+            one => std::slice::from_ref(one),
+        }
     }
 
     /// The hold a post or void settles.
@@ -628,6 +692,16 @@ impl Transaction {
     /// then a signed transaction's expiry and signature, an allocation's
     /// key: the block hash commits to all of it.
     pub fn encode(&self, out: &mut Vec<u8>) {
+        if let Transaction::Set { items } = self {
+            // Each item whole (content, expiry, signature): self-delimiting,
+            // after the count.
+            out.push(KIND_SET);
+            out.extend_from_slice(&(items.len() as u32).to_be_bytes());
+            for item in items {
+                item.encode(out);
+            }
+            return;
+        }
         self.encode_content(out);
         match (self, self.signed_parts()) {
             (_, Some(p)) => {
@@ -789,6 +863,13 @@ impl Transaction {
                 out.extend_from_slice(&from.to_be_bytes());
                 out.extend_from_slice(&to.to_be_bytes());
             }
+            Transaction::Set { items } => {
+                out.push(KIND_SET);
+                out.extend_from_slice(&(items.len() as u32).to_be_bytes());
+                for item in items {
+                    item.encode_content(out);
+                }
+            }
         }
     }
 
@@ -800,6 +881,21 @@ impl Transaction {
         let mut m = Vec::with_capacity(SIGNING_DOMAIN.len() + 32 + self.encoded_len());
         m.extend_from_slice(SIGNING_DOMAIN);
         m.extend_from_slice(&chain_id.0);
+        self.encode_content(&mut m);
+        m.extend_from_slice(&expires_ms.to_be_bytes());
+        Some(m)
+    }
+
+    /// What the signer of an item of a transfer set signs: its own domain
+    /// tag, the chain id, the set's digest ([`set_digest`]), then the item
+    /// as [`Transaction::signing_message`] has it. The item's signature so
+    /// holds for this set only: alone, or in another set, it fails.
+    pub fn set_item_signing_message(&self, chain_id: Hash32, digest: Hash32) -> Option<Vec<u8>> {
+        let expires_ms = self.expires_ms()?;
+        let mut m = Vec::with_capacity(SET_SIGNING_DOMAIN.len() + 64 + self.encoded_len());
+        m.extend_from_slice(SET_SIGNING_DOMAIN);
+        m.extend_from_slice(&chain_id.0);
+        m.extend_from_slice(&digest.0);
         self.encode_content(&mut m);
         m.extend_from_slice(&expires_ms.to_be_bytes());
         Some(m)
@@ -846,12 +942,29 @@ impl Transaction {
             Transaction::Hold { id: i, .. } => id(i) + 32 + signed,
             Transaction::Post { id: i, hold_id, .. } => id(i) + id(hold_id) - 1 + 24 + signed,
             Transaction::Void { id: i, hold_id, .. } => id(i) + id(hold_id) - 1 + 16 + signed,
+            Transaction::Set { items } => 1 + 4 + items.iter().map(Transaction::encoded_len).sum::<usize>(),
         }
     }
 }
 
+/// What every item of a transfer set of `items` signs beside itself: a
+/// hash of the kind, the count and each item's content (expiries and
+/// signatures aside, as in [`Transaction::content_hash`]), in order.
+pub fn set_digest(items: &[Transaction]) -> Hash32 {
+    let mut v = Vec::with_capacity(SET_SIGNING_DOMAIN.len() + 4 + 32 * items.len());
+    v.extend_from_slice(SET_SIGNING_DOMAIN);
+    v.extend_from_slice(&(items.len() as u32).to_be_bytes());
+    for item in items {
+        v.extend_from_slice(&item.content_hash().0);
+    }
+    merkle::leaf_hash(&v)
+}
+
 /// Separates transaction signatures from any other use of the same key.
 const SIGNING_DOMAIN: &[u8] = b"bank-ledger/tx/v2";
+/// Separates the signature of a transfer set's item from a lone
+/// transaction's.
+const SET_SIGNING_DOMAIN: &[u8] = b"bank-ledger/set/v1";
 
 #[cfg(test)]
 mod tests {
@@ -930,6 +1043,54 @@ mod tests {
             None,
             "auditor past u32"
         );
+    }
+
+    #[test]
+    fn a_set_encodes_its_items_and_may_not_hold_a_set() {
+        let t = |id: &str| Transaction::Transfer {
+            id: TxId::new(id).unwrap(),
+            from: 1,
+            to: 2,
+            amount: 3,
+            expires_ms: 4,
+            signature: Signature([5; 64]),
+        };
+        let set = Transaction::Set {
+            items: vec![t("a"), t("bb")],
+        };
+        assert_eq!(set.encoded_len(), set.to_bytes().len());
+        assert_ne!(
+            set.hash(),
+            Transaction::Set {
+                items: vec![t("bb"), t("a")]
+            }
+            .hash()
+        );
+        // Signatures and expiries are in the hash, not in the content hash.
+        let mut resigned = set.clone();
+        if let Transaction::Set { items } = &mut resigned {
+            items[0].set_signature(Signature([6; 64]));
+        }
+        assert_ne!(set.hash(), resigned.hash());
+        assert_eq!(set.content_hash(), resigned.content_hash());
+        for back in [
+            serde_json::from_str::<Transaction>(&serde_json::to_string(&set).unwrap()).unwrap(),
+            bincode::deserialize::<Transaction>(&bincode::serialize(&set).unwrap()).unwrap(),
+        ] {
+            assert_eq!(back, set);
+        }
+        // Nested sets are refused by both decoders, however deep.
+        let mut nested = set.clone();
+        for _ in 0..3 {
+            nested = Transaction::Set { items: vec![nested] };
+            let json = serde_json::to_string(&nested).unwrap();
+            let err = serde_json::from_str::<Transaction>(&json).unwrap_err().to_string();
+            assert!(err.contains("cannot hold another set"), "{err}");
+            let bin = bincode::serialize(&nested).unwrap();
+            assert!(bincode::deserialize::<Transaction>(&bin).is_err());
+        }
+        // The guard is left behind: a set decodes again afterwards.
+        assert!(serde_json::from_str::<Transaction>(&serde_json::to_string(&set).unwrap()).is_ok());
     }
 
     proptest! {

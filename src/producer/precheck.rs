@@ -6,8 +6,10 @@ use super::worker::{Slot, Worker};
 use super::{Pending, SubmitError};
 use crate::ledger::rules::{self, Changes, Overlay};
 use crate::ledger::{
-    AccountId, AccountInfo, AccountKeys, Amount, BookRef, Held, Hold, HoldKey, RejectReason, Supply, View,
+    AccountId, AccountInfo, AccountKeys, Amount, BookRef, Held, Hold, HoldKey, RejectReason, Supply, Transaction,
+    TxKey, View,
 };
+use crate::storage::ledger::sets::Admission;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -124,6 +126,44 @@ impl View for Projected<'_> {
 }
 
 impl Worker {
+    /// Joins `p` to the copy of id `key` in flight (in this block, `seq`,
+    /// or one proposed) if it is the same request, or refuses it if it
+    /// is another under the same id; gives it back if the id is not in
+    /// flight.
+    fn join_in_flight(&mut self, key: &TxKey, seq: u64, slots: &mut [Slot], p: Pending) -> Result<(), Pending> {
+        let Some(&(s, i)) = self.pending_ids.get(key) else {
+            return Err(p);
+        };
+        let same = if s == seq {
+            slots.get(i).map(|slot| slot.tx.content_hash() == p.tx.content_hash())
+        } else {
+            self.inflight
+                .iter()
+                .find(|b| b.seq == s)
+                .and_then(|b| b.slots.get(i))
+                .map(|slot| slot.tx.content_hash() == p.tx.content_hash())
+        };
+        match same {
+            Some(true) if s == seq => slots[i].replies.push(p.reply),
+            Some(true) => {
+                if let Some(slot) = self
+                    .inflight
+                    .iter_mut()
+                    .find(|b| b.seq == s)
+                    .and_then(|b| b.slots.get_mut(i))
+                {
+                    slot.replies.push(p.reply);
+                }
+            }
+            _ => {
+                let _ = p.reply.send(Err(SubmitError::Rejected(RejectReason::IdConflict {
+                    id: key.id.clone(),
+                })));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks each transaction against the projected state plus the block so
     /// far: transactions no state could ever accept fail fast and never take
     /// space in a block; those refused for lack of funds are committed as
@@ -149,42 +189,60 @@ impl Worker {
             // The block so far, over the projected state.
             let mut view = Overlay::new(&projected_state);
             for p in batch {
+                if let Transaction::Set { items } = &p.tx {
+                    // One copy in flight per set: joined by its first item's id.
+                    let keys: Vec<TxKey> = items.iter().filter_map(Transaction::key).collect();
+                    let p = match keys.first() {
+                        Some(first) => match self.join_in_flight(first, seq, &mut slots, p) {
+                            Ok(()) => continue,
+                            Err(p) => p,
+                        },
+                        None => p,
+                    };
+                    if let Some(k) = keys.iter().find(|k| self.pending_ids.contains_key(k)) {
+                        let reason = RejectReason::IdConflict { id: k.id.clone() };
+                        let _ = p.reply.send(Err(SubmitError::Rejected(reason)));
+                        continue;
+                    }
+                    let Transaction::Set { items } = &p.tx else { continue };
+                    // The keys apply will check under: the applied state's
+                    // (a key set in a block in flight signs from the next).
+                    let item_keys = ledger.item_keys(&ledger.book(state), items);
+                    let earlier = |k: &TxKey| ledger.tx_record(k);
+                    let reply = match ledger.admit_set(&p.tx, items, block_ms, true, &item_keys, &earlier) {
+                        Err(e) => Err(SubmitError::Fatal(e.to_string())),
+                        Ok(Admission::Refused(reason)) => Err(SubmitError::Rejected(reason)),
+                        Ok(Admission::Duplicate(first)) => match &first.outcome {
+                            Ok(_) => Ok(first.clone()),
+                            Err(reason) => Err(SubmitError::Rejected(reason.clone())),
+                        },
+                        Ok(Admission::Run) => match rules::apply(&mut view, &p.tx, rules::At { height, block_ms }) {
+                            Err(reason) if reason.is_permanent() => Err(SubmitError::Rejected(reason)),
+                            _ => {
+                                for k in keys {
+                                    self.pending_ids.insert(k, (seq, slots.len()));
+                                }
+                                slots.push(Slot {
+                                    tx: p.tx,
+                                    replies: vec![p.reply],
+                                });
+                                continue;
+                            }
+                        },
+                    };
+                    let _ = p.reply.send(reply);
+                    continue;
+                }
                 let Some(key) = p.tx.key() else {
                     let _ = p
                         .reply
                         .send(Err(SubmitError::Rejected(RejectReason::AllocationOutsideGenesis)));
                     continue;
                 };
-                if let Some(&(s, i)) = self.pending_ids.get(&key) {
-                    let same = if s == seq {
-                        slots.get(i).map(|slot| slot.tx.content_hash() == p.tx.content_hash())
-                    } else {
-                        self.inflight
-                            .iter()
-                            .find(|b| b.seq == s)
-                            .and_then(|b| b.slots.get(i))
-                            .map(|slot| slot.tx.content_hash() == p.tx.content_hash())
-                    };
-                    match same {
-                        Some(true) if s == seq => slots[i].replies.push(p.reply),
-                        Some(true) => {
-                            if let Some(slot) = self
-                                .inflight
-                                .iter_mut()
-                                .find(|b| b.seq == s)
-                                .and_then(|b| b.slots.get_mut(i))
-                            {
-                                slot.replies.push(p.reply);
-                            }
-                        }
-                        _ => {
-                            let _ = p
-                                .reply
-                                .send(Err(SubmitError::Rejected(RejectReason::IdConflict { id: key.id })));
-                        }
-                    }
-                    continue;
-                }
+                let p = match self.join_in_flight(&key, seq, &mut slots, p) {
+                    Ok(()) => continue,
+                    Err(p) => p,
+                };
                 match ledger.tx_record(&key) {
                     Ok(Some(first)) => {
                         let result = if first.tx_hash != p.tx.content_hash() {

@@ -386,7 +386,8 @@ impl Worker {
 
     fn forget_ids(&mut self, seq: u64, slots: &[Slot]) {
         for slot in slots {
-            if let Some(key) = slot.tx.key() {
+            // A set is in flight under each of its items' ids.
+            for key in slot.tx.items().iter().filter_map(Transaction::key) {
                 if self.pending_ids.get(&key).is_some_and(|(s, _)| *s == seq) {
                     self.pending_ids.remove(&key);
                 }

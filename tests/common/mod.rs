@@ -24,6 +24,22 @@ pub const TEST_GENESIS: &str = r#"{
   "transfers": [{"from":0,"to":1,"amount":5},{"from":1,"to":2,"amount":10},{"from":2,"to":0,"amount":20}]
 }"#;
 
+/// TEST_GENESIS's accounts with registrar 0 and issuer 0, both dev keys.
+pub fn genesis_with_roles() -> String {
+    let hex = |s| bank_ledger::ledger::AccountKey::dev_role(s).public().to_hex();
+    format!(
+        r#"{{
+  "difficulty": 8,
+  "accounts": [{{"id":0,"balance":100}},{{"id":1,"balance":100}},{{"id":2,"balance":100}},{{"id":3,"balance":1000}}],
+  "registrars": ["{}"],
+  "issuers": ["{}"],
+  "transfers": []
+}}"#,
+        hex(bank_ledger::ledger::Signer::Registrar(0)),
+        hex(bank_ledger::ledger::Signer::Issuer(0))
+    )
+}
+
 /// Writes the dev key of every account of `genesis` (JSON) into `dir`, and
 /// of each registrar and issuer it names by its dev key.
 pub fn write_dev_keystore(dir: &Path, genesis: &str) {

@@ -20,7 +20,7 @@ pub struct Signing {
 }
 
 /// The key of `signer` from the keystore, or a line saying where it should be.
-fn signer_key(ctx: &Ctx, signer: Signer) -> anyhow::Result<AccountKey> {
+pub fn signer_key(ctx: &Ctx, signer: Signer) -> anyhow::Result<AccountKey> {
     let path = signer_key_path(&ctx.keystore, signer);
     if !path.exists() {
         bail!(

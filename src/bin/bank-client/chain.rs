@@ -170,6 +170,17 @@ pub fn describe_tx(tx: &Value, balance: &Value) -> String {
             tx["from"],
             tx["to"]
         ),
+        Some("set") => {
+            let items: Vec<String> = tx["items"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|i| format!("{}: {}", i["id"].as_str().unwrap_or("?"), describe_tx(i, &Value::Null)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            format!("transfer set, all or none: {}", items.join("; "))
+        }
         _ => tx.to_string(),
     }
 }

@@ -13,6 +13,7 @@ mod errors;
 mod faults;
 mod holds;
 mod reads;
+mod sets;
 mod status;
 mod transfer;
 mod verify;
@@ -83,6 +84,17 @@ enum Cmd {
         #[arg(long, requires = "hold", default_value_t = 3600,
               value_parser = clap::value_parser!(u64).range(1..=604_800))]
         timeout_s: u64,
+    },
+    /// Commit the items of FILE (JSON Lines: transfers, issues, redeems,
+    /// holds, posts, voids) together in one block, or none; a refusal names
+    /// the item that failed and why. Each item is signed with its signer's
+    /// key from the keystore. Give each item an "id" to resubmit the set
+    /// after an unknown outcome.
+    TransferSet {
+        file: std::path::PathBuf,
+        /// Seconds the signed items stay valid (at most 86400).
+        #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+        expires_in_s: u64,
     },
     /// Settle hold HOLD_ID: move AMOUNT (default: all it holds) to its
     /// receiver, who signs, and release the rest.
@@ -383,6 +395,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 transfer::transfer(&ctx, from, to, amount, id, lifetime).await
             }
+        }
+        Cmd::TransferSet { file, expires_in_s } => {
+            sets::transfer_set(&ctx, &file, Duration::from_secs(expires_in_s)).await
         }
         Cmd::Post {
             hold_id,

@@ -5,9 +5,12 @@
 //! entry, records and balance delta as single sled inserts, the head last.
 
 use super::schema::*;
+use super::sets::{self, Admission};
 use super::{holds, refusal_claiming_no_id, Ledger, LedgerError};
 use crate::ledger::rules::{self, Changes, Overlay};
-use crate::ledger::{AccountId, Amount, Block, BlockOutcome, BookRef, Hash32, RejectReason, TxKey, TxRecord};
+use crate::ledger::{
+    AccountId, Amount, Block, BlockOutcome, BookRef, Hash32, RejectReason, Transaction, TxKey, TxRecord,
+};
 use crate::raft::{LogId, StoredMembership};
 use crate::stats::{self, Stage};
 use crate::storage::views;
@@ -113,6 +116,27 @@ impl Ledger {
                 block_hash: hash,
                 outcome,
             };
+            if let Transaction::Set { items } = tx {
+                let before = |k: &TxKey| match fresh.get(k) {
+                    Some(&i) => Ok(Some(new_records[i].1.clone())),
+                    None => earlier(k),
+                };
+                let keys = self.item_keys(&book, items);
+                let rec = match self.admit_set(tx, items, block_ms, signed, &keys, &before)? {
+                    Admission::Refused(reason) => record(Err(reason)),
+                    Admission::Duplicate(first) => first,
+                    Admission::Run => {
+                        let outcome = sets::run_set(&mut overlay, items, at, &before)?;
+                        for (key, rec) in sets::item_records(items, &outcome, height, hash) {
+                            fresh.insert(key.clone(), new_records.len());
+                            new_records.push((key, rec));
+                        }
+                        record(outcome.map(|_| rules::Applied { balance: None }))
+                    }
+                };
+                records.push(rec);
+                continue;
+            }
             let rec = match tx.key() {
                 // Only transactions with an id are signed.
                 None if verdict.is_err() => record(Err(refusal_claiming_no_id(tx, block_ms))),

@@ -4,7 +4,7 @@
 //! per call.
 
 use super::{Ledger, LedgerError};
-use crate::ledger::{AccountId, HoldEnd, HoldKey, RejectReason, Signer, TxId, TxKey};
+use crate::ledger::{AccountId, HoldEnd, HoldKey, RejectReason, Signer, Transaction, TxId, TxKey};
 use crate::storage::views;
 
 /// What a lookup of a transaction by id found.
@@ -76,10 +76,20 @@ impl Ledger {
         let Some(rec) = self.tx_record(key)? else {
             return Ok(None);
         };
+        // An item of a transfer set is shown with its place in the set.
+        let mut in_set = None;
         let tx = self.block(rec.height)?.and_then(|b| {
-            b.txs
-                .into_iter()
-                .find(|t| t.key().as_ref() == Some(key) && t.content_hash() == rec.tx_hash)
+            b.txs.into_iter().find_map(|t| {
+                let n = t.items().len();
+                let found = t
+                    .items()
+                    .iter()
+                    .position(|i| i.key().as_ref() == Some(key) && i.content_hash() == rec.tx_hash)?;
+                if matches!(t, Transaction::Set { .. }) {
+                    in_set = Some(serde_json::json!({"item": found + 1, "items": n}));
+                }
+                t.items().get(found).cloned()
+            })
         });
         let result = views::TxResultView::of(&rec, rec.height);
         let mut v = serde_json::json!({
@@ -92,6 +102,9 @@ impl Ledger {
             "balance": result.balance,
             "tx": tx,
         });
+        if let Some(set) = in_set {
+            v["set"] = set;
+        }
         if let (Signer::Holds(from), true) = (key.signer, rec.outcome.is_ok()) {
             v["hold"] = self.hold_json(&HoldKey {
                 from,

@@ -35,6 +35,7 @@ pub(crate) mod holds;
 mod recovery;
 mod registry;
 mod schema;
+pub(crate) mod sets;
 mod snapshot;
 mod snapshot_check;
 #[cfg(any(test, feature = "test-hooks"))]
@@ -268,8 +269,16 @@ impl Ledger {
             .iter()
             .map(|tx| tx.key().map(|k| self.tx_record(&k).map(|r| (k, r))).transpose())
             .collect::<Result<_, _>>()?;
+        // Set items count as copies of their ids too.
+        let item_keys: Vec<TxKey> = block
+            .txs
+            .iter()
+            .filter(|tx| matches!(tx, Transaction::Set { .. }))
+            .flat_map(Transaction::items)
+            .filter_map(Transaction::key)
+            .collect();
         let mut copies: std::collections::HashMap<&TxKey, usize> = std::collections::HashMap::new();
-        for (key, _) in stored.iter().flatten() {
+        for key in stored.iter().flatten().map(|(k, _)| k).chain(&item_keys) {
             *copies.entry(key).or_default() += 1;
         }
         // Where the outcome hangs on whether a copy was admitted (in time
@@ -297,7 +306,17 @@ impl Ledger {
         }
         let mut executed: std::collections::HashSet<TxKey> = std::collections::HashSet::new();
         let mut out = Vec::with_capacity(block.txs.len());
+        // Ids the transactions before the one at hand named.
+        let mut named_before: std::collections::HashSet<TxKey> = std::collections::HashSet::new();
         for (i, tx) in block.txs.iter().enumerate() {
+            if let Transaction::Set { items } = tx {
+                out.push(self.set_record_of(tx, items, block, hash, &named_before)?);
+                named_before.extend(items.iter().filter_map(Transaction::key));
+                continue;
+            }
+            if let Some(key) = tx.key() {
+                named_before.insert(key);
+            }
             let tx_hash = tx.content_hash();
             let made_here = |outcome| TxRecord {
                 tx_hash,
@@ -330,6 +349,70 @@ impl Ledger {
             out.push(rec);
         }
         Ok(out)
+    }
+
+    /// [`Ledger::records_of`] for the transfer set `set` (of `items`) of
+    /// `block` (of hash `hash`): admitted again (today's keys, as for lone
+    /// transactions; ids first used earlier in this block, by
+    /// `named_before`, count as used), and if it would run, its items'
+    /// records from this block.
+    fn set_record_of(
+        &self,
+        set: &Transaction,
+        items: &[Transaction],
+        block: &Block,
+        hash: Hash32,
+        named_before: &std::collections::HashSet<TxKey>,
+    ) -> Result<TxRecord, LedgerError> {
+        let height = block.height();
+        let keys = self.with_state(|s| self.item_keys(&self.book(s), items));
+        let earlier = |k: &TxKey| {
+            Ok(self
+                .tx_record(k)?
+                .filter(|r| r.height < height || (r.height == height && named_before.contains(k))))
+        };
+        let signed = height > self.genesis_tip.0;
+        let made_here = |outcome| TxRecord {
+            tx_hash: set.content_hash(),
+            height,
+            block_hash: hash,
+            outcome,
+        };
+        let block_ms = block.header.timestamp_ms;
+        // A resubmission of a set that ran before: its first outcome.
+        if let sets::Admission::Duplicate(first) = self.admit_set(set, items, block_ms, false, &keys, &earlier)? {
+            return Ok(first);
+        }
+        // Ran here: in time, and its items recorded from this block (not
+        // checked against today's keys, which may have rotated since).
+        let in_time = !signed || items.iter().all(|i| rules::check_expiry(i, block_ms).is_ok());
+        let mut ran_here = in_time && !items.is_empty();
+        let mut first = None;
+        for item in items {
+            let r = match item.key() {
+                Some(k) => self.tx_record(&k)?,
+                None => None,
+            };
+            ran_here &= r
+                .as_ref()
+                .is_some_and(|r| r.height == height && r.block_hash == hash && r.tx_hash == item.content_hash());
+            first = first.or(r);
+        }
+        if let (true, Some(r)) = (ran_here, &first) {
+            return Ok(sets::set_record(set.content_hash(), r));
+        }
+        Ok(match self.admit_set(set, items, block_ms, signed, &keys, &earlier)? {
+            sets::Admission::Refused(reason) => made_here(Err(reason)),
+            sets::Admission::Duplicate(first) => first,
+            // It would run with today's keys but left no records: an
+            // item's key changed since, and it was refused unsigned.
+            sets::Admission::Run => made_here(Err(RejectReason::Unauthorized {
+                signer: items
+                    .first()
+                    .and_then(Transaction::signer)
+                    .unwrap_or(Signer::Account(0)),
+            })),
+        })
     }
 
     /// Proof-of-work difficulty every block must meet.

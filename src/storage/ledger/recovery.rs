@@ -162,7 +162,12 @@ impl Ledger {
             let height = key_number(&k, PREFIX_LOCATION, "block location")?;
             let bytes = read_block(&self.blocks, height, &at)?;
             let block: Block = decode(&bytes, || format!("block {height}"))?;
-            for key in block.txs.iter().filter_map(Transaction::key) {
+            // A set's items' records, and settlements' under their holds, too.
+            let keys = block.txs.iter().flat_map(Transaction::items).flat_map(|tx| {
+                let settlement = tx.settles().map(|h| super::holds::settlement_key(&h));
+                tx.key().into_iter().chain(settlement)
+            });
+            for key in keys {
                 if self.tx_record(&key)?.is_some_and(|r| r.height > tip) {
                     self.tree.remove(tx_key(&key))?;
                     removed.1 += 1;

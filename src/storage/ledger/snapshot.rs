@@ -149,10 +149,15 @@ impl Ledger {
         let height = block.height();
         let mut seen = std::collections::HashSet::new();
         let mut n = 0;
-        let keys = block.txs.iter().flat_map(|tx| {
-            let settlement = tx.settles().map(|h| super::holds::settlement_key(&h));
-            tx.key().into_iter().chain(settlement)
-        });
+        // A set's records are its items'.
+        let keys = block
+            .txs
+            .iter()
+            .flat_map(crate::ledger::Transaction::items)
+            .flat_map(|tx| {
+                let settlement = tx.settles().map(|h| super::holds::settlement_key(&h));
+                tx.key().into_iter().chain(settlement)
+            });
         for key in keys {
             let Some(rec) = self.tx_record(&key)? else {
                 continue;

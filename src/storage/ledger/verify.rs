@@ -335,9 +335,49 @@ impl Ledger {
             .iter()
             .zip(&verdicts)
             .filter(|(_, v)| v.is_ok())
-            .filter_map(|(tx, _)| Some((tx.key()?, tx.content_hash())))
+            // A set's items are checked as it is, and may have run.
+            .flat_map(|(tx, _)| tx.items())
+            .filter_map(|tx| Some((tx.key()?, tx.content_hash())))
             .collect();
-        for ((tx, verdict), known) in block.txs.iter().zip(verdicts).zip(known) {
+        // A set's items are checked under the keys before the block, as
+        // apply checks them, and an id its refused copy names may be
+        // another copy's in this block.
+        let set_keys: Vec<Option<Vec<Option<PublicKey>>>> = block
+            .txs
+            .iter()
+            .map(|tx| match (tx, book.as_deref()) {
+                (Transaction::Set { items }, Some(b)) => Some(self.item_keys(b, items)),
+                _ => None,
+            })
+            .collect();
+        let mut copies: std::collections::HashMap<TxKey, usize> = std::collections::HashMap::new();
+        if block.txs.iter().any(|tx| matches!(tx, Transaction::Set { .. })) {
+            for key in block
+                .txs
+                .iter()
+                .flat_map(Transaction::items)
+                .filter_map(Transaction::key)
+            {
+                *copies.entry(key).or_default() += 1;
+            }
+        }
+        for (i, ((tx, verdict), known)) in block.txs.iter().zip(verdicts).zip(known).enumerate() {
+            if let Transaction::Set { items } = tx {
+                report.transfers += items
+                    .iter()
+                    .filter(|i| matches!(i, Transaction::Transfer { .. }))
+                    .count() as u64;
+                let here = Here {
+                    block,
+                    hash,
+                    at,
+                    signed,
+                    copies: &copies,
+                };
+                let book = book.as_deref_mut().zip(set_keys[i].as_deref());
+                self.verify_set(tx, items, &here, book, &mut seen_here, &mut settled_here)?;
+                continue;
+            }
             if matches!(tx, Transaction::Transfer { .. }) {
                 report.transfers += 1;
             }
@@ -418,6 +458,94 @@ impl Ledger {
             }
         }
         Ok(())
+    }
+}
+
+/// The block a transaction under audit is in.
+struct Here<'a> {
+    block: &'a Block,
+    hash: Hash32,
+    at: rules::At,
+    signed: bool,
+    /// How many times each id stands in the block, set items included.
+    copies: &'a std::collections::HashMap<TxKey, usize>,
+}
+
+impl Ledger {
+    /// Re-checks one transfer set of a block as apply ran it: admitted
+    /// alike (under its items' keys before the block, given with `book`),
+    /// and if it ran, re-run on `book` (the state before it) to the
+    /// records its items left; without `book`, that records it claims as
+    /// run here are its own.
+    fn verify_set(
+        &self,
+        set: &Transaction,
+        items: &[Transaction],
+        here: &Here<'_>,
+        book: Option<(&mut Book, &[Option<PublicKey>])>,
+        seen_here: &mut std::collections::HashSet<TxKey>,
+        settled_here: &mut std::collections::HashMap<TxKey, TxRecord>,
+    ) -> Result<(), LedgerError> {
+        let height = here.block.height();
+        let corrupt = |reason: String| LedgerError::Corruption { height, reason };
+        let Some((book, keys)) = book else {
+            for item in items {
+                let Some(key) = item.key() else { continue };
+                if let Some(r) = self.tx_record(&key)?.filter(|r| r.height == height) {
+                    if r.block_hash != here.hash {
+                        return Err(corrupt(format!(
+                            "the record of transaction {key} does not match the block"
+                        )));
+                    }
+                }
+            }
+            return Ok(());
+        };
+        // Records before this set: earlier blocks', and this block's so far.
+        let before = |k: &TxKey| -> Result<Option<TxRecord>, LedgerError> {
+            if let Some(r) = settled_here.get(k) {
+                return Ok(Some(r.clone()));
+            }
+            let r = self.tx_record(k)?;
+            Ok(r.filter(|r| r.height < height || seen_here.contains(k)))
+        };
+        let admission = self.admit_set(set, items, here.block.header.timestamp_ms, here.signed, keys, &before)?;
+        match admission {
+            super::sets::Admission::Duplicate(_) => Ok(()),
+            super::sets::Admission::Refused(reason) => {
+                for item in items {
+                    let Some(key) = item.key() else { continue };
+                    let claimed = self
+                        .tx_record(&key)?
+                        .is_some_and(|r| r.height == height && r.block_hash == here.hash);
+                    // Unless another copy of the id in this block claimed it.
+                    let alone = here.copies.get(&key).is_none_or(|n| *n <= 1);
+                    if claimed && alone && !seen_here.contains(&key) {
+                        return Err(corrupt(format!(
+                            "transaction {key} is recorded as run here, but its transfer set is refused: {reason}"
+                        )));
+                    }
+                }
+                Ok(())
+            }
+            super::sets::Admission::Run => {
+                let outcome = super::sets::run_set(book, items, here.at, &before)?;
+                for (key, want) in super::sets::item_records(items, &outcome, height, here.hash) {
+                    if self.tx_record(&key)?.as_ref() != Some(&want) {
+                        return Err(corrupt(format!(
+                            "transfer set item {key} re-executes to {:?} but is recorded otherwise",
+                            want.outcome
+                        )));
+                    }
+                    if matches!(key.signer, Signer::Settled(_)) {
+                        settled_here.insert(key, want);
+                    } else {
+                        seen_here.insert(key);
+                    }
+                }
+                Ok(())
+            }
+        }
     }
 }
 

@@ -6,6 +6,7 @@ mod apply;
 mod holds;
 mod recovery;
 mod registry;
+mod sets;
 mod verify;
 
 use crate::ledger::{Block, Genesis, Transaction, TxId};
