@@ -394,10 +394,12 @@ impl Block {
         // The cap bounds what a leader may propose. Block 0 is never
         // proposed: every node derives it from the genesis file, which opens
         // up to MAX_GENESIS_ACCOUNTS accounts in it.
-        if h.height > 0 && self.txs.len() > MAX_BLOCK_TXS {
+        // A set's items count one each: the cap bounds the signatures too.
+        let items: usize = self.txs.iter().map(|t| t.items().len()).sum();
+        if h.height > 0 && items > MAX_BLOCK_TXS {
             return Err(BlockError::TooManyTxs {
                 height: h.height,
-                count: self.txs.len(),
+                count: items,
             });
         }
         if h.tx_count as usize != self.txs.len() {
@@ -598,6 +600,24 @@ mod tests {
         assert!(matches!(
             later.verify_contents(),
             Err(BlockError::TooManyTxs { height: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn a_sets_items_count_against_the_transaction_cap() {
+        let set = |n: usize| Transaction::Set {
+            items: (0..n as u64).map(transfer).collect(),
+        };
+        let sets = MAX_BLOCK_TXS / crate::ledger::MAX_SET_ITEMS;
+        let full: Vec<Transaction> = (0..sets).map(|_| set(crate::ledger::MAX_SET_ITEMS)).collect();
+        let ok = Block::new(Hash32([7; 32]), 1, Hash32([1; 32]), 1, 0, full.clone());
+        assert!(ok.verify_contents().is_ok());
+        let mut over = full;
+        over.push(set(1));
+        let over = Block::new(Hash32([7; 32]), 1, Hash32([1; 32]), 1, 0, over);
+        assert!(matches!(
+            over.verify_contents(),
+            Err(BlockError::TooManyTxs { count, .. }) if count == MAX_BLOCK_TXS + 1
         ));
     }
 

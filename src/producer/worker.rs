@@ -7,7 +7,7 @@ use super::outcomes::Outcomes;
 use super::precheck::Projection;
 use super::{Pending, ProducerConfig, Reply, SubmitError, RAFT_ANSWER_TIMEOUT};
 use crate::ledger::block::MAX_BLOCK_TXS;
-use crate::ledger::{Block, BlockOutcome, Hash32, Transaction, TxKey, TxRecord};
+use crate::ledger::{Block, BlockOutcome, Hash32, Transaction, TxKey, TxRecord, MAX_SET_ITEMS};
 use crate::raft::read_barrier::{ReadBarrier, ReadBarrierError};
 use crate::raft::{NodeId, Raft, TypeConfig};
 use crate::stats::{self, Stage};
@@ -124,12 +124,18 @@ impl Worker {
                 first = rx.recv(), if self.inflight.len() < depth => {
                     let Some(first) = first else { break };
                     let mut bytes = first.tx.encoded_len();
+                    // Items, a set's counted one each, as the block cap counts them.
+                    let mut items = first.tx.items().len();
                     let mut batch = vec![first];
                     // Waiting for company only pays while blocks are in
                     // flight anyway; an idle cluster proposes at once.
                     let wait_until = (!self.inflight.is_empty() && !self.config.batch_max_wait.is_zero())
                         .then(|| tokio::time::Instant::now() + self.config.batch_max_wait);
-                    while batch.len() < max_txs && bytes < self.config.batch_max_bytes {
+                    // Room is kept for a whole set: the next may be one.
+                    while items < max_txs
+                        && items + MAX_SET_ITEMS <= MAX_BLOCK_TXS
+                        && bytes < self.config.batch_max_bytes
+                    {
                         let next = match rx.try_recv() {
                             Ok(p) => Some(p),
                             Err(_) => match wait_until {
@@ -140,6 +146,7 @@ impl Worker {
                         match next {
                             Some(p) => {
                                 bytes += p.tx.encoded_len();
+                                items += p.tx.items().len();
                                 batch.push(p);
                             }
                             None => break,
